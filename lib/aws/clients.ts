@@ -1,0 +1,40 @@
+/** AWS SDK clients built from the configuration; creating them does no I/O. */
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { SQSClient } from "@aws-sdk/client-sqs";
+import type { Config } from "../config.ts";
+
+/** The clients the AWS store and queue use. */
+export interface AwsClients {
+  dynamo: DynamoDBClient;
+  documents: DynamoDBDocumentClient;
+  sqs: SQSClient;
+  /** Closes the clients' sockets. */
+  destroy(): void;
+}
+
+/** Creates DynamoDB and SQS clients for the configured region and endpoint. */
+export function createAwsClients(config: Config): AwsClients {
+  const common = {
+    region: config.awsRegion,
+    endpoint: config.awsEndpointUrl,
+    // A copy: the SDK writes bookkeeping onto the credentials object, and the config is frozen.
+    credentials: config.awsCredentials && { ...config.awsCredentials },
+    maxAttempts: 3,
+  };
+  const dynamo = new DynamoDBClient(common);
+  const documents = DynamoDBDocumentClient.from(dynamo, {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  const sqs = new SQSClient(common);
+  return {
+    dynamo,
+    documents,
+    sqs,
+    destroy() {
+      documents.destroy();
+      dynamo.destroy();
+      sqs.destroy();
+    },
+  };
+}

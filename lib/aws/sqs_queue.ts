@@ -1,0 +1,116 @@
+/** The job queue on Amazon SQS: one queue per lane, each with its dead-letter queue. */
+import {
+  ChangeMessageVisibilityCommand,
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  type SQSClient,
+} from "@aws-sdk/client-sqs";
+import type { JobTicket } from "../jobs.ts";
+import type { JobQueue, Lane, ReceivedJob, ReceiveOptions } from "../queue.ts";
+
+/** The queue name or URL of each lane. */
+export type LaneQueues = Readonly<Record<Lane, string>>;
+
+/** A {@linkcode JobQueue} on two SQS queues. */
+export class SqsJobQueue implements JobQueue {
+  #sqs: SQSClient;
+  #queues: LaneQueues;
+  #urls = new Map<Lane, Promise<string>>();
+
+  constructor(sqs: SQSClient, queues: LaneQueues) {
+    this.#sqs = sqs;
+    this.#queues = queues;
+  }
+
+  async send(lane: Lane, ticket: JobTicket): Promise<void> {
+    await this.#sqs.send(
+      new SendMessageCommand({
+        QueueUrl: await this.#url(lane),
+        MessageBody: JSON.stringify(ticket),
+      }),
+    );
+  }
+
+  async receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]> {
+    const out = await this.#sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: await this.#url(lane),
+        MaxNumberOfMessages: options.maxMessages,
+        WaitTimeSeconds: options.waitSeconds,
+        VisibilityTimeout: options.visibilitySeconds,
+        MessageSystemAttributeNames: ["ApproximateReceiveCount"],
+      }),
+      { abortSignal: options.signal },
+    );
+    return (out.Messages ?? []).map((m) => ({
+      lane,
+      ticket: parseTicket(m.Body),
+      receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 1),
+      receipt: m.ReceiptHandle ?? "",
+    }));
+  }
+
+  async delete(message: ReceivedJob): Promise<void> {
+    await this.#sqs.send(
+      new DeleteMessageCommand({
+        QueueUrl: await this.#url(message.lane),
+        ReceiptHandle: message.receipt,
+      }),
+    );
+  }
+
+  async release(message: ReceivedJob, delaySeconds: number): Promise<void> {
+    await this.#sqs.send(
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: await this.#url(message.lane),
+        ReceiptHandle: message.receipt,
+        VisibilityTimeout: delaySeconds,
+      }),
+    );
+  }
+
+  async maxReceiveCount(lane: Lane): Promise<number | undefined> {
+    const out = await this.#sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: await this.#url(lane),
+        AttributeNames: ["RedrivePolicy"],
+      }),
+    );
+    const policy = out.Attributes?.RedrivePolicy;
+    if (!policy) return undefined;
+    const count = Number(JSON.parse(policy).maxReceiveCount);
+    return Number.isFinite(count) ? count : undefined;
+  }
+
+  #url(lane: Lane): Promise<string> {
+    let url = this.#urls.get(lane);
+    if (!url) {
+      url = resolveQueueUrl(this.#sqs, this.#queues[lane]);
+      // A failed lookup is not cached, so the next call tries again.
+      url.catch(() => this.#urls.delete(lane));
+      this.#urls.set(lane, url);
+    }
+    return url;
+  }
+}
+
+/** The URL of a queue given by name or by URL. */
+export async function resolveQueueUrl(sqs: SQSClient, nameOrUrl: string): Promise<string> {
+  if (/^https?:\/\//.test(nameOrUrl)) return nameOrUrl;
+  const out = await sqs.send(new GetQueueUrlCommand({ QueueName: nameOrUrl }));
+  if (!out.QueueUrl) throw new Error(`Cannot find queue: no URL for "${nameOrUrl}"`);
+  return out.QueueUrl;
+}
+
+function parseTicket(body: string | undefined): JobTicket {
+  const value = JSON.parse(body ?? "null");
+  if (typeof value?.job_id !== "string" || typeof value?.conversation_id !== "string") {
+    throw new TypeError(
+      `Cannot read job message: body is not a job ticket: ${body?.slice(0, 200)}`,
+    );
+  }
+  return { job_id: value.job_id, conversation_id: value.conversation_id };
+}

@@ -1,0 +1,55 @@
+/** The body of `POST /chat`, checked against a schema. */
+import { z } from "zod";
+import { type FieldProblem, invalidRequest } from "./errors.ts";
+import type { Priority } from "./jobs.ts";
+
+const chatRequestSchema = z.object({
+  conversation_id: z.string({ error: "must be a string" })
+    .trim()
+    .min(1, "must not be empty")
+    .max(256, "must be at most 256 characters"),
+  user_message: z.string({ error: "must be a string" })
+    .refine((s) => s.trim().length > 0, "must not be empty"),
+  images: z.array(
+    z.object({ image_url: z.string({ error: "must be a string" }).min(1, "must not be empty") }, {
+      error: "must be an object with an image_url string",
+    }),
+    { error: "must be an array of { image_url } objects" },
+  ).optional(),
+  priority: z.enum(["high", "normal"], { error: 'must be "high" or "normal"' }).optional(),
+}, { error: "must be a JSON object" });
+
+/** A valid chat request. */
+export interface ChatRequest {
+  conversationId: string;
+  userMessage: string;
+  imageUrls: string[];
+  priority: Priority;
+}
+
+/** Parses a JSON value as a chat request, or throws a 400 listing every problem. */
+export function parseChatRequest(body: unknown): ChatRequest {
+  const result = chatRequestSchema.safeParse(body, { reportInput: true });
+  if (!result.success) {
+    throw invalidRequest(result.error.issues.map(toProblem));
+  }
+  const { conversation_id, user_message, images, priority } = result.data;
+  return {
+    conversationId: conversation_id,
+    userMessage: user_message,
+    imageUrls: (images ?? []).map((i) => i.image_url),
+    priority: priority ?? "normal",
+  };
+}
+
+function toProblem(issue: z.core.$ZodIssue): FieldProblem {
+  const param = issue.path.length === 0
+    ? "body"
+    : issue.path.map((p, i) =>
+      typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`
+    ).join("");
+  // Zod reports a missing key as an invalid type with input undefined.
+  const missing = issue.code === "invalid_type" && issue.input === undefined &&
+    issue.path.length > 0;
+  return { param, message: missing ? "is required" : issue.message };
+}

@@ -1,0 +1,205 @@
+/**
+ * The gateway's configuration: read from the environment here and nowhere else,
+ * checked once at start-up, then passed down as a frozen object.
+ */
+import process from "node:process";
+
+/** Where conversations, jobs and queues live. */
+export type BackendKind = "aws";
+
+/** The address and model of one OpenAI-compatible LLM server. */
+export interface LlmEndpoint {
+  readonly baseUrl: string;
+  readonly model: string;
+}
+
+/** Static AWS credentials, only ever used against a local emulator or when given explicitly. */
+export interface AwsCredentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken?: string;
+}
+
+/** Everything the gateway and the worker need to know, validated. */
+export interface Config {
+  readonly backend: BackendKind;
+  readonly port: number;
+  /** Interface the local server binds to. */
+  readonly host: string;
+  readonly awsRegion: string;
+  /** Set for Moto or another emulator; unset means real AWS. */
+  readonly awsEndpointUrl?: string;
+  readonly awsCredentials?: AwsCredentials;
+  readonly conversationsTable: string;
+  readonly jobsTable: string;
+  /** Queue name or full queue URL. */
+  readonly jobsQueue: string;
+  /** Queue name or full queue URL. */
+  readonly priorityQueue: string;
+  readonly vllm: LlmEndpoint;
+  readonly ollama: LlmEndpoint;
+  readonly logFile?: string;
+  /** How long the worker waits for one backend answer. */
+  readonly llmTimeoutMs: number;
+  /** SQS long-poll wait when the worker is idle (0 to 20). */
+  readonly pollWaitSeconds: number;
+  /** How long a failed job stays hidden before its next attempt. */
+  readonly retryDelaySeconds: number;
+  /** Deliveries before a job is given up; `deno task setup` writes it into the redrive policy. */
+  readonly maxAttempts: number;
+  /** How long job records are kept (DynamoDB TTL). */
+  readonly jobTtlDays: number;
+}
+
+/** Thrown at start-up when an environment variable is missing or malformed. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** The environment as a plain record; tests pass their own. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads the process environment (works under Deno and under Node.js in Lambda). */
+export function processEnv(): Env {
+  return { ...process.env };
+}
+
+/** Builds and validates the configuration from an environment record. */
+export function loadConfig(env: Env = processEnv()): Config {
+  const problems: string[] = [];
+  const read = new EnvReader(env, problems);
+
+  const backend = read.oneOf("BACKEND", ["aws"] as const, "aws");
+  const awsEndpointUrl = read.optionalUrl("AWS_ENDPOINT_URL");
+  const config: Config = {
+    backend,
+    port: read.integer("PORT", 8787, 0, 65535),
+    host: read.string("HOST", "127.0.0.1"),
+    awsRegion: read.string("AWS_REGION", "us-east-1"),
+    awsEndpointUrl,
+    awsCredentials: readCredentials(env, awsEndpointUrl !== undefined),
+    conversationsTable: read.string("CONVERSATIONS_TABLE", "Conversations"),
+    jobsTable: read.string("JOBS_TABLE", "GatewayJobs"),
+    jobsQueue: read.string("JOBS_QUEUE", "llm-jobs"),
+    priorityQueue: read.string("PRIORITY_QUEUE", "llm-jobs-priority"),
+    vllm: {
+      baseUrl: read.url("VLLM_BASE_URL", "http://localhost:8000/v1"),
+      model: read.string("VLLM_MODEL", "Qwen/Qwen2.5-1.5B-Instruct"),
+    },
+    ollama: {
+      baseUrl: read.url("OLLAMA_BASE_URL", "http://localhost:11434/v1"),
+      model: read.string("OLLAMA_MODEL", "llava"),
+    },
+    logFile: env.LOG_FILE?.trim() || undefined,
+    llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
+    pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
+    retryDelaySeconds: read.integer("RETRY_DELAY_S", 10, 0, 43200),
+    maxAttempts: read.integer("MAX_ATTEMPTS", 3, 1, 1000),
+    jobTtlDays: read.integer("JOB_TTL_DAYS", 7, 1, 3650),
+  };
+  if (config.jobsQueue === config.priorityQueue) {
+    problems.push("PRIORITY_QUEUE must differ from JOBS_QUEUE");
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(`Invalid configuration: ${problems.join("; ")}`);
+  }
+  return deepFreeze(config);
+}
+
+/** A one-line, secret-free description of the configuration, for the start-up log. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  return {
+    backend: config.backend,
+    aws_region: config.awsRegion,
+    aws_endpoint_url: config.awsEndpointUrl ?? "(AWS default)",
+    conversations_table: config.conversationsTable,
+    jobs_table: config.jobsTable,
+    jobs_queue: config.jobsQueue,
+    priority_queue: config.priorityQueue,
+    vllm_base_url: config.vllm.baseUrl,
+    vllm_model: config.vllm.model,
+    ollama_base_url: config.ollama.baseUrl,
+    ollama_model: config.ollama.model,
+  };
+}
+
+function readCredentials(env: Env, localEmulator: boolean): AwsCredentials | undefined {
+  const accessKeyId = env.AWS_ACCESS_KEY_ID?.trim();
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY?.trim();
+  if (accessKeyId && secretAccessKey) {
+    return {
+      accessKeyId,
+      secretAccessKey,
+      sessionToken: env.AWS_SESSION_TOKEN?.trim() || undefined,
+    };
+  }
+  // An emulator accepts any key; without this the SDK would go looking for
+  // credentials in files and the instance metadata service.
+  return localEmulator ? { accessKeyId: "local", secretAccessKey: "local" } : undefined;
+}
+
+class EnvReader {
+  #env: Env;
+  #problems: string[];
+
+  constructor(env: Env, problems: string[]) {
+    this.#env = env;
+    this.#problems = problems;
+  }
+
+  #raw(name: string): string | undefined {
+    const value = this.#env[name]?.trim();
+    return value === "" ? undefined : value;
+  }
+
+  string(name: string, fallback: string): string {
+    return this.#raw(name) ?? fallback;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.#raw(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      this.#problems.push(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const raw = this.#raw(name);
+    if (raw === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    this.#problems.push(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
+    return fallback;
+  }
+
+  url(name: string, fallback: string): string {
+    return this.optionalUrl(name) ?? fallback;
+  }
+
+  optionalUrl(name: string): string | undefined {
+    const raw = this.#raw(name);
+    if (raw === undefined) return undefined;
+    try {
+      const url = new URL(raw);
+      if (url.protocol === "http:" || url.protocol === "https:") return raw.replace(/\/+$/, "");
+    } catch {
+      // reported below
+    }
+    this.#problems.push(`${name} must be an http(s) URL, got "${raw}"`);
+    return undefined;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object") {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

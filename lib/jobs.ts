@@ -1,0 +1,73 @@
+/** Job records: what the front door promised and what the worker did about it. */
+import type { ChatMessage } from "./messages.ts";
+
+/** Where a job is in its life. */
+export type JobStatus = "queued" | "running" | "succeeded" | "failed";
+
+/** How urgently a job should run. */
+export type Priority = "high" | "normal";
+
+/** The stored record of one chat job. */
+export interface Job {
+  job_id: string;
+  conversation_id: string;
+  status: JobStatus;
+  /** The backend's route name, e.g. "vllm". */
+  route: string;
+  model: string;
+  priority: Priority;
+  user_message: ChatMessage;
+  /** Deliveries so far. */
+  attempts: number;
+  created_at: string;
+  updated_at: string;
+  started_at?: string;
+  finished_at?: string;
+  /** The assistant's answer, once succeeded. */
+  reply?: string;
+  /** Why the last attempt failed; on a failed job, why it was given up. */
+  error?: string;
+  /** Epoch seconds after which the store may delete the record (DynamoDB TTL). */
+  expires_at: number;
+}
+
+/** What travels on the queue: enough to find the job record. */
+export interface JobTicket {
+  job_id: string;
+  conversation_id: string;
+}
+
+/** Options for {@linkcode newJob}. */
+export interface NewJobOptions {
+  conversationId: string;
+  route: string;
+  model: string;
+  priority: Priority;
+  userMessage: ChatMessage;
+  ttlDays: number;
+  now?: Date;
+}
+
+/** A fresh queued job with a random id. */
+export function newJob(options: NewJobOptions): Job {
+  const now = options.now ?? new Date();
+  const iso = now.toISOString();
+  return {
+    job_id: crypto.randomUUID(),
+    conversation_id: options.conversationId,
+    status: "queued",
+    route: options.route,
+    model: options.model,
+    priority: options.priority,
+    user_message: options.userMessage,
+    attempts: 0,
+    created_at: iso,
+    updated_at: iso,
+    expires_at: Math.floor(now.getTime() / 1000) + options.ttlDays * 86_400,
+  };
+}
+
+/** The ticket that goes on the queue for a job. */
+export function ticketFor(job: Job): JobTicket {
+  return { job_id: job.job_id, conversation_id: job.conversation_id };
+}

@@ -1,0 +1,86 @@
+/** The one call every backend shares: OpenAI-compatible `POST {baseUrl}/chat/completions`. */
+import type { Backend } from "./backends.ts";
+import type { ChatMessage } from "./messages.ts";
+
+/** Why a backend call failed; `status` is the HTTP status when the backend answered. */
+export class BackendError extends Error {
+  readonly status?: number;
+
+  constructor(message: string, status?: number) {
+    super(message);
+    this.name = "BackendError";
+    this.status = status;
+  }
+}
+
+/** Options for {@linkcode chatCompletion}. */
+export interface ChatCompletionOptions {
+  /** The model to ask for; default the backend's. */
+  model?: string;
+  timeoutMs: number;
+}
+
+/** Sends messages to a backend and returns the assistant's reply. */
+export async function chatCompletion(
+  backend: Backend,
+  messages: readonly ChatMessage[],
+  options: ChatCompletionOptions,
+): Promise<ChatMessage> {
+  const url = `${backend.baseUrl}/chat/completions`;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: options.model ?? backend.model, messages, stream: false }),
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+  } catch (err) {
+    const cause = err as Error;
+    if (cause.name === "TimeoutError") {
+      throw new BackendError(
+        `Backend "${backend.name}" did not answer within ${options.timeoutMs / 1000} s at ${url}`,
+      );
+    }
+    throw new BackendError(
+      `Cannot reach backend "${backend.name}" at ${url} (set by ${backend.baseUrlVariable}): ${cause.message}`,
+    );
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    throw new BackendError(
+      `Backend "${backend.name}" answered ${response.status} at ${url}: ${upstreamMessage(text)}`,
+      response.status,
+    );
+  }
+  const content = parseReply(text);
+  if (content === undefined) {
+    throw new BackendError(
+      `Backend "${backend.name}" sent a reply without choices[0].message.content at ${url}: ${
+        text.slice(0, 200)
+      }`,
+      response.status,
+    );
+  }
+  return { role: "assistant", content };
+}
+
+function parseReply(text: string): string | undefined {
+  try {
+    const content = JSON.parse(text)?.choices?.[0]?.message?.content;
+    return typeof content === "string" ? content : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function upstreamMessage(text: string): string {
+  try {
+    const body = JSON.parse(text);
+    const message = body?.error?.message ?? body?.error ?? body?.message;
+    if (typeof message === "string") return message.slice(0, 500);
+  } catch {
+    // not JSON: fall through to the raw text
+  }
+  return text.slice(0, 500) || "(empty body)";
+}

@@ -1,0 +1,45 @@
+/** What the gateway needs from a job queue with a priority lane, whichever queue backs it. */
+import type { JobTicket, Priority } from "./jobs.ts";
+
+/** The two lanes: the priority queue is always drained first. */
+export type Lane = "priority" | "default";
+
+/** Lanes in the order the worker takes from them. */
+export const LANES: readonly Lane[] = ["priority", "default"];
+
+/** The lane a job of a given priority goes to. */
+export function laneFor(priority: Priority): Lane {
+  return priority === "high" ? "priority" : "default";
+}
+
+/** A message taken from a lane, hidden from other workers until deleted or released. */
+export interface ReceivedJob {
+  lane: Lane;
+  ticket: JobTicket;
+  /** How many times this message has been delivered, this time included. */
+  receiveCount: number;
+  /** Opaque handle for delete and visibility changes. */
+  receipt: string;
+}
+
+/** Options for {@linkcode JobQueue.receive}. */
+export interface ReceiveOptions {
+  maxMessages: number;
+  /** Long-poll for up to this many seconds when the lane is empty; 0 returns at once. */
+  waitSeconds: number;
+  /** How long received messages stay hidden. */
+  visibilitySeconds: number;
+  signal?: AbortSignal;
+}
+
+/** A two-lane job queue with at-least-once delivery. */
+export interface JobQueue {
+  send(lane: Lane, ticket: JobTicket): Promise<void>;
+  receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]>;
+  /** Removes a message for good: only after its job is done. */
+  delete(message: ReceivedJob): Promise<void>;
+  /** Makes a message visible again after `delaySeconds` (0: at once). */
+  release(message: ReceivedJob, delaySeconds: number): Promise<void>;
+  /** Deliveries after which a lane moves a message to its dead-letter queue, if it has one. */
+  maxReceiveCount(lane: Lane): Promise<number | undefined>;
+}

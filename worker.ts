@@ -1,0 +1,34 @@
+/**
+ * The worker that runs beside the LLMs (`deno task worker`): it only makes
+ * outbound connections, pulling jobs from the queue and calling the backends.
+ */
+import { describeConfig, loadConfig } from "./lib/config.ts";
+import { createLogger } from "./lib/log.ts";
+import { openServices } from "./lib/services.ts";
+import { JobWorker } from "./lib/worker_loop.ts";
+
+if (import.meta.main) {
+  const config = loadConfig();
+  const logger = createLogger({ file: config.logFile });
+  const services = openServices(config);
+  const worker = new JobWorker(services, { logger });
+
+  logger.info("Worker starting", describeConfig(config));
+  try {
+    await worker.start();
+  } catch (err) {
+    logger.error((err as Error).message);
+    services.close();
+    Deno.exit(1);
+  }
+  logger.info("Worker polling");
+  const stop = () => {
+    logger.info("Worker stopping: finishing the running job");
+    worker.stop();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await worker.finished;
+  services.close();
+  logger.info("Worker stopped");
+}
