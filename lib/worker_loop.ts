@@ -23,6 +23,7 @@ export class JobWorker {
   #pollWaitSeconds: number;
   #maxReceiveCount?: Record<Lane, number>;
   #stopping = new AbortController();
+  #idle = false;
   #loop?: Promise<void>;
 
   constructor(services: Services, options: WorkerOptions) {
@@ -68,17 +69,25 @@ export class JobWorker {
     }
   }
 
-  /** The next message: the priority lane first, then the default lane, then a long poll of both. */
+  /**
+   * The next message: the priority lane first, then the default lane, then a
+   * long poll of both. Once idle, only long polls, until a message arrives:
+   * that halves the empty receives an idle worker pays for.
+   */
   async #next(signal: AbortSignal): Promise<ReceivedJob | undefined> {
-    for (const lane of LANES) {
-      const [message] = await this.#receive(lane, 0, signal);
-      if (message) return message;
+    if (!this.#idle) {
+      for (const lane of LANES) {
+        const [message] = await this.#receive(lane, 0, signal);
+        if (message) return message;
+      }
     }
     if (this.#pollWaitSeconds === 0) {
       await pause(IDLE_PAUSE_MS, signal);
       return undefined;
     }
-    return await this.#longPollBoth(signal);
+    const message = await this.#longPollBoth(signal);
+    this.#idle = message === undefined;
+    return message;
   }
 
   /**

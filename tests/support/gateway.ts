@@ -44,8 +44,8 @@ export interface TestGateway {
   waitForJob(jobId: string, timeoutMs?: number): Promise<Job>;
   /** Messages waiting or in flight on a queue (name or URL). */
   queueDepth(queue: string): Promise<number>;
-  /** How many job records exist. */
-  jobCount(): Promise<number>;
+  /** Every job record in the jobs table. */
+  jobRecords(): Promise<Job[]>;
   stop(): Promise<void>;
 }
 
@@ -136,11 +136,9 @@ export async function startTestGateway(
       return Number(out.Attributes?.ApproximateNumberOfMessages) +
         Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible);
     },
-    async jobCount() {
-      const out = await clients.documents.send(
-        new ScanCommand({ TableName: config.jobsTable, Select: "COUNT" }),
-      );
-      return out.Count ?? 0;
+    async jobRecords() {
+      const out = await clients.documents.send(new ScanCommand({ TableName: config.jobsTable }));
+      return (out.Items ?? []) as Job[];
     },
     async stop() {
       await Promise.all(workers.map((w) => w.stop()));

@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { handler } from "../main.ts";
+import { startTestGateway } from "./support/gateway.ts";
+import { skipWithoutMoto, startMoto } from "./support/moto.ts";
+
+const ignore = skipWithoutMoto();
+
+/** An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it. */
+function httpApiEvent(
+  method: string,
+  path: string,
+  options: { query?: string; body?: unknown } = {},
+) {
+  const now = new Date();
+  return {
+    version: "2.0",
+    routeKey: "$default",
+    rawPath: path,
+    rawQueryString: options.query ?? "",
+    headers: {
+      "content-type": "application/json",
+      host: "abc123.execute-api.us-east-1.amazonaws.com",
+    },
+    requestContext: {
+      accountId: "123456789012",
+      apiId: "abc123",
+      domainName: "abc123.execute-api.us-east-1.amazonaws.com",
+      domainPrefix: "abc123",
+      http: { method, path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "lambda-test" },
+      requestId: crypto.randomUUID(),
+      routeKey: "$default",
+      stage: "$default",
+      time: now.toUTCString(),
+      timeEpoch: now.getTime(),
+    },
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    isBase64Encoded: false,
+  };
+}
+
+Deno.test({
+  name: "the Lambda handler answers API Gateway v2 events for POST /chat and GET /conversation",
+  ignore,
+  // The handler keeps its AWS clients for the life of the process, as a Lambda does.
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const moto = await startMoto();
+    const gateway = await startTestGateway(moto);
+    const previous = Deno.env.toObject();
+    for (const [key, value] of Object.entries(gateway.env)) Deno.env.set(key, value!);
+    try {
+      await gateway.startWorker();
+      // deno-lint-ignore no-explicit-any
+      const invoke = (event: unknown) => handler(event as any, {} as any) as Promise<any>;
+
+      let jobId = "";
+      await t.step("POST /chat enqueues the message and answers 202", async () => {
+        const result = await invoke(httpApiEvent("POST", "/chat", {
+          body: { conversation_id: "lambda-1", user_message: "Hi from Lambda" },
+        }));
+        assert.equal(result.statusCode, 202);
+        const body = JSON.parse(result.body);
+        assert.equal(body.status, "queued");
+        jobId = body.job_id;
+        assert.equal((await gateway.waitForJob(jobId)).status, "succeeded");
+      });
+
+      await t.step("GET /conversation returns the stored exchange", async () => {
+        const result = await invoke(
+          httpApiEvent("GET", "/conversation", { query: "conversation_id=lambda-1" }),
+        );
+        assert.equal(result.statusCode, 200);
+        assert.deepEqual(JSON.parse(result.body).messages, [
+          { role: "user", content: "Hi from Lambda" },
+          { role: "assistant", content: "vllm says: Hi from Lambda" },
+        ]);
+      });
+
+      await t.step("a bad body gets its 400 in OpenAI's error shape", async () => {
+        const result = await invoke(
+          httpApiEvent("POST", "/chat", { body: { conversation_id: "x" } }),
+        );
+        assert.equal(result.statusCode, 400);
+        assert.equal(JSON.parse(result.body).error.param, "user_message");
+      });
+    } finally {
+      for (const key of Object.keys(gateway.env)) {
+        if (key in previous) Deno.env.set(key, previous[key]);
+        else Deno.env.delete(key);
+      }
+      await gateway.stop();
+      await moto.stop();
+    }
+  },
+});
