@@ -1,43 +1,52 @@
 /**
- * The gateway's front door. `deno task dev` serves it locally; in AWS, Lambda
- * calls `handler` behind API Gateway HTTP API (payload format 2.0).
+ * The gateway's front door. `deno task dev` serves it locally (with the
+ * embedded backend, the worker runs in this process too); in AWS, Lambda calls
+ * `handler` behind API Gateway HTTP API (payload format 2.0).
  */
 import { handle } from "hono/aws-lambda";
 import { createApp } from "./lib/app.ts";
 import { describeConfig, loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { openServices } from "./lib/services.ts";
+import { JobWorker } from "./lib/worker_loop.ts";
 
-/** Reads the configuration and builds the app with its logger. */
-function buildGateway() {
+/** Reads the configuration and builds the app with its logger and services. */
+async function buildGateway() {
   const config = loadConfig();
   const logger = createLogger({ file: config.logFile });
-  const services = openServices(config);
+  const services = await openServices(config);
   return { config, logger, services, app: createApp(services, { logger }) };
 }
 
 type LambdaHandler = ReturnType<typeof handle>;
-let lambda: LambdaHandler | undefined;
+let lambda: Promise<LambdaHandler> | undefined;
 
 /** AWS Lambda entry point; the app is built on the first invocation, not at import. */
-export const handler: LambdaHandler = (event, context) => {
-  lambda ??= handle(buildGateway().app);
-  return lambda(event, context);
+export const handler: LambdaHandler = async (event, context) => {
+  lambda ??= buildGateway().then(({ app }) => handle(app));
+  return (await lambda)(event, context);
 };
 
 if (import.meta.main) {
-  const { config, logger, services, app } = buildGateway();
+  const { config, logger, services, app } = await buildGateway();
   logger.info("Gateway starting", describeConfig(config));
+  const worker = config.backend === "embedded" ? new JobWorker(services, { logger }) : undefined;
+  await worker?.start();
   const server = Deno.serve({
     hostname: config.host,
     port: config.port,
     onListen: ({ hostname, port }) =>
-      logger.info("Gateway listening", { url: `http://${hostname}:${port}` }),
+      logger.info("Gateway listening", {
+        url: `http://${hostname}:${port}`,
+        worker: worker ? "in this process" : "run `deno task worker` beside the LLMs",
+      }),
   }, app.fetch);
   const shutdown = async () => {
     logger.info("Gateway stopping");
     await server.shutdown();
+    await worker?.stop();
     services.close();
+    logger.info("Gateway stopped");
   };
   Deno.addSignalListener("SIGINT", shutdown);
   Deno.addSignalListener("SIGTERM", shutdown);

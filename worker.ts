@@ -10,7 +10,14 @@ import { JobWorker } from "./lib/worker_loop.ts";
 if (import.meta.main) {
   const config = loadConfig();
   const logger = createLogger({ file: config.logFile });
-  const services = openServices(config);
+  if (config.backend === "embedded") {
+    logger.error(
+      "Nothing to do: with BACKEND=embedded the worker already runs inside `deno task dev`. " +
+        "Set BACKEND=aws (see .env.example) to run the worker on its own.",
+    );
+    Deno.exit(1);
+  }
+  const services = await openServices(config);
   const worker = new JobWorker(services, { logger });
 
   logger.info("Worker starting", describeConfig(config));

@@ -4,8 +4,11 @@
  */
 import process from "node:process";
 
-/** Where conversations, jobs and queues live. */
-export type BackendKind = "aws";
+/**
+ * Where conversations, jobs and queues live: "embedded" in a local Deno KV
+ * file with the worker in the same process, or "aws" on DynamoDB and SQS.
+ */
+export type BackendKind = "embedded" | "aws";
 
 /** The address and model of one OpenAI-compatible LLM server. */
 export interface LlmEndpoint {
@@ -23,6 +26,8 @@ export interface AwsCredentials {
 /** Everything the gateway and the worker need to know, validated. */
 export interface Config {
   readonly backend: BackendKind;
+  /** Where the embedded backend keeps its data. */
+  readonly dataDir: string;
   readonly port: number;
   /** Interface the local server binds to. */
   readonly host: string;
@@ -72,10 +77,11 @@ export function loadConfig(env: Env = processEnv()): Config {
   const problems: string[] = [];
   const read = new EnvReader(env, problems);
 
-  const backend = read.oneOf("BACKEND", ["aws"] as const, "aws");
+  const backend = read.oneOf("BACKEND", ["embedded", "aws"] as const, "embedded");
   const awsEndpointUrl = read.optionalUrl("AWS_ENDPOINT_URL");
   const config: Config = {
     backend,
+    dataDir: read.string("DATA_DIR", "./data"),
     port: read.integer("PORT", 8787, 0, 65535),
     host: read.string("HOST", "127.0.0.1"),
     awsRegion: read.string("AWS_REGION", "us-east-1"),
@@ -111,14 +117,17 @@ export function loadConfig(env: Env = processEnv()): Config {
 
 /** A one-line, secret-free description of the configuration, for the start-up log. */
 export function describeConfig(config: Config): Record<string, unknown> {
-  return {
-    backend: config.backend,
+  const storage = config.backend === "embedded" ? { data_dir: config.dataDir } : {
     aws_region: config.awsRegion,
     aws_endpoint_url: config.awsEndpointUrl ?? "(AWS default)",
     conversations_table: config.conversationsTable,
     jobs_table: config.jobsTable,
     jobs_queue: config.jobsQueue,
     priority_queue: config.priorityQueue,
+  };
+  return {
+    backend: config.backend,
+    ...storage,
     vllm_base_url: config.vllm.baseUrl,
     vllm_model: config.vllm.model,
     ollama_base_url: config.ollama.baseUrl,

@@ -32,6 +32,16 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
 }
 
+/** How many messages a lane holds. */
+export interface QueueDepth {
+  /** Ready to be received. */
+  waiting: number;
+  /** Received and not yet deleted, or waiting out a retry delay. */
+  in_flight: number;
+  /** In the lane's dead-letter queue. */
+  dead: number;
+}
+
 /** A two-lane job queue with at-least-once delivery. */
 export interface JobQueue {
   send(lane: Lane, ticket: JobTicket): Promise<void>;
@@ -42,4 +52,6 @@ export interface JobQueue {
   release(message: ReceivedJob, delaySeconds: number): Promise<void>;
   /** Deliveries after which a lane moves a message to its dead-letter queue, if it has one. */
   maxReceiveCount(lane: Lane): Promise<number | undefined>;
+  /** Approximate message counts of a lane and its dead-letter queue. */
+  depth(lane: Lane): Promise<QueueDepth>;
 }

@@ -6,6 +6,8 @@ import type { Store } from "./store.ts";
 import { createAwsClients } from "./aws/clients.ts";
 import { DynamoStore } from "./aws/dynamo_store.ts";
 import { SqsJobQueue } from "./aws/sqs_queue.ts";
+import { KvStore } from "./embedded/kv_store.ts";
+import { KvJobQueue } from "./embedded/kv_queue.ts";
 
 /** Everything the front door and the worker share. */
 export interface Services {
@@ -17,8 +19,23 @@ export interface Services {
   close(): void;
 }
 
-/** Builds the services for a configuration. Opens no connection until first used. */
-export function openServices(config: Config): Services {
+/**
+ * Builds the services for a configuration. The AWS backend opens no
+ * connection until first used; the embedded one opens its data file.
+ */
+export async function openServices(config: Config): Promise<Services> {
+  const backends = backendsFromConfig(config);
+  if (config.backend === "embedded") {
+    await Deno.mkdir(config.dataDir, { recursive: true });
+    const kv = await Deno.openKv(`${config.dataDir}/gateway.sqlite3`);
+    return {
+      config,
+      store: new KvStore(kv),
+      queue: new KvJobQueue(kv, { maxReceiveCount: config.maxAttempts }),
+      backends,
+      close: () => kv.close(),
+    };
+  }
   const clients = createAwsClients(config);
   return {
     config,
@@ -30,7 +47,7 @@ export function openServices(config: Config): Services {
       priority: config.priorityQueue,
       default: config.jobsQueue,
     }),
-    backends: backendsFromConfig(config),
+    backends,
     close: () => clients.destroy(),
   };
 }

@@ -7,6 +7,12 @@ import { createLogger } from "../lib/log.ts";
 if (import.meta.main) {
   const config = loadConfig();
   const logger = createLogger();
+  if (config.backend !== "aws") {
+    logger.info(
+      "Nothing to set up: the embedded backend creates its data file on start. Set BACKEND=aws for Moto or AWS",
+    );
+    Deno.exit(0);
+  }
   const clients = createAwsClients(config);
   logger.info("Setting up tables and queues", describeConfig(config));
   try {

@@ -1,22 +1,19 @@
 import assert from "node:assert/strict";
 import { createApp } from "../lib/app.ts";
-import { loadConfig } from "../lib/config.ts";
 import type { ErrorBody } from "../lib/errors.ts";
 import type { Job } from "../lib/jobs.ts";
 import { silentLogger } from "../lib/log.ts";
-import { openServices } from "../lib/services.ts";
-import { startTestGateway, type TestGateway } from "./support/gateway.ts";
-import { skipWithoutMoto, startMoto } from "./support/moto.ts";
-
-const ignore = skipWithoutMoto();
+import { LANES } from "../lib/queue.ts";
+import { backendTest, type TestGateway } from "./support/gateway.ts";
 
 async function nothingQueued(gateway: TestGateway) {
-  assert.equal(await gateway.queueDepth(gateway.config.jobsQueue), 0, "default queue is empty");
-  assert.equal(
-    await gateway.queueDepth(gateway.config.priorityQueue),
-    0,
-    "priority queue is empty",
-  );
+  for (const lane of LANES) {
+    assert.deepEqual(
+      await gateway.depth(lane),
+      { waiting: 0, in_flight: 0, dead: 0 },
+      `the ${lane} queue is empty`,
+    );
+  }
   assert.deepEqual(await gateway.jobRecords(), [], "no job record was written");
 }
 
@@ -78,154 +75,138 @@ const badBodies: { name: string; body: unknown; param: string; pattern: RegExp }
   },
 ];
 
-Deno.test({
-  name: "the front door answers each route in OpenAI's error shape and enqueues only valid jobs",
-  ignore,
-  async fn(t) {
-    const moto = await startMoto();
-    const gateway = await startTestGateway(moto);
-    try {
-      await t.step("GET /healthz answers 200", async () => {
-        const res = await gateway.app.request("/healthz");
-        assert.equal(res.status, 200);
-        assert.deepEqual(await res.json(), { status: "ok" });
-      });
+backendTest(
+  "the front door answers each route in OpenAI's error shape and enqueues only valid jobs",
+  async (t, start) => {
+    const gateway = await start();
+    await t.step("GET /healthz answers 200", async () => {
+      const res = await gateway.app.request("/healthz");
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { status: "ok" });
+    });
 
-      for (const bad of badBodies) {
-        await t.step(
-          `POST /chat with ${bad.name} gets a 400 naming ${bad.param} and enqueues nothing`,
-          async () => {
-            const res = await gateway.postChat(bad.body);
-            assert.equal(res.status, 400);
-            const { error } = await res.json() as ErrorBody;
-            assert.equal(error.type, "invalid_request_error");
-            assert.equal(error.param, bad.param);
-            assert.match(error.message, bad.pattern);
-            assert.ok(
-              error.message.includes(bad.param),
-              `message names the field: ${error.message}`,
-            );
-            await nothingQueued(gateway);
-          },
-        );
-      }
-
-      await t.step("a 400 lists every problem of the body at once", async () => {
-        const res = await gateway.postChat({
-          conversation_id: "",
-          user_message: 1,
-          priority: "now",
-        });
-        assert.equal(res.status, 400);
-        const { error } = await res.json() as ErrorBody;
-        assert.deepEqual(error.details?.map((d) => d.param), [
-          "conversation_id",
-          "user_message",
-          "priority",
-        ]);
-        await nothingQueued(gateway);
-      });
-
+    for (const bad of badBodies) {
       await t.step(
-        "GET /conversation without conversation_id is a 400, and an unknown one a 404",
+        `POST /chat with ${bad.name} gets a 400 naming ${bad.param} and enqueues nothing`,
         async () => {
-          const missing = await gateway.app.request("/conversation");
-          assert.equal(missing.status, 400);
-          assert.equal((await missing.json() as ErrorBody).error.param, "conversation_id");
-          const unknown = await gateway.app.request("/conversation?conversation_id=nobody");
-          assert.equal(unknown.status, 404);
-          assert.equal((await unknown.json() as ErrorBody).error.type, "not_found_error");
-        },
-      );
-
-      await t.step("an unknown job and an unknown route are JSON 404s", async () => {
-        const job = await gateway.app.request("/jobs/no-such-job");
-        assert.equal(job.status, 404);
-        assert.match((await job.json() as ErrorBody).error.message, /Job not found/);
-        const route = await gateway.app.request("/nope", { method: "DELETE" });
-        assert.equal(route.status, 404);
-        assert.match((await route.json() as ErrorBody).error.message, /no route for DELETE \/nope/);
-      });
-
-      await t.step(
-        "POST /chat answers 202, writes a queued job and puts it on the priority queue",
-        async () => {
-          const res = await gateway.postChat({
-            conversation_id: "abc-123",
-            user_message: "Hi",
-            priority: "high",
-          });
-          assert.equal(res.status, 202);
-          const body = await res.json();
-          assert.equal(typeof body.job_id, "string");
-          assert.deepEqual({ ...body, job_id: "?" }, {
-            job_id: "?",
-            conversation_id: "abc-123",
-            status: "queued",
-            route: "vllm",
-            model: "test-text-model",
-            priority: "high",
-            history_messages: 0,
-          });
-          assert.equal(await gateway.queueDepth(gateway.config.priorityQueue), 1);
-          assert.equal(await gateway.queueDepth(gateway.config.jobsQueue), 0);
-
-          const jobRes = await gateway.app.request(`/jobs/${body.job_id}`);
-          assert.equal(jobRes.status, 200);
-          const job = await jobRes.json() as Job;
-          assert.equal(job.status, "queued");
-          assert.deepEqual(job.user_message, { role: "user", content: "Hi" });
+          const res = await gateway.postChat(bad.body);
+          assert.equal(res.status, 400);
+          const { error } = await res.json() as ErrorBody;
+          assert.equal(error.type, "invalid_request_error");
+          assert.equal(error.param, bad.param);
+          assert.match(error.message, bad.pattern);
           assert.ok(
-            job.expires_at > Date.now() / 1000 + 6 * 86_400,
-            "the record carries a TTL a week out",
+            error.message.includes(bad.param),
+            `message names the field: ${error.message}`,
           );
+          await nothingQueued(gateway);
         },
       );
+    }
 
-      await t.step("a normal message goes to the default queue", async () => {
+    await t.step("a 400 lists every problem of the body at once", async () => {
+      const res = await gateway.postChat({
+        conversation_id: "",
+        user_message: 1,
+        priority: "now",
+      });
+      assert.equal(res.status, 400);
+      const { error } = await res.json() as ErrorBody;
+      assert.deepEqual(error.details?.map((d) => d.param), [
+        "conversation_id",
+        "user_message",
+        "priority",
+      ]);
+      await nothingQueued(gateway);
+    });
+
+    await t.step(
+      "GET /conversation without conversation_id is a 400, and an unknown one a 404",
+      async () => {
+        const missing = await gateway.app.request("/conversation");
+        assert.equal(missing.status, 400);
+        assert.equal((await missing.json() as ErrorBody).error.param, "conversation_id");
+        const unknown = await gateway.app.request("/conversation?conversation_id=nobody");
+        assert.equal(unknown.status, 404);
+        assert.equal((await unknown.json() as ErrorBody).error.type, "not_found_error");
+      },
+    );
+
+    await t.step("an unknown job and an unknown route are JSON 404s", async () => {
+      const job = await gateway.app.request("/jobs/no-such-job");
+      assert.equal(job.status, 404);
+      assert.match((await job.json() as ErrorBody).error.message, /Job not found/);
+      const route = await gateway.app.request("/nope", { method: "DELETE" });
+      assert.equal(route.status, 404);
+      assert.match((await route.json() as ErrorBody).error.message, /no route for DELETE \/nope/);
+    });
+
+    await t.step(
+      "POST /chat answers 202, writes a queued job and puts it on the priority queue",
+      async () => {
         const res = await gateway.postChat({
           conversation_id: "abc-123",
-          user_message: "Hello again",
+          user_message: "Hi",
+          priority: "high",
         });
         assert.equal(res.status, 202);
-        assert.equal((await res.json()).priority, "normal");
-        assert.equal(await gateway.queueDepth(gateway.config.jobsQueue), 1);
-      });
-    } finally {
-      await gateway.stop();
-      await moto.stop();
-    }
-  },
-});
+        const body = await res.json();
+        assert.equal(typeof body.job_id, "string");
+        assert.deepEqual({ ...body, job_id: "?" }, {
+          job_id: "?",
+          conversation_id: "abc-123",
+          status: "queued",
+          route: "vllm",
+          model: "test-text-model",
+          priority: "high",
+          history_messages: 0,
+        });
+        assert.equal((await gateway.depth("priority")).waiting, 1);
+        assert.equal((await gateway.depth("default")).waiting, 0);
 
-Deno.test({
-  name: "a job that cannot be enqueued gets a 503 and its record says why",
-  ignore,
-  async fn() {
-    const moto = await startMoto();
-    const gateway = await startTestGateway(moto);
-    // Same tables, but queues that do not exist.
-    const services = openServices(
-      loadConfig({ ...gateway.env, JOBS_QUEUE: "missing", PRIORITY_QUEUE: "missing-too" }),
+        const jobRes = await gateway.app.request(`/jobs/${body.job_id}`);
+        assert.equal(jobRes.status, 200);
+        const job = await jobRes.json() as Job;
+        assert.equal(job.status, "queued");
+        assert.deepEqual(job.user_message, { role: "user", content: "Hi" });
+        assert.ok(
+          job.expires_at > Date.now() / 1000 + 6 * 86_400,
+          "the record carries a TTL a week out",
+        );
+      },
     );
-    try {
-      const app = createApp(services, { logger: silentLogger });
-      const res = await app.request("/chat", {
-        method: "POST",
-        body: JSON.stringify({ conversation_id: "c", user_message: "hi" }),
+
+    await t.step("a normal message goes to the default queue", async () => {
+      const res = await gateway.postChat({
+        conversation_id: "abc-123",
+        user_message: "Hello again",
       });
-      assert.equal(res.status, 503);
-      const { error } = await res.json() as ErrorBody;
-      assert.match(error.message, /Cannot enqueue job/);
-      const jobs = await gateway.jobRecords();
-      assert.equal(jobs.length, 1);
-      const [job] = jobs;
-      assert.equal(job.status, "failed");
-      assert.match(job.error ?? "", /Could not be enqueued/);
-    } finally {
-      services.close();
-      await gateway.stop();
-      await moto.stop();
-    }
+      assert.equal(res.status, 202);
+      assert.equal((await res.json()).priority, "normal");
+      assert.equal((await gateway.depth("default")).waiting, 1);
+    });
   },
-});
+);
+
+backendTest(
+  "a job that cannot be enqueued gets a 503 and its record says why",
+  async (_t, start) => {
+    const gateway = await start();
+    const failingQueue = {
+      ...gateway.services.queue,
+      send: () => Promise.reject(new Error("queue is down")),
+    };
+    const app = createApp({ ...gateway.services, queue: failingQueue }, { logger: silentLogger });
+    const res = await app.request("/chat", {
+      method: "POST",
+      body: JSON.stringify({ conversation_id: "c", user_message: "hi" }),
+    });
+    assert.equal(res.status, 503);
+    const { error } = await res.json() as ErrorBody;
+    assert.match(error.message, /Cannot enqueue job: queue is down/);
+    const jobs: Job[] = await gateway.jobRecords();
+    assert.equal(jobs.length, 1);
+    assert.equal(jobs[0].status, "failed");
+    assert.match(jobs[0].error ?? "", /Could not be enqueued: queue is down/);
+  },
+);

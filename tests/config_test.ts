@@ -3,7 +3,8 @@ import { ConfigError, describeConfig, loadConfig } from "../lib/config.ts";
 
 Deno.test("configuration has working defaults for a local set-up", () => {
   const config = loadConfig({});
-  assert.equal(config.backend, "aws");
+  assert.equal(config.backend, "embedded", "a fresh clone needs no AWS and no Moto");
+  assert.equal(config.dataDir, "./data");
   assert.equal(config.port, 8787);
   assert.equal(config.awsRegion, "us-east-1");
   assert.equal(config.conversationsTable, "Conversations");
@@ -33,7 +34,7 @@ Deno.test("a bad variable is named in one error that lists every problem", () =>
       assert.ok(err instanceof ConfigError);
       assert.match(err.message, /PORT must be a whole number from 0 to 65535, got "eighty"/);
       assert.match(err.message, /VLLM_BASE_URL must be an http\(s\) URL, got "localhost:8000"/);
-      assert.match(err.message, /BACKEND must be one of aws, got "gcp"/);
+      assert.match(err.message, /BACKEND must be one of embedded, aws, got "gcp"/);
       return true;
     },
   );

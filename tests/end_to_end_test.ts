@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import type { Job } from "../lib/jobs.ts";
 import type { Conversation } from "../lib/store.ts";
-import { startTestGateway, type TestGateway } from "./support/gateway.ts";
-import { skipWithoutMoto, startMoto } from "./support/moto.ts";
-
-const ignore = skipWithoutMoto();
+import { backendTest, type TestGateway } from "./support/gateway.ts";
 
 async function send(
   gateway: TestGateway,
@@ -21,178 +17,147 @@ async function conversation(gateway: TestGateway, id: string): Promise<Conversat
   return await res.json();
 }
 
-Deno.test({
-  name: "a message goes through queue, worker and backend into the conversation",
-  ignore,
-  async fn(t) {
-    const moto = await startMoto();
-    try {
-      await t.step("a text message and its reply land in the conversation in order", async () => {
-        const gateway = await startTestGateway(moto);
-        try {
-          await gateway.startWorker();
-          const { job_id } = await send(gateway, {
-            conversation_id: "abc-123",
-            user_message: "Hi",
-          });
-          const job = await gateway.waitForJob(job_id);
-          assert.equal(job.status, "succeeded");
-          assert.equal(job.reply, "vllm says: Hi");
-          const stored = await conversation(gateway, "abc-123");
-          assert.deepEqual(stored.messages, [
-            { role: "user", content: "Hi" },
-            { role: "assistant", content: "vllm says: Hi" },
-          ]);
-          assert.ok(!Number.isNaN(Date.parse(stored.updated_at)), "updated_at is an ISO date");
-          assert.equal(
-            await gateway.queueDepth(gateway.config.jobsQueue),
-            0,
-            "the message was deleted",
-          );
-        } finally {
-          await gateway.stop();
-        }
-      });
-
-      await t.step(
-        "a second message sends the first exchange to the backend as history",
-        async () => {
-          const gateway = await startTestGateway(moto);
-          try {
-            await gateway.startWorker();
-            await gateway.waitForJob(
-              (await send(gateway, { conversation_id: "c", user_message: "one" })).job_id,
-            );
-            await gateway.waitForJob(
-              (await send(gateway, { conversation_id: "c", user_message: "two" })).job_id,
-            );
-            assert.equal(gateway.vllm.requests.length, 2);
-            assert.deepEqual(gateway.vllm.requests[1].messages, [
-              { role: "user", content: "one" },
-              { role: "assistant", content: "vllm says: one" },
-              { role: "user", content: "two" },
-            ]);
-            assert.equal(gateway.vllm.requests[1].model, "test-text-model");
-            const stored = await conversation(gateway, "c");
-            assert.deepEqual(stored.messages.map((m) => m.content), [
-              "one",
-              "vllm says: one",
-              "two",
-              "vllm says: two",
-            ]);
-          } finally {
-            await gateway.stop();
-          }
-        },
-      );
-
-      await t.step("an image message goes to Ollama and a text one to vLLM", async () => {
-        const gateway = await startTestGateway(moto);
-        try {
-          await gateway.startWorker();
-          const image = await send(gateway, {
-            conversation_id: "pics",
-            user_message: "What is this?",
-            images: [{ image_url: "https://example.com/cat.png" }],
-          });
-          assert.equal(image.route, "ollama");
-          await gateway.waitForJob(image.job_id);
-          const text = await send(gateway, { conversation_id: "pics", user_message: "And now?" });
-          assert.equal(text.route, "vllm");
-          await gateway.waitForJob(text.job_id);
-
-          assert.equal(gateway.ollama.requests.length, 1);
-          assert.equal(gateway.ollama.requests[0].model, "test-vision-model");
-          assert.deepEqual(gateway.ollama.requests[0].messages, [{
-            role: "user",
-            content: [
-              { type: "text", text: "What is this?" },
-              { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
-            ],
-          }]);
-          assert.equal(gateway.vllm.requests.length, 1);
-          // The text model gets a note where the image was, never the image part.
-          assert.deepEqual(gateway.vllm.requests[0].messages[0], {
-            role: "user",
-            content: "What is this?\n[image: https://example.com/cat.png]",
-          });
-          const stored = await conversation(gateway, "pics");
-          assert.deepEqual(stored.messages[0].content, [
-            { type: "text", text: "What is this?" },
-            { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
-          ]);
-          assert.equal(stored.messages.length, 4);
-        } finally {
-          await gateway.stop();
-        }
-      });
-
-      await t.step("with both queues loaded, the priority jobs are taken first", async () => {
-        const gateway = await startTestGateway(moto);
-        try {
-          const normal = [];
-          for (let i = 0; i < 3; i++) {
-            normal.push(
-              await send(gateway, { conversation_id: `n${i}`, user_message: `normal ${i}` }),
-            );
-          }
-          const high = [];
-          for (let i = 0; i < 3; i++) {
-            high.push(
-              await send(gateway, {
-                conversation_id: `h${i}`,
-                user_message: `high ${i}`,
-                priority: "high",
-              }),
-            );
-          }
-          await gateway.startWorker();
-          for (const { job_id } of [...normal, ...high]) await gateway.waitForJob(job_id);
-          const order = gateway.vllm.requests.map((r) => String(r.messages.at(-1)?.content));
-          assert.deepEqual(order.slice(0, 3).sort(), ["high 0", "high 1", "high 2"]);
-          assert.deepEqual(order.slice(3).sort(), ["normal 0", "normal 1", "normal 2"]);
-        } finally {
-          await gateway.stop();
-        }
-      });
-
-      await t.step(
-        "a backend error leaves the message for redelivery, then fails the job with its reason",
-        async () => {
-          const gateway = await startTestGateway(moto, {
-            vllmAnswer: () => ({ status: 500, message: "model crashed" }),
-            env: { MAX_ATTEMPTS: "3" },
-          });
-          try {
-            await gateway.startWorker();
-            const { job_id } = await send(gateway, {
-              conversation_id: "broken",
-              user_message: "Hi",
-            });
-            const job: Job = await gateway.waitForJob(job_id);
-            assert.equal(job.status, "failed");
-            assert.equal(job.attempts, 3);
-            assert.match(job.error ?? "", /Gave up after 3 attempts/);
-            assert.match(job.error ?? "", /answered 500/);
-            assert.match(job.error ?? "", /model crashed/);
-            assert.equal(gateway.vllm.requests.length, 3, "each delivery called the backend once");
-            // The message was never deleted: SQS moves it to the dead-letter queue.
-            const dlq = `${gateway.config.jobsQueue}-dlq`;
-            const deadline = Date.now() + 10_000;
-            while (await gateway.queueDepth(dlq) === 0 && Date.now() < deadline) {
-              await new Promise((r) => setTimeout(r, 100));
-            }
-            assert.equal(await gateway.queueDepth(dlq), 1);
-            assert.equal(await gateway.queueDepth(gateway.config.jobsQueue), 0);
-            const missing = await gateway.app.request("/conversation?conversation_id=broken");
-            assert.equal(missing.status, 404, "a failed job appends nothing");
-          } finally {
-            await gateway.stop();
-          }
-        },
-      );
-    } finally {
-      await moto.stop();
-    }
-  },
+backendTest("a text message and its reply land in the conversation in order", async (_t, start) => {
+  const gateway = await start();
+  await gateway.startWorker();
+  const { job_id } = await send(gateway, { conversation_id: "abc-123", user_message: "Hi" });
+  const job = await gateway.waitForJob(job_id);
+  assert.equal(job.status, "succeeded");
+  assert.equal(job.reply, "vllm says: Hi");
+  assert.equal(job.attempts, 1);
+  const stored = await conversation(gateway, "abc-123");
+  assert.deepEqual(stored.messages, [
+    { role: "user", content: "Hi" },
+    { role: "assistant", content: "vllm says: Hi" },
+  ]);
+  assert.ok(!Number.isNaN(Date.parse(stored.updated_at)), "updated_at is an ISO date");
+  assert.deepEqual(
+    await gateway.depth("default"),
+    { waiting: 0, in_flight: 0, dead: 0 },
+    "the message was deleted",
+  );
 });
+
+backendTest(
+  "a second message sends the first exchange to the backend as history",
+  async (_t, start) => {
+    const gateway = await start();
+    await gateway.startWorker();
+    await gateway.waitForJob(
+      (await send(gateway, { conversation_id: "c", user_message: "one" })).job_id,
+    );
+    await gateway.waitForJob(
+      (await send(gateway, { conversation_id: "c", user_message: "two" })).job_id,
+    );
+    assert.equal(gateway.vllm.requests.length, 2);
+    assert.deepEqual(gateway.vllm.requests[1].messages, [
+      { role: "user", content: "one" },
+      { role: "assistant", content: "vllm says: one" },
+      { role: "user", content: "two" },
+    ]);
+    assert.equal(gateway.vllm.requests[1].model, "test-text-model");
+    const stored = await conversation(gateway, "c");
+    assert.deepEqual(stored.messages.map((m) => m.content), [
+      "one",
+      "vllm says: one",
+      "two",
+      "vllm says: two",
+    ]);
+  },
+);
+
+backendTest("an image message goes to Ollama and a text one to vLLM", async (_t, start) => {
+  const gateway = await start();
+  await gateway.startWorker();
+  const imageParts = [
+    { type: "text", text: "What is this?" },
+    { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
+  ];
+  const image = await send(gateway, {
+    conversation_id: "pics",
+    user_message: "What is this?",
+    images: [{ image_url: "https://example.com/cat.png" }],
+  });
+  assert.equal(image.route, "ollama");
+  await gateway.waitForJob(image.job_id);
+  const text = await send(gateway, { conversation_id: "pics", user_message: "And now?" });
+  assert.equal(text.route, "vllm");
+  await gateway.waitForJob(text.job_id);
+
+  assert.equal(gateway.ollama.requests.length, 1);
+  assert.equal(gateway.ollama.requests[0].model, "test-vision-model");
+  assert.deepEqual(gateway.ollama.requests[0].messages, [{ role: "user", content: imageParts }]);
+  assert.equal(gateway.vllm.requests.length, 1);
+  // The text model gets a note where the image was, never the image part.
+  assert.deepEqual(gateway.vllm.requests[0].messages[0], {
+    role: "user",
+    content: "What is this?\n[image: https://example.com/cat.png]",
+  });
+  const stored = await conversation(gateway, "pics");
+  assert.deepEqual(stored.messages[0].content, imageParts, "the history keeps the content parts");
+  assert.equal(stored.messages.length, 4);
+});
+
+backendTest("with both queues loaded, the priority jobs are taken first", async (_t, start) => {
+  const gateway = await start();
+  const jobs = [];
+  for (let i = 0; i < 3; i++) {
+    jobs.push(await send(gateway, { conversation_id: `n${i}`, user_message: `normal ${i}` }));
+  }
+  for (let i = 0; i < 3; i++) {
+    jobs.push(
+      await send(gateway, {
+        conversation_id: `h${i}`,
+        user_message: `high ${i}`,
+        priority: "high",
+      }),
+    );
+  }
+  await gateway.startWorker();
+  for (const { job_id } of jobs) await gateway.waitForJob(job_id);
+  const order = gateway.vllm.requests.map((r) => String(r.messages.at(-1)?.content));
+  assert.deepEqual(order.slice(0, 3).sort(), ["high 0", "high 1", "high 2"]);
+  assert.deepEqual(order.slice(3).sort(), ["normal 0", "normal 1", "normal 2"]);
+});
+
+backendTest(
+  "a backend error leaves the message for redelivery, then fails the job with its reason",
+  async (_t, start) => {
+    const gateway = await start({
+      vllmAnswer: () => ({ status: 500, message: "model crashed" }),
+      env: { MAX_ATTEMPTS: "3" },
+    });
+    await gateway.startWorker();
+    const { job_id } = await send(gateway, { conversation_id: "broken", user_message: "Hi" });
+    const job = await gateway.waitForJob(job_id);
+    assert.equal(job.status, "failed");
+    assert.equal(job.attempts, 3);
+    assert.match(job.error ?? "", /Gave up after 3 attempts/);
+    assert.match(job.error ?? "", /answered 500/);
+    assert.match(job.error ?? "", /model crashed/);
+    assert.equal(gateway.vllm.requests.length, 3, "each delivery called the backend once");
+    // The message was never deleted: the queue moves it to the dead-letter queue.
+    const deadline = Date.now() + 10_000;
+    while ((await gateway.depth("default")).dead === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(await gateway.depth("default"), { waiting: 0, in_flight: 0, dead: 1 });
+    const missing = await gateway.app.request("/conversation?conversation_id=broken");
+    assert.equal(missing.status, 404, "a failed job appends nothing");
+  },
+);
+
+backendTest(
+  "an unreachable backend fails the job naming the URL and the variable that sets it",
+  async (_t, start) => {
+    const gateway = await start({ env: { MAX_ATTEMPTS: "1" } });
+    await gateway.vllm.stop();
+    await gateway.startWorker();
+    const { job_id } = await send(gateway, { conversation_id: "offline", user_message: "Hi" });
+    const job = await gateway.waitForJob(job_id);
+    assert.equal(job.status, "failed");
+    assert.match(job.error ?? "", /Cannot reach backend "vllm"/);
+    assert.ok(job.error?.includes(`${gateway.vllm.baseUrl}/chat/completions`), job.error);
+    assert.match(job.error ?? "", /set by VLLM_BASE_URL/);
+  },
+);

@@ -46,7 +46,7 @@ Deno.test({
   sanitizeOps: false,
   async fn(t) {
     const moto = await startMoto();
-    const gateway = await startTestGateway(moto);
+    const gateway = await startTestGateway("aws", { moto });
     const previous = Deno.env.toObject();
     for (const [key, value] of Object.entries(gateway.env)) Deno.env.set(key, value!);
     try {

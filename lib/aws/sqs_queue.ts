@@ -9,7 +9,7 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { JobTicket } from "../jobs.ts";
-import type { JobQueue, Lane, ReceivedJob, ReceiveOptions } from "../queue.ts";
+import type { JobQueue, Lane, QueueDepth, ReceivedJob, ReceiveOptions } from "../queue.ts";
 
 /** The queue name or URL of each lane. */
 export type LaneQueues = Readonly<Record<Lane, string>>;
@@ -73,6 +73,26 @@ export class SqsJobQueue implements JobQueue {
   }
 
   async maxReceiveCount(lane: Lane): Promise<number | undefined> {
+    const count = Number((await this.#redrivePolicy(lane))?.maxReceiveCount);
+    return Number.isFinite(count) ? count : undefined;
+  }
+
+  async depth(lane: Lane): Promise<QueueDepth> {
+    const main = await this.#counts(await this.#url(lane));
+    const dlqArn = (await this.#redrivePolicy(lane))?.deadLetterTargetArn;
+    const dead = dlqArn
+      ? await this.#counts(await resolveQueueUrl(this.#sqs, dlqArn.split(":").pop()!))
+      : undefined;
+    return {
+      waiting: main.visible,
+      in_flight: main.hidden,
+      dead: dead ? dead.visible + dead.hidden : 0,
+    };
+  }
+
+  async #redrivePolicy(
+    lane: Lane,
+  ): Promise<{ maxReceiveCount?: unknown; deadLetterTargetArn?: string } | undefined> {
     const out = await this.#sqs.send(
       new GetQueueAttributesCommand({
         QueueUrl: await this.#url(lane),
@@ -80,9 +100,27 @@ export class SqsJobQueue implements JobQueue {
       }),
     );
     const policy = out.Attributes?.RedrivePolicy;
-    if (!policy) return undefined;
-    const count = Number(JSON.parse(policy).maxReceiveCount);
-    return Number.isFinite(count) ? count : undefined;
+    return policy ? JSON.parse(policy) : undefined;
+  }
+
+  async #counts(queueUrl: string): Promise<{ visible: number; hidden: number }> {
+    const out = await this.#sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: [
+          "ApproximateNumberOfMessages",
+          "ApproximateNumberOfMessagesNotVisible",
+          "ApproximateNumberOfMessagesDelayed",
+        ],
+      }),
+    );
+    const attributes: Record<string, string | undefined> = out.Attributes ?? {};
+    const count = (name: string) => Number(attributes[name] ?? 0);
+    return {
+      visible: count("ApproximateNumberOfMessages"),
+      hidden: count("ApproximateNumberOfMessagesNotVisible") +
+        count("ApproximateNumberOfMessagesDelayed"),
+    };
   }
 
   #url(lane: Lane): Promise<string> {

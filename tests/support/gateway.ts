@@ -1,16 +1,19 @@
-/** A whole gateway for a test: Moto tables and queues, stand-in LLMs, the app, and a worker. */
-import { GetQueueAttributesCommand, GetQueueUrlCommand } from "@aws-sdk/client-sqs";
+/**
+ * A whole gateway for a test, on either backend: storage (Moto or a temporary
+ * Deno KV file), stand-in LLMs, the app, and workers.
+ */
 import { ScanCommand } from "@aws-sdk/lib-dynamodb";
 import type { Hono } from "hono";
 import { createApp } from "../../lib/app.ts";
-import { type AwsClients, createAwsClients } from "../../lib/aws/clients.ts";
+import { createAwsClients } from "../../lib/aws/clients.ts";
 import { provisionAws } from "../../lib/aws/provision.ts";
-import { type Config, type Env, loadConfig } from "../../lib/config.ts";
+import { type BackendKind, type Config, type Env, loadConfig } from "../../lib/config.ts";
 import type { Job } from "../../lib/jobs.ts";
 import { silentLogger } from "../../lib/log.ts";
+import type { Lane, QueueDepth } from "../../lib/queue.ts";
 import { openServices, type Services } from "../../lib/services.ts";
 import { JobWorker } from "../../lib/worker_loop.ts";
-import type { Moto } from "./moto.ts";
+import { type Moto, skipWithoutMoto, startMoto } from "./moto.ts";
 import {
   type RecordedRequest,
   type StandInAnswer,
@@ -18,41 +21,88 @@ import {
   startStandInLlm,
 } from "./stand_in_llm.ts";
 
-/** Options for {@linkcode startTestGateway}. */
+/** Both backends; every behaviour test runs on each. */
+export const BACKENDS: readonly BackendKind[] = ["embedded", "aws"];
+
+/** Options for {@linkcode TestGatewayFactory}. */
 export interface TestGatewayOptions {
   /** Extra environment, over the test defaults. */
   env?: Env;
-  vllmAnswer?: (request: RecordedRequest) => StandInAnswer;
-  ollamaAnswer?: (request: RecordedRequest) => StandInAnswer;
+  vllmAnswer?: (request: RecordedRequest) => StandInAnswer | Promise<StandInAnswer>;
+  ollamaAnswer?: (request: RecordedRequest) => StandInAnswer | Promise<StandInAnswer>;
 }
 
 /** A running test gateway. */
 export interface TestGateway {
+  backend: BackendKind;
   env: Env;
   config: Config;
   services: Services;
-  clients: AwsClients;
   // deno-lint-ignore no-explicit-any
   app: Hono<any>;
   vllm: StandInLlm;
   ollama: StandInLlm;
-  /** Starts a worker; it is stopped by {@linkcode TestGateway.stop}. */
+  /** Starts a worker; it is stopped with the gateway. */
   startWorker(): Promise<JobWorker>;
   /** POSTs a JSON body (or a raw string) to /chat in-process. */
   postChat(body: unknown): Promise<Response>;
   /** Polls the job until it is succeeded or failed, for at most `timeoutMs`. */
   waitForJob(jobId: string, timeoutMs?: number): Promise<Job>;
-  /** Messages waiting or in flight on a queue (name or URL). */
-  queueDepth(queue: string): Promise<number>;
-  /** Every job record in the jobs table. */
+  /** Message counts of a lane. */
+  depth(lane: Lane): Promise<QueueDepth>;
+  /** Every job record in the store. */
   jobRecords(): Promise<Job[]>;
+  /** Stops workers, stand-ins and clients; safe to call twice. */
   stop(): Promise<void>;
 }
 
-/** Environment that points a gateway at Moto with fresh, uniquely named resources. */
-export function testEnv(moto: Moto, extra: Env = {}): Env {
+/** Starts a gateway for the test that asked for it. */
+export type TestGatewayFactory = (options?: TestGatewayOptions) => Promise<TestGateway>;
+
+/**
+ * Registers one test per backend. Gateways made with `start` are stopped when
+ * the test ends, and so is the Moto server of the AWS run.
+ */
+export function backendTest(
+  name: string,
+  fn: (t: Deno.TestContext, start: TestGatewayFactory) => Promise<void>,
+): void {
+  for (const backend of BACKENDS) {
+    Deno.test({
+      name: `${name} [${backend}]`,
+      ignore: backend === "aws" && skipWithoutMoto(),
+      async fn(t) {
+        const moto = backend === "aws" ? await startMoto() : undefined;
+        const gateways: TestGateway[] = [];
+        try {
+          await fn(t, async (options) => {
+            const gateway = await startTestGateway(backend, { moto, ...options });
+            gateways.push(gateway);
+            return gateway;
+          });
+        } finally {
+          for (const gateway of gateways) await gateway.stop();
+          await moto?.stop();
+        }
+      },
+    });
+  }
+}
+
+/** Environment for a gateway on fresh, uniquely named resources. */
+export async function testEnv(backend: BackendKind, moto?: Moto): Promise<Env> {
+  const common = { POLL_WAIT_S: "1", RETRY_DELAY_S: "0", MAX_ATTEMPTS: "2", LLM_TIMEOUT_S: "10" };
+  if (backend === "embedded") {
+    return {
+      ...common,
+      BACKEND: "embedded",
+      DATA_DIR: await Deno.makeTempDir({ prefix: "gateway-test-" }),
+    };
+  }
+  if (!moto) throw new TypeError("Cannot make an AWS test environment: no Moto server given");
   const suffix = crypto.randomUUID().slice(0, 8);
   return {
+    ...common,
     BACKEND: "aws",
     AWS_ENDPOINT_URL: moto.url,
     AWS_REGION: "us-east-1",
@@ -62,40 +112,47 @@ export function testEnv(moto: Moto, extra: Env = {}): Env {
     JOBS_TABLE: `GatewayJobs-${suffix}`,
     JOBS_QUEUE: `llm-jobs-${suffix}`,
     PRIORITY_QUEUE: `llm-jobs-priority-${suffix}`,
-    POLL_WAIT_S: "1",
-    RETRY_DELAY_S: "0",
-    MAX_ATTEMPTS: "2",
-    LLM_TIMEOUT_S: "10",
-    ...extra,
   };
 }
 
-/** Provisions fresh resources on Moto and builds a gateway on them. */
+/** Makes storage ready for a configuration: tables and queues on Moto; nothing for embedded. */
+export async function provision(config: Config): Promise<void> {
+  if (config.backend !== "aws") return;
+  const clients = createAwsClients(config);
+  try {
+    await provisionAws(clients, config, silentLogger);
+  } finally {
+    clients.destroy();
+  }
+}
+
+/** Builds a gateway on fresh storage with two stand-in LLMs. */
 export async function startTestGateway(
-  moto: Moto,
-  options: TestGatewayOptions = {},
+  backend: BackendKind,
+  options: TestGatewayOptions & { moto?: Moto } = {},
 ): Promise<TestGateway> {
   const vllm = startStandInLlm({ name: "vllm", answer: options.vllmAnswer });
   const ollama = startStandInLlm({ name: "ollama", answer: options.ollamaAnswer });
-  const env = testEnv(moto, {
+  const env = {
+    ...await testEnv(backend, options.moto),
     VLLM_BASE_URL: vllm.baseUrl,
     VLLM_MODEL: "test-text-model",
     OLLAMA_BASE_URL: ollama.baseUrl,
     OLLAMA_MODEL: "test-vision-model",
     ...options.env,
-  });
+  };
   const config = loadConfig(env);
-  const clients = createAwsClients(config);
-  await provisionAws(clients, config, silentLogger);
-  const services = openServices(config);
+  await provision(config);
+  const services = await openServices(config);
   const app = createApp(services, { logger: silentLogger });
   const workers: JobWorker[] = [];
+  let stopped = false;
 
   return {
+    backend,
     env,
     config,
     services,
-    clients,
     app,
     vllm,
     ollama,
@@ -125,26 +182,34 @@ export async function startTestGateway(
         await new Promise((r) => setTimeout(r, 50));
       }
     },
-    async queueDepth(queue) {
-      const { QueueUrl } = await clients.sqs.send(new GetQueueUrlCommand({ QueueName: queue }));
-      const out = await clients.sqs.send(
-        new GetQueueAttributesCommand({
-          QueueUrl,
-          AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        }),
-      );
-      return Number(out.Attributes?.ApproximateNumberOfMessages) +
-        Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible);
-    },
-    async jobRecords() {
-      const out = await clients.documents.send(new ScanCommand({ TableName: config.jobsTable }));
-      return (out.Items ?? []) as Job[];
-    },
+    depth: (lane) => services.queue.depth(lane),
+    jobRecords: () => listJobs(config),
     async stop() {
+      if (stopped) return;
+      stopped = true;
       await Promise.all(workers.map((w) => w.stop()));
       await Promise.all([vllm.stop(), ollama.stop()]);
       services.close();
-      clients.destroy();
+      if (backend === "embedded") await Deno.remove(config.dataDir, { recursive: true });
     },
   };
+}
+
+/** Reads every job record straight from storage, bypassing the store under test. */
+async function listJobs(config: Config): Promise<Job[]> {
+  if (config.backend === "embedded") {
+    const kv = await Deno.openKv(`${config.dataDir}/gateway.sqlite3`);
+    try {
+      return await Array.fromAsync(kv.list<Job>({ prefix: ["job"] }), (entry) => entry.value);
+    } finally {
+      kv.close();
+    }
+  }
+  const clients = createAwsClients(config);
+  try {
+    const out = await clients.documents.send(new ScanCommand({ TableName: config.jobsTable }));
+    return (out.Items ?? []) as Job[];
+  } finally {
+    clients.destroy();
+  }
 }

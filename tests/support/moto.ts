@@ -27,6 +27,13 @@ export function motoUnavailable(): string | undefined {
  * and we are not in CI (where a missing Moto is a failure, not a skip).
  */
 export function skipWithoutMoto(): boolean {
+  skip ??= decideSkip();
+  return skip;
+}
+
+let skip: boolean | undefined;
+
+function decideSkip(): boolean {
   const reason = motoUnavailable();
   if (!reason) return false;
   if (Deno.env.get("CI")) {

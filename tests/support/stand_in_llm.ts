@@ -18,7 +18,7 @@ export interface StandInOptions {
   /** Name used in replies, e.g. "vllm". */
   name: string;
   /** Decides the answer; default echoes the last user message. */
-  answer?: (request: RecordedRequest) => StandInAnswer;
+  answer?: (request: RecordedRequest) => StandInAnswer | Promise<StandInAnswer>;
 }
 
 /** A running stand-in backend. */
@@ -53,7 +53,7 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
     }
     const body = await req.json() as RecordedRequest;
     requests.push({ model: body.model, messages: body.messages });
-    const result = answer(body);
+    const result = await answer(body);
     if ("status" in result) {
       return Response.json({ error: { message: result.message, type: "server_error" } }, {
         status: result.status,
@@ -71,9 +71,10 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
       }],
     });
   });
+  let stopped: Promise<void> | undefined;
   return {
     baseUrl: `http://127.0.0.1:${server.addr.port}/v1`,
     requests,
-    stop: () => server.shutdown(),
+    stop: () => stopped ??= server.shutdown(),
   };
 }
