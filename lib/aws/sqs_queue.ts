@@ -44,7 +44,11 @@ export class SqsJobQueue implements JobQueue {
         MessageSystemAttributeNames: ["ApproximateReceiveCount"],
       }),
       { abortSignal: options.signal },
-    );
+    ).catch((err) => {
+      // An aborted poll is an empty poll; a message SQS handed out meanwhile returns after its visibility timeout.
+      if (options.signal?.aborted) return { Messages: [] };
+      throw err;
+    });
     return (out.Messages ?? []).map((m) => ({
       lane,
       ticket: parseTicket(m.Body),
