@@ -3,7 +3,6 @@
  * embedded backend, the worker runs in this process too); in AWS, Lambda calls
  * `handler` behind API Gateway HTTP API (payload format 2.0).
  */
-import { handle } from "hono/aws-lambda";
 import { createApp } from "./lib/app.ts";
 import { describeConfig, loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
@@ -18,14 +17,8 @@ async function buildGateway() {
   return { config, logger, services, app: createApp(services, { logger }) };
 }
 
-type LambdaHandler = ReturnType<typeof handle>;
-let lambda: Promise<LambdaHandler> | undefined;
-
-/** AWS Lambda entry point; the app is built on the first invocation, not at import. */
-export const handler: LambdaHandler = async (event, context) => {
-  lambda ??= buildGateway().then(({ app }) => handle(app));
-  return (await lambda)(event, context);
-};
+/** AWS Lambda entry point, in its own module so it can be bundled without Deno. */
+export { handler } from "./lib/lambda.ts";
 
 if (import.meta.main) {
   const { config, logger, services, app } = await buildGateway();

@@ -1,5 +1,6 @@
 /** The front door: a Hono app that routes chat messages onto the queue. It never sees a runtime. */
 import { Hono } from "hono";
+import { apiKeyAuth } from "./auth.ts";
 import { chooseBackend } from "./backends.ts";
 import { parseChatRequest } from "./chat_request.ts";
 import { ApiError, errorHandler, invalidRequest, notFoundBody } from "./errors.ts";
@@ -36,6 +37,8 @@ export function createApp(services: Services, options: AppOptions): Hono<Env> {
       ms: Math.round(performance.now() - started),
     });
   });
+
+  app.use(apiKeyAuth({ keys: config.apiKeys }));
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
 

@@ -44,6 +44,8 @@ export interface Config {
   readonly vllm: LlmEndpoint;
   readonly ollama: LlmEndpoint;
   readonly logFile?: string;
+  /** Bearer keys the front door accepts; empty means no authentication. Never logged. */
+  readonly apiKeys: readonly string[];
   /** How long the worker waits for one backend answer. */
   readonly llmTimeoutMs: number;
   /** SQS long-poll wait when the worker is idle (0 to 20). */
@@ -100,6 +102,9 @@ export function loadConfig(env: Env = processEnv()): Config {
       model: read.string("OLLAMA_MODEL", "llava"),
     },
     logFile: env.LOG_FILE?.trim() || undefined,
+    apiKeys: (env.GATEWAY_API_KEYS ?? "").split(",").map((k) => k.trim()).filter((k) =>
+      k.length > 0
+    ),
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
     retryDelaySeconds: read.integer("RETRY_DELAY_S", 10, 0, 43200),
@@ -128,6 +133,9 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return {
     backend: config.backend,
     ...storage,
+    api_keys: config.apiKeys.length > 0
+      ? `${config.apiKeys.length} configured`
+      : "none: no authentication",
     vllm_base_url: config.vllm.baseUrl,
     vllm_model: config.vllm.model,
     ollama_base_url: config.ollama.baseUrl,

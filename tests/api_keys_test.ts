@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { createApp } from "../lib/app.ts";
+import type { ErrorBody } from "../lib/errors.ts";
+import { createLogger } from "../lib/log.ts";
+import { startTestGateway } from "./support/gateway.ts";
+
+Deno.test("with GATEWAY_API_KEYS set, every route but /healthz needs a valid bearer key", async (t) => {
+  const gateway = await startTestGateway("embedded", {
+    env: { GATEWAY_API_KEYS: "key-one, key-two" },
+  });
+  const lines: string[] = [];
+  const app = createApp(gateway.services, {
+    logger: createLogger({ write: (line) => lines.push(line), level: "debug" }),
+  });
+  const chat = (headers: Record<string, string>) =>
+    app.request("/chat", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify({ conversation_id: "keyed", user_message: "hi" }),
+    });
+  try {
+    await t.step("/healthz needs no key", async () => {
+      assert.equal((await app.request("/healthz")).status, 200);
+    });
+
+    await t.step(
+      "a missing key gets 401 in OpenAI's error shape and enqueues nothing",
+      async () => {
+        const res = await chat({});
+        assert.equal(res.status, 401);
+        const { error } = await res.json() as ErrorBody;
+        assert.equal(error.type, "authentication_error");
+        assert.equal(error.code, "missing_api_key");
+        assert.equal((await gateway.depth("default")).waiting, 0);
+      },
+    );
+
+    await t.step("a wrong key gets 401, on reads too", async () => {
+      const res = await chat({ authorization: "Bearer key-three" });
+      assert.equal(res.status, 401);
+      assert.equal((await res.json() as ErrorBody).error.code, "invalid_api_key");
+      const read = await app.request("/conversation?conversation_id=keyed", {
+        headers: { authorization: "Bearer nope" },
+      });
+      assert.equal(read.status, 401);
+    });
+
+    await t.step("either configured key is accepted", async () => {
+      assert.equal((await chat({ authorization: "Bearer key-one" })).status, 202);
+      assert.equal((await chat({ authorization: "bearer key-two" })).status, 202);
+    });
+
+    await t.step("no key appears in the logs", () => {
+      assert.ok(lines.length > 0, "requests were logged");
+      for (const line of lines) {
+        assert.ok(!/key-(one|two|three)/.test(line), `a key leaked into the log: ${line}`);
+      }
+    });
+  } finally {
+    await gateway.stop();
+  }
+});
