@@ -1,13 +1,11 @@
 /** The front door: a Hono app that routes chat messages onto the queue. It never sees a runtime. */
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { apiKeyAuth } from "./auth.ts";
-import { chooseBackend } from "./backends.ts";
 import { parseChatRequest } from "./chat_request.ts";
+import { health, submitChat } from "./chat_service.ts";
 import { ApiError, errorHandler, invalidRequest, notFoundBody } from "./errors.ts";
-import { newJob, ticketFor } from "./jobs.ts";
 import type { Logger } from "./log.ts";
-import { userMessage } from "./messages.ts";
-import { laneFor } from "./queue.ts";
 import type { Services } from "./services.ts";
 
 type Env = { Variables: { requestId: string } };
@@ -19,7 +17,7 @@ export interface AppOptions {
 
 /** Builds the gateway's HTTP app on the given services. */
 export function createApp(services: Services, options: AppOptions): Hono<Env> {
-  const { store, queue, backends, config } = services;
+  const { store, config } = services;
   const { logger } = options;
   const app = new Hono<Env>();
 
@@ -40,45 +38,36 @@ export function createApp(services: Services, options: AppOptions): Hono<Env> {
 
   app.use(apiKeyAuth({ keys: config.apiKeys }));
 
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/healthz", async (c) => c.json(await health(services)));
 
-  app.post("/chat", async (c) => {
-    const request = parseChatRequest(await readJson(c.req.raw));
-    const conversation = await store.getConversation(request.conversationId);
-    const backend = chooseBackend(backends, request.imageUrls.length > 0);
-    const job = newJob({
-      conversationId: request.conversationId,
-      route: backend.name,
-      model: backend.model,
-      priority: request.priority,
-      userMessage: userMessage(request.userMessage, request.imageUrls),
-      ttlDays: config.jobTtlDays,
-    });
-    await store.createJob(job);
-    try {
-      await queue.send(laneFor(job.priority), ticketFor(job));
-    } catch (err) {
-      const reason = `Could not be enqueued: ${(err as Error).message}`;
-      await store.failJob(job.job_id, reason);
-      throw new ApiError(503, `Cannot enqueue job: ${(err as Error).message}`, { cause: err });
-    }
-    logger.info("Job queued", {
-      request_id: c.get("requestId"),
-      job_id: job.job_id,
-      conversation_id: job.conversation_id,
-      route: job.route,
-      priority: job.priority,
-    });
-    return c.json({
-      job_id: job.job_id,
-      conversation_id: job.conversation_id,
-      status: job.status,
-      route: job.route,
-      model: job.model,
-      priority: job.priority,
-      history_messages: conversation?.messages.length ?? 0,
-    }, 202);
-  });
+  app.post(
+    "/chat",
+    bodyLimit({
+      maxSize: config.maxBodyBytes,
+      onError: () => {
+        throw new ApiError(
+          413,
+          `Request body too large: over MAX_BODY_BYTES (${config.maxBodyBytes})`,
+          {
+            code: "body_too_large",
+            param: "body",
+          },
+        );
+      },
+    }),
+    async (c) => {
+      const accepted = await submitChat(services, parseChatRequest(await readJson(c.req.raw)));
+      logger.info("Job accepted", {
+        request_id: c.get("requestId"),
+        job_id: accepted.job_id,
+        conversation_id: accepted.conversation_id,
+        route: accepted.route,
+        priority: accepted.priority,
+        waiting_behind: accepted.waiting_behind,
+      });
+      return c.json(accepted, 202);
+    },
+  );
 
   app.get("/conversation", async (c) => {
     const conversationId = c.req.query("conversation_id")?.trim();

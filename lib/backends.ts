@@ -9,6 +9,8 @@ export interface Backend {
   readonly model: string;
   /** Whether the model accepts image parts. */
   readonly images: boolean;
+  /** How many jobs the worker runs against it at once. */
+  readonly concurrency: number;
   /** The environment variable that sets `baseUrl`, named in errors. */
   readonly baseUrlVariable: string;
 }
@@ -20,6 +22,7 @@ export function backendsFromConfig(config: Config): readonly Backend[] {
       name: "vllm",
       baseUrl: config.vllm.baseUrl,
       model: config.vllm.model,
+      concurrency: config.vllm.concurrency,
       images: false,
       baseUrlVariable: "VLLM_BASE_URL",
     },
@@ -27,6 +30,7 @@ export function backendsFromConfig(config: Config): readonly Backend[] {
       name: "ollama",
       baseUrl: config.ollama.baseUrl,
       model: config.ollama.model,
+      concurrency: config.ollama.concurrency,
       images: true,
       baseUrlVariable: "OLLAMA_BASE_URL",
     },

@@ -10,10 +10,12 @@ import process from "node:process";
  */
 export type BackendKind = "embedded" | "aws";
 
-/** The address and model of one OpenAI-compatible LLM server. */
+/** The address, model and parallelism of one OpenAI-compatible LLM server. */
 export interface LlmEndpoint {
   readonly baseUrl: string;
   readonly model: string;
+  /** How many jobs the worker runs against it at once. */
+  readonly concurrency: number;
 }
 
 /** Static AWS credentials, only ever used against a local emulator or when given explicitly. */
@@ -50,8 +52,30 @@ export interface Config {
   readonly llmTimeoutMs: number;
   /** SQS long-poll wait when the worker is idle (0 to 20). */
   readonly pollWaitSeconds: number;
-  /** How long a failed job stays hidden before its next attempt. */
+  /** How long a received message stays hidden; a heartbeat renews it while the job runs. */
+  readonly visibilityTimeoutSeconds: number;
+  /** Delay before the first retry of a failed job; it doubles with each attempt. */
   readonly retryDelaySeconds: number;
+  /** The longest retry delay. */
+  readonly retryMaxDelaySeconds: number;
+  /** On SIGINT/SIGTERM, how long running jobs may take to finish before they are released. */
+  readonly shutdownGraceMs: number;
+  /** Most recent history messages sent to a backend. */
+  readonly historyMaxMessages: number;
+  /** Largest user message (text and image URLs, UTF-8 bytes) the front door accepts. */
+  readonly maxMessageBytes: number;
+  /** Largest request body the front door reads. */
+  readonly maxBodyBytes: number;
+  /** Largest stored conversation (JSON bytes); DynamoDB items stop at 400 KB. */
+  readonly conversationMaxBytes: number;
+  /** Largest image the worker fetches for Ollama. */
+  readonly imageMaxBytes: number;
+  /** Hosts (`host` or `host:port`) whose images may be fetched even from private addresses. */
+  readonly imageAllowedHosts: readonly string[];
+  /** Timeout for fetching one image. */
+  readonly imageTimeoutMs: number;
+  /** Seconds without a worker heartbeat after which POST /chat answers 503; 0 turns it off. */
+  readonly workerStaleSeconds: number;
   /** Deliveries before a job is given up; `deno task setup` writes it into the redrive policy. */
   readonly maxAttempts: number;
   /** How long job records are kept (DynamoDB TTL). */
@@ -96,10 +120,12 @@ export function loadConfig(env: Env = processEnv()): Config {
     vllm: {
       baseUrl: read.url("VLLM_BASE_URL", "http://localhost:8000/v1"),
       model: read.string("VLLM_MODEL", "Qwen/Qwen2.5-1.5B-Instruct"),
+      concurrency: read.integer("VLLM_CONCURRENCY", 16, 1, 1024),
     },
     ollama: {
       baseUrl: read.url("OLLAMA_BASE_URL", "http://localhost:11434/v1"),
       model: read.string("OLLAMA_MODEL", "llava"),
+      concurrency: read.integer("OLLAMA_CONCURRENCY", 2, 1, 1024),
     },
     logFile: env.LOG_FILE?.trim() || undefined,
     apiKeys: (env.GATEWAY_API_KEYS ?? "").split(",").map((k) => k.trim()).filter((k) =>
@@ -107,7 +133,19 @@ export function loadConfig(env: Env = processEnv()): Config {
     ),
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
+    visibilityTimeoutSeconds: read.integer("VISIBILITY_TIMEOUT_S", 60, 2, 43200),
     retryDelaySeconds: read.integer("RETRY_DELAY_S", 10, 0, 43200),
+    retryMaxDelaySeconds: read.integer("RETRY_MAX_DELAY_S", 900, 0, 43200),
+    shutdownGraceMs: read.integer("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
+    historyMaxMessages: read.integer("HISTORY_MAX_MESSAGES", 50, 0, 100_000),
+    maxMessageBytes: read.integer("MAX_MESSAGE_BYTES", 32_768, 1, 10_000_000),
+    maxBodyBytes: read.integer("MAX_BODY_BYTES", 1_048_576, 1024, 100_000_000),
+    conversationMaxBytes: read.integer("CONVERSATION_MAX_BYTES", 300_000, 1024, 390_000),
+    imageMaxBytes: read.integer("IMAGE_MAX_BYTES", 10_485_760, 1, 100_000_000),
+    imageAllowedHosts: (env.IMAGE_ALLOWED_HOSTS ?? "").split(",").map((h) => h.trim().toLowerCase())
+      .filter((h) => h.length > 0),
+    imageTimeoutMs: read.integer("IMAGE_TIMEOUT_S", 15, 1, 600) * 1000,
+    workerStaleSeconds: read.integer("WORKER_STALE_S", 120, 0, 86_400),
     maxAttempts: read.integer("MAX_ATTEMPTS", 3, 1, 1000),
     jobTtlDays: read.integer("JOB_TTL_DAYS", 7, 1, 3650),
   };

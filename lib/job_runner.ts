@@ -1,87 +1,212 @@
-/** Runs one received job: history, backend call, atomic append, and what to do when it fails. */
+/** Runs one received job: claim, history, backend call, atomic append, and what to do when it fails. */
 import { backendNamed } from "./backends.ts";
-import { chatCompletion } from "./llm_client.ts";
+import { ImageError, inlineImages } from "./images.ts";
+import { BackendError, chatCompletion } from "./llm_client.ts";
 import type { Logger } from "./log.ts";
-import { withoutImages } from "./messages.ts";
+import { type ChatMessage, withoutImages } from "./messages.ts";
 import type { ReceivedJob } from "./queue.ts";
 import type { Services } from "./services.ts";
 import { JobNotFoundError } from "./store.ts";
+import { advanceTurn } from "./turns.ts";
 
 /** What {@linkcode runJob} needs besides the message. */
 export interface RunJobContext {
   services: Services;
   logger: Logger;
-  /** Deliveries after which the lane moves the message to its dead-letter queue. */
+  /** Deliveries after which the job is given up. */
   maxReceiveCount: number;
+  /** Aborted when the worker stops and can wait no longer: the job is handed back. */
+  signal: AbortSignal;
+  /** Called just before the message is deleted, released or dead-lettered. */
+  beforeSettle?: () => void;
 }
 
 /** How a job run ended. */
-export type RunOutcome = "succeeded" | "duplicate" | "retrying" | "failed" | "missing";
+export type RunOutcome =
+  | "succeeded"
+  | "duplicate"
+  | "busy"
+  | "retrying"
+  | "failed"
+  | "interrupted"
+  | "unreadable";
 
-/** Runs a job and settles its message: deleted on success, left for redelivery on failure. */
+/** A failure that no retry can mend: the job is given up at once. */
+export class PermanentJobError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PermanentJobError";
+  }
+}
+
+/** DynamoDB's item limit is 400 KB; this leaves room for the item's other attributes. */
+const CONVERSATION_HARD_LIMIT_BYTES = 390_000;
+
+/** Runs a job and settles its message: deleted on success, released for a retry, or dead-lettered. */
 export async function runJob(message: ReceivedJob, context: RunJobContext): Promise<RunOutcome> {
-  const { store, queue, backends, config } = context.services;
-  const jobId = message.ticket.job_id;
+  const { store, queue, config } = context.services;
+  const { job_id: jobId, conversation_id: conversationId } = message.ticket;
   const attempt = message.receiveCount;
   const fields = { job_id: jobId, lane: message.lane, attempt };
+  const settle = context.beforeSettle ?? (() => {});
 
-  let job;
+  if (!jobId) {
+    context.logger.error("Unreadable message moved to the dead-letter queue", fields);
+    settle();
+    await queue.deadLetter(message);
+    return "unreadable";
+  }
+
+  let claim;
   try {
-    job = await store.startJob(jobId, attempt);
+    claim = await store.startJob(jobId, attempt, config.visibilityTimeoutSeconds * 1000);
   } catch (err) {
     if (!(err instanceof JobNotFoundError)) throw err;
-    // Left on the queue: it reaches the dead-letter queue, where someone can look at it.
-    context.logger.error("Job record missing; message left for the dead-letter queue", fields);
-    return "missing";
+    context.logger.error("Job record missing; message moved to the dead-letter queue", fields);
+    await advanceTurn(context.services, conversationId, jobId);
+    settle();
+    await queue.deadLetter(message);
+    return "unreadable";
   }
-  if (!job) {
-    context.logger.info("Job already succeeded; dropping duplicate delivery", fields);
+  if (claim.state === "finished") {
+    context.logger.info("Job already finished; dropping a duplicate delivery", fields);
+    // Hands the turn on in case the run that finished it stopped before doing so.
+    await advanceTurn(context.services, conversationId, jobId);
+    settle();
     await queue.delete(message);
     return "duplicate";
   }
+  if (claim.state === "busy") {
+    // Another run holds the job: look again once its lease would have run out.
+    const waitSeconds = Math.max(1, Math.ceil((claim.leaseUntil - Date.now()) / 1000) + 1);
+    context.logger.info("Job is running elsewhere; delivery put back", {
+      ...fields,
+      retry_in_s: waitSeconds,
+    });
+    settle();
+    await queue.release(message, waitSeconds);
+    return "busy";
+  }
 
+  const job = claim.job;
   const started = performance.now();
   try {
-    const backend = backendNamed(backends, job.route);
-    if (!backend) throw new Error(`No backend named "${job.route}" is configured`);
-    const history = (await store.getConversation(job.conversation_id))?.messages ?? [];
-    const messages = [...history, job.user_message];
-    const reply = await chatCompletion(
-      backend,
-      backend.images ? messages : withoutImages(messages),
-      {
-        model: job.model,
-        timeoutMs: config.llmTimeoutMs,
-      },
+    const { reply, historyCount } = await askBackend(
+      job.route,
+      job.model,
+      conversationId,
+      job.user_message,
+      context,
     );
     const result = await store.completeJob(job, reply);
+    await advanceTurn(context.services, conversationId, jobId);
+    settle();
     await queue.delete(message);
     context.logger.info("Job succeeded", {
       ...fields,
       route: job.route,
-      history_messages: history.length,
+      history_messages: historyCount,
       ms: Math.round(performance.now() - started),
       already_completed: result === "already_completed" || undefined,
     });
     return "succeeded";
   } catch (err) {
     const reason = (err as Error).message;
-    if (attempt >= context.maxReceiveCount) {
-      await store.failJob(jobId, `Gave up after ${attempt} attempts: ${reason}`);
-      // Visible at once, so the queue's next receive moves it to the dead-letter queue.
+    if (context.signal.aborted) {
+      await store.retryJob(jobId, "Interrupted: the worker stopped before the job finished");
+      settle();
       await queue.release(message, 0);
-      context.logger.error("Job failed for good; message goes to the dead-letter queue", {
+      context.logger.warn("Job interrupted by shutdown; released for another worker", fields);
+      return "interrupted";
+    }
+    if (!isRetryable(err) || attempt >= context.maxReceiveCount) {
+      const why = isRetryable(err)
+        ? `Gave up after ${attempt} attempts: ${reason}`
+        : `Failed for good: ${reason}`;
+      await store.failJob(jobId, why);
+      await advanceTurn(context.services, conversationId, jobId);
+      settle();
+      await queue.deadLetter(message);
+      context.logger.error("Job failed; message moved to the dead-letter queue", {
         ...fields,
-        error: reason,
+        error: why,
       });
       return "failed";
     }
+    const delay = retryDelaySeconds(attempt, config.retryDelaySeconds, config.retryMaxDelaySeconds);
     await store.retryJob(
       jobId,
       `Attempt ${attempt} of ${context.maxReceiveCount} failed: ${reason}`,
     );
-    await queue.release(message, config.retryDelaySeconds);
-    context.logger.warn("Job attempt failed; will retry", { ...fields, error: reason });
+    settle();
+    await queue.release(message, delay);
+    context.logger.warn("Job attempt failed; will retry", {
+      ...fields,
+      error: reason,
+      retry_in_s: delay,
+    });
     return "retrying";
   }
+}
+
+/** The delay before the next attempt: the base doubled for each attempt so far, up to a ceiling. */
+export function retryDelaySeconds(
+  attempt: number,
+  baseSeconds: number,
+  maxSeconds: number,
+): number {
+  return Math.min(maxSeconds, baseSeconds * 2 ** Math.max(0, attempt - 1));
+}
+
+/** Whether another attempt could succeed. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof PermanentJobError || err instanceof ImageError) return false;
+  if (err instanceof BackendError) return err.retryable;
+  return true;
+}
+
+async function askBackend(
+  route: string,
+  model: string,
+  conversationId: string,
+  userMessage: ChatMessage,
+  context: RunJobContext,
+): Promise<{ reply: ChatMessage; historyCount: number }> {
+  const { store, backends, config } = context.services;
+  const backend = backendNamed(backends, route);
+  if (!backend) throw new PermanentJobError(`No backend named "${route}" is configured`);
+  const history = (await store.getConversation(conversationId))?.messages ?? [];
+  const messages = [...recentHistory(history, config.historyMaxMessages), userMessage];
+  const prepared = backend.images
+    ? await inlineImages(messages, {
+      maxBytes: config.imageMaxBytes,
+      timeoutMs: config.imageTimeoutMs,
+      allowedHosts: config.imageAllowedHosts,
+    })
+    : withoutImages(messages);
+  const reply = await chatCompletion(backend, prepared, {
+    model,
+    timeoutMs: config.llmTimeoutMs,
+    signal: context.signal,
+  });
+  const bytes = jsonBytes([...history, userMessage, reply]);
+  if (bytes > CONVERSATION_HARD_LIMIT_BYTES) {
+    throw new PermanentJobError(
+      `Cannot store the reply: conversation "${conversationId}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
+    );
+  }
+  return { reply, historyCount: history.length };
+}
+
+/** The last `max` messages, starting at a user message so no reply comes without its question. */
+export function recentHistory(history: readonly ChatMessage[], max: number): ChatMessage[] {
+  if (max <= 0) return [];
+  const recent = history.slice(-max);
+  const firstUser = recent.findIndex((m) => m.role === "user");
+  return firstUser < 0 ? [] : recent.slice(firstUser);
+}
+
+/** The UTF-8 size of a value as JSON. */
+export function jsonBytes(value: unknown): number {
+  return new TextEncoder().encode(JSON.stringify(value)).length;
 }

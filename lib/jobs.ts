@@ -29,12 +29,16 @@ export interface Job {
   error?: string;
   /** Epoch seconds after which the store may delete the record (DynamoDB TTL). */
   expires_at: number;
+  /** Epoch ms until which a running worker holds the job; absent when nobody does. */
+  lease_until?: number;
 }
 
-/** What travels on the queue: enough to find the job record. */
+/** What travels on the queue: enough to find the job record and pick a worker slot. */
 export interface JobTicket {
   job_id: string;
   conversation_id: string;
+  /** The backend's route name, so the worker knows whose slot the job needs before reading it. */
+  route: string;
 }
 
 /** Options for {@linkcode newJob}. */
@@ -69,5 +73,5 @@ export function newJob(options: NewJobOptions): Job {
 
 /** The ticket that goes on the queue for a job. */
 export function ticketFor(job: Job): JobTicket {
-  return { job_id: job.job_id, conversation_id: job.conversation_id };
+  return { job_id: job.job_id, conversation_id: job.conversation_id, route: job.route };
 }

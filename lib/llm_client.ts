@@ -2,6 +2,9 @@
 import type { Backend } from "./backends.ts";
 import type { ChatMessage } from "./messages.ts";
 
+/** Statuses that may succeed on a later try, though they are 4xx. */
+const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
+
 /** Why a backend call failed; `status` is the HTTP status when the backend answered. */
 export class BackendError extends Error {
   readonly status?: number;
@@ -11,6 +14,12 @@ export class BackendError extends Error {
     this.name = "BackendError";
     this.status = status;
   }
+
+  /** Whether trying again could help: no answer, 5xx, 429 and a few others yes; other 4xx no. */
+  get retryable(): boolean {
+    return this.status === undefined || this.status >= 500 || this.status < 400 ||
+      RETRYABLE_4XX.has(this.status);
+  }
 }
 
 /** Options for {@linkcode chatCompletion}. */
@@ -18,6 +27,8 @@ export interface ChatCompletionOptions {
   /** The model to ask for; default the backend's. */
   model?: string;
   timeoutMs: number;
+  /** Aborts the call, e.g. when the worker shuts down. */
+  signal?: AbortSignal;
 }
 
 /** Sends messages to a backend and returns the assistant's reply. */
@@ -33,10 +44,13 @@ export async function chatCompletion(
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: options.model ?? backend.model, messages, stream: false }),
-      signal: AbortSignal.timeout(options.timeoutMs),
+      signal: options.signal
+        ? AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)])
+        : AbortSignal.timeout(options.timeoutMs),
     });
   } catch (err) {
     const cause = err as Error;
+    if (options.signal?.aborted) throw cause;
     if (cause.name === "TimeoutError") {
       throw new BackendError(
         `Backend "${backend.name}" did not answer within ${options.timeoutMs / 1000} s at ${url}`,

@@ -48,8 +48,10 @@ export interface JobQueue {
   receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]>;
   /** Removes a message for good: only after its job is done. */
   delete(message: ReceivedJob): Promise<void>;
-  /** Makes a message visible again after `delaySeconds` (0: at once). */
+  /** Makes a message visible again after `delaySeconds` (0: at once), or keeps it hidden that long. */
   release(message: ReceivedJob, delaySeconds: number): Promise<void>;
+  /** Moves a message to its lane's dead-letter queue now, for a job given up for good. */
+  deadLetter(message: ReceivedJob): Promise<void>;
   /** Deliveries after which a lane moves a message to its dead-letter queue, if it has one. */
   maxReceiveCount(lane: Lane): Promise<number | undefined>;
   /** Approximate message counts of a lane and its dead-letter queue. */

@@ -12,20 +12,39 @@ export interface Conversation {
 /** The result of finishing a job. */
 export type CompleteResult = "completed" | "already_completed";
 
-/** Conversations and job records. */
+/** What happened when a worker tried to claim a job. */
+export type StartResult =
+  | { state: "started"; job: Job }
+  /** Succeeded or failed already: a duplicate or late delivery. */
+  | { state: "finished"; job: Job }
+  /** Another run holds the job's lease until `leaseUntil` (epoch ms). */
+  | { state: "busy"; leaseUntil: number };
+
+/**
+ * Conversations, job records, and each conversation's line of unfinished
+ * jobs: a conversation runs one job at a time, in the order they were sent.
+ */
 export interface Store {
+  /** The conversation's messages, or undefined before its first exchange. */
   getConversation(conversationId: string): Promise<Conversation | undefined>;
-  createJob(job: Job): Promise<void>;
+  /**
+   * Writes a queued job and puts it at the end of its conversation's line.
+   * `first` says it is at the head of the line and should be enqueued now;
+   * otherwise the job before it hands over the turn when it finishes.
+   */
+  createJob(job: Job): Promise<{ first: boolean }>;
   getJob(jobId: string): Promise<Job | undefined>;
   /**
-   * Marks a job running for its `attempt`-th delivery and returns it, or
-   * returns undefined when the job already succeeded (a duplicate delivery).
-   * Throws {@linkcode JobNotFoundError} when there is no such record.
+   * Claims a job for its `attempt`-th delivery: marks it running and holds a
+   * lease on it for `leaseMs`. Throws {@linkcode JobNotFoundError} when there
+   * is no such record.
    */
-  startJob(jobId: string, attempt: number): Promise<Job | undefined>;
-  /** Puts a job back to `queued` with the reason its attempt failed. */
+  startJob(jobId: string, attempt: number, leaseMs: number): Promise<StartResult>;
+  /** Extends the lease of a running job. */
+  renewLease(jobId: string, leaseMs: number): Promise<void>;
+  /** Puts a job back to `queued` with the reason its attempt failed, releasing its lease. */
   retryJob(jobId: string, error: string): Promise<void>;
-  /** Gives a job up for good with its reason. */
+  /** Gives a job up for good with its reason. Never undoes a success. */
   failJob(jobId: string, error: string): Promise<void>;
   /**
    * Appends the job's user message and the assistant's reply to the
@@ -33,6 +52,17 @@ export interface Store {
    * at most once per job.
    */
   completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult>;
+  /**
+   * Removes `jobId` from the head of its conversation's line, if it is there,
+   * and returns the job now at the head (undefined when the line is empty).
+   */
+  passTurn(conversationId: string, jobId: string): Promise<string | undefined>;
+  /** The job at the head of a conversation's line. */
+  headOfLine(conversationId: string): Promise<string | undefined>;
+  /** Records that a worker was alive at this moment. */
+  markWorkerSeen(workerId: string): Promise<void>;
+  /** When any worker was last seen. */
+  lastWorkerSeen(): Promise<Date | undefined>;
 }
 
 /** Thrown when a job record that should exist does not. */
@@ -41,4 +71,9 @@ export class JobNotFoundError extends Error {
     super(`Cannot find job: no record for job "${jobId}"`);
     this.name = "JobNotFoundError";
   }
+}
+
+/** Whether a job has reached an end state. */
+export function isFinished(job: Job): boolean {
+  return job.status === "succeeded" || job.status === "failed";
 }

@@ -1,4 +1,7 @@
-/** The worker's poll loop: takes jobs priority lane first and runs them one at a time. */
+/**
+ * The worker's poll loop: keeps every backend's slots full, priority lane
+ * first, and holds the messages it has taken with a heartbeat.
+ */
 import type { Logger } from "./log.ts";
 import { type Lane, LANES, type ReceivedJob } from "./queue.ts";
 import type { Services } from "./services.ts";
@@ -7,60 +10,118 @@ import { runJob } from "./job_runner.ts";
 /** Options for {@linkcode JobWorker}. */
 export interface WorkerOptions {
   logger: Logger;
-  /** Long-poll wait when both lanes are empty; default from the configuration. */
-  pollWaitSeconds?: number;
 }
 
+/** The most messages one receive may ask for (SQS's limit). */
+const MAX_BATCH = 10;
 /** How long to pause after the queue itself failed, so an outage does not spin the loop. */
 const ERROR_PAUSE_MS = 1000;
 /** How long to pause when idle and long polling is off (POLL_WAIT_S=0). */
 const IDLE_PAUSE_MS = 200;
 
-/** Pulls jobs from the queue and runs them until stopped. */
+/** A message the worker holds: waiting for a slot, or running. */
+interface Held {
+  message: ReceivedJob;
+  running: boolean;
+}
+
+/** Pulls jobs from the queue and runs them, up to each backend's concurrency, until stopped. */
 export class JobWorker {
   #services: Services;
   #logger: Logger;
-  #pollWaitSeconds: number;
+  #id = crypto.randomUUID();
   #maxReceiveCount?: Record<Lane, number>;
-  #stopping = new AbortController();
+  #capacity: number;
+  /** Running jobs per backend route. */
+  #busy = new Map<string, number>();
+  /** Received messages waiting for a slot, priority lane first. */
+  #waiting: ReceivedJob[] = [];
+  #held = new Map<string, Held>();
+  #running = new Set<Promise<void>>();
   #idle = false;
+  /** Aborted to stop receiving. */
+  #stopping = new AbortController();
+  /** Aborted when the grace period is over: running jobs are handed back. */
+  #interrupt = new AbortController();
+  #wakeLoop?: () => void;
+  #heartbeat?: ReturnType<typeof setInterval>;
   #loop?: Promise<void>;
+  #stopped?: Promise<void>;
 
   constructor(services: Services, options: WorkerOptions) {
     this.#services = services;
     this.#logger = options.logger;
-    this.#pollWaitSeconds = options.pollWaitSeconds ?? services.config.pollWaitSeconds;
+    this.#capacity = services.backends.reduce((sum, b) => sum + b.concurrency, 0);
   }
 
-  /** Checks the queues and starts polling; resolves once polling has begun. */
+  /** Checks the queues, records the worker as seen, and starts polling. */
   async start(): Promise<void> {
     this.#maxReceiveCount = await this.#readRedriveLimits();
+    await this.#services.store.markWorkerSeen(this.#id);
+    const everyMs = Math.max(500, (this.#services.config.visibilityTimeoutSeconds * 1000) / 3);
+    this.#heartbeat = setInterval(() => this.#beat(), everyMs);
     this.#loop = this.#run();
   }
 
-  /** Stops receiving, waits for the running job to finish, then resolves. */
-  async stop(): Promise<void> {
-    this.#stopping.abort();
-    await this.#loop;
+  /**
+   * Stops receiving, puts waiting messages back at once, lets running jobs
+   * finish within the grace period, then hands the rest back to the queue.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= this.#shutdown();
+    return this.#stopped;
   }
 
-  /** Resolves when the loop has ended (after {@linkcode stop}). */
+  /** Resolves when the worker has stopped. */
   get finished(): Promise<void> {
-    return this.#loop ?? Promise.resolve();
+    return this.#stopped ?? this.#loop ?? Promise.resolve();
+  }
+
+  /** How many jobs are running now. */
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#stopping.abort();
+    this.#wakeLoop?.();
+    await this.#loop;
+    const waiting = this.#waiting.splice(0);
+    await Promise.all(waiting.map((m) => this.#putBack(m)));
+    if (this.#running.size > 0) {
+      const grace = this.#services.config.shutdownGraceMs;
+      this.#logger.info("Waiting for running jobs", {
+        running: this.#running.size,
+        grace_ms: grace,
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.#running]),
+        new Promise((resolve) => timer = setTimeout(resolve, grace)),
+      ]);
+      clearTimeout(timer);
+      if (this.#running.size > 0) {
+        this.#logger.warn("Grace period over; handing running jobs back", {
+          running: this.#running.size,
+        });
+        this.#interrupt.abort();
+        await Promise.allSettled([...this.#running]);
+      }
+    }
+    clearInterval(this.#heartbeat);
   }
 
   async #run(): Promise<void> {
     const signal = this.#stopping.signal;
     while (!signal.aborted) {
+      this.#dispatch();
+      const room = this.#capacity - this.#running.size - this.#waiting.length;
+      if (room <= 0) {
+        await new Promise<void>((resolve) => this.#wakeLoop = resolve);
+        continue;
+      }
       try {
-        const message = await this.#next(signal);
-        if (message) {
-          await runJob(message, {
-            services: this.#services,
-            logger: this.#logger,
-            maxReceiveCount: this.#maxReceiveCount![message.lane],
-          });
-        }
+        this.#accept(await this.#receive(Math.min(MAX_BATCH, room), signal));
       } catch (err) {
         if (signal.aborted) break;
         this.#logger.error("Worker poll failed; retrying", { error: (err as Error).message });
@@ -70,74 +131,163 @@ export class JobWorker {
   }
 
   /**
-   * The next message: the priority lane first, then the default lane, then a
-   * long poll of both. Once idle, only long polls, until a message arrives:
-   * that halves the empty receives an idle worker pays for.
+   * Up to `max` messages: the priority lane first, then the default lane.
+   * When both are empty, long-polls both at once, so a job on either starts
+   * without waiting out the other's poll; once idle, only long polls.
    */
-  async #next(signal: AbortSignal): Promise<ReceivedJob | undefined> {
+  async #receive(max: number, signal: AbortSignal): Promise<ReceivedJob[]> {
     if (!this.#idle) {
+      const got: ReceivedJob[] = [];
       for (const lane of LANES) {
-        const [message] = await this.#receive(lane, 0, signal);
-        if (message) return message;
+        if (got.length < max) {
+          got.push(...await this.#receiveFrom(lane, max - got.length, 0, signal));
+        }
       }
+      if (got.length > 0) return got;
     }
-    if (this.#pollWaitSeconds === 0) {
+    const wait = this.#services.config.pollWaitSeconds;
+    if (wait === 0) {
       await pause(IDLE_PAUSE_MS, signal);
-      return undefined;
+      return [];
     }
-    const message = await this.#longPollBoth(signal);
-    this.#idle = message === undefined;
-    return message;
+    const got = await this.#longPollBoth(max, wait, signal);
+    this.#idle = got.length === 0;
+    return got;
   }
 
-  /**
-   * Long-polls both lanes at once so a job on either starts without delay.
-   * Whichever lane answers first wins; a message that arrives on the other
-   * lane meanwhile is made visible again at once, to be taken in order.
-   */
-  #longPollBoth(signal: AbortSignal): Promise<ReceivedJob | undefined> {
+  #longPollBoth(max: number, wait: number, signal: AbortSignal): Promise<ReceivedJob[]> {
     return new Promise((resolve) => {
       let pending = LANES.length;
-      let taken = false;
-      const settle = (message?: ReceivedJob) => {
-        if (message && !taken) {
-          taken = true;
-          resolve(message);
-        } else if (message) {
-          this.#services.queue.release(message, 0).catch((err) =>
-            this.#logger.warn(
-              "Could not release a message; it returns after its visibility timeout",
-              {
-                job_id: message.ticket.job_id,
-                error: (err as Error).message,
-              },
-            )
-          );
-        }
-        if (--pending === 0 && !taken) resolve(undefined);
-      };
+      let answered = false;
       for (const lane of LANES) {
-        this.#receive(lane, this.#pollWaitSeconds, signal).then(
-          ([message]) => settle(message),
+        this.#receiveFrom(lane, max, wait, signal).then(
+          (messages) => {
+            pending--;
+            if (messages.length > 0 && !answered) {
+              answered = true;
+              resolve(messages);
+            } else if (messages.length > 0) {
+              // The other lane answered first: these wait for a slot like any other.
+              this.#accept(messages);
+            } else if (pending === 0 && !answered) {
+              resolve([]);
+            }
+          },
           (err) => {
+            pending--;
             if (!signal.aborted) {
               this.#logger.error("Long poll failed", { lane, error: (err as Error).message });
             }
-            settle(undefined);
+            if (pending === 0 && !answered) resolve([]);
           },
         );
       }
     });
   }
 
-  #receive(lane: Lane, waitSeconds: number, signal: AbortSignal): Promise<ReceivedJob[]> {
+  #receiveFrom(
+    lane: Lane,
+    max: number,
+    waitSeconds: number,
+    signal: AbortSignal,
+  ): Promise<ReceivedJob[]> {
     return this.#services.queue.receive(lane, {
-      maxMessages: 1,
+      maxMessages: max,
       waitSeconds,
-      // Hidden for longer than one backend call can take, so no other worker runs it meanwhile.
-      visibilitySeconds: Math.ceil(this.#services.config.llmTimeoutMs / 1000) + 60,
+      visibilitySeconds: this.#services.config.visibilityTimeoutSeconds,
       signal,
     });
+  }
+
+  /** Takes received messages into the waiting list, priority lane first, and starts what fits. */
+  #accept(messages: ReceivedJob[]): void {
+    if (messages.length === 0) return;
+    this.#idle = false;
+    if (this.#stopping.signal.aborted) {
+      for (const message of messages) this.#putBack(message);
+      return;
+    }
+    for (const message of messages) this.#held.set(message.receipt, { message, running: false });
+    this.#waiting.push(...messages);
+    this.#waiting.sort((a, b) => LANES.indexOf(a.lane) - LANES.indexOf(b.lane));
+    this.#dispatch();
+  }
+
+  /** Starts every waiting message whose backend has a free slot, in order. */
+  #dispatch(): void {
+    if (this.#stopping.signal.aborted) return;
+    this.#waiting = this.#waiting.filter((message) => {
+      const route = message.ticket.route;
+      const backend = this.#services.backends.find((b) => b.name === route);
+      // A message for no known backend starts at once: the runner gives it up with its reason.
+      if (backend && (this.#busy.get(route) ?? 0) >= backend.concurrency) return true;
+      this.#start(message);
+      return false;
+    });
+  }
+
+  #start(message: ReceivedJob): void {
+    const route = message.ticket.route;
+    this.#busy.set(route, (this.#busy.get(route) ?? 0) + 1);
+    const held = this.#held.get(message.receipt);
+    if (held) held.running = true;
+    const run = runJob(message, {
+      services: this.#services,
+      logger: this.#logger,
+      maxReceiveCount: this.#maxReceiveCount![message.lane],
+      signal: this.#interrupt.signal,
+      beforeSettle: () => this.#held.delete(message.receipt),
+    }).then(
+      () => {},
+      (err) =>
+        // The message stays hidden until its visibility runs out, then comes back: nothing is lost.
+        this.#logger.error("Job run failed before it could settle its message", {
+          job_id: message.ticket.job_id,
+          error: (err as Error).message,
+        }),
+    ).finally(() => {
+      this.#held.delete(message.receipt);
+      this.#busy.set(route, (this.#busy.get(route) ?? 1) - 1);
+      this.#running.delete(run);
+      this.#dispatch();
+      this.#wakeLoop?.();
+    });
+    this.#running.add(run);
+  }
+
+  /** Keeps held messages hidden and running jobs leased, and says the worker is alive. */
+  #beat(): void {
+    const { queue, store, config } = this.#services;
+    const seconds = config.visibilityTimeoutSeconds;
+    for (const { message, running } of this.#held.values()) {
+      queue.release(message, seconds).catch((err) =>
+        this.#logger.warn("Heartbeat could not extend a message", {
+          job_id: message.ticket.job_id,
+          error: (err as Error).message,
+        })
+      );
+      if (running) {
+        store.renewLease(message.ticket.job_id, seconds * 1000).catch((err) =>
+          this.#logger.warn("Heartbeat could not renew a lease", {
+            job_id: message.ticket.job_id,
+            error: (err as Error).message,
+          })
+        );
+      }
+    }
+    store.markWorkerSeen(this.#id).catch((err) =>
+      this.#logger.warn("Heartbeat could not record the worker", { error: (err as Error).message })
+    );
+  }
+
+  async #putBack(message: ReceivedJob): Promise<void> {
+    this.#held.delete(message.receipt);
+    await this.#services.queue.release(message, 0).catch((err) =>
+      this.#logger.warn("Could not release a message; it returns after its visibility timeout", {
+        job_id: message.ticket.job_id,
+        error: (err as Error).message,
+      })
+    );
   }
 
   async #readRedriveLimits(): Promise<Record<Lane, number>> {

@@ -79,11 +79,20 @@ backendTest(
   "the front door answers each route in OpenAI's error shape and enqueues only valid jobs",
   async (t, start) => {
     const gateway = await start();
-    await t.step("GET /healthz answers 200", async () => {
-      const res = await gateway.app.request("/healthz");
-      assert.equal(res.status, 200);
-      assert.deepEqual(await res.json(), { status: "ok" });
-    });
+    await t.step(
+      "GET /healthz answers 200 with the queues' depths and the worker's state",
+      async () => {
+        const res = await gateway.app.request("/healthz");
+        assert.equal(res.status, 200);
+        const empty = { waiting: 0, in_flight: 0, dead: 0 };
+        assert.deepEqual(await res.json(), {
+          status: "ok",
+          backend: gateway.backend,
+          queues: { priority: empty, default: empty },
+          worker: { last_seen: null, seconds_ago: null, stale: false },
+        });
+      },
+    );
 
     for (const bad of badBodies) {
       await t.step(
@@ -160,6 +169,7 @@ backendTest(
           model: "test-text-model",
           priority: "high",
           history_messages: 0,
+          waiting_behind: false,
         });
         assert.equal((await gateway.depth("priority")).waiting, 1);
         assert.equal((await gateway.depth("default")).waiting, 0);
@@ -177,14 +187,31 @@ backendTest(
     );
 
     await t.step("a normal message goes to the default queue", async () => {
-      const res = await gateway.postChat({
-        conversation_id: "abc-123",
-        user_message: "Hello again",
-      });
+      const res = await gateway.postChat({ conversation_id: "other", user_message: "Hello" });
       assert.equal(res.status, 202);
       assert.equal((await res.json()).priority, "normal");
       assert.equal((await gateway.depth("default")).waiting, 1);
     });
+
+    await t.step(
+      "a second message to a busy conversation waits in line, off the queue",
+      async () => {
+        const res = await gateway.postChat({
+          conversation_id: "abc-123",
+          user_message: "Hello again",
+        });
+        assert.equal(res.status, 202);
+        const body = await res.json();
+        assert.equal(body.waiting_behind, true);
+        assert.equal(body.status, "queued");
+        assert.equal(
+          (await gateway.depth("default")).waiting,
+          1,
+          "only the other conversation's job is queued",
+        );
+        assert.equal((await gateway.depth("priority")).waiting, 1);
+      },
+    );
   },
 );
 

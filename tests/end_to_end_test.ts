@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Conversation } from "../lib/store.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
+import { pngDataUrl, startImageServer } from "./support/image_server.ts";
 
 async function send(
   gateway: TestGateway,
@@ -66,40 +67,84 @@ backendTest(
   },
 );
 
-backendTest("an image message goes to Ollama and a text one to vLLM", async (_t, start) => {
-  const gateway = await start();
-  await gateway.startWorker();
-  const imageParts = [
-    { type: "text", text: "What is this?" },
-    { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
-  ];
-  const image = await send(gateway, {
-    conversation_id: "pics",
-    user_message: "What is this?",
-    images: [{ image_url: "https://example.com/cat.png" }],
-  });
-  assert.equal(image.route, "ollama");
-  await gateway.waitForJob(image.job_id);
-  const text = await send(gateway, { conversation_id: "pics", user_message: "And now?" });
-  assert.equal(text.route, "vllm");
-  await gateway.waitForJob(text.job_id);
+backendTest(
+  "an image message goes to Ollama as a data URL, and a text one to vLLM",
+  async (_t, start) => {
+    const images = startImageServer();
+    try {
+      const gateway = await start({ env: { IMAGE_ALLOWED_HOSTS: images.host } });
+      await gateway.startWorker();
+      const storedParts = [
+        { type: "text", text: "What is this?" },
+        { type: "image_url", image_url: { url: images.pngUrl } },
+      ];
+      const image = await send(gateway, {
+        conversation_id: "pics",
+        user_message: "What is this?",
+        images: [{ image_url: images.pngUrl }],
+      });
+      assert.equal(image.route, "ollama");
+      assert.equal((await gateway.waitForJob(image.job_id)).status, "succeeded");
+      const text = await send(gateway, { conversation_id: "pics", user_message: "And now?" });
+      assert.equal(text.route, "vllm");
+      await gateway.waitForJob(text.job_id);
 
-  assert.equal(gateway.ollama.requests.length, 1);
-  assert.equal(gateway.ollama.requests[0].model, "test-vision-model");
-  assert.deepEqual(gateway.ollama.requests[0].messages, [{ role: "user", content: imageParts }]);
-  assert.equal(gateway.vllm.requests.length, 1);
-  // The text model gets a note where the image was, never the image part.
-  assert.deepEqual(gateway.vllm.requests[0].messages[0], {
-    role: "user",
-    content: "What is this?\n[image: https://example.com/cat.png]",
-  });
-  const stored = await conversation(gateway, "pics");
-  assert.deepEqual(stored.messages[0].content, imageParts, "the history keeps the content parts");
-  assert.equal(stored.messages.length, 4);
-});
+      assert.equal(gateway.ollama.requests.length, 1);
+      assert.equal(gateway.ollama.requests[0].model, "test-vision-model");
+      // Ollama only takes base64 data URLs: the worker fetched the image and inlined it.
+      assert.deepEqual(gateway.ollama.requests[0].messages, [{
+        role: "user",
+        content: [
+          { type: "text", text: "What is this?" },
+          { type: "image_url", image_url: { url: pngDataUrl() } },
+        ],
+      }]);
+      assert.equal(gateway.vllm.requests.length, 1);
+      // The text model gets a note where the image was, never the image part.
+      assert.deepEqual(gateway.vllm.requests[0].messages[0], {
+        role: "user",
+        content: `What is this?\n[image: ${images.pngUrl}]`,
+      });
+      const stored = await conversation(gateway, "pics");
+      assert.deepEqual(
+        stored.messages[0].content,
+        storedParts,
+        "the history keeps the original URL, not base64",
+      );
+      assert.equal(stored.messages.length, 4);
+    } finally {
+      await images.stop();
+    }
+  },
+);
+
+backendTest(
+  "an image on a private address is refused unless its host is allowed",
+  async (_t, start) => {
+    const images = startImageServer();
+    try {
+      const gateway = await start();
+      await gateway.startWorker();
+      const { job_id } = await send(gateway, {
+        conversation_id: "ssrf",
+        user_message: "Look",
+        images: [{ image_url: images.pngUrl }],
+      });
+      const job = await gateway.waitForJob(job_id);
+      assert.equal(job.status, "failed");
+      assert.equal(job.attempts, 1, "a refused image is not retried");
+      assert.match(job.error ?? "", /Cannot use image/);
+      assert.equal(gateway.ollama.requests.length, 0, "Ollama was never called");
+      assert.equal((await gateway.depth("default")).dead, 1);
+    } finally {
+      await images.stop();
+    }
+  },
+);
 
 backendTest("with both queues loaded, the priority jobs are taken first", async (_t, start) => {
-  const gateway = await start();
+  // One job at a time, so the order the backend sees is the order the worker took them.
+  const gateway = await start({ env: { VLLM_CONCURRENCY: "1", OLLAMA_CONCURRENCY: "1" } });
   const jobs = [];
   for (let i = 0; i < 3; i++) {
     jobs.push(await send(gateway, { conversation_id: `n${i}`, user_message: `normal ${i}` }));

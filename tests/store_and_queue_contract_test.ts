@@ -3,10 +3,10 @@
  * implementation (Deno KV always, DynamoDB and SQS on Moto), so they cannot drift.
  */
 import assert from "node:assert/strict";
-import { newJob } from "../lib/jobs.ts";
+import { type Job, newJob } from "../lib/jobs.ts";
 import { userMessage } from "../lib/messages.ts";
 import type { ReceiveOptions } from "../lib/queue.ts";
-import { JobNotFoundError } from "../lib/store.ts";
+import { JobNotFoundError, type Store } from "../lib/store.ts";
 import { backendTest } from "./support/gateway.ts";
 
 function aJob(conversationId = "conv") {
@@ -21,6 +21,14 @@ function aJob(conversationId = "conv") {
 }
 
 const now: ReceiveOptions = { maxMessages: 10, waitSeconds: 0, visibilitySeconds: 60 };
+const LEASE_MS = 60_000;
+
+/** Claims a job that must be startable, and returns its record. */
+async function started(store: Store, jobId: string, attempt = 1): Promise<Job> {
+  const claim = await store.startJob(jobId, attempt, LEASE_MS);
+  assert.equal(claim.state, "started");
+  return (claim as { job: Job }).job;
+}
 
 backendTest(
   "the store keeps job records and appends each job's exchange exactly once",
@@ -44,17 +52,36 @@ backendTest(
       await assert.rejects(() => store.createJob(job));
     });
 
-    await t.step("starting a job marks it running with its attempt", async () => {
+    await t.step("starting a job marks it running with its attempt and a lease", async () => {
       const job = aJob();
       await store.createJob(job);
-      const started = await store.startJob(job.job_id, 2);
-      assert.equal(started?.status, "running");
-      assert.equal(started?.attempts, 2);
+      const running = await started(store, job.job_id, 2);
+      assert.equal(running.status, "running");
+      assert.equal(running.attempts, 2);
+      assert.ok((running.lease_until ?? 0) > Date.now());
       assert.equal((await store.getJob(job.job_id))?.status, "running");
     });
 
+    await t.step("a job leased by another run is busy until its lease runs out", async () => {
+      const job = aJob();
+      await store.createJob(job);
+      await started(store, job.job_id);
+      const second = await store.startJob(job.job_id, 2, LEASE_MS);
+      assert.ok(second.state === "busy" && second.leaseUntil > Date.now(), JSON.stringify(second));
+
+      const short = aJob();
+      await store.createJob(short);
+      assert.equal((await store.startJob(short.job_id, 1, 1)).state, "started");
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(
+        (await store.startJob(short.job_id, 2, LEASE_MS)).state,
+        "started",
+        "an expired lease is taken over",
+      );
+    });
+
     await t.step("starting a job that has no record throws JobNotFoundError", async () => {
-      await assert.rejects(() => store.startJob("missing", 1), JobNotFoundError);
+      await assert.rejects(() => store.startJob("missing", 1, LEASE_MS), JobNotFoundError);
     });
 
     await t.step(
@@ -62,7 +89,7 @@ backendTest(
       async () => {
         const job = aJob("once");
         await store.createJob(job);
-        const running = (await store.startJob(job.job_id, 1))!;
+        const running = await started(store, job.job_id);
         assert.equal(
           await store.completeJob(running, { role: "assistant", content: "hi there" }),
           "completed",
@@ -79,22 +106,25 @@ backendTest(
         const done = await store.getJob(job.job_id);
         assert.equal(done?.status, "succeeded");
         assert.equal(done?.reply, "hi there");
+        assert.equal(done?.lease_until, undefined, "the lease is released");
         assert.equal(
-          await store.startJob(job.job_id, 2),
-          undefined,
-          "a succeeded job is not started again",
+          (await store.startJob(job.job_id, 2, LEASE_MS)).state,
+          "finished",
+          "a succeeded job is not run again",
         );
       },
     );
 
     await t.step(
-      "concurrent completions of different jobs both land in the conversation",
+      "concurrent completions of different jobs all land in the conversation",
       async () => {
         const jobs = [aJob("busy"), aJob("busy"), aJob("busy"), aJob("busy")];
         for (const job of jobs) await store.createJob(job);
         await Promise.all(jobs.map(async (job, i) => {
-          const running = (await store.startJob(job.job_id, 1))!;
-          await store.completeJob(running, { role: "assistant", content: `reply ${i}` });
+          await store.completeJob(await started(store, job.job_id), {
+            role: "assistant",
+            content: `reply ${i}`,
+          });
         }));
         const messages = (await store.getConversation("busy"))?.messages ?? [];
         assert.equal(messages.length, 8);
@@ -108,26 +138,67 @@ backendTest(
     await t.step("retry and failure record the reason but never undo a success", async () => {
       const job = aJob();
       await store.createJob(job);
-      await store.startJob(job.job_id, 1);
+      await started(store, job.job_id);
       await store.retryJob(job.job_id, "attempt 1 failed");
-      assert.deepEqual(
-        (({ status, error }) => ({ status, error }))((await store.getJob(job.job_id))!),
-        { status: "queued", error: "attempt 1 failed" },
-      );
+      const retried = (await store.getJob(job.job_id))!;
+      assert.deepEqual([retried.status, retried.error, retried.lease_until], [
+        "queued",
+        "attempt 1 failed",
+        undefined,
+      ]);
       await store.failJob(job.job_id, "gave up");
       const failed = await store.getJob(job.job_id);
       assert.equal(failed?.status, "failed");
       assert.equal(failed?.error, "gave up");
       assert.ok(failed?.finished_at);
+      assert.equal(
+        (await store.startJob(job.job_id, 3, LEASE_MS)).state,
+        "finished",
+        "a failed job is not run again",
+      );
 
       const succeeded = aJob();
       await store.createJob(succeeded);
-      await store.completeJob((await store.startJob(succeeded.job_id, 1))!, {
+      await store.completeJob(await started(store, succeeded.job_id), {
         role: "assistant",
         content: "ok",
       });
       await store.failJob(succeeded.job_id, "late failure from a duplicate delivery");
       assert.equal((await store.getJob(succeeded.job_id))?.status, "succeeded");
+    });
+
+    await t.step("a conversation's jobs wait in line in the order they were created", async () => {
+      const [a, b, c] = [aJob("line"), aJob("line"), aJob("line")];
+      assert.deepEqual(await store.createJob(a), { first: true });
+      assert.deepEqual(await store.createJob(b), { first: false });
+      assert.deepEqual(await store.createJob(c), { first: false });
+      assert.equal(await store.headOfLine("line"), a.job_id);
+      assert.equal(
+        await store.passTurn("line", b.job_id),
+        a.job_id,
+        "only the head can pass the turn",
+      );
+      assert.equal(await store.passTurn("line", a.job_id), b.job_id);
+      assert.equal(await store.passTurn("line", a.job_id), b.job_id, "passing twice is harmless");
+      assert.equal(await store.passTurn("line", b.job_id), c.job_id);
+      assert.equal(await store.passTurn("line", c.job_id), undefined);
+      assert.deepEqual(
+        await store.createJob(aJob("line")),
+        { first: true },
+        "an empty line starts again",
+      );
+      assert.equal(
+        await store.getConversation("line"),
+        undefined,
+        "a line alone is not a conversation",
+      );
+    });
+
+    await t.step("workers are seen by their heartbeat", async () => {
+      const before = Date.now();
+      await store.markWorkerSeen("worker-a");
+      const seen = await store.lastWorkerSeen();
+      assert.ok(seen && seen.getTime() >= before - 1000, String(seen));
     });
   },
 );
@@ -136,11 +207,12 @@ backendTest(
   "the queue delivers priority and default lanes with SQS's redelivery rules",
   async (t, start) => {
     const { services: { queue }, config } = await start();
+    const ticket = (jobId: string) => ({ job_id: jobId, conversation_id: "c", route: "vllm" });
 
     await t.step("a sent ticket is received once, then hidden while in flight", async () => {
-      await queue.send("default", { job_id: "j1", conversation_id: "c" });
+      await queue.send("default", ticket("j1"));
       const [message] = await queue.receive("default", now);
-      assert.deepEqual(message.ticket, { job_id: "j1", conversation_id: "c" });
+      assert.deepEqual(message.ticket, ticket("j1"));
       assert.equal(message.lane, "default");
       assert.equal(message.receiveCount, 1);
       assert.deepEqual(await queue.receive("default", now), []);
@@ -150,15 +222,22 @@ backendTest(
     });
 
     await t.step("lanes are separate", async () => {
-      await queue.send("priority", { job_id: "p1", conversation_id: "c" });
+      await queue.send("priority", ticket("p1"));
       assert.deepEqual(await queue.receive("default", now), []);
       const [message] = await queue.receive("priority", now);
       assert.equal(message.ticket.job_id, "p1");
       await queue.delete(message);
     });
 
+    await t.step("a batch receive takes several messages at once", async () => {
+      for (const id of ["b1", "b2", "b3"]) await queue.send("default", ticket(id));
+      const messages = await queue.receive("default", now);
+      assert.deepEqual(messages.map((m) => m.ticket.job_id).sort(), ["b1", "b2", "b3"]);
+      for (const message of messages) await queue.delete(message);
+    });
+
     await t.step("a released message comes back with a higher receive count", async () => {
-      await queue.send("default", { job_id: "j2", conversation_id: "c" });
+      await queue.send("default", ticket("j2"));
       const [first] = await queue.receive("default", now);
       await queue.release(first, 0);
       const [second] = await queue.receive("default", now);
@@ -170,7 +249,7 @@ backendTest(
     await t.step("past maxReceiveCount a message moves to the dead-letter queue", async () => {
       const limit = await queue.maxReceiveCount("default");
       assert.equal(limit, config.maxAttempts);
-      await queue.send("default", { job_id: "doomed", conversation_id: "c" });
+      await queue.send("default", ticket("doomed"));
       for (let i = 1; i <= limit!; i++) {
         const [message] = await queue.receive("default", now);
         assert.equal(message.receiveCount, i);
@@ -180,10 +259,17 @@ backendTest(
       assert.deepEqual(await queue.depth("default"), { waiting: 0, in_flight: 0, dead: 1 });
     });
 
+    await t.step("a message given up for good moves to the dead-letter queue at once", async () => {
+      await queue.send("priority", ticket("hopeless"));
+      const [message] = await queue.receive("priority", now);
+      await queue.deadLetter(message);
+      assert.deepEqual(await queue.depth("priority"), { waiting: 0, in_flight: 0, dead: 1 });
+    });
+
     await t.step("a long poll returns as soon as a message is sent", async () => {
       const received = queue.receive("priority", { ...now, waitSeconds: 5 });
       await new Promise((r) => setTimeout(r, 200));
-      await queue.send("priority", { job_id: "late", conversation_id: "c" });
+      await queue.send("priority", ticket("late"));
       const [message] = await received;
       assert.equal(message?.ticket.job_id, "late");
       await queue.delete(message);

@@ -12,7 +12,14 @@ import {
 } from "@aws-sdk/lib-dynamodb";
 import type { Job, JobStatus } from "../jobs.ts";
 import type { ChatMessage } from "../messages.ts";
-import { type CompleteResult, type Conversation, JobNotFoundError, type Store } from "../store.ts";
+import {
+  type CompleteResult,
+  type Conversation,
+  isFinished,
+  JobNotFoundError,
+  type StartResult,
+  type Store,
+} from "../store.ts";
 
 /** The table names the store uses. */
 export interface DynamoTables {
@@ -20,7 +27,13 @@ export interface DynamoTables {
   jobs: string;
 }
 
-/** A {@linkcode Store} on two DynamoDB tables. */
+/** The jobs-table item where workers record that they are alive. */
+const WORKER_HEARTBEAT_ID = "worker-heartbeat";
+
+/**
+ * A {@linkcode Store} on two DynamoDB tables. A conversation item holds its
+ * `messages` and `pending`, the ids of its unfinished jobs in order.
+ */
 export class DynamoStore implements Store {
   #db: DynamoDBDocumentClient;
   #tables: DynamoTables;
@@ -35,13 +48,15 @@ export class DynamoStore implements Store {
       new GetCommand({
         TableName: this.#tables.conversations,
         Key: { conversation_id: conversationId },
+        ProjectionExpression: "conversation_id, messages, updated_at",
         ConsistentRead: true,
       }),
     );
-    return out.Item as Conversation | undefined;
+    if (!out.Item?.messages) return undefined;
+    return out.Item as Conversation;
   }
 
-  async createJob(job: Job): Promise<void> {
+  async createJob(job: Job): Promise<{ first: boolean }> {
     await this.#db.send(
       new PutCommand({
         TableName: this.#tables.jobs,
@@ -49,9 +64,20 @@ export class DynamoStore implements Store {
         ConditionExpression: "attribute_not_exists(job_id)",
       }),
     );
+    const out = await this.#db.send(
+      new UpdateCommand({
+        TableName: this.#tables.conversations,
+        Key: { conversation_id: job.conversation_id },
+        UpdateExpression: "SET pending = list_append(if_not_exists(pending, :empty), :job)",
+        ExpressionAttributeValues: { ":empty": [], ":job": [job.job_id] },
+        ReturnValues: "UPDATED_NEW",
+      }),
+    );
+    return { first: out.Attributes?.pending?.[0] === job.job_id };
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
+    if (jobId === WORKER_HEARTBEAT_ID) return undefined;
     const out = await this.#db.send(
       new GetCommand({
         TableName: this.#tables.jobs,
@@ -62,41 +88,64 @@ export class DynamoStore implements Store {
     return out.Item as Job | undefined;
   }
 
-  async startJob(jobId: string, attempt: number): Promise<Job | undefined> {
-    const now = new Date().toISOString();
+  async startJob(jobId: string, attempt: number, leaseMs: number): Promise<StartResult> {
+    const now = Date.now();
     try {
       const out = await this.#db.send(
         new UpdateCommand({
           TableName: this.#tables.jobs,
           Key: { job_id: jobId },
           UpdateExpression:
-            "SET #status = :running, attempts = :attempt, started_at = :now, updated_at = :now",
-          ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
+            "SET #status = :running, attempts = :attempt, started_at = :iso, updated_at = :iso, lease_until = :lease",
+          ConditionExpression:
+            "attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed) " +
+            "AND (attribute_not_exists(lease_until) OR lease_until < :now)",
           ExpressionAttributeNames: { "#status": "status" },
           ExpressionAttributeValues: {
             ":running": "running" satisfies JobStatus,
             ":succeeded": "succeeded" satisfies JobStatus,
+            ":failed": "failed" satisfies JobStatus,
             ":attempt": attempt,
+            ":iso": new Date(now).toISOString(),
             ":now": now,
+            ":lease": now + leaseMs,
           },
           ReturnValues: "ALL_NEW",
-          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
         }),
       );
-      return out.Attributes as Job;
+      return { state: "started", job: out.Attributes as Job };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
-      if (!err.Item) throw new JobNotFoundError(jobId);
-      return undefined;
+      // The rare path: read the record to say why it could not be claimed.
+      const job = await this.getJob(jobId);
+      if (!job) throw new JobNotFoundError(jobId);
+      if (isFinished(job)) return { state: "finished", job };
+      return { state: "busy", leaseUntil: job.lease_until ?? now };
     }
   }
 
+  async renewLease(jobId: string, leaseMs: number): Promise<void> {
+    await this.#db.send(
+      new UpdateCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: jobId },
+        UpdateExpression: "SET lease_until = :lease",
+        ConditionExpression: "#status = :running",
+        ExpressionAttributeNames: { "#status": "status" },
+        ExpressionAttributeValues: {
+          ":lease": Date.now() + leaseMs,
+          ":running": "running" satisfies JobStatus,
+        },
+      }),
+    ).catch(ignoreConditionFailure);
+  }
+
   async retryJob(jobId: string, error: string): Promise<void> {
-    await this.#finish(jobId, "queued", error);
+    await this.#settle(jobId, "queued", error);
   }
 
   async failJob(jobId: string, error: string): Promise<void> {
-    await this.#finish(jobId, "failed", error);
+    await this.#settle(jobId, "failed", error);
   }
 
   async completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult> {
@@ -124,7 +173,8 @@ export class DynamoStore implements Store {
                 TableName: this.#tables.jobs,
                 Key: { job_id: job.job_id },
                 UpdateExpression:
-                  "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error",
+                  "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until",
+                // The condition that makes the append happen at most once per job.
                 ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
                 ExpressionAttributeNames: { "#status": "status", "#error": "error" },
                 ExpressionAttributeValues: {
@@ -151,15 +201,68 @@ export class DynamoStore implements Store {
     }
   }
 
-  async #finish(jobId: string, status: JobStatus, error: string): Promise<void> {
+  async passTurn(conversationId: string, jobId: string): Promise<string | undefined> {
+    try {
+      const out = await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.conversations,
+          Key: { conversation_id: conversationId },
+          UpdateExpression: "REMOVE pending[0]",
+          ConditionExpression: "pending[0] = :job",
+          ExpressionAttributeValues: { ":job": jobId },
+          ReturnValues: "ALL_NEW",
+        }),
+      );
+      return out.Attributes?.pending?.[0];
+    } catch (err) {
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      return await this.headOfLine(conversationId);
+    }
+  }
+
+  async headOfLine(conversationId: string): Promise<string | undefined> {
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.conversations,
+        Key: { conversation_id: conversationId },
+        ProjectionExpression: "pending[0]",
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item?.pending?.[0];
+  }
+
+  async markWorkerSeen(workerId: string): Promise<void> {
+    const now = Date.now();
+    await this.#db.send(
+      new PutCommand({
+        TableName: this.#tables.jobs,
+        Item: {
+          job_id: WORKER_HEARTBEAT_ID,
+          worker_id: workerId,
+          seen_at: new Date(now).toISOString(),
+          expires_at: Math.floor(now / 1000) + 86_400,
+        },
+      }),
+    );
+  }
+
+  async lastWorkerSeen(): Promise<Date | undefined> {
+    const out = await this.#db.send(
+      new GetCommand({ TableName: this.#tables.jobs, Key: { job_id: WORKER_HEARTBEAT_ID } }),
+    );
+    return out.Item?.seen_at ? new Date(out.Item.seen_at) : undefined;
+  }
+
+  async #settle(jobId: string, status: JobStatus, error: string): Promise<void> {
     const now = new Date().toISOString();
     await this.#db.send(
       new UpdateCommand({
         TableName: this.#tables.jobs,
         Key: { job_id: jobId },
         UpdateExpression: status === "failed"
-          ? "SET #status = :status, #error = :error, updated_at = :now, finished_at = :now"
-          : "SET #status = :status, #error = :error, updated_at = :now",
+          ? "SET #status = :status, #error = :error, updated_at = :now, finished_at = :now REMOVE lease_until"
+          : "SET #status = :status, #error = :error, updated_at = :now REMOVE lease_until",
         // Never undo a success that another delivery of the same job recorded.
         ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
         ExpressionAttributeNames: { "#status": "status", "#error": "error" },
@@ -170,8 +273,10 @@ export class DynamoStore implements Store {
           ":now": now,
         },
       }),
-    ).catch((err) => {
-      if (!(err instanceof ConditionalCheckFailedException)) throw err;
-    });
+    ).catch(ignoreConditionFailure);
   }
+}
+
+function ignoreConditionFailure(err: unknown): void {
+  if (!(err instanceof ConditionalCheckFailedException)) throw err;
 }

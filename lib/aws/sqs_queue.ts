@@ -76,6 +76,23 @@ export class SqsJobQueue implements JobQueue {
     );
   }
 
+  async deadLetter(message: ReceivedJob): Promise<void> {
+    const dlqArn = (await this.#redrivePolicy(message.lane))?.deadLetterTargetArn;
+    if (!dlqArn) {
+      // Without a dead-letter queue the message stays, to be redelivered: never dropped.
+      throw new Error(
+        `Cannot dead-letter job "${message.ticket.job_id}": the ${message.lane} queue has no redrive policy`,
+      );
+    }
+    await this.#sqs.send(
+      new SendMessageCommand({
+        QueueUrl: await resolveQueueUrl(this.#sqs, queueNameFromArn(dlqArn)),
+        MessageBody: JSON.stringify(message.ticket),
+      }),
+    );
+    await this.delete(message);
+  }
+
   async maxReceiveCount(lane: Lane): Promise<number | undefined> {
     const count = Number((await this.#redrivePolicy(lane))?.maxReceiveCount);
     return Number.isFinite(count) ? count : undefined;
@@ -85,7 +102,7 @@ export class SqsJobQueue implements JobQueue {
     const main = await this.#counts(await this.#url(lane));
     const dlqArn = (await this.#redrivePolicy(lane))?.deadLetterTargetArn;
     const dead = dlqArn
-      ? await this.#counts(await resolveQueueUrl(this.#sqs, dlqArn.split(":").pop()!))
+      ? await this.#counts(await resolveQueueUrl(this.#sqs, queueNameFromArn(dlqArn)))
       : undefined;
     return {
       waiting: main.visible,
@@ -147,12 +164,27 @@ export async function resolveQueueUrl(sqs: SQSClient, nameOrUrl: string): Promis
   return out.QueueUrl;
 }
 
+function queueNameFromArn(arn: string): string {
+  return arn.split(":").pop() ?? arn;
+}
+
+/**
+ * Reads a message body. A body that is not a ticket becomes one with an empty
+ * job id, so the worker can move that one message to the dead-letter queue
+ * instead of failing the whole receive.
+ */
 function parseTicket(body: string | undefined): JobTicket {
-  const value = JSON.parse(body ?? "null");
-  if (typeof value?.job_id !== "string" || typeof value?.conversation_id !== "string") {
-    throw new TypeError(
-      `Cannot read job message: body is not a job ticket: ${body?.slice(0, 200)}`,
-    );
+  try {
+    const value = JSON.parse(body ?? "null");
+    if (typeof value?.job_id === "string" && typeof value?.conversation_id === "string") {
+      return {
+        job_id: value.job_id,
+        conversation_id: value.conversation_id,
+        route: typeof value.route === "string" ? value.route : "",
+      };
+    }
+  } catch {
+    // not JSON: handled below
   }
-  return { job_id: value.job_id, conversation_id: value.conversation_id };
+  return { job_id: "", conversation_id: "", route: "" };
 }

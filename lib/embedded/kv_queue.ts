@@ -79,6 +79,14 @@ export class KvJobQueue implements JobQueue {
     if (delaySeconds === 0) this.#wake.dispatchEvent(new Event(message.lane));
   }
 
+  async deadLetter(message: ReceivedJob): Promise<void> {
+    const { key, token } = parseReceipt(message.receipt);
+    const entry = await this.#kv.get<Entry>(key);
+    if (entry.value?.receipt !== token) return;
+    await this.#kv.atomic().check(entry).delete(key).set(["dead", ...key.slice(1)], entry.value)
+      .commit();
+  }
+
   maxReceiveCount(_lane: Lane): Promise<number | undefined> {
     return Promise.resolve(this.#maxReceiveCount);
   }

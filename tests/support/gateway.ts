@@ -91,7 +91,13 @@ export function backendTest(
 
 /** Environment for a gateway on fresh, uniquely named resources. */
 export async function testEnv(backend: BackendKind, moto?: Moto): Promise<Env> {
-  const common = { POLL_WAIT_S: "1", RETRY_DELAY_S: "0", MAX_ATTEMPTS: "2", LLM_TIMEOUT_S: "10" };
+  const common = {
+    POLL_WAIT_S: "1",
+    RETRY_DELAY_S: "0",
+    MAX_ATTEMPTS: "2",
+    LLM_TIMEOUT_S: "10",
+    WORKER_STALE_S: "0",
+  };
   if (backend === "embedded") {
     return {
       ...common,

@@ -1,0 +1,58 @@
+/**
+ * One job at a time per conversation, in the order sent: each conversation
+ * has a line of unfinished jobs, and only the job at its head is on the queue.
+ * A job that ends hands the turn to the next one by enqueuing it.
+ */
+import { ticketFor } from "./jobs.ts";
+import { laneFor } from "./queue.ts";
+import type { Services } from "./services.ts";
+import { isFinished } from "./store.ts";
+
+/**
+ * Takes `finishedJobId` off the head of the conversation's line, if it is
+ * there, and enqueues the job that is now first. Safe to repeat: a job that
+ * finished or vanished at the head is passed over as well.
+ */
+export async function advanceTurn(
+  services: Services,
+  conversationId: string,
+  finishedJobId: string,
+): Promise<void> {
+  const { store, queue } = services;
+  let done = finishedJobId;
+  while (true) {
+    const next = await store.passTurn(conversationId, done);
+    if (!next) return;
+    const job = await store.getJob(next);
+    if (!job || isFinished(job)) {
+      done = next;
+      continue;
+    }
+    // A job that never started has never been on the queue: this is its turn.
+    if (job.status === "queued" && job.attempts === 0) {
+      await queue.send(laneFor(job.priority), ticketFor(job));
+    }
+    return;
+  }
+}
+
+/**
+ * Frees a line whose head can no longer run: its record is gone, it has
+ * finished, or its last permitted attempt was cut off (the worker died) long
+ * enough ago that its message has gone to the dead-letter queue.
+ */
+export async function unblockLine(services: Services, conversationId: string): Promise<void> {
+  const { store, config } = services;
+  const head = await store.headOfLine(conversationId);
+  if (!head) return;
+  const job = await store.getJob(head);
+  const abandonedSince = Date.now() - 2 * config.visibilityTimeoutSeconds * 1000;
+  const abandoned = job?.status === "running" && job.attempts >= config.maxAttempts &&
+    (job.lease_until ?? 0) < abandonedSince;
+  if (abandoned) {
+    await store.failJob(head, "Gave up: the worker stopped during the last attempt");
+  }
+  if (!job || isFinished(job) || abandoned) {
+    await advanceTurn(services, conversationId, head);
+  }
+}

@@ -1,0 +1,153 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { buildLambdaBundle } from "../scripts/build_lambda.ts";
+import { startTestGateway, type TestGateway } from "./support/gateway.ts";
+import { skipWithoutMoto, startMoto } from "./support/moto.ts";
+
+const INVOKE_LAMBDA = fileURLToPath(new URL("./support/invoke_lambda.mjs", import.meta.url));
+const API_KEY = "test-key";
+
+/** What the handler returns to API Gateway. */
+interface LambdaResult {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** An API Gateway HTTP API event (payload format 2.0) carrying the test's API key. */
+function httpApiEvent(
+  method: string,
+  path: string,
+  options: { query?: string; body?: unknown; apiKey?: string | null } = {},
+) {
+  const apiKey = options.apiKey === undefined ? API_KEY : options.apiKey;
+  const host = "gw1234.execute-api.us-east-1.amazonaws.com";
+  const now = Date.now();
+  return {
+    version: "2.0",
+    routeKey: "$default",
+    rawPath: path,
+    rawQueryString: options.query ?? "",
+    headers: {
+      host,
+      "content-type": "application/json",
+      ...(apiKey === null ? {} : { authorization: `Bearer ${apiKey}` }),
+    },
+    requestContext: {
+      accountId: "111122223333",
+      apiId: "gw1234",
+      domainName: host,
+      domainPrefix: "gw1234",
+      http: { method, path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "bundle-test" },
+      requestId: crypto.randomUUID(),
+      routeKey: "$default",
+      stage: "$default",
+      time: new Date(now).toUTCString(),
+      timeEpoch: now,
+    },
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    isBase64Encoded: false,
+  };
+}
+
+/** Imports the bundle in a fresh Node.js process and hands it the events, in order. */
+async function invokeUnderNode(
+  bundle: string,
+  gateway: TestGateway,
+  events: unknown[],
+): Promise<LambdaResult[]> {
+  const resultsFile = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    const env: Record<string, string> = { PATH: Deno.env.get("PATH") ?? "" };
+    const home = Deno.env.get("HOME");
+    if (home) env.HOME = home;
+    for (const [key, value] of Object.entries(gateway.env)) {
+      if (value !== undefined) env[key] = value;
+    }
+    const child = new Deno.Command("node", {
+      args: [INVOKE_LAMBDA, bundle, resultsFile],
+      env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(JSON.stringify(events)));
+    await writer.close();
+    const { code, stdout, stderr } = await child.output();
+    if (code !== 0) {
+      const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+      const output = decode(stdout) + decode(stderr);
+      throw new Error(`Cannot invoke the bundled handler under Node.js (exit ${code}):\n${output}`);
+    }
+    return JSON.parse(await Deno.readTextFile(resultsFile));
+  } finally {
+    await Deno.remove(resultsFile);
+  }
+}
+
+Deno.test({
+  name: "the bundled Lambda handler serves API Gateway v2 events under Node.js",
+  ignore: skipWithoutMoto(),
+  async fn(t) {
+    const dir = await Deno.makeTempDir({ prefix: "lambda-bundle-" });
+    const moto = await startMoto();
+    let gateway: TestGateway | undefined;
+    try {
+      gateway = await startTestGateway("aws", { moto, env: { GATEWAY_API_KEYS: API_KEY } });
+      await gateway.startWorker();
+      const bundle = `${dir}/lambda.mjs`;
+      const invoke = (...events: unknown[]) => invokeUnderNode(bundle, gateway!, events);
+
+      await t.step("deno bundle writes one ES module for Node.js", async () => {
+        const bytes = await buildLambdaBundle(bundle);
+        assert.ok(bytes > 0, "the bundle is empty");
+      });
+
+      await t.step("POST /chat with the key queues a job that the worker completes", async () => {
+        const [result] = await invoke(httpApiEvent("POST", "/chat", {
+          body: { conversation_id: "bundle-1", user_message: "Hi from Node" },
+        }));
+        assert.equal(result.statusCode, 202, result.body);
+        const ticket = JSON.parse(result.body);
+        assert.equal(ticket.status, "queued");
+        assert.equal((await gateway!.waitForJob(ticket.job_id)).status, "succeeded");
+      });
+
+      await t.step("GET /conversation returns the user and assistant messages", async () => {
+        const [result] = await invoke(
+          httpApiEvent("GET", "/conversation", { query: "conversation_id=bundle-1" }),
+        );
+        assert.equal(result.statusCode, 200, result.body);
+        assert.deepEqual(JSON.parse(result.body).messages, [
+          { role: "user", content: "Hi from Node" },
+          { role: "assistant", content: "vllm says: Hi from Node" },
+        ]);
+      });
+
+      await t.step("a bad body gets its 400 in OpenAI's error shape", async () => {
+        const [result] = await invoke(
+          httpApiEvent("POST", "/chat", { body: { conversation_id: "bundle-2" } }),
+        );
+        assert.equal(result.statusCode, 400, result.body);
+        const { error } = JSON.parse(result.body);
+        assert.equal(error.type, "invalid_request_error");
+        assert.equal(error.param, "user_message");
+      });
+
+      await t.step("a request without the key gets its 401", async () => {
+        const [result] = await invoke(httpApiEvent("POST", "/chat", {
+          body: { conversation_id: "bundle-3", user_message: "Hi" },
+          apiKey: null,
+        }));
+        assert.equal(result.statusCode, 401, result.body);
+        assert.equal(JSON.parse(result.body).error.code, "missing_api_key");
+      });
+    } finally {
+      await gateway?.stop();
+      await moto.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
