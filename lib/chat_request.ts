@@ -3,6 +3,9 @@ import { z } from "zod";
 import { type FieldProblem, invalidRequest } from "./errors.ts";
 import type { Priority } from "./jobs.ts";
 
+/** Images one message may carry: each is fetched and inlined for the backend. */
+export const MAX_IMAGES = 8;
+
 const chatRequestSchema = z.object({
   conversation_id: z.string({ error: "must be a string" })
     .trim()
@@ -15,7 +18,7 @@ const chatRequestSchema = z.object({
       error: "must be an object with an image_url string",
     }),
     { error: "must be an array of { image_url } objects" },
-  ).optional(),
+  ).max(MAX_IMAGES, `must hold at most ${MAX_IMAGES} images`).optional(),
   priority: z.enum(["high", "normal"], { error: 'must be "high" or "normal"' }).optional(),
 }, { error: "must be a JSON object" });
 

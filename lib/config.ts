@@ -3,6 +3,7 @@
  * checked once at start-up, then passed down as a frozen object.
  */
 import process from "node:process";
+import { parseAllowedHosts } from "./images.ts";
 
 /**
  * Where conversations, jobs and queues live: "embedded" in a local Deno KV
@@ -142,8 +143,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     maxBodyBytes: read.integer("MAX_BODY_BYTES", 1_048_576, 1024, 100_000_000),
     conversationMaxBytes: read.integer("CONVERSATION_MAX_BYTES", 300_000, 1024, 390_000),
     imageMaxBytes: read.integer("IMAGE_MAX_BYTES", 10_485_760, 1, 100_000_000),
-    imageAllowedHosts: (env.IMAGE_ALLOWED_HOSTS ?? "").split(",").map((h) => h.trim().toLowerCase())
-      .filter((h) => h.length > 0),
+    imageAllowedHosts: parseAllowedHosts(env.IMAGE_ALLOWED_HOSTS),
     imageTimeoutMs: read.integer("IMAGE_TIMEOUT_S", 15, 1, 600) * 1000,
     workerStaleSeconds: read.integer("WORKER_STALE_S", 120, 0, 86_400),
     maxAttempts: read.integer("MAX_ATTEMPTS", 3, 1, 1000),

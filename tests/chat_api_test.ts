@@ -68,6 +68,16 @@ const badBodies: { name: string; body: unknown; param: string; pattern: RegExp }
     pattern: /must be a string/,
   },
   {
+    name: "more images than one message may carry",
+    body: {
+      conversation_id: "a",
+      user_message: "hi",
+      images: Array.from({ length: 9 }, (_, i) => ({ image_url: `https://example.com/${i}.png` })),
+    },
+    param: "images",
+    pattern: /must hold at most 8 images/,
+  },
+  {
     name: "images that is not an array",
     body: { conversation_id: "a", user_message: "hi", images: "https://example.com/a.png" },
     param: "images",

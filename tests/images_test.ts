@@ -5,9 +5,9 @@ import {
   ImageError,
   type ImageFetchOptions,
   inlineImages,
-  isForbiddenAddress,
   parseAllowedHosts,
 } from "../lib/images.ts";
+import { isForbiddenAddress } from "../lib/ip_address.ts";
 import { type ChatMessage, type ImagePart, userMessage } from "../lib/messages.ts";
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];

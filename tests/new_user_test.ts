@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { freePort } from "./support/moto.ts";
+import { PROJECT_DIR, startDeno, waitUntilUp } from "./support/child_deno.ts";
 import { startStandInLlm } from "./support/stand_in_llm.ts";
 
 /** What a fresh clone holds: the working tree without local state. */
@@ -24,40 +25,16 @@ async function copyProject(from: string, to: string): Promise<void> {
   }
 }
 
-/** A `deno task dev` process with a clean environment, as on a newcomer's machine. */
+/** `deno task dev` in a child process with a clean environment, as on a newcomer's machine. */
 async function startDev(dir: string, env: Record<string, string>) {
-  const child = new Deno.Command("deno", {
-    args: ["task", "dev"],
-    cwd: dir,
-    clearEnv: true,
-    env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
-    .then(([out, err]) => out + err);
+  const child = startDeno(["task", "dev"], { cwd: dir, env });
   const base = `http://127.0.0.1:${env.PORT}`;
-  const deadline = Date.now() + 60_000;
-  while (true) {
-    try {
-      const res = await fetch(`${base}/healthz`);
-      await res.body?.cancel();
-      if (res.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`deno task dev did not start within 60 s:\n${await output}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitUntilUp(`${base}/healthz`, child);
   return {
     base,
-    async stop(): Promise<{ code: number; output: string }> {
+    stop(): Promise<{ code: number; output: string }> {
       child.kill("SIGTERM");
-      const { code } = await child.status;
-      return { code, output: await output };
+      return child.exited;
     },
   };
 }
@@ -72,7 +49,7 @@ Deno.test("a newcomer runs deno task dev with no .env, chats, restarts, and keep
   const vllm = startStandInLlm({ name: "vllm" });
   const env = { PORT: String(freePort()), VLLM_BASE_URL: vllm.baseUrl };
   try {
-    await copyProject(new URL("..", import.meta.url).pathname.replace(/\/$/, ""), dir);
+    await copyProject(PROJECT_DIR, dir);
 
     await t.step("the first run answers a message sent over HTTP", async () => {
       const dev = await startDev(dir, env);
@@ -131,17 +108,8 @@ Deno.test("a newcomer runs deno task dev with no .env, chats, restarts, and keep
 });
 
 Deno.test("deno task worker with the embedded backend exits at once and says why", async () => {
-  const { code, stdout, stderr } = await new Deno.Command("deno", {
-    args: ["task", "worker"],
-    cwd: new URL("..", import.meta.url).pathname,
-    clearEnv: true,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "",
-      BACKEND: "embedded",
-    },
-  }).output();
-  const output = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+  const { code, output } = await startDeno(["task", "worker"], { env: { BACKEND: "embedded" } })
+    .exited;
   assert.equal(code, 1);
   assert.match(output, /the worker already runs inside `deno task dev`/);
 });

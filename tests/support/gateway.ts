@@ -214,7 +214,8 @@ async function listJobs(config: Config): Promise<Job[]> {
   const clients = createAwsClients(config);
   try {
     const out = await clients.documents.send(new ScanCommand({ TableName: config.jobsTable }));
-    return (out.Items ?? []) as Job[];
+    // The table also holds the workers' heartbeat item, which is no job.
+    return (out.Items ?? []).filter((item) => "status" in item) as Job[];
   } finally {
     clients.destroy();
   }

@@ -1,0 +1,61 @@
+/** The bench's own settings, read from the environment (a dev tool: not the app's config). */
+
+/** Which storage the bench runs the gateway on. */
+export type BenchBackend = "aws" | "embedded";
+
+/** What one bench run does. */
+export interface BenchOptions {
+  backend: BenchBackend;
+  /** Jobs sent through the front door (N). */
+  jobs: number;
+  /** The stand-in backend's fixed answer delay. */
+  latencyMs: number;
+  /** VLLM_CONCURRENCY: jobs the worker runs against the backend at once. */
+  concurrency: number;
+  /** Jobs are spread over this many conversations, round robin; one job per conversation by default. */
+  conversations: number;
+  /** POST /chat requests in flight at once while submitting. */
+  submitters: number;
+}
+
+/** Reads the bench options, reporting every bad variable at once. */
+export function readBenchOptions(env: Readonly<Record<string, string | undefined>>): BenchOptions {
+  const problems: string[] = [];
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name]?.trim();
+    if (!raw) return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+  const backend = readBackend(env, problems);
+  const jobs = int("BENCH_JOBS", 400, 1, 1_000_000);
+  const options: BenchOptions = {
+    backend,
+    jobs,
+    latencyMs: int("BENCH_LATENCY_MS", 200, 0, 600_000),
+    concurrency: int("VLLM_CONCURRENCY", 16, 1, 1024),
+    conversations: Math.min(jobs, int("BENCH_CONVERSATIONS", jobs, 1, 1_000_000)),
+    submitters: int("BENCH_SUBMITTERS", 16, 1, 1024),
+  };
+  if (problems.length > 0) {
+    throw new RangeError(`Cannot start bench: ${problems.join("; ")}`);
+  }
+  return options;
+}
+
+/** BENCH_BACKEND wins; `BACKEND=embedded` also works, as the issue puts it; aws otherwise. */
+function readBackend(
+  env: Readonly<Record<string, string | undefined>>,
+  problems: string[],
+): BenchBackend {
+  const name = env.BENCH_BACKEND?.trim() ? "BENCH_BACKEND" : "BACKEND";
+  const raw = env[name]?.trim();
+  if (!raw) return "aws";
+  if (raw === "aws" || raw === "embedded") return raw;
+  problems.push(`${name} must be "aws" or "embedded", got "${raw}"`);
+  return "aws";
+}

@@ -1,0 +1,129 @@
+/**
+ * The gateway under test, built from the app's real pieces: storage (Moto or
+ * a temporary Deno KV file), the fixed-latency backend, the front door and a
+ * worker whose store is watched.
+ */
+import type { Hono } from "hono";
+import { createApp } from "../../lib/app.ts";
+import { createAwsClients } from "../../lib/aws/clients.ts";
+import { provisionAws } from "../../lib/aws/provision.ts";
+import { type Config, type Env, loadConfig } from "../../lib/config.ts";
+import { createLogger, type Logger } from "../../lib/log.ts";
+import { openServices, type Services } from "../../lib/services.ts";
+import { JobWorker } from "../../lib/worker_loop.ts";
+import { type Moto, startMoto } from "../../tests/support/moto.ts";
+import { type FixedLatencyLlm, startFixedLatencyLlm } from "./fixed_latency_llm.ts";
+import { type JobWatch, watchJobs } from "./job_watch.ts";
+import type { BenchOptions } from "./options.ts";
+
+/** A running gateway for the bench. */
+export interface BenchStack {
+  config: Config;
+  services: Services;
+  // deno-lint-ignore no-explicit-any
+  app: Hono<any>;
+  worker: JobWorker;
+  llm: FixedLatencyLlm;
+  watch: JobWatch;
+  /** Warnings and errors the gateway logged. */
+  readonly logProblems: number;
+  /** Stops everything that was started; safe to call at any point. */
+  stop(): Promise<void>;
+}
+
+/** Starts storage, the stand-in, the app and a running worker. */
+export async function startBenchStack(options: BenchOptions): Promise<BenchStack> {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  const stop = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch (err) {
+        console.error(`Bench clean-up step failed: ${(err as Error).message}`);
+      }
+    }
+  };
+  try {
+    let logProblems = 0;
+    const logger = createLogger({
+      level: "warn",
+      write: (line) => {
+        logProblems++;
+        console.error(line);
+      },
+    });
+    const llm = startFixedLatencyLlm(options.latencyMs);
+    cleanups.push(() => llm.stop());
+    const storageEnv = await storageEnvFor(options, cleanups);
+    const config = loadConfig({
+      ...storageEnv,
+      VLLM_BASE_URL: llm.baseUrl,
+      VLLM_MODEL: "bench-text-model",
+      VLLM_CONCURRENCY: String(options.concurrency),
+      OLLAMA_BASE_URL: llm.baseUrl,
+      OLLAMA_MODEL: "bench-vision-model",
+      POLL_WAIT_S: "1",
+      WORKER_STALE_S: "0",
+      LLM_TIMEOUT_S: String(Math.max(60, Math.ceil((options.latencyMs * 5) / 1000))),
+      RETRY_DELAY_S: "1",
+    });
+    if (config.backend === "aws") await provision(config, logger);
+    const services = await openServices(config);
+    cleanups.push(() => services.close());
+    const watch = watchJobs(services.store);
+    const worker = new JobWorker({ ...services, store: watch.store }, { logger });
+    cleanups.push(() => worker.stop());
+    await worker.start();
+    const app = createApp(services, { logger });
+    return {
+      config,
+      services,
+      app,
+      worker,
+      llm,
+      watch,
+      get logProblems() {
+        return logProblems;
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Fresh, uniquely named storage: tables and queues on a new Moto, or a temporary KV directory. */
+async function storageEnvFor(
+  options: BenchOptions,
+  cleanups: (() => Promise<void> | void)[],
+): Promise<Env> {
+  if (options.backend === "embedded") {
+    const dataDir = await Deno.makeTempDir({ prefix: "gateway-bench-" });
+    cleanups.push(() => Deno.remove(dataDir, { recursive: true }));
+    return { BACKEND: "embedded", DATA_DIR: dataDir };
+  }
+  const moto: Moto = await startMoto();
+  cleanups.push(() => moto.stop());
+  const suffix = crypto.randomUUID().slice(0, 8);
+  return {
+    BACKEND: "aws",
+    AWS_ENDPOINT_URL: moto.url,
+    AWS_REGION: "us-east-1",
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    CONVERSATIONS_TABLE: `BenchConversations-${suffix}`,
+    JOBS_TABLE: `BenchJobs-${suffix}`,
+    JOBS_QUEUE: `bench-jobs-${suffix}`,
+    PRIORITY_QUEUE: `bench-jobs-priority-${suffix}`,
+  };
+}
+
+async function provision(config: Config, logger: Logger): Promise<void> {
+  const clients = createAwsClients(config);
+  try {
+    await provisionAws(clients, config, logger);
+  } finally {
+    clients.destroy();
+  }
+}

@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import type { ErrorBody } from "../lib/errors.ts";
+import { backendTest, type TestGateway } from "./support/gateway.ts";
+
+async function nothingNewQueued(gateway: TestGateway, jobsBefore: number) {
+  assert.equal((await gateway.jobRecords()).length, jobsBefore, "no job record was written");
+  assert.equal((await gateway.depth("default")).waiting, 0, "nothing was queued");
+}
+
+backendTest("oversized input is refused with 413 and nothing is enqueued", async (t, start) => {
+  const gateway = await start({ env: { MAX_MESSAGE_BYTES: "1000", MAX_BODY_BYTES: "4096" } });
+
+  await t.step("a message over MAX_MESSAGE_BYTES", async () => {
+    const res = await gateway.postChat({ conversation_id: "big", user_message: "x".repeat(1200) });
+    assert.equal(res.status, 413);
+    const { error } = await res.json() as ErrorBody;
+    assert.equal(error.code, "message_too_large");
+    assert.equal(error.param, "user_message");
+    assert.match(error.message, /over MAX_MESSAGE_BYTES \(1000\)/);
+    await nothingNewQueued(gateway, 0);
+  });
+
+  await t.step("image URLs count towards the message's size", async () => {
+    const images = Array.from(
+      { length: 5 },
+      (_, i) => ({ image_url: `https://example.com/${"a".repeat(200)}/${i}.png` }),
+    );
+    const res = await gateway.postChat({ conversation_id: "big", user_message: "look", images });
+    assert.equal(res.status, 413);
+    await nothingNewQueued(gateway, 0);
+  });
+
+  await t.step("a body over MAX_BODY_BYTES", async () => {
+    const res = await gateway.postChat(
+      JSON.stringify({ conversation_id: "big", user_message: "y".repeat(5000) }),
+    );
+    assert.equal(res.status, 413);
+    const { error } = await res.json() as ErrorBody;
+    assert.equal(error.code, "body_too_large");
+    await nothingNewQueued(gateway, 0);
+  });
+});
+
+backendTest(
+  "a conversation that would outgrow CONVERSATION_MAX_BYTES refuses new messages",
+  async (_t, start) => {
+    const gateway = await start({ env: { CONVERSATION_MAX_BYTES: "1024" } });
+    await gateway.startWorker();
+    const first = await gateway.postChat({
+      conversation_id: "full",
+      user_message: "a".repeat(400),
+    });
+    assert.equal(first.status, 202);
+    assert.equal((await gateway.waitForJob((await first.json()).job_id)).status, "succeeded");
+
+    const res = await gateway.postChat({ conversation_id: "full", user_message: "b".repeat(400) });
+    assert.equal(res.status, 413);
+    const { error } = await res.json() as ErrorBody;
+    assert.equal(error.code, "conversation_full");
+    assert.equal(error.param, "conversation_id");
+    assert.match(error.message, /start a new conversation_id/);
+    assert.equal((await gateway.jobRecords()).length, 1, "no job record was written");
+    assert.equal((await gateway.services.store.getConversation("full"))?.messages.length, 2);
+  },
+);
+
+backendTest(
+  "with no worker seen for WORKER_STALE_S, POST /chat answers 503 instead of queueing",
+  async (t, start) => {
+    const gateway = await start({ env: { WORKER_STALE_S: "60" } });
+
+    await t.step("before any worker has run", async () => {
+      const res = await gateway.postChat({ conversation_id: "c", user_message: "anyone there?" });
+      assert.equal(res.status, 503);
+      const { error } = await res.json() as ErrorBody;
+      assert.equal(error.code, "no_worker");
+      assert.match(error.message, /start `deno task worker`/);
+      assert.deepEqual(await gateway.jobRecords(), []);
+      const health = await (await gateway.app.request("/healthz")).json();
+      assert.equal(health.worker.stale, true);
+      assert.equal(health.worker.last_seen, null);
+    });
+
+    await t.step(
+      "once a worker has been seen, messages are accepted and /healthz says when",
+      async () => {
+        await gateway.startWorker();
+        const res = await gateway.postChat({ conversation_id: "c", user_message: "hello" });
+        assert.equal(res.status, 202);
+        const health = await (await gateway.app.request("/healthz")).json();
+        assert.equal(health.worker.stale, false);
+        assert.ok(health.worker.seconds_ago <= 60, JSON.stringify(health));
+        assert.equal(typeof health.worker.last_seen, "string");
+      },
+    );
+  },
+);
+
+backendTest("/healthz counts waiting, in-flight and dead messages per lane", async (_t, start) => {
+  const gateway = await start();
+  for (const text of ["a", "b"]) {
+    await gateway.postChat({ conversation_id: text, user_message: text });
+  }
+  await gateway.postChat({ conversation_id: "p", user_message: "urgent", priority: "high" });
+  const health = await (await gateway.app.request("/healthz")).json();
+  assert.equal(health.status, "ok");
+  assert.deepEqual(health.queues, {
+    priority: { waiting: 1, in_flight: 0, dead: 0 },
+    default: { waiting: 2, in_flight: 0, dead: 0 },
+  });
+});
