@@ -5,7 +5,8 @@
  *
  * Settings: BENCH_BACKEND (aws | embedded; BACKEND=embedded works too),
  * BENCH_JOBS (400), BENCH_LATENCY_MS (200), VLLM_CONCURRENCY (16),
- * BENCH_CONVERSATIONS (one per job), BENCH_SUBMITTERS (16 POSTs at once).
+ * BENCH_CONVERSATIONS (one per job), BENCH_SUBMITTERS (16 POSTs at once),
+ * BENCH_AWS_ENDPOINT_URL (a Moto already running on 127.0.0.1, instead of a fresh one).
  */
 import { measureLambdaCold } from "./bench/lambda_cold.ts";
 import { runLoad } from "./bench/load.ts";

@@ -16,6 +16,8 @@ export interface BenchOptions {
   conversations: number;
   /** POST /chat requests in flight at once while submitting. */
   submitters: number;
+  /** A Moto already running on 127.0.0.1 to use instead of starting one (e.g. behind a counting proxy). */
+  awsEndpointUrl?: string;
 }
 
 /** Reads the bench options, reporting every bad variable at once. */
@@ -40,6 +42,7 @@ export function readBenchOptions(env: Readonly<Record<string, string | undefined
     concurrency: int("VLLM_CONCURRENCY", 16, 1, 1024),
     conversations: Math.min(jobs, int("BENCH_CONVERSATIONS", jobs, 1, 1_000_000)),
     submitters: int("BENCH_SUBMITTERS", 16, 1, 1024),
+    awsEndpointUrl: readLoopbackUrl(env, "BENCH_AWS_ENDPOINT_URL", problems),
   };
   if (problems.length > 0) {
     throw new RangeError(`Cannot start bench: ${problems.join("; ")}`);
@@ -58,4 +61,22 @@ function readBackend(
   if (raw === "aws" || raw === "embedded") return raw;
   problems.push(`${name} must be "aws" or "embedded", got "${raw}"`);
   return "aws";
+}
+
+/** Only loopback: the bench sends no traffic anywhere else. */
+function readLoopbackUrl(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  problems: string[],
+): string | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  try {
+    const url = new URL(raw);
+    if (url.protocol === "http:" && url.hostname === "127.0.0.1") return raw.replace(/\/+$/, "");
+  } catch {
+    // reported below
+  }
+  problems.push(`${name} must be an http://127.0.0.1:<port> URL, got "${raw}"`);
+  return undefined;
 }

@@ -103,12 +103,16 @@ async function storageEnvFor(
     cleanups.push(() => Deno.remove(dataDir, { recursive: true }));
     return { BACKEND: "embedded", DATA_DIR: dataDir };
   }
-  const moto: Moto = await startMoto();
-  cleanups.push(() => moto.stop());
+  let endpoint = options.awsEndpointUrl;
+  if (!endpoint) {
+    const moto: Moto = await startMoto();
+    cleanups.push(() => moto.stop());
+    endpoint = moto.url;
+  }
   const suffix = crypto.randomUUID().slice(0, 8);
   return {
     BACKEND: "aws",
-    AWS_ENDPOINT_URL: moto.url,
+    AWS_ENDPOINT_URL: endpoint,
     AWS_REGION: "us-east-1",
     AWS_ACCESS_KEY_ID: "test",
     AWS_SECRET_ACCESS_KEY: "test",
