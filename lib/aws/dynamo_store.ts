@@ -31,8 +31,17 @@ export interface DynamoTables {
 const WORKER_HEARTBEAT_ID = "worker-heartbeat";
 
 /**
- * A {@linkcode Store} on two DynamoDB tables. A conversation item holds its
- * `messages` and `pending`, the ids of its unfinished jobs in order.
+ * The jobs-table key of a conversation's line: `pending` lists its unfinished
+ * jobs in order. Kept apart from the conversation item so that queuing a
+ * message costs one small write, not a rewrite of the whole history.
+ */
+function lineKey(conversationId: string) {
+  return { job_id: `line#${conversationId}` };
+}
+
+/**
+ * A {@linkcode Store} on two DynamoDB tables: conversations (messages only)
+ * and jobs (job records, each conversation's line, the worker heartbeat).
  */
 export class DynamoStore implements Store {
   #db: DynamoDBDocumentClient;
@@ -48,12 +57,10 @@ export class DynamoStore implements Store {
       new GetCommand({
         TableName: this.#tables.conversations,
         Key: { conversation_id: conversationId },
-        ProjectionExpression: "conversation_id, messages, updated_at",
         ConsistentRead: true,
       }),
     );
-    if (!out.Item?.messages) return undefined;
-    return out.Item as Conversation;
+    return out.Item as Conversation | undefined;
   }
 
   async createJob(job: Job): Promise<{ first: boolean }> {
@@ -66,8 +73,8 @@ export class DynamoStore implements Store {
     );
     const out = await this.#db.send(
       new UpdateCommand({
-        TableName: this.#tables.conversations,
-        Key: { conversation_id: job.conversation_id },
+        TableName: this.#tables.jobs,
+        Key: lineKey(job.conversation_id),
         UpdateExpression: "SET pending = list_append(if_not_exists(pending, :empty), :job)",
         ExpressionAttributeValues: { ":empty": [], ":job": [job.job_id] },
         ReturnValues: "UPDATED_NEW",
@@ -149,64 +156,69 @@ export class DynamoStore implements Store {
   }
 
   async completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult> {
-    const now = new Date().toISOString();
-    try {
-      await this.#db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Update: {
-                TableName: this.#tables.conversations,
-                Key: { conversation_id: job.conversation_id },
-                // list_append on the server: concurrent writers never overwrite each other.
-                UpdateExpression:
-                  "SET messages = list_append(if_not_exists(messages, :empty), :new), updated_at = :now",
-                ExpressionAttributeValues: {
-                  ":empty": [],
-                  ":new": [job.user_message, reply],
-                  ":now": now,
-                },
-              },
-            },
-            {
-              Update: {
-                TableName: this.#tables.jobs,
-                Key: { job_id: job.job_id },
-                UpdateExpression:
-                  "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until",
-                // The condition that makes the append happen at most once per job.
-                ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
-                ExpressionAttributeNames: { "#status": "status", "#error": "error" },
-                ExpressionAttributeValues: {
-                  ":succeeded": "succeeded" satisfies JobStatus,
-                  ":reply": typeof reply.content === "string"
-                    ? reply.content
-                    : JSON.stringify(reply.content),
-                  ":now": now,
-                },
-              },
-            },
-          ],
-        }),
-      );
-      return "completed";
-    } catch (err) {
-      if (
-        err instanceof TransactionCanceledException &&
-        (await this.getJob(job.job_id))?.status === "succeeded"
-      ) {
-        return "already_completed";
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#completeOnce(job, reply);
+      } catch (err) {
+        if (!(err instanceof TransactionCanceledException)) throw err;
+        if ((await this.getJob(job.job_id))?.status === "succeeded") return "already_completed";
+        // Another transaction touched the same item at the same moment: DynamoDB asks us to try again.
+        const conflict = err.CancellationReasons?.some((r) => r.Code === "TransactionConflict");
+        if (!conflict || attempt >= 5) throw err;
+        await new Promise((r) => setTimeout(r, 20 * attempt + Math.random() * 50));
       }
-      throw err;
     }
+  }
+
+  async #completeOnce(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+    const now = new Date().toISOString();
+    await this.#db.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Update: {
+              TableName: this.#tables.conversations,
+              Key: { conversation_id: job.conversation_id },
+              // list_append on the server: concurrent writers never overwrite each other.
+              UpdateExpression:
+                "SET messages = list_append(if_not_exists(messages, :empty), :new), updated_at = :now",
+              ExpressionAttributeValues: {
+                ":empty": [],
+                ":new": [job.user_message, reply],
+                ":now": now,
+              },
+            },
+          },
+          {
+            Update: {
+              TableName: this.#tables.jobs,
+              Key: { job_id: job.job_id },
+              UpdateExpression:
+                "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until",
+              // The condition that makes the append happen at most once per job.
+              ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
+              ExpressionAttributeNames: { "#status": "status", "#error": "error" },
+              ExpressionAttributeValues: {
+                ":succeeded": "succeeded" satisfies JobStatus,
+                ":reply": typeof reply.content === "string"
+                  ? reply.content
+                  : JSON.stringify(reply.content),
+                ":now": now,
+              },
+            },
+          },
+        ],
+      }),
+    );
+    return "completed";
   }
 
   async passTurn(conversationId: string, jobId: string): Promise<string | undefined> {
     try {
       const out = await this.#db.send(
         new UpdateCommand({
-          TableName: this.#tables.conversations,
-          Key: { conversation_id: conversationId },
+          TableName: this.#tables.jobs,
+          Key: lineKey(conversationId),
           UpdateExpression: "REMOVE pending[0]",
           ConditionExpression: "pending[0] = :job",
           ExpressionAttributeValues: { ":job": jobId },
@@ -223,8 +235,8 @@ export class DynamoStore implements Store {
   async headOfLine(conversationId: string): Promise<string | undefined> {
     const out = await this.#db.send(
       new GetCommand({
-        TableName: this.#tables.conversations,
-        Key: { conversation_id: conversationId },
+        TableName: this.#tables.jobs,
+        Key: lineKey(conversationId),
         ProjectionExpression: "pending[0]",
         ConsistentRead: true,
       }),
