@@ -4,9 +4,11 @@ import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import type { Logger } from "./log.ts";
 import { type ChatMessage, withoutImages } from "./messages.ts";
+import type { Job } from "./jobs.ts";
 import type { ReceivedJob } from "./queue.ts";
 import type { Services } from "./services.ts";
-import { JobNotFoundError } from "./store.ts";
+import { sleep } from "./sleep.ts";
+import { JobNotFoundError, type StartResult } from "./store.ts";
 import { advanceTurn } from "./turns.ts";
 
 /** What {@linkcode runJob} needs besides the message. */
@@ -19,13 +21,18 @@ export interface RunJobContext {
   signal: AbortSignal;
   /** Called just before the message is deleted, released or dead-lettered. */
   beforeSettle?: () => void;
+  /**
+   * Waits for a free place at the route's backend and returns its release.
+   * The worker holds more jobs than the backends run, so store and queue work
+   * overlaps with model calls; only the call itself takes a place.
+   */
+  backendPlace?: (route: string) => Promise<() => void>;
 }
 
 /** How a job run ended. */
 export type RunOutcome =
   | "succeeded"
   | "duplicate"
-  | "busy"
   | "retrying"
   | "failed"
   | "interrupted"
@@ -57,9 +64,18 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     return "unreadable";
   }
 
+  // The history is read alongside the claim: this job is only on the queue once
+  // the job before it in its conversation has finished, so the history is complete.
+  let history = store.getConversation(conversationId).then((c) => c?.messages ?? []);
+  history.catch(() => {}); // awaited below only when the claim succeeds
   let claim;
   try {
     claim = await store.startJob(jobId, attempt, config.visibilityTimeoutSeconds * 1000);
+    if (claim.state === "busy") {
+      context.logger.info("Job is held by another run; waiting for it to finish or lapse", fields);
+      claim = await waitForClaim(jobId, attempt, claim.leaseUntil, context);
+      history = store.getConversation(conversationId).then((c) => c?.messages ?? []);
+    }
   } catch (err) {
     if (!(err instanceof JobNotFoundError)) throw err;
     context.logger.error("Job record missing; message moved to the dead-letter queue", fields);
@@ -77,31 +93,22 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     return "duplicate";
   }
   if (claim.state === "busy") {
-    // Another run holds the job: look again once its lease would have run out.
-    const waitSeconds = Math.max(1, Math.ceil((claim.leaseUntil - Date.now()) / 1000) + 1);
-    context.logger.info("Job is running elsewhere; delivery put back", {
-      ...fields,
-      retry_in_s: waitSeconds,
-    });
+    // Only when the worker is stopping: the message goes back for another worker.
     settle();
-    await queue.release(message, waitSeconds);
-    return "busy";
+    await queue.release(message, 0);
+    return "interrupted";
   }
 
   const job = claim.job;
   const started = performance.now();
   try {
-    const { reply, historyCount } = await askBackend(
-      job.route,
-      job.model,
-      conversationId,
-      job.user_message,
-      context,
-    );
+    const { reply, historyCount } = await askBackend(job, await history, context);
     const result = await store.completeJob(job, reply);
-    await advanceTurn(context.services, conversationId, jobId);
     settle();
-    await queue.delete(message);
+    await Promise.all([
+      advanceTurn(context.services, conversationId, jobId),
+      queue.delete(message),
+    ]);
     context.logger.info("Job succeeded", {
       ...fields,
       route: job.route,
@@ -149,6 +156,33 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
   }
 }
 
+/**
+ * Another run holds the job's lease: a duplicate delivery, or a run whose
+ * worker died. The message is kept (the heartbeat keeps it hidden) rather
+ * than put back, since putting it back would spend one of its deliveries.
+ * Ends when the job finishes (this delivery is a duplicate), when the lease
+ * lapses (the holder died: this delivery runs it), or when the worker stops.
+ */
+async function waitForClaim(
+  jobId: string,
+  attempt: number,
+  leaseUntil: number,
+  context: RunJobContext,
+): Promise<StartResult> {
+  const { store, config } = context.services;
+  let claim: StartResult = { state: "busy", leaseUntil };
+  while (claim.state === "busy" && !context.signal.aborted) {
+    const waitMs = Math.min(
+      Math.max(100, claim.leaseUntil - Date.now() + 100),
+      config.visibilityTimeoutSeconds * 1000,
+    );
+    await sleep(waitMs, context.signal);
+    if (context.signal.aborted) break;
+    claim = await store.startJob(jobId, attempt, config.visibilityTimeoutSeconds * 1000);
+  }
+  return claim;
+}
+
 /** The delay before the next attempt: the base doubled for each attempt so far, up to a ceiling. */
 export function retryDelaySeconds(
   attempt: number,
@@ -166,17 +200,14 @@ export function isRetryable(err: unknown): boolean {
 }
 
 async function askBackend(
-  route: string,
-  model: string,
-  conversationId: string,
-  userMessage: ChatMessage,
+  job: Job,
+  history: ChatMessage[],
   context: RunJobContext,
 ): Promise<{ reply: ChatMessage; historyCount: number }> {
-  const { store, backends, config } = context.services;
-  const backend = backendNamed(backends, route);
-  if (!backend) throw new PermanentJobError(`No backend named "${route}" is configured`);
-  const history = (await store.getConversation(conversationId))?.messages ?? [];
-  const messages = [...recentHistory(history, config.historyMaxMessages), userMessage];
+  const { backends, config } = context.services;
+  const backend = backendNamed(backends, job.route);
+  if (!backend) throw new PermanentJobError(`No backend named "${job.route}" is configured`);
+  const messages = [...recentHistory(history, config.historyMaxMessages), job.user_message];
   const prepared = backend.images
     ? await inlineImages(messages, {
       maxBytes: config.imageMaxBytes,
@@ -184,15 +215,21 @@ async function askBackend(
       allowedHosts: config.imageAllowedHosts,
     })
     : withoutImages(messages);
-  const reply = await chatCompletion(backend, prepared, {
-    model,
-    timeoutMs: config.llmTimeoutMs,
-    signal: context.signal,
-  });
-  const bytes = jsonBytes([...history, userMessage, reply]);
+  const release = await (context.backendPlace?.(job.route) ?? Promise.resolve(() => {}));
+  let reply: ChatMessage;
+  try {
+    reply = await chatCompletion(backend, prepared, {
+      model: job.model,
+      timeoutMs: config.llmTimeoutMs,
+      signal: context.signal,
+    });
+  } finally {
+    release();
+  }
+  const bytes = jsonBytes([...history, job.user_message, reply]);
   if (bytes > CONVERSATION_HARD_LIMIT_BYTES) {
     throw new PermanentJobError(
-      `Cannot store the reply: conversation "${conversationId}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
+      `Cannot store the reply: conversation "${job.conversation_id}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
     );
   }
   return { reply, historyCount: history.length };

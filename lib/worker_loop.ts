@@ -6,6 +6,8 @@ import type { Logger } from "./log.ts";
 import { type Lane, LANES, type ReceivedJob } from "./queue.ts";
 import type { Services } from "./services.ts";
 import { runJob } from "./job_runner.ts";
+import { Semaphore } from "./semaphore.ts";
+import { sleep } from "./sleep.ts";
 
 /** Options for {@linkcode JobWorker}. */
 export interface WorkerOptions {
@@ -14,6 +16,11 @@ export interface WorkerOptions {
 
 /** The most messages one receive may ask for (SQS's limit). */
 const MAX_BATCH = 10;
+/**
+ * Jobs held per backend place: while one job waits for the model, others are
+ * claimed, read and stored, so no place sits idle on store or queue round trips.
+ */
+const JOBS_PER_PLACE = 2;
 /** How long to pause after the queue itself failed, so an outage does not spin the loop. */
 const ERROR_PAUSE_MS = 1000;
 /** How long to pause when idle and long polling is off (POLL_WAIT_S=0). */
@@ -34,6 +41,8 @@ export class JobWorker {
   #capacity: number;
   /** Running jobs per backend route. */
   #busy = new Map<string, number>();
+  /** Places at each backend: only the model call itself takes one. */
+  #places = new Map<string, Semaphore>();
   /** Received messages waiting for a slot, priority lane first. */
   #waiting: ReceivedJob[] = [];
   #held = new Map<string, Held>();
@@ -51,7 +60,10 @@ export class JobWorker {
   constructor(services: Services, options: WorkerOptions) {
     this.#services = services;
     this.#logger = options.logger;
-    this.#capacity = services.backends.reduce((sum, b) => sum + b.concurrency, 0);
+    this.#capacity = services.backends.reduce((sum, b) => sum + b.concurrency * JOBS_PER_PLACE, 0);
+    for (const backend of services.backends) {
+      this.#places.set(backend.name, new Semaphore(backend.concurrency));
+    }
   }
 
   /** Checks the queues, records the worker as seen, and starts polling. */
@@ -125,7 +137,7 @@ export class JobWorker {
       } catch (err) {
         if (signal.aborted) break;
         this.#logger.error("Worker poll failed; retrying", { error: (err as Error).message });
-        await pause(ERROR_PAUSE_MS, signal);
+        await sleep(ERROR_PAUSE_MS, signal);
       }
     }
   }
@@ -147,7 +159,7 @@ export class JobWorker {
     }
     const wait = this.#services.config.pollWaitSeconds;
     if (wait === 0) {
-      await pause(IDLE_PAUSE_MS, signal);
+      await sleep(IDLE_PAUSE_MS, signal);
       return [];
     }
     const got = await this.#longPollBoth(max, wait, signal);
@@ -213,14 +225,16 @@ export class JobWorker {
     this.#dispatch();
   }
 
-  /** Starts every waiting message whose backend has a free slot, in order. */
+  /** Starts every waiting message whose backend can hold another job, in order. */
   #dispatch(): void {
     if (this.#stopping.signal.aborted) return;
     this.#waiting = this.#waiting.filter((message) => {
       const route = message.ticket.route;
       const backend = this.#services.backends.find((b) => b.name === route);
       // A message for no known backend starts at once: the runner gives it up with its reason.
-      if (backend && (this.#busy.get(route) ?? 0) >= backend.concurrency) return true;
+      if (backend && (this.#busy.get(route) ?? 0) >= backend.concurrency * JOBS_PER_PLACE) {
+        return true;
+      }
       this.#start(message);
       return false;
     });
@@ -237,6 +251,8 @@ export class JobWorker {
       maxReceiveCount: this.#maxReceiveCount![message.lane],
       signal: this.#interrupt.signal,
       beforeSettle: () => this.#held.delete(message.receipt),
+      backendPlace: (route) =>
+        this.#places.get(route)?.acquire(message.lane === "priority") ?? Promise.resolve(() => {}),
     }).then(
       () => {},
       (err) =>
@@ -303,16 +319,4 @@ export class JobWorker {
     }
     return limits;
   }
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

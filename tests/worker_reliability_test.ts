@@ -306,6 +306,12 @@ backendTest(
       const successor = await startWorkerProcess(gateway);
       try {
         assert.equal((await gateway.waitForJob(job_id)).status, "succeeded");
+      } catch (err) {
+        successor.kill("SIGTERM");
+        const [before, after] = [await doomed.exited, await successor.exited];
+        throw new Error(
+          `${(err as Error).message}\nkilled worker:\n${before.output}\nsuccessor:\n${after.output}`,
+        );
       } finally {
         successor.kill("SIGTERM");
         await successor.exited;

@@ -175,7 +175,7 @@ export async function startTestGateway(
         body: typeof body === "string" ? body : JSON.stringify(body),
       }));
     },
-    async waitForJob(jobId, timeoutMs = 90_000) {
+    async waitForJob(jobId, timeoutMs = Number(Deno.env.get("TEST_JOB_TIMEOUT_MS") ?? 90_000)) {
       const deadline = Date.now() + timeoutMs;
       while (true) {
         const job = await services.store.getJob(jobId);
