@@ -309,9 +309,8 @@ backendTest(
       } catch (err) {
         successor.kill("SIGTERM");
         const [before, after] = [await doomed.exited, await successor.exited];
-        throw new Error(
-          `${(err as Error).message}\nkilled worker:\n${before.output}\nsuccessor:\n${after.output}`,
-        );
+        const logs = `killed worker:\n${before.output}\nsuccessor:\n${after.output}`;
+        throw new Error(`${(err as Error).message}\n${logs}`);
       } finally {
         successor.kill("SIGTERM");
         await successor.exited;
