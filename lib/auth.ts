@@ -1,6 +1,8 @@
 /** Bearer-key authentication for the front door. */
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "./errors.ts";
+import type { GatewayEnv } from "./http_context.ts";
+import { ownerFromDigest } from "./owners.ts";
 
 /** Options for {@linkcode apiKeyAuth}. */
 export interface ApiKeyAuthOptions {
@@ -10,8 +12,11 @@ export interface ApiKeyAuthOptions {
   openPaths?: readonly string[];
 }
 
-/** Requires `Authorization: Bearer <key>` with one of the configured keys. */
-export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler {
+/**
+ * Requires `Authorization: Bearer <key>` with one of the configured keys, and
+ * records the key's owner id for the handlers.
+ */
+export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<GatewayEnv> {
   const openPaths = new Set(options.openPaths ?? ["/healthz"]);
   const digests = Promise.all(options.keys.map(digest));
   return async function requireApiKey(c, next) {
@@ -29,6 +34,7 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler {
     if (!(await digests).some((known) => sameBytes(known, given))) {
       throw new ApiError(401, "Invalid API key", { code: "invalid_api_key" });
     }
+    c.set("owner", ownerFromDigest(given));
     await next();
   };
 }

@@ -1,6 +1,7 @@
 /** The body of `POST /chat`, checked against a schema. */
 import { z } from "zod";
-import { type FieldProblem, invalidRequest } from "./errors.ts";
+import { invalidRequest } from "./errors.ts";
+import { zodProblems } from "./validation.ts";
 import type { Priority } from "./jobs.ts";
 
 /** Images one message may carry: each is fetched and inlined for the backend. */
@@ -20,6 +21,8 @@ const chatRequestSchema = z.object({
     { error: "must be an array of { image_url } objects" },
   ).max(MAX_IMAGES, `must hold at most ${MAX_IMAGES} images`).optional(),
   priority: z.enum(["high", "normal"], { error: 'must be "high" or "normal"' }).optional(),
+  callback_url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).max(2048)
+    .optional(),
 }, { error: "must be a JSON object" });
 
 /** A valid chat request. */
@@ -28,31 +31,22 @@ export interface ChatRequest {
   userMessage: string;
   imageUrls: string[];
   priority: Priority;
+  /** Where the finished job is POSTed. */
+  callbackUrl?: string;
 }
 
 /** Parses a JSON value as a chat request, or throws a 400 listing every problem. */
 export function parseChatRequest(body: unknown): ChatRequest {
   const result = chatRequestSchema.safeParse(body, { reportInput: true });
   if (!result.success) {
-    throw invalidRequest(result.error.issues.map(toProblem));
+    throw invalidRequest(zodProblems(result.error.issues));
   }
-  const { conversation_id, user_message, images, priority } = result.data;
+  const { conversation_id, user_message, images, priority, callback_url } = result.data;
   return {
     conversationId: conversation_id,
     userMessage: user_message,
     imageUrls: (images ?? []).map((i) => i.image_url),
     priority: priority ?? "normal",
+    callbackUrl: callback_url,
   };
-}
-
-function toProblem(issue: z.core.$ZodIssue): FieldProblem {
-  const param = issue.path.length === 0
-    ? "body"
-    : issue.path.map((p, i) =>
-      typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`
-    ).join("");
-  // Zod reports a missing key as an invalid type with input undefined.
-  const missing = issue.code === "invalid_type" && issue.input === undefined &&
-    issue.path.length > 0;
-  return { param, message: missing ? "is required" : issue.message };
 }

@@ -1,10 +1,11 @@
 /** What the front door does with a chat message, and what it says about its own health. */
-import { chooseBackend } from "./backends.ts";
+import { type Backend, chooseBackend } from "./backends.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
 import { jsonBytes } from "./job_runner.ts";
-import { type Job, newJob, ticketFor } from "./jobs.ts";
-import { userMessage } from "./messages.ts";
+import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "./jobs.ts";
+import { type ChatMessage, hasImage, userMessage } from "./messages.ts";
+import { scopedConversationId } from "./owners.ts";
 import { laneFor, LANES, type QueueDepth } from "./queue.ts";
 import type { Services } from "./services.ts";
 import { advanceTurn, unblockLine } from "./turns.ts";
@@ -22,14 +23,42 @@ export interface ChatAccepted {
   waiting_behind: boolean;
 }
 
+/** A job to submit, from `POST /chat` or `POST /v1/chat/completions`. */
+export interface JobSpec {
+  /** The client's conversation id; for a stateless job, any unique id. */
+  conversationId: string;
+  /** The caller's owner id (see lib/owners.ts), when API keys are configured. */
+  owner?: string;
+  userMessage: ChatMessage;
+  priority: Priority;
+  /** The backend to use; default chosen by content (images go to a backend that takes them). */
+  backend?: Backend;
+  extra?: Omit<NonNullable<NewJobOptions["extra"]>, "owner">;
+}
+
+/** Submits a `POST /chat` request. */
+export function submitChat(
+  services: Services,
+  request: ChatRequest,
+  owner?: string,
+): Promise<ChatAccepted> {
+  return submitJob(services, {
+    conversationId: request.conversationId,
+    owner,
+    userMessage: userMessage(request.userMessage, request.imageUrls),
+    priority: request.priority,
+    extra: request.callbackUrl ? { callback_url: request.callbackUrl } : undefined,
+  });
+}
+
 /**
- * Checks a chat request against the limits, writes its job and puts it in its
+ * Checks a job against the limits, writes it and puts it in its
  * conversation's line; the job goes on the queue now if it is first in line.
  */
-export async function submitChat(services: Services, request: ChatRequest): Promise<ChatAccepted> {
+export async function submitJob(services: Services, spec: JobSpec): Promise<ChatAccepted> {
   const { store, queue, backends, config } = services;
-  const message = userMessage(request.userMessage, request.imageUrls);
-  const messageBytes = jsonBytes(message);
+  const message = spec.userMessage;
+  const messageBytes = jsonBytes([...(spec.extra?.context ?? []), message]);
   if (messageBytes > config.maxMessageBytes) {
     throw new ApiError(
       413,
@@ -38,27 +67,30 @@ export async function submitChat(services: Services, request: ChatRequest): Prom
     );
   }
   await ensureWorkerAlive(services);
-  const conversation = await store.getConversation(request.conversationId);
-  const history = conversation?.messages ?? [];
-  const conversationBytes = jsonBytes(history) + messageBytes;
-  if (conversationBytes > config.conversationMaxBytes) {
+  const stateless = spec.extra?.mode === "stateless";
+  const storedId = stateless
+    ? spec.conversationId
+    : scopedConversationId(spec.owner, spec.conversationId);
+  const history = stateless ? [] : (await store.getConversation(storedId))?.messages ?? [];
+  if (jsonBytes(history) + messageBytes > config.conversationMaxBytes) {
     throw new ApiError(
       413,
-      `Conversation is full: "${request.conversationId}" holds ${
+      `Conversation is full: "${spec.conversationId}" holds ${
         jsonBytes(history)
       } bytes and this message would take it over CONVERSATION_MAX_BYTES (${config.conversationMaxBytes}); start a new conversation_id`,
       { param: "conversation_id", code: "conversation_full" },
     );
   }
 
-  const backend = chooseBackend(backends, request.imageUrls.length > 0);
+  const backend = spec.backend ?? chooseBackend(backends, hasImage(message));
   const job = newJob({
-    conversationId: request.conversationId,
+    conversationId: storedId,
     route: backend.name,
     model: backend.model,
-    priority: request.priority,
+    priority: spec.priority,
     userMessage: message,
     ttlDays: config.jobTtlDays,
+    extra: { ...spec.extra, owner: spec.owner },
   });
   const { first } = await store.createJob(job);
   if (first) {
@@ -74,7 +106,7 @@ export async function submitChat(services: Services, request: ChatRequest): Prom
   }
   return {
     job_id: job.job_id,
-    conversation_id: job.conversation_id,
+    conversation_id: spec.conversationId,
     status: job.status,
     route: job.route,
     model: job.model,

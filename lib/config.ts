@@ -77,6 +77,12 @@ export interface Config {
   readonly imageTimeoutMs: number;
   /** Seconds without a worker heartbeat after which POST /chat answers 503; 0 turns it off. */
   readonly workerStaleSeconds: number;
+  /** The longest a request waits for its job: `/v1/chat/completions` and `GET /jobs/:id?wait=`. */
+  readonly syncTimeoutMs: number;
+  /** Browser origins allowed by CORS; empty means CORS is off. */
+  readonly corsOrigins: readonly string[];
+  /** Hosts (`host` or `host:port`) that job callbacks may reach even on private addresses. */
+  readonly callbackAllowedHosts: readonly string[];
   /** Deliveries before a job is given up; `deno task setup` writes it into the redrive policy. */
   readonly maxAttempts: number;
   /** How long job records are kept (DynamoDB TTL). */
@@ -146,6 +152,11 @@ export function loadConfig(env: Env = processEnv()): Config {
     imageAllowedHosts: parseAllowedHosts(env.IMAGE_ALLOWED_HOSTS),
     imageTimeoutMs: read.integer("IMAGE_TIMEOUT_S", 15, 1, 600) * 1000,
     workerStaleSeconds: read.integer("WORKER_STALE_S", 120, 0, 86_400),
+    syncTimeoutMs: read.integer("SYNC_TIMEOUT_S", 300, 1, 3600) * 1000,
+    corsOrigins: (env.CORS_ORIGINS ?? "").split(",").map((o) => o.trim()).filter((o) =>
+      o.length > 0
+    ),
+    callbackAllowedHosts: parseAllowedHosts(env.CALLBACK_ALLOWED_HOSTS),
     maxAttempts: read.integer("MAX_ATTEMPTS", 3, 1, 1000),
     jobTtlDays: read.integer("JOB_TTL_DAYS", 7, 1, 3650),
   };

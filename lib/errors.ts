@@ -15,6 +15,8 @@ export interface ApiErrorOptions {
   code?: string;
   param?: string;
   details?: FieldProblem[];
+  /** The job the error is about, so a client can look it up. */
+  jobId?: string;
   cause?: unknown;
 }
 
@@ -25,6 +27,7 @@ export class ApiError extends Error {
   readonly code?: string;
   readonly param?: string;
   readonly details?: FieldProblem[];
+  readonly jobId?: string;
 
   constructor(status: ContentfulStatusCode, message: string, options: ApiErrorOptions = {}) {
     super(message, { cause: options.cause });
@@ -34,6 +37,7 @@ export class ApiError extends Error {
     this.code = options.code;
     this.param = options.param;
     this.details = options.details;
+    this.jobId = options.jobId;
   }
 }
 
@@ -45,6 +49,7 @@ export interface ErrorBody {
     code?: string;
     param?: string;
     details?: FieldProblem[];
+    job_id?: string;
   };
 }
 
@@ -92,11 +97,13 @@ export function notFoundBody(method: string, path: string): ErrorBody {
   };
 }
 
-function toBody(err: ApiError): ErrorBody {
+/** The JSON body of an error, as the error handler sends it. */
+export function toBody(err: ApiError): ErrorBody {
   const error: ErrorBody["error"] = { message: err.message, type: err.type };
   if (err.code) error.code = err.code;
   if (err.param) error.param = err.param;
   if (err.details) error.details = err.details;
+  if (err.jobId) error.job_id = err.jobId;
   return { error };
 }
 

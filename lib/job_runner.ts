@@ -4,12 +4,13 @@ import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import type { Logger } from "./log.ts";
 import { type ChatMessage, withoutImages } from "./messages.ts";
-import type { Job } from "./jobs.ts";
+import { isStateless, type Job } from "./jobs.ts";
 import type { ReceivedJob } from "./queue.ts";
 import type { Services } from "./services.ts";
 import { sleep } from "./sleep.ts";
 import { JobNotFoundError, type StartResult } from "./store.ts";
 import { advanceTurn } from "./turns.ts";
+import { callBack, partialWriter } from "./job_outputs.ts";
 
 /** What {@linkcode runJob} needs besides the message. */
 export interface RunJobContext {
@@ -66,7 +67,11 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
 
   // The history is read alongside the claim: this job is only on the queue once
   // the job before it in its conversation has finished, so the history is complete.
-  let history = store.getConversation(conversationId).then((c) => c?.messages ?? []);
+  const readHistory = () =>
+    message.ticket.stateless
+      ? Promise.resolve([])
+      : store.getConversation(conversationId).then((c) => c?.messages ?? []);
+  let history = readHistory();
   history.catch(() => {}); // awaited below only when the claim succeeds
   let claim;
   try {
@@ -74,20 +79,20 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     if (claim.state === "busy") {
       context.logger.info("Job is held by another run; waiting for it to finish or lapse", fields);
       claim = await waitForClaim(jobId, attempt, claim.leaseUntil, context);
-      history = store.getConversation(conversationId).then((c) => c?.messages ?? []);
+      history = readHistory();
     }
   } catch (err) {
     if (!(err instanceof JobNotFoundError)) throw err;
     context.logger.error("Job record missing; message moved to the dead-letter queue", fields);
-    await advanceTurn(context.services, conversationId, jobId);
+    await advanceTurn(context.services, conversationId, jobId, message.ticket);
     settle();
     await queue.deadLetter(message);
     return "unreadable";
   }
   if (claim.state === "finished") {
-    context.logger.info("Job already finished; dropping a duplicate delivery", fields);
+    context.logger.info("Job already finished or canceled; dropping this delivery", fields);
     // Hands the turn on in case the run that finished it stopped before doing so.
-    await advanceTurn(context.services, conversationId, jobId);
+    await advanceTurn(context.services, conversationId, jobId, message.ticket);
     settle();
     await queue.delete(message);
     return "duplicate";
@@ -106,7 +111,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     const result = await store.completeJob(job, reply);
     settle();
     await Promise.all([
-      advanceTurn(context.services, conversationId, jobId),
+      advanceTurn(context.services, conversationId, jobId, message.ticket),
       queue.delete(message),
     ]);
     context.logger.info("Job succeeded", {
@@ -116,6 +121,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
       ms: Math.round(performance.now() - started),
       already_completed: result === "already_completed" || undefined,
     });
+    await callBack(job, context);
     return "succeeded";
   } catch (err) {
     const reason = (err as Error).message;
@@ -131,13 +137,14 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
         ? `Gave up after ${attempt} attempts: ${reason}`
         : `Failed for good: ${reason}`;
       await store.failJob(jobId, why);
-      await advanceTurn(context.services, conversationId, jobId);
+      await advanceTurn(context.services, conversationId, jobId, message.ticket);
       settle();
       await queue.deadLetter(message);
       context.logger.error("Job failed; message moved to the dead-letter queue", {
         ...fields,
         error: why,
       });
+      await callBack(job, context);
       return "failed";
     }
     const delay = retryDelaySeconds(attempt, config.retryDelaySeconds, config.retryMaxDelaySeconds);
@@ -207,7 +214,11 @@ async function askBackend(
   const { backends, config } = context.services;
   const backend = backendNamed(backends, job.route);
   if (!backend) throw new PermanentJobError(`No backend named "${job.route}" is configured`);
-  const messages = [...recentHistory(history, config.historyMaxMessages), job.user_message];
+  const messages = [
+    ...(job.context ?? []),
+    ...recentHistory(history, config.historyMaxMessages),
+    job.user_message,
+  ];
   const prepared = backend.images
     ? await inlineImages(messages, {
       maxBytes: config.imageMaxBytes,
@@ -222,12 +233,14 @@ async function askBackend(
       model: job.model,
       timeoutMs: config.llmTimeoutMs,
       signal: context.signal,
+      params: job.params,
+      onText: job.stream ? partialWriter(job.job_id, context) : undefined,
     });
   } finally {
     release();
   }
   const bytes = jsonBytes([...history, job.user_message, reply]);
-  if (bytes > CONVERSATION_HARD_LIMIT_BYTES) {
+  if (!isStateless(job) && bytes > CONVERSATION_HARD_LIMIT_BYTES) {
     throw new PermanentJobError(
       `Cannot store the reply: conversation "${job.conversation_id}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
     );

@@ -1,8 +1,16 @@
 /** Job records: what the front door promised and what the worker did about it. */
 import type { ChatMessage } from "./messages.ts";
 
-/** Where a job is in its life. */
-export type JobStatus = "queued" | "running" | "succeeded" | "failed";
+/** Where a job is in its life; the last three are final. */
+export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
+
+/** Sampling settings passed through to the backend. */
+export interface CompletionParams {
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+  stop?: string | string[];
+}
 
 /** How urgently a job should run. */
 export type Priority = "high" | "normal";
@@ -31,6 +39,22 @@ export interface Job {
   expires_at: number;
   /** Epoch ms until which a running worker holds the job; absent when nobody does. */
   lease_until?: number;
+  /** Who created the job: a digest of the API key, never the key. Absent without keys. */
+  owner?: string;
+  /**
+   * "stateless" jobs (OpenAI-style requests without a conversation) keep no
+   * history: `context` holds what the client sent before `user_message`.
+   */
+  mode?: "conversation" | "stateless";
+  /** Messages sent to the backend before the stored history (a client's system prompt, say). */
+  context?: ChatMessage[];
+  params?: CompletionParams;
+  /** Whether the worker streams the reply into `partial` as the backend produces it. */
+  stream?: boolean;
+  /** The reply so far, while a streamed job runs. */
+  partial?: string;
+  /** Where the finished job is POSTed. */
+  callback_url?: string;
 }
 
 /** What travels on the queue: enough to find the job record and pick a worker slot. */
@@ -39,6 +63,8 @@ export interface JobTicket {
   conversation_id: string;
   /** The backend's route name, so the worker knows whose slot the job needs before reading it. */
   route: string;
+  /** Set for a stateless job: no history to read, no line to hand on. */
+  stateless?: true;
 }
 
 /** Options for {@linkcode newJob}. */
@@ -48,6 +74,8 @@ export interface NewJobOptions {
   model: string;
   priority: Priority;
   userMessage: ChatMessage;
+  /** Optional fields of the job record, copied as they are. */
+  extra?: Pick<Job, "owner" | "mode" | "context" | "params" | "stream" | "callback_url">;
   ttlDays: number;
   now?: Date;
 }
@@ -68,10 +96,22 @@ export function newJob(options: NewJobOptions): Job {
     created_at: iso,
     updated_at: iso,
     expires_at: Math.floor(now.getTime() / 1000) + options.ttlDays * 86_400,
+    ...options.extra,
   };
 }
 
 /** The ticket that goes on the queue for a job. */
 export function ticketFor(job: Job): JobTicket {
-  return { job_id: job.job_id, conversation_id: job.conversation_id, route: job.route };
+  const ticket: JobTicket = {
+    job_id: job.job_id,
+    conversation_id: job.conversation_id,
+    route: job.route,
+  };
+  if (isStateless(job)) ticket.stateless = true;
+  return ticket;
+}
+
+/** Whether a job keeps no conversation history. */
+export function isStateless(job: Job): boolean {
+  return job.mode === "stateless";
 }

@@ -1,6 +1,8 @@
 /** The one call every backend shares: OpenAI-compatible `POST {baseUrl}/chat/completions`. */
 import type { Backend } from "./backends.ts";
+import type { CompletionParams } from "./jobs.ts";
 import type { ChatMessage } from "./messages.ts";
+import { readCompletionStream } from "./openai_format.ts";
 
 /** Statuses that may succeed on a later try, though they are 4xx. */
 const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
@@ -29,6 +31,13 @@ export interface ChatCompletionOptions {
   timeoutMs: number;
   /** Aborts the call, e.g. when the worker shuts down. */
   signal?: AbortSignal;
+  /** Sampling settings passed through as they are. */
+  params?: CompletionParams;
+  /**
+   * Asks the backend to stream, and is called with the whole reply so far
+   * each time a piece arrives.
+   */
+  onText?: (soFar: string) => void;
 }
 
 /** Sends messages to a backend and returns the assistant's reply. */
@@ -43,7 +52,12 @@ export async function chatCompletion(
     response = await fetch(url, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: options.model ?? backend.model, messages, stream: false }),
+      body: JSON.stringify({
+        ...options.params,
+        model: options.model ?? backend.model,
+        messages,
+        stream: options.onText !== undefined,
+      }),
       signal: options.signal
         ? AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)])
         : AbortSignal.timeout(options.timeoutMs),
@@ -59,6 +73,15 @@ export async function chatCompletion(
     throw new BackendError(
       `Cannot reach backend "${backend.name}" at ${url} (set by ${backend.baseUrlVariable}): ${cause.message}`,
     );
+  }
+  if (
+    response.ok && options.onText &&
+    response.headers.get("content-type")?.includes("text/event-stream")
+  ) {
+    return {
+      role: "assistant",
+      content: await readStreamedReply(backend, url, response, options.onText),
+    };
   }
   const text = await response.text();
   if (!response.ok) {
@@ -77,6 +100,28 @@ export async function chatCompletion(
     );
   }
   return { role: "assistant", content };
+}
+
+async function readStreamedReply(
+  backend: Backend,
+  url: string,
+  response: Response,
+  onText: (soFar: string) => void,
+): Promise<string> {
+  let soFar = "";
+  try {
+    for await (const piece of readCompletionStream(response.body!)) {
+      soFar += piece;
+      onText(soFar);
+    }
+  } catch (err) {
+    const cause = err as Error;
+    if (cause.name === "AbortError" || cause.name === "TimeoutError") throw cause;
+    throw new BackendError(
+      `Backend "${backend.name}" broke off its stream at ${url}: ${cause.message}`,
+    );
+  }
+  return soFar;
 }
 
 function parseReply(text: string): string | undefined {

@@ -28,7 +28,8 @@ export interface Store {
   /** The conversation's messages, or undefined before its first exchange. */
   getConversation(conversationId: string): Promise<Conversation | undefined>;
   /**
-   * Writes a queued job and puts it at the end of its conversation's line.
+   * Writes a queued job and puts it at the end of its conversation's line
+   * (a stateless job has no line, and is always first).
    * `first` says it is at the head of the line and should be enqueued now;
    * otherwise the job before it hands over the turn when it finishes.
    */
@@ -49,7 +50,7 @@ export interface Store {
   /**
    * Appends the job's user message and the assistant's reply to the
    * conversation and marks the job succeeded, as one atomic step that happens
-   * at most once per job.
+   * at most once per job. A stateless job is only marked succeeded.
    */
   completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult>;
   /**
@@ -59,6 +60,10 @@ export interface Store {
   passTurn(conversationId: string, jobId: string): Promise<string | undefined>;
   /** The job at the head of a conversation's line. */
   headOfLine(conversationId: string): Promise<string | undefined>;
+  /** Cancels a job that is queued, not running; returns it canceled, or undefined when it could not be. */
+  cancelJob(jobId: string): Promise<Job | undefined>;
+  /** Records the reply so far of a running, streamed job. */
+  savePartial(jobId: string, text: string): Promise<void>;
   /** Records that a worker was alive at this moment. */
   markWorkerSeen(workerId: string): Promise<void>;
   /** When any worker was last seen. */
@@ -75,5 +80,5 @@ export class JobNotFoundError extends Error {
 
 /** Whether a job has reached an end state. */
 export function isFinished(job: Job): boolean {
-  return job.status === "succeeded" || job.status === "failed";
+  return job.status === "succeeded" || job.status === "failed" || job.status === "canceled";
 }

@@ -17,7 +17,9 @@ export async function advanceTurn(
   services: Services,
   conversationId: string,
   finishedJobId: string,
+  options: { stateless?: boolean } = {},
 ): Promise<void> {
+  if (options.stateless) return; // a stateless job has no line
   const { store, queue } = services;
   let done = finishedJobId;
   while (true) {

@@ -10,7 +10,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
-import type { Job, JobStatus } from "../jobs.ts";
+import { isStateless, type Job, type JobStatus } from "../jobs.ts";
 import type { ChatMessage } from "../messages.ts";
 import {
   type CompleteResult,
@@ -71,6 +71,7 @@ export class DynamoStore implements Store {
         ConditionExpression: "attribute_not_exists(job_id)",
       }),
     );
+    if (isStateless(job)) return { first: true };
     const out = await this.#db.send(
       new UpdateCommand({
         TableName: this.#tables.jobs,
@@ -105,13 +106,14 @@ export class DynamoStore implements Store {
           UpdateExpression:
             "SET #status = :running, attempts = :attempt, started_at = :iso, updated_at = :iso, lease_until = :lease",
           ConditionExpression:
-            "attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed) " +
+            "attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed, :canceled) " +
             "AND (attribute_not_exists(lease_until) OR lease_until < :now)",
           ExpressionAttributeNames: { "#status": "status" },
           ExpressionAttributeValues: {
             ":running": "running" satisfies JobStatus,
             ":succeeded": "succeeded" satisfies JobStatus,
             ":failed": "failed" satisfies JobStatus,
+            ":canceled": "canceled" satisfies JobStatus,
             ":attempt": attempt,
             ":iso": new Date(now).toISOString(),
             ":now": now,
@@ -156,6 +158,7 @@ export class DynamoStore implements Store {
   }
 
   async completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+    if (isStateless(job)) return await this.#completeStateless(job, reply);
     for (let attempt = 1;; attempt++) {
       try {
         return await this.#completeOnce(job, reply);
@@ -194,15 +197,17 @@ export class DynamoStore implements Store {
               TableName: this.#tables.jobs,
               Key: { job_id: job.job_id },
               UpdateExpression:
-                "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until",
+                "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial",
               // The condition that makes the append happen at most once per job.
               ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
-              ExpressionAttributeNames: { "#status": "status", "#error": "error" },
+              ExpressionAttributeNames: {
+                "#status": "status",
+                "#error": "error",
+                "#partial": "partial",
+              },
               ExpressionAttributeValues: {
                 ":succeeded": "succeeded" satisfies JobStatus,
-                ":reply": typeof reply.content === "string"
-                  ? reply.content
-                  : JSON.stringify(reply.content),
+                ":reply": replyText(reply),
                 ":now": now,
               },
             },
@@ -211,6 +216,73 @@ export class DynamoStore implements Store {
       }),
     );
     return "completed";
+  }
+
+  async #completeStateless(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+    const now = new Date().toISOString();
+    try {
+      await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.jobs,
+          Key: { job_id: job.job_id },
+          UpdateExpression:
+            "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial",
+          ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
+          ExpressionAttributeNames: {
+            "#status": "status",
+            "#error": "error",
+            "#partial": "partial",
+          },
+          ExpressionAttributeValues: {
+            ":succeeded": "succeeded" satisfies JobStatus,
+            ":reply": replyText(reply),
+            ":now": now,
+          },
+        }),
+      );
+      return "completed";
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return "already_completed";
+      throw err;
+    }
+  }
+
+  async cancelJob(jobId: string): Promise<Job | undefined> {
+    const now = new Date().toISOString();
+    try {
+      const out = await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.jobs,
+          Key: { job_id: jobId },
+          UpdateExpression: "SET #status = :canceled, finished_at = :now, updated_at = :now",
+          ConditionExpression: "#status = :queued",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: {
+            ":canceled": "canceled" satisfies JobStatus,
+            ":queued": "queued" satisfies JobStatus,
+            ":now": now,
+          },
+          ReturnValues: "ALL_NEW",
+        }),
+      );
+      return out.Attributes as Job;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return undefined;
+      throw err;
+    }
+  }
+
+  async savePartial(jobId: string, text: string): Promise<void> {
+    await this.#db.send(
+      new UpdateCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: jobId },
+        UpdateExpression: "SET #partial = :text",
+        ConditionExpression: "#status = :running",
+        ExpressionAttributeNames: { "#status": "status", "#partial": "partial" },
+        ExpressionAttributeValues: { ":text": text, ":running": "running" satisfies JobStatus },
+      }),
+    ).catch(ignoreConditionFailure);
   }
 
   async passTurn(conversationId: string, jobId: string): Promise<string | undefined> {
@@ -276,17 +348,22 @@ export class DynamoStore implements Store {
           ? "SET #status = :status, #error = :error, updated_at = :now, finished_at = :now REMOVE lease_until"
           : "SET #status = :status, #error = :error, updated_at = :now REMOVE lease_until",
         // Never undo a success that another delivery of the same job recorded.
-        ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
+        ConditionExpression: "attribute_exists(job_id) AND NOT #status IN (:succeeded, :canceled)",
         ExpressionAttributeNames: { "#status": "status", "#error": "error" },
         ExpressionAttributeValues: {
           ":status": status,
           ":succeeded": "succeeded" satisfies JobStatus,
+          ":canceled": "canceled" satisfies JobStatus,
           ":error": error,
           ":now": now,
         },
       }),
     ).catch(ignoreConditionFailure);
   }
+}
+
+function replyText(reply: ChatMessage): string {
+  return typeof reply.content === "string" ? reply.content : JSON.stringify(reply.content);
 }
 
 function ignoreConditionFailure(err: unknown): void {

@@ -181,6 +181,7 @@ function parseTicket(body: string | undefined): JobTicket {
         job_id: value.job_id,
         conversation_id: value.conversation_id,
         route: typeof value.route === "string" ? value.route : "",
+        ...(value.stateless === true ? { stateless: true } : {}),
       };
     }
   } catch {

@@ -1,5 +1,5 @@
 /** The store in a local Deno KV file: conversations and job records that survive a restart. */
-import type { Job, JobStatus } from "../jobs.ts";
+import { isStateless, type Job, type JobStatus } from "../jobs.ts";
 import type { ChatMessage } from "../messages.ts";
 import {
   type CompleteResult,
@@ -57,6 +57,12 @@ export class KvStore implements Store {
   }
 
   async createJob(job: Job): Promise<{ first: boolean }> {
+    if (isStateless(job)) {
+      const result = await this.#kv.atomic().check({ key: jobKey(job.job_id), versionstamp: null })
+        .set(jobKey(job.job_id), job, expiry(job)).commit();
+      if (!result.ok) throw new Error(`Cannot create job: job "${job.job_id}" already exists`);
+      return { first: true };
+    }
     while (true) {
       const head = await this.#kv.get<ConversationHead>(conversationKey(job.conversation_id));
       const current = head.value ?? emptyHead(job.conversation_id);
@@ -125,7 +131,7 @@ export class KvStore implements Store {
       if (!current.value) throw new JobNotFoundError(job.job_id);
       if (current.value.status === "succeeded") return "already_completed";
       const conversation = head.value ?? emptyHead(job.conversation_id);
-      const { error: _error, lease_until: _lease, ...rest } = current.value;
+      const { error: _error, lease_until: _lease, partial: _partial, ...rest } = current.value;
       const done: Job = {
         ...rest,
         status: "succeeded",
@@ -133,6 +139,12 @@ export class KvStore implements Store {
         finished_at: now,
         updated_at: now,
       };
+      if (isStateless(job)) {
+        const ok =
+          (await this.#kv.atomic().check(current).set(current.key, done, expiry(done)).commit()).ok;
+        if (ok) return "completed";
+        continue;
+      }
       const count = conversation.count;
       const result = await this.#kv.atomic()
         .check(current, head)
@@ -143,6 +155,21 @@ export class KvStore implements Store {
         .commit();
       if (result.ok) return "completed";
     }
+  }
+
+  async cancelJob(jobId: string): Promise<Job | undefined> {
+    let canceled: Job | undefined;
+    await this.#update(jobId, (job) => {
+      canceled = undefined; // a retried commit decides again
+      if (job.status !== "queued") return job;
+      const now = new Date().toISOString();
+      return canceled = { ...job, status: "canceled", finished_at: now, updated_at: now };
+    });
+    return canceled;
+  }
+
+  async savePartial(jobId: string, text: string): Promise<void> {
+    await this.#update(jobId, (job) => job.status === "running" ? { ...job, partial: text } : job);
   }
 
   async passTurn(conversationId: string, jobId: string): Promise<string | undefined> {
@@ -174,8 +201,8 @@ export class KvStore implements Store {
 
   async #settle(jobId: string, status: JobStatus, error: string): Promise<void> {
     await this.#update(jobId, (job) => {
-      // Never undo a success that another delivery of the same job recorded.
-      if (job.status === "succeeded") return job;
+      // Never undo a success that another delivery recorded, nor a cancellation.
+      if (job.status === "succeeded" || job.status === "canceled") return job;
       const now = new Date().toISOString();
       const { lease_until: _lease, ...rest } = job;
       return {

@@ -8,6 +8,9 @@ import type { ChatMessage } from "../../lib/messages.ts";
 export interface RecordedRequest {
   model: string;
   messages: ChatMessage[];
+  stream?: boolean;
+  temperature?: number;
+  max_tokens?: number;
 }
 
 /** What the stand-in answers: a reply text, or an HTTP error. */
@@ -52,13 +55,14 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
       });
     }
     const body = await req.json() as RecordedRequest;
-    requests.push({ model: body.model, messages: body.messages });
+    requests.push(body);
     const result = await answer(body);
     if ("status" in result) {
       return Response.json({ error: { message: result.message, type: "server_error" } }, {
         status: result.status,
       });
     }
+    if (body.stream) return streamedReply(body.model, result.reply);
     return Response.json({
       id: `chatcmpl-${requests.length}`,
       object: "chat.completion",
@@ -77,4 +81,33 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
     requests,
     stop: () => stopped ??= server.shutdown(),
   };
+}
+
+/** The reply as server-sent events, a word at a time with a short pause between, as vLLM streams. */
+function streamedReply(model: string, reply: string): Response {
+  const pieces = reply.match(/\S+\s*|\s+/g) ?? [];
+  const encoder = new TextEncoder();
+  const event = (delta: Record<string, string>, finish: string | null = null) =>
+    encoder.encode(
+      `data: ${
+        JSON.stringify({
+          object: "chat.completion.chunk",
+          model,
+          choices: [{ index: 0, delta, finish_reason: finish }],
+        })
+      }\n\n`,
+    );
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(event({ role: "assistant" }));
+      for (const piece of pieces) {
+        await new Promise((r) => setTimeout(r, 20));
+        controller.enqueue(event({ content: piece }));
+      }
+      controller.enqueue(event({}, "stop"));
+      controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+      controller.close();
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/event-stream" } });
 }
