@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { buildLambdaBundle } from "../scripts/build_lambda.ts";
 import { startTestGateway, type TestGateway } from "./support/gateway.ts";
 import { skipWithoutMoto, startMoto } from "./support/moto.ts";
+import { httpApiEvent } from "./support/lambda_events.ts";
 
 const INVOKE_LAMBDA = fileURLToPath(new URL("./support/invoke_lambda.mjs", import.meta.url));
 const API_KEY = "test-key";
@@ -12,42 +13,6 @@ interface LambdaResult {
   statusCode: number;
   headers: Record<string, string>;
   body: string;
-}
-
-/** An API Gateway HTTP API event (payload format 2.0) carrying the test's API key. */
-function httpApiEvent(
-  method: string,
-  path: string,
-  options: { query?: string; body?: unknown; apiKey?: string | null } = {},
-) {
-  const apiKey = options.apiKey === undefined ? API_KEY : options.apiKey;
-  const host = "gw1234.execute-api.us-east-1.amazonaws.com";
-  const now = Date.now();
-  return {
-    version: "2.0",
-    routeKey: "$default",
-    rawPath: path,
-    rawQueryString: options.query ?? "",
-    headers: {
-      host,
-      "content-type": "application/json",
-      ...(apiKey === null ? {} : { authorization: `Bearer ${apiKey}` }),
-    },
-    requestContext: {
-      accountId: "111122223333",
-      apiId: "gw1234",
-      domainName: host,
-      domainPrefix: "gw1234",
-      http: { method, path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "bundle-test" },
-      requestId: crypto.randomUUID(),
-      routeKey: "$default",
-      stage: "$default",
-      time: new Date(now).toUTCString(),
-      timeEpoch: now,
-    },
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
-    isBase64Encoded: false,
-  };
 }
 
 /** Imports the bundle in a fresh Node.js process and hands it the events, in order. */
@@ -108,6 +73,7 @@ Deno.test({
       await t.step("POST /chat with the key queues a job that the worker completes", async () => {
         const [result] = await invoke(httpApiEvent("POST", "/chat", {
           body: { conversation_id: "bundle-1", user_message: "Hi from Node" },
+          apiKey: API_KEY,
         }));
         assert.equal(result.statusCode, 202, result.body);
         const ticket = JSON.parse(result.body);
@@ -117,7 +83,10 @@ Deno.test({
 
       await t.step("GET /conversation returns the user and assistant messages", async () => {
         const [result] = await invoke(
-          httpApiEvent("GET", "/conversation", { query: "conversation_id=bundle-1" }),
+          httpApiEvent("GET", "/conversation", {
+            query: "conversation_id=bundle-1",
+            apiKey: API_KEY,
+          }),
         );
         assert.equal(result.statusCode, 200, result.body);
         assert.deepEqual(JSON.parse(result.body).messages, [
@@ -128,7 +97,7 @@ Deno.test({
 
       await t.step("a bad body gets its 400 in OpenAI's error shape", async () => {
         const [result] = await invoke(
-          httpApiEvent("POST", "/chat", { body: { conversation_id: "bundle-2" } }),
+          httpApiEvent("POST", "/chat", { body: { conversation_id: "bundle-2" }, apiKey: API_KEY }),
         );
         assert.equal(result.statusCode, 400, result.body);
         const { error } = JSON.parse(result.body);
@@ -139,7 +108,6 @@ Deno.test({
       await t.step("a request without the key gets its 401", async () => {
         const [result] = await invoke(httpApiEvent("POST", "/chat", {
           body: { conversation_id: "bundle-3", user_message: "Hi" },
-          apiKey: null,
         }));
         assert.equal(result.statusCode, 401, result.body);
         assert.equal(JSON.parse(result.body).error.code, "missing_api_key");

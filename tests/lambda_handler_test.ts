@@ -2,41 +2,9 @@ import assert from "node:assert/strict";
 import { handler } from "../main.ts";
 import { startTestGateway } from "./support/gateway.ts";
 import { skipWithoutMoto, startMoto } from "./support/moto.ts";
+import { httpApiEvent } from "./support/lambda_events.ts";
 
 const ignore = skipWithoutMoto();
-
-/** An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it. */
-function httpApiEvent(
-  method: string,
-  path: string,
-  options: { query?: string; body?: unknown } = {},
-) {
-  const now = new Date();
-  return {
-    version: "2.0",
-    routeKey: "$default",
-    rawPath: path,
-    rawQueryString: options.query ?? "",
-    headers: {
-      "content-type": "application/json",
-      host: "abc123.execute-api.us-east-1.amazonaws.com",
-    },
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "abc123",
-      domainName: "abc123.execute-api.us-east-1.amazonaws.com",
-      domainPrefix: "abc123",
-      http: { method, path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "lambda-test" },
-      requestId: crypto.randomUUID(),
-      routeKey: "$default",
-      stage: "$default",
-      time: now.toUTCString(),
-      timeEpoch: now.getTime(),
-    },
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
-    isBase64Encoded: false,
-  };
-}
 
 Deno.test({
   name: "the Lambda handler answers API Gateway v2 events for POST /chat and GET /conversation",

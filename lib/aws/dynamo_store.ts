@@ -192,26 +192,7 @@ export class DynamoStore implements Store {
               },
             },
           },
-          {
-            Update: {
-              TableName: this.#tables.jobs,
-              Key: { job_id: job.job_id },
-              UpdateExpression:
-                "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial",
-              // The condition that makes the append happen at most once per job.
-              ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
-              ExpressionAttributeNames: {
-                "#status": "status",
-                "#error": "error",
-                "#partial": "partial",
-              },
-              ExpressionAttributeValues: {
-                ":succeeded": "succeeded" satisfies JobStatus,
-                ":reply": replyText(reply),
-                ":now": now,
-              },
-            },
-          },
+          { Update: this.#markSucceeded(job, reply, now) },
         ],
       }),
     );
@@ -219,32 +200,32 @@ export class DynamoStore implements Store {
   }
 
   async #completeStateless(job: Job, reply: ChatMessage): Promise<CompleteResult> {
-    const now = new Date().toISOString();
     try {
       await this.#db.send(
-        new UpdateCommand({
-          TableName: this.#tables.jobs,
-          Key: { job_id: job.job_id },
-          UpdateExpression:
-            "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial",
-          ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
-          ExpressionAttributeNames: {
-            "#status": "status",
-            "#error": "error",
-            "#partial": "partial",
-          },
-          ExpressionAttributeValues: {
-            ":succeeded": "succeeded" satisfies JobStatus,
-            ":reply": replyText(reply),
-            ":now": now,
-          },
-        }),
+        new UpdateCommand(this.#markSucceeded(job, reply, new Date().toISOString())),
       );
       return "completed";
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) return "already_completed";
       throw err;
     }
+  }
+
+  /** The update that records a job's success; its condition makes it happen at most once. */
+  #markSucceeded(job: Job, reply: ChatMessage, now: string) {
+    return {
+      TableName: this.#tables.jobs,
+      Key: { job_id: job.job_id },
+      UpdateExpression:
+        "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial",
+      ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
+      ExpressionAttributeNames: { "#status": "status", "#error": "error", "#partial": "partial" },
+      ExpressionAttributeValues: {
+        ":succeeded": "succeeded" satisfies JobStatus,
+        ":reply": replyText(reply),
+        ":now": now,
+      },
+    };
   }
 
   async cancelJob(jobId: string): Promise<Job | undefined> {
