@@ -2,9 +2,8 @@
 import { type Backend, chooseBackend } from "./backends.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
-import { jsonBytes } from "./job_runner.ts";
 import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "./jobs.ts";
-import { type ChatMessage, hasImage, userMessage } from "./messages.ts";
+import { type ChatMessage, hasImage, jsonBytes, userMessage } from "./messages.ts";
 import { scopedConversationId } from "./owners.ts";
 import { laneFor, LANES, type QueueDepth } from "./queue.ts";
 import type { Services } from "./services.ts";

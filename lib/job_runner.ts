@@ -3,7 +3,7 @@ import { backendNamed } from "./backends.ts";
 import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import type { Logger } from "./log.ts";
-import { type ChatMessage, withoutImages } from "./messages.ts";
+import { type ChatMessage, jsonBytes, withoutImages } from "./messages.ts";
 import { isStateless, type Job } from "./jobs.ts";
 import type { ReceivedJob } from "./queue.ts";
 import type { Services } from "./services.ts";
@@ -254,9 +254,4 @@ export function recentHistory(history: readonly ChatMessage[], max: number): Cha
   const recent = history.slice(-max);
   const firstUser = recent.findIndex((m) => m.role === "user");
   return firstUser < 0 ? [] : recent.slice(firstUser);
-}
-
-/** The UTF-8 size of a value as JSON. */
-export function jsonBytes(value: unknown): number {
-  return new TextEncoder().encode(JSON.stringify(value)).length;
 }

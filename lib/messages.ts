@@ -57,3 +57,8 @@ export function withoutImages(messages: readonly ChatMessage[]): ChatMessage[] {
 function describeImage(url: string): string {
   return url.startsWith("data:") ? "inline image" : url;
 }
+
+/** The UTF-8 size of a value as JSON. */
+export function jsonBytes(value: unknown): number {
+  return new TextEncoder().encode(JSON.stringify(value)).length;
+}
