@@ -67,12 +67,14 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
 
   // The history is read alongside the claim: this job is only on the queue once
   // the job before it in its conversation has finished, so the history is complete.
-  const readHistory = () =>
-    message.ticket.stateless
+  const readHistory = () => {
+    const read = message.ticket.stateless
       ? Promise.resolve([])
       : store.getConversation(conversationId).then((c) => c?.messages ?? []);
+    read.catch(() => {}); // awaited below only when the claim succeeds
+    return read;
+  };
   let history = readHistory();
-  history.catch(() => {}); // awaited below only when the claim succeeds
   let claim;
   try {
     claim = await store.startJob(jobId, attempt, config.visibilityTimeoutSeconds * 1000);

@@ -39,22 +39,27 @@ export async function advanceTurn(
 }
 
 /**
- * Frees a line whose head can no longer run: its record is gone, it has
- * finished, or its last permitted attempt was cut off (the worker died) long
- * enough ago that its message has gone to the dead-letter queue.
+ * Frees a line whose head can no longer run: its record is gone, it finished
+ * long ago without handing the turn on, or its last permitted attempt was cut
+ * off (the worker died) long enough ago that its message has gone to the
+ * dead-letter queue.
  */
 export async function unblockLine(services: Services, conversationId: string): Promise<void> {
   const { store, config } = services;
   const head = await store.headOfLine(conversationId);
   if (!head) return;
   const job = await store.getJob(head);
-  const abandonedSince = Date.now() - 2 * config.visibilityTimeoutSeconds * 1000;
+  // A worker that finishes a job hands the turn on at once, and a redelivery of
+  // its message repeats that; only a head stuck for longer than that needs help.
+  const longAgo = Date.now() - 2 * config.visibilityTimeoutSeconds * 1000;
   const abandoned = job?.status === "running" && job.attempts >= config.maxAttempts &&
-    (job.lease_until ?? 0) < abandonedSince;
+    (job.lease_until ?? 0) < longAgo;
   if (abandoned) {
     await store.failJob(head, "Gave up: the worker stopped during the last attempt");
   }
-  if (!job || isFinished(job) || abandoned) {
+  const finishedLongAgo = job !== undefined && isFinished(job) &&
+    Date.parse(job.updated_at) < longAgo;
+  if (!job || finishedLongAgo || abandoned) {
     await advanceTurn(services, conversationId, head);
   }
 }
