@@ -56,6 +56,7 @@ export class JobWorker {
   #heartbeat?: ReturnType<typeof setInterval>;
   #loop?: Promise<void>;
   #stopped?: Promise<void>;
+  #done = Promise.withResolvers<void>();
 
   constructor(services: Services, options: WorkerOptions) {
     this.#services = services;
@@ -84,14 +85,9 @@ export class JobWorker {
     return this.#stopped;
   }
 
-  /** Resolves when the worker has stopped. */
+  /** Resolves when the worker has fully stopped: after {@linkcode stop}, once its jobs are settled. */
   get finished(): Promise<void> {
-    return this.#stopped ?? this.#loop ?? Promise.resolve();
-  }
-
-  /** How many jobs are running now. */
-  get runningCount(): number {
-    return this.#running.size;
+    return this.#done.promise;
   }
 
   async #shutdown(): Promise<void> {
@@ -121,6 +117,7 @@ export class JobWorker {
       }
     }
     clearInterval(this.#heartbeat);
+    this.#done.resolve();
   }
 
   async #run(): Promise<void> {

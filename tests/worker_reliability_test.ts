@@ -343,6 +343,13 @@ backendTest(
       const { code, output } = await worker.exited;
       assert.equal(code, 0, output);
       assert.match(output, /Waiting for running jobs/);
+      // The process closes its clients only once the job is settled.
+      const succeeded = output.indexOf('"Job succeeded"');
+      const stopped = output.search(/"(Worker|Gateway) stopped"/);
+      assert.ok(
+        succeeded >= 0 && succeeded < stopped,
+        `the job finished before the process stopped:\n${output}`,
+      );
       assert.equal((await gateway.services.store.getJob(job_id))?.status, "succeeded");
       assert.equal(gateway.vllm.requests.length, 1);
     } finally {
