@@ -34,12 +34,15 @@ if (import.meta.main) {
         worker: worker ? "in this process" : "run `deno task worker` beside the LLMs",
       }),
   }, app.fetch);
-  const shutdown = async () => {
-    logger.info("Gateway stopping");
-    await server.shutdown();
-    await worker?.stop();
-    services.close();
-    logger.info("Gateway stopped");
+  let stopping: Promise<void> | undefined;
+  const shutdown = () => {
+    stopping ??= (async () => {
+      logger.info("Gateway stopping");
+      await server.shutdown();
+      await worker?.stop();
+      services.close();
+      logger.info("Gateway stopped");
+    })();
   };
   Deno.addSignalListener("SIGINT", shutdown);
   Deno.addSignalListener("SIGTERM", shutdown);
