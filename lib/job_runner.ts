@@ -111,11 +111,11 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
   try {
     const { reply, historyCount } = await askBackend(job, await history, context);
     const result = await store.completeJob(job, reply);
+    // The turn is handed on before the message goes: if that fails, the
+    // redelivered message finds the job finished and hands it on again.
+    await advanceTurn(context.services, conversationId, jobId, message.ticket);
     settle();
-    await Promise.all([
-      advanceTurn(context.services, conversationId, jobId, message.ticket),
-      queue.delete(message),
-    ]);
+    await queue.delete(message);
     context.logger.info("Job succeeded", {
       ...fields,
       route: job.route,

@@ -1,5 +1,4 @@
 /** `deno task setup`: creates the tables and queues on the configured endpoint (Moto or AWS). */
-import { createAwsClients } from "../lib/aws/clients.ts";
 import { provisionAws } from "../lib/aws/provision.ts";
 import { describeConfig, loadConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
@@ -13,15 +12,12 @@ if (import.meta.main) {
     );
     Deno.exit(0);
   }
-  const clients = createAwsClients(config);
   logger.info("Setting up tables and queues", describeConfig(config));
   try {
-    await provisionAws(clients, config, logger);
+    await provisionAws(config, logger);
     logger.info("Setup done");
   } catch (err) {
     logger.error("Setup failed", { error: (err as Error).message });
     Deno.exitCode = 1;
-  } finally {
-    clients.destroy();
   }
 }

@@ -14,17 +14,25 @@ import {
 } from "@aws-sdk/client-sqs";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
-import type { AwsClients } from "./clients.ts";
+import { type AwsClients, createAwsClients } from "./clients.ts";
 
 /** Seconds a dead-letter queue keeps a message: SQS's maximum, 14 days. */
 const DLQ_RETENTION_SECONDS = 1_209_600;
 
-/** Creates both tables (jobs with TTL) and both queues, each with a dead-letter queue. */
-export async function provisionAws(
-  clients: AwsClients,
-  config: Config,
-  logger: Logger,
-): Promise<void> {
+/**
+ * Creates both tables (jobs with TTL) and both queues, each with a
+ * dead-letter queue, on the configured endpoint; safe to run again.
+ */
+export async function provisionAws(config: Config, logger: Logger): Promise<void> {
+  const clients = createAwsClients(config);
+  try {
+    await provisionWith(clients, config, logger);
+  } finally {
+    clients.destroy();
+  }
+}
+
+async function provisionWith(clients: AwsClients, config: Config, logger: Logger): Promise<void> {
   await ensureTable(clients, config.conversationsTable, "conversation_id", logger);
   await ensureTable(clients, config.jobsTable, "job_id", logger);
   await clients.dynamo.send(

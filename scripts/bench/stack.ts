@@ -5,13 +5,12 @@
  */
 import type { Hono } from "hono";
 import { createApp } from "../../lib/app.ts";
-import { createAwsClients } from "../../lib/aws/clients.ts";
 import { provisionAws } from "../../lib/aws/provision.ts";
 import { type Config, type Env, loadConfig } from "../../lib/config.ts";
-import { createLogger, type Logger } from "../../lib/log.ts";
+import { createLogger } from "../../lib/log.ts";
 import { openServices, type Services } from "../../lib/services.ts";
 import { JobWorker } from "../../lib/worker_loop.ts";
-import { type Moto, startMoto } from "../../tests/support/moto.ts";
+import { type Moto, startMoto, uniqueAwsEnv } from "../../tests/support/moto.ts";
 import { type FixedLatencyLlm, startFixedLatencyLlm } from "./fixed_latency_llm.ts";
 import { type JobWatch, watchJobs } from "./job_watch.ts";
 import type { BenchOptions } from "./options.ts";
@@ -67,7 +66,7 @@ export async function startBenchStack(options: BenchOptions): Promise<BenchStack
       LLM_TIMEOUT_S: String(Math.max(60, Math.ceil((options.latencyMs * 5) / 1000))),
       RETRY_DELAY_S: "1",
     });
-    if (config.backend === "aws") await provision(config, logger);
+    if (config.backend === "aws") await provisionAws(config, logger);
     const services = await openServices(config);
     cleanups.push(() => services.close());
     const watch = watchJobs(services.store);
@@ -109,25 +108,5 @@ async function storageEnvFor(
     cleanups.push(() => moto.stop());
     endpoint = moto.url;
   }
-  const suffix = crypto.randomUUID().slice(0, 8);
-  return {
-    BACKEND: "aws",
-    AWS_ENDPOINT_URL: endpoint,
-    AWS_REGION: "us-east-1",
-    AWS_ACCESS_KEY_ID: "test",
-    AWS_SECRET_ACCESS_KEY: "test",
-    CONVERSATIONS_TABLE: `BenchConversations-${suffix}`,
-    JOBS_TABLE: `BenchJobs-${suffix}`,
-    JOBS_QUEUE: `bench-jobs-${suffix}`,
-    PRIORITY_QUEUE: `bench-jobs-priority-${suffix}`,
-  };
-}
-
-async function provision(config: Config, logger: Logger): Promise<void> {
-  const clients = createAwsClients(config);
-  try {
-    await provisionAws(clients, config, logger);
-  } finally {
-    clients.destroy();
-  }
+  return uniqueAwsEnv(endpoint, "Bench");
 }

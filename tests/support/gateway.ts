@@ -13,7 +13,7 @@ import { silentLogger } from "../../lib/log.ts";
 import type { Lane, QueueDepth } from "../../lib/queue.ts";
 import { openServices, type Services } from "../../lib/services.ts";
 import { JobWorker } from "../../lib/worker_loop.ts";
-import { type Moto, skipWithoutMoto, startMoto } from "./moto.ts";
+import { type Moto, skipWithoutMoto, startMoto, uniqueAwsEnv } from "./moto.ts";
 import {
   type RecordedRequest,
   type StandInAnswer,
@@ -106,30 +106,12 @@ export async function testEnv(backend: BackendKind, moto?: Moto): Promise<Env> {
     };
   }
   if (!moto) throw new TypeError("Cannot make an AWS test environment: no Moto server given");
-  const suffix = crypto.randomUUID().slice(0, 8);
-  return {
-    ...common,
-    BACKEND: "aws",
-    AWS_ENDPOINT_URL: moto.url,
-    AWS_REGION: "us-east-1",
-    AWS_ACCESS_KEY_ID: "test",
-    AWS_SECRET_ACCESS_KEY: "test",
-    CONVERSATIONS_TABLE: `Conversations-${suffix}`,
-    JOBS_TABLE: `GatewayJobs-${suffix}`,
-    JOBS_QUEUE: `llm-jobs-${suffix}`,
-    PRIORITY_QUEUE: `llm-jobs-priority-${suffix}`,
-  };
+  return { ...common, ...uniqueAwsEnv(moto.url) };
 }
 
 /** Makes storage ready for a configuration: tables and queues on Moto; nothing for embedded. */
 export async function provision(config: Config): Promise<void> {
-  if (config.backend !== "aws") return;
-  const clients = createAwsClients(config);
-  try {
-    await provisionAws(clients, config, silentLogger);
-  } finally {
-    clients.destroy();
-  }
+  if (config.backend === "aws") await provisionAws(config, silentLogger);
 }
 
 /** Builds a gateway on fresh storage with two stand-in LLMs. */

@@ -96,3 +96,19 @@ async function collect(stream: ReadableStream<Uint8Array>): Promise<string> {
   }
   return text;
 }
+
+/** AWS settings for fresh, uniquely named tables and queues on an emulator at `endpoint`. */
+export function uniqueAwsEnv(endpoint: string, prefix = ""): Record<string, string> {
+  const suffix = crypto.randomUUID().slice(0, 8);
+  return {
+    BACKEND: "aws",
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_REGION: "us-east-1",
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    CONVERSATIONS_TABLE: `${prefix}Conversations-${suffix}`,
+    JOBS_TABLE: `${prefix}GatewayJobs-${suffix}`,
+    JOBS_QUEUE: `${prefix.toLowerCase()}llm-jobs-${suffix}`,
+    PRIORITY_QUEUE: `${prefix.toLowerCase()}llm-jobs-priority-${suffix}`,
+  };
+}
