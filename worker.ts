@@ -2,6 +2,7 @@
  * The worker that runs beside the LLMs (`deno task worker`): it only makes
  * outbound connections, pulling jobs from the queue and calling the backends.
  */
+import { errorMessage } from "./lib/error_message.ts";
 import { describeConfig, loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { openServices } from "./lib/services.ts";
@@ -24,13 +25,17 @@ if (import.meta.main) {
   try {
     await worker.start();
   } catch (err) {
-    logger.error((err as Error).message);
+    logger.error(errorMessage(err));
     services.close();
     Deno.exit(1);
   }
   logger.info("Worker polling");
   const stop = () => {
-    logger.info("Worker stopping: finishing the running job");
+    logger.info("Worker stopping", {
+      // A long poll in flight is never cut off: what it brings would stay hidden for minutes.
+      last_poll_ends_within_s: config.pollWaitSeconds,
+      grace_ms: config.shutdownGraceMs,
+    });
     worker.stop();
   };
   Deno.addSignalListener("SIGINT", stop);

@@ -1,4 +1,5 @@
 /** The front door: a Hono app that routes chat messages onto the queue. It never sees a runtime. */
+import { errorMessage } from "./error_message.ts";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
@@ -164,7 +165,7 @@ export async function readJson(request: Request): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new ApiError(400, `Invalid JSON body: ${(err as Error).message}`, {
+    throw new ApiError(400, `Invalid JSON body: ${errorMessage(err)}`, {
       code: "invalid_json",
       param: "body",
     });

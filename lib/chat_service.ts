@@ -1,4 +1,5 @@
 /** What the front door does with a chat message, and what it says about its own health. */
+import { errorMessage } from "./error_message.ts";
 import { type Backend, chooseBackend } from "./backends.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
@@ -7,7 +8,7 @@ import { type ChatMessage, hasImage, jsonBytes, userMessage } from "./messages.t
 import { scopedConversationId } from "./owners.ts";
 import { laneFor, LANES, type QueueDepth } from "./queue.ts";
 import type { Services } from "./services.ts";
-import { advanceTurn, unblockLine } from "./turns.ts";
+import { advanceTurn, scheduleLineCheck, unblockLine } from "./turns.ts";
 
 /** What `POST /chat` answers. */
 export interface ChatAccepted {
@@ -92,17 +93,18 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
     extra: { ...spec.extra, owner: spec.owner },
   });
   const { first } = await store.createJob(job);
-  if (first) {
-    try {
+  try {
+    if (first) {
       await queue.send(laneFor(job.priority), ticketFor(job));
-    } catch (err) {
-      await store.failJob(job.job_id, `Could not be enqueued: ${(err as Error).message}`);
-      await advanceTurn(services, job.conversation_id, job.job_id).catch(() => {});
-      throw new ApiError(503, `Cannot enqueue job: ${(err as Error).message}`, { cause: err });
+    } else {
+      await scheduleLineCheck(services, job);
     }
-  } else {
-    await unblockLine(services, job.conversation_id);
+  } catch (err) {
+    await store.failJob(job.job_id, `Could not be enqueued: ${errorMessage(err)}`);
+    if (first) await advanceTurn(services, job.conversation_id, job.job_id).catch(() => {});
+    throw new ApiError(503, `Cannot enqueue job: ${errorMessage(err)}`, { cause: err });
   }
+  if (!first) await unblockLine(services, job.conversation_id);
   return {
     job_id: job.job_id,
     conversation_id: spec.conversationId,
@@ -146,7 +148,7 @@ export async function health(services: Services): Promise<Health> {
       status: "degraded",
       backend: config.backend,
       worker: { last_seen: null, seconds_ago: null, stale: true },
-      error: `Cannot read queue or worker state: ${(err as Error).message}`,
+      error: `Cannot read queue or worker state: ${errorMessage(err)}`,
     };
   }
 }

@@ -19,6 +19,12 @@ export interface LlmEndpoint {
   readonly concurrency: number;
 }
 
+/** Endpoint overrides per AWS service; an absent one means the service's real AWS endpoint. */
+export interface AwsEndpoints {
+  readonly dynamodb?: string;
+  readonly sqs?: string;
+}
+
 /** Static AWS credentials, only ever used against a local emulator or when given explicitly. */
 export interface AwsCredentials {
   readonly accessKeyId: string;
@@ -35,8 +41,12 @@ export interface Config {
   /** Interface the local server binds to. */
   readonly host: string;
   readonly awsRegion: string;
-  /** Set for Moto or another emulator; unset means real AWS. */
-  readonly awsEndpointUrl?: string;
+  /**
+   * Each AWS service's endpoint, set for Moto, DynamoDB Local or another
+   * emulator; unset means real AWS. `AWS_ENDPOINT_URL_<SERVICE>` wins over
+   * `AWS_ENDPOINT_URL`, as in the AWS SDKs.
+   */
+  readonly awsEndpoints: AwsEndpoints;
   readonly awsCredentials?: AwsCredentials;
   readonly conversationsTable: string;
   readonly jobsTable: string;
@@ -87,6 +97,14 @@ export interface Config {
   readonly maxAttempts: number;
   /** How long job records are kept (DynamoDB TTL). */
   readonly jobTtlDays: number;
+  /**
+   * How long after a message joins a busy conversation its line is looked at
+   * again, and how long a job at the head may wait unstarted before it is
+   * sent again (see lib/turns.ts). At most 900, SQS's longest delay.
+   */
+  readonly lineCheckSeconds: number;
+  /** How often the worker looks through the dead-letter queues for jobs nobody gave up. */
+  readonly deadLetterSweepSeconds: number;
 }
 
 /** Thrown at start-up when an environment variable is missing or malformed. */
@@ -111,15 +129,22 @@ export function loadConfig(env: Env = processEnv()): Config {
   const read = new EnvReader(env, problems);
 
   const backend = read.oneOf("BACKEND", ["embedded", "aws"] as const, "embedded");
-  const awsEndpointUrl = read.optionalUrl("AWS_ENDPOINT_URL");
+  const anyService = read.optionalUrl("AWS_ENDPOINT_URL");
+  const awsEndpoints: AwsEndpoints = {
+    dynamodb: read.optionalUrl("AWS_ENDPOINT_URL_DYNAMODB") ?? anyService,
+    sqs: read.optionalUrl("AWS_ENDPOINT_URL_SQS") ?? anyService,
+  };
   const config: Config = {
     backend,
     dataDir: read.string("DATA_DIR", "./data"),
     port: read.integer("PORT", 8787, 0, 65535),
     host: read.string("HOST", "127.0.0.1"),
     awsRegion: read.string("AWS_REGION", "us-east-1"),
-    awsEndpointUrl,
-    awsCredentials: readCredentials(env, awsEndpointUrl !== undefined),
+    awsEndpoints,
+    awsCredentials: readCredentials(
+      env,
+      Object.values(awsEndpoints).every((url) => url !== undefined),
+    ),
     conversationsTable: read.string("CONVERSATIONS_TABLE", "Conversations"),
     jobsTable: read.string("JOBS_TABLE", "GatewayJobs"),
     jobsQueue: read.string("JOBS_QUEUE", "llm-jobs"),
@@ -159,6 +184,8 @@ export function loadConfig(env: Env = processEnv()): Config {
     callbackAllowedHosts: parseAllowedHosts(env.CALLBACK_ALLOWED_HOSTS),
     maxAttempts: read.integer("MAX_ATTEMPTS", 3, 1, 1000),
     jobTtlDays: read.integer("JOB_TTL_DAYS", 7, 1, 3650),
+    lineCheckSeconds: read.integer("LINE_CHECK_S", 120, 1, 900),
+    deadLetterSweepSeconds: read.integer("DEAD_LETTER_SWEEP_S", 60, 1, 3600),
   };
   if (config.jobsQueue === config.priorityQueue) {
     problems.push("PRIORITY_QUEUE must differ from JOBS_QUEUE");
@@ -173,7 +200,8 @@ export function loadConfig(env: Env = processEnv()): Config {
 export function describeConfig(config: Config): Record<string, unknown> {
   const storage = config.backend === "embedded" ? { data_dir: config.dataDir } : {
     aws_region: config.awsRegion,
-    aws_endpoint_url: config.awsEndpointUrl ?? "(AWS default)",
+    dynamodb_endpoint: config.awsEndpoints.dynamodb ?? "(AWS default)",
+    sqs_endpoint: config.awsEndpoints.sqs ?? "(AWS default)",
     conversations_table: config.conversationsTable,
     jobs_table: config.jobsTable,
     jobs_queue: config.jobsQueue,
@@ -192,7 +220,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
   };
 }
 
-function readCredentials(env: Env, localEmulator: boolean): AwsCredentials | undefined {
+function readCredentials(env: Env, allOnEmulators: boolean): AwsCredentials | undefined {
   const accessKeyId = env.AWS_ACCESS_KEY_ID?.trim();
   const secretAccessKey = env.AWS_SECRET_ACCESS_KEY?.trim();
   if (accessKeyId && secretAccessKey) {
@@ -204,7 +232,7 @@ function readCredentials(env: Env, localEmulator: boolean): AwsCredentials | und
   }
   // An emulator accepts any key; without this the SDK would go looking for
   // credentials in files and the instance metadata service.
-  return localEmulator ? { accessKeyId: "local", secretAccessKey: "local" } : undefined;
+  return allOnEmulators ? { accessKeyId: "local", secretAccessKey: "local" } : undefined;
 }
 
 class EnvReader {

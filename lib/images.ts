@@ -5,6 +5,7 @@
  * only public addresses (or hosts allowed by configuration) are fetched, and
  * size, type, redirects and time are all limited.
  */
+import { errorMessage } from "./error_message.ts";
 import { Buffer } from "node:buffer";
 import type { ChatMessage, ContentPart } from "./messages.ts";
 import { forbiddenKind, parseIpv4 } from "./ip_address.ts";
@@ -192,7 +193,7 @@ async function checkTarget(
     addresses = await abortable(resolve(host), signal);
   } catch (err) {
     if (signal.aborted) throw err;
-    throw new Refusal(`cannot resolve host "${host}": ${(err as Error).message}`);
+    throw new Refusal(`cannot resolve host "${host}": ${errorMessage(err)}`);
   }
   if (addresses.length === 0) throw new Refusal(`host "${host}" has no addresses`);
   for (const address of addresses) {
@@ -284,7 +285,7 @@ async function fetchOnce(url: URL, signal: AbortSignal): Promise<Response> {
     });
   } catch (err) {
     if (signal.aborted) throw err;
-    throw new Refusal(`cannot fetch: ${(err as Error).message}`);
+    throw new Refusal(`cannot fetch: ${errorMessage(err)}`);
   }
 }
 

@@ -1,4 +1,5 @@
 /** What a running job sends out besides its reply: the streamed text so far, and the callback when it ends. */
+import { errorMessage } from "./error_message.ts";
 import { deliverCallback } from "./callbacks.ts";
 import { jobView } from "./job_view.ts";
 import type { Job } from "./jobs.ts";
@@ -36,7 +37,7 @@ export function partialWriter(jobId: string, context: JobOutputContext): (soFar:
     } catch (err) {
       context.logger.warn("Could not record a streamed reply so far", {
         job_id: jobId,
-        error: (err as Error).message,
+        error: errorMessage(err),
       });
     } finally {
       writing = false;

@@ -1,4 +1,5 @@
 /** Runs one received job: claim, history, backend call, atomic append, and what to do when it fails. */
+import { errorMessage } from "./error_message.ts";
 import { backendNamed } from "./backends.ts";
 import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
@@ -9,7 +10,7 @@ import type { ReceivedJob } from "./queue.ts";
 import type { Services } from "./services.ts";
 import { sleep } from "./sleep.ts";
 import { JobNotFoundError, type StartResult } from "./store.ts";
-import { advanceTurn } from "./turns.ts";
+import { advanceTurn, unblockLine } from "./turns.ts";
 import { callBack, partialWriter } from "./job_outputs.ts";
 
 /** What {@linkcode runJob} needs besides the message. */
@@ -33,6 +34,7 @@ export interface RunJobContext {
 /** How a job run ended. */
 export type RunOutcome =
   | "succeeded"
+  | "line_checked"
   | "duplicate"
   | "retrying"
   | "failed"
@@ -54,8 +56,8 @@ const CONVERSATION_HARD_LIMIT_BYTES = 390_000;
 export async function runJob(message: ReceivedJob, context: RunJobContext): Promise<RunOutcome> {
   const { store, queue, config } = context.services;
   const { job_id: jobId, conversation_id: conversationId } = message.ticket;
-  const attempt = message.receiveCount;
-  const fields = { job_id: jobId, lane: message.lane, attempt };
+  const delivery = message.receiveCount;
+  const fields = { job_id: jobId, lane: message.lane, delivery };
   const settle = context.beforeSettle ?? (() => {});
 
   if (!jobId) {
@@ -63,6 +65,12 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     settle();
     await queue.deadLetter(message);
     return "unreadable";
+  }
+  if (message.ticket.line_check) {
+    await unblockLine(context.services, conversationId, { lineCheck: true });
+    settle();
+    await queue.delete(message);
+    return "line_checked";
   }
 
   // The history is read alongside the claim: this job is only on the queue once
@@ -77,10 +85,10 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
   let history = readHistory();
   let claim;
   try {
-    claim = await store.startJob(jobId, attempt, config.visibilityTimeoutSeconds * 1000);
+    claim = await store.startJob(jobId, config.visibilityTimeoutSeconds * 1000);
     if (claim.state === "busy") {
       context.logger.info("Job is held by another run; waiting for it to finish or lapse", fields);
-      claim = await waitForClaim(jobId, attempt, claim.leaseUntil, context);
+      claim = await waitForClaim(jobId, claim.leaseUntil, context);
       history = readHistory();
     }
   } catch (err) {
@@ -126,7 +134,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     await callBack(job, context);
     return "succeeded";
   } catch (err) {
-    const reason = (err as Error).message;
+    const reason = errorMessage(err);
     if (context.signal.aborted) {
       await store.retryJob(jobId, "Interrupted: the worker stopped before the job finished");
       settle();
@@ -134,9 +142,10 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
       context.logger.warn("Job interrupted by shutdown; released for another worker", fields);
       return "interrupted";
     }
-    if (!isRetryable(err) || attempt >= context.maxReceiveCount) {
+    // The queue will not deliver this message again after its last permitted delivery.
+    if (!isRetryable(err) || delivery >= context.maxReceiveCount) {
       const why = isRetryable(err)
-        ? `Gave up after ${attempt} attempts: ${reason}`
+        ? `Gave up after ${job.attempts} attempts: ${reason}`
         : `Failed for good: ${reason}`;
       await store.failJob(jobId, why);
       await advanceTurn(context.services, conversationId, jobId, message.ticket);
@@ -149,10 +158,14 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
       await callBack(job, context);
       return "failed";
     }
-    const delay = retryDelaySeconds(attempt, config.retryDelaySeconds, config.retryMaxDelaySeconds);
+    const delay = retryDelaySeconds(
+      job.attempts,
+      config.retryDelaySeconds,
+      config.retryMaxDelaySeconds,
+    );
     await store.retryJob(
       jobId,
-      `Attempt ${attempt} of ${context.maxReceiveCount} failed: ${reason}`,
+      `Attempt ${job.attempts} failed (delivery ${delivery} of ${context.maxReceiveCount}): ${reason}`,
     );
     settle();
     await queue.release(message, delay);
@@ -174,7 +187,6 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
  */
 async function waitForClaim(
   jobId: string,
-  attempt: number,
   leaseUntil: number,
   context: RunJobContext,
 ): Promise<StartResult> {
@@ -187,7 +199,7 @@ async function waitForClaim(
     );
     await sleep(waitMs, context.signal);
     if (context.signal.aborted) break;
-    claim = await store.startJob(jobId, attempt, config.visibilityTimeoutSeconds * 1000);
+    claim = await store.startJob(jobId, config.visibilityTimeoutSeconds * 1000);
   }
   return claim;
 }

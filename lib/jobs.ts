@@ -65,6 +65,11 @@ export interface JobTicket {
   route: string;
   /** Set for a stateless job: no history to read, no line to hand on. */
   stateless?: true;
+  /**
+   * Set on a delayed message that looks at the conversation's line later
+   * (see lib/turns.ts), in case the job at its head was never enqueued.
+   */
+  line_check?: true;
 }
 
 /** Options for {@linkcode newJob}. */

@@ -1,5 +1,6 @@
 /** The one call every backend shares: OpenAI-compatible `POST {baseUrl}/chat/completions`. */
 import type { Backend } from "./backends.ts";
+import { errorMessage } from "./error_message.ts";
 import type { CompletionParams } from "./jobs.ts";
 import type { ChatMessage } from "./messages.ts";
 import { readCompletionStream } from "./openai_format.ts";
@@ -63,15 +64,16 @@ export async function chatCompletion(
         : AbortSignal.timeout(options.timeoutMs),
     });
   } catch (err) {
-    const cause = err as Error;
-    if (options.signal?.aborted) throw cause;
-    if (cause.name === "TimeoutError") {
+    if (options.signal?.aborted) throw err;
+    if (err instanceof Error && err.name === "TimeoutError") {
       throw new BackendError(
         `Backend "${backend.name}" did not answer within ${options.timeoutMs / 1000} s at ${url}`,
       );
     }
     throw new BackendError(
-      `Cannot reach backend "${backend.name}" at ${url} (set by ${backend.baseUrlVariable}): ${cause.message}`,
+      `Cannot reach backend "${backend.name}" at ${url} (set by ${backend.baseUrlVariable}): ${
+        errorMessage(err)
+      }`,
     );
   }
   if (
@@ -115,10 +117,11 @@ async function readStreamedReply(
       onText(soFar);
     }
   } catch (err) {
-    const cause = err as Error;
-    if (cause.name === "AbortError" || cause.name === "TimeoutError") throw cause;
+    if (err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError")) {
+      throw err;
+    }
     throw new BackendError(
-      `Backend "${backend.name}" broke off its stream at ${url}: ${cause.message}`,
+      `Backend "${backend.name}" broke off its stream at ${url}: ${errorMessage(err)}`,
     );
   }
   return soFar;

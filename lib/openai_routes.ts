@@ -3,6 +3,7 @@
  * `GET /v1/models` and `POST /v1/chat/completions`, through the same queue
  * and worker as `POST /chat`.
  */
+import { errorMessage } from "./error_message.ts";
 import type { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import type { Backend } from "./backends.ts";
@@ -193,6 +194,6 @@ function finishedReply(job: Job | undefined, jobId: string, timeoutMs: number): 
 async function sendError(stream: SSEStreamingApi, err: unknown): Promise<void> {
   const apiError = err instanceof ApiError
     ? err
-    : new ApiError(500, `Internal error: ${(err as Error).message}`, { type: "api_error" });
+    : new ApiError(500, `Internal error: ${errorMessage(err)}`, { type: "api_error" });
   await stream.writeSSE({ data: JSON.stringify(toBody(apiError)) });
 }

@@ -22,6 +22,12 @@ export interface ReceivedJob {
   receipt: string;
 }
 
+/** Options for {@linkcode JobQueue.send}. */
+export interface SendOptions {
+  /** Keeps the message hidden this long before its first delivery (SQS allows up to 900). */
+  delaySeconds?: number;
+}
+
 /** Options for {@linkcode JobQueue.receive}. */
 export interface ReceiveOptions {
   maxMessages: number;
@@ -29,7 +35,20 @@ export interface ReceiveOptions {
   waitSeconds: number;
   /** How long received messages stay hidden. */
   visibilitySeconds: number;
+  /**
+   * Ends the wait early, where that can lose nothing. SQS hands messages to a
+   * receive whose client went away and hides them for the visibility timeout,
+   * so the SQS queue ignores it and its receive always runs to the end; the
+   * caller must take what it returns and put back what it cannot run.
+   */
   signal?: AbortSignal;
+}
+
+/** Options for {@linkcode JobQueue.receiveDeadLetters}. */
+export interface DeadLetterOptions {
+  maxMessages: number;
+  /** How long the messages returned stay out of the next calls' answers, so calls page through. */
+  hideSeconds: number;
 }
 
 /** How many messages a lane holds. */
@@ -44,7 +63,7 @@ export interface QueueDepth {
 
 /** A two-lane job queue with at-least-once delivery. */
 export interface JobQueue {
-  send(lane: Lane, ticket: JobTicket): Promise<void>;
+  send(lane: Lane, ticket: JobTicket, options?: SendOptions): Promise<void>;
   receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]>;
   /** Removes a message for good: only after its job is done. */
   delete(message: ReceivedJob): Promise<void>;
@@ -56,4 +75,10 @@ export interface JobQueue {
   maxReceiveCount(lane: Lane): Promise<number | undefined>;
   /** Approximate message counts of a lane and its dead-letter queue. */
   depth(lane: Lane): Promise<QueueDepth>;
+  /**
+   * Reads up to `maxMessages` of the lane's dead-letter queue, leaving them
+   * there: they are hidden from later calls for `hideSeconds`, so repeated
+   * calls page through the queue and then start again.
+   */
+  receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]>;
 }

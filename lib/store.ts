@@ -36,11 +36,12 @@ export interface Store {
   createJob(job: Job): Promise<{ first: boolean }>;
   getJob(jobId: string): Promise<Job | undefined>;
   /**
-   * Claims a job for its `attempt`-th delivery: marks it running and holds a
+   * Claims a job for a run: marks it running, counts the attempt and holds a
    * lease on it for `leaseMs`. Throws {@linkcode JobNotFoundError} when there
-   * is no such record.
+   * is no such record. A delivery that never starts the job (handed back
+   * unrun, or a duplicate) is not an attempt.
    */
-  startJob(jobId: string, attempt: number, leaseMs: number): Promise<StartResult>;
+  startJob(jobId: string, leaseMs: number): Promise<StartResult>;
   /** Extends the lease of a running job. */
   renewLease(jobId: string, leaseMs: number): Promise<void>;
   /** Puts a job back to `queued` with the reason its attempt failed, releasing its lease. */

@@ -1,17 +1,27 @@
 /**
  * The worker's poll loop: keeps every backend's slots full, priority lane
  * first, and holds the messages it has taken with a heartbeat.
+ *
+ * A receive is never cut off: SQS may already have handed it a message, which
+ * would then stay hidden for the visibility timeout with nobody to run it. To
+ * stop, the worker lets its receives end by themselves (a long poll ends within
+ * `POLL_WAIT_S`) and puts back at once whatever they bring.
  */
-import type { Logger } from "./log.ts";
-import { type Lane, LANES, type ReceivedJob } from "./queue.ts";
-import type { Services } from "./services.ts";
+import { sweepDeadLetters } from "./dead_letters.ts";
+import { errorMessage } from "./error_message.ts";
 import { runJob } from "./job_runner.ts";
+import type { Logger } from "./log.ts";
+import { OutageTracker, type PauseSchedule } from "./outage.ts";
+import { type Lane, LANES, type ReceivedJob } from "./queue.ts";
 import { Semaphore } from "./semaphore.ts";
+import type { Services } from "./services.ts";
 import { sleep } from "./sleep.ts";
 
 /** Options for {@linkcode JobWorker}. */
 export interface WorkerOptions {
   logger: Logger;
+  /** Pauses after consecutive queue failures; default one second doubling up to 30 s. */
+  queuePauses?: PauseSchedule;
 }
 
 /** The most messages one receive may ask for (SQS's limit). */
@@ -21,8 +31,6 @@ const MAX_BATCH = 10;
  * claimed, read and stored, so no place sits idle on store or queue round trips.
  */
 const JOBS_PER_PLACE = 2;
-/** How long to pause after the queue itself failed, so an outage does not spin the loop. */
-const ERROR_PAUSE_MS = 1000;
 /** How long to pause when idle and long polling is off (POLL_WAIT_S=0). */
 const IDLE_PAUSE_MS = 200;
 
@@ -47,13 +55,19 @@ export class JobWorker {
   #waiting: ReceivedJob[] = [];
   #held = new Map<string, Held>();
   #running = new Set<Promise<void>>();
+  /** Receives in flight: never abandoned, so what they bring is never lost. */
+  #receiving = new Set<Promise<unknown>>();
   #idle = false;
+  #queueOutage: OutageTracker;
+  #storeOutage: OutageTracker;
   /** Aborted to stop receiving. */
   #stopping = new AbortController();
   /** Aborted when the grace period is over: running jobs are handed back. */
   #interrupt = new AbortController();
   #wakeLoop?: () => void;
   #heartbeat?: ReturnType<typeof setInterval>;
+  #sweeper?: ReturnType<typeof setInterval>;
+  #sweeping?: Promise<void>;
   #loop?: Promise<void>;
   #stopped?: Promise<void>;
   #done = Promise.withResolvers<void>();
@@ -65,6 +79,18 @@ export class JobWorker {
     for (const backend of services.backends) {
       this.#places.set(backend.name, new Semaphore(backend.concurrency));
     }
+    this.#queueOutage = new OutageTracker({
+      logger: this.#logger,
+      what: "queue",
+      lastingHint:
+        "check the queue names, the endpoint and the credentials, then `deno task setup`",
+      pauses: options.queuePauses,
+    });
+    this.#storeOutage = new OutageTracker({
+      logger: this.#logger,
+      what: "store",
+      lastingHint: "check the table names, the endpoint and the credentials",
+    });
   }
 
   /** Checks the queues, records the worker as seen, and starts polling. */
@@ -73,12 +99,18 @@ export class JobWorker {
     await this.#services.store.markWorkerSeen(this.#id);
     const everyMs = Math.max(500, (this.#services.config.visibilityTimeoutSeconds * 1000) / 3);
     this.#heartbeat = setInterval(() => this.#beat(), everyMs);
+    this.#sweeper = setInterval(
+      () => this.#sweep(),
+      this.#services.config.deadLetterSweepSeconds * 1000,
+    );
+    this.#sweep();
     this.#loop = this.#run();
   }
 
   /**
-   * Stops receiving, puts waiting messages back at once, lets running jobs
-   * finish within the grace period, then hands the rest back to the queue.
+   * Stops receiving, lets receives in flight end and puts back what they
+   * bring, puts waiting messages back at once, lets running jobs finish within
+   * the grace period, then hands the rest back to the queue.
    */
   stop(): Promise<void> {
     this.#stopped ??= this.#shutdown();
@@ -93,7 +125,9 @@ export class JobWorker {
   async #shutdown(): Promise<void> {
     this.#stopping.abort();
     this.#wakeLoop?.();
-    await this.#loop;
+    clearInterval(this.#sweeper);
+    // Receives in flight end by themselves; #accept puts back what they bring.
+    const receivesEnded = this.#loop!.then(() => Promise.allSettled([...this.#receiving]));
     const waiting = this.#waiting.splice(0);
     await Promise.all(waiting.map((m) => this.#putBack(m)));
     if (this.#running.size > 0) {
@@ -116,6 +150,8 @@ export class JobWorker {
         await Promise.allSettled([...this.#running]);
       }
     }
+    await receivesEnded;
+    await this.#sweeping;
     clearInterval(this.#heartbeat);
     this.#done.resolve();
   }
@@ -130,11 +166,12 @@ export class JobWorker {
         continue;
       }
       try {
-        this.#accept(await this.#receive(Math.min(MAX_BATCH, room), signal));
+        const messages = await this.#receive(Math.min(MAX_BATCH, room), signal);
+        this.#queueOutage.succeeded();
+        this.#accept(messages);
       } catch (err) {
-        if (signal.aborted) break;
-        this.#logger.error("Worker poll failed; retrying", { error: (err as Error).message });
-        await sleep(ERROR_PAUSE_MS, signal);
+        // Pauses grow while the queue keeps failing, so an outage never spins the loop.
+        await sleep(this.#queueOutage.failed(err), signal);
       }
     }
   }
@@ -143,6 +180,7 @@ export class JobWorker {
    * Up to `max` messages: the priority lane first, then the default lane.
    * When both are empty, long-polls both at once, so a job on either starts
    * without waiting out the other's poll; once idle, only long polls.
+   * Throws when the queue fails.
    */
   async #receive(max: number, signal: AbortSignal): Promise<ReceivedJob[]> {
     if (!this.#idle) {
@@ -164,30 +202,37 @@ export class JobWorker {
     return got;
   }
 
+  /**
+   * Long-polls every lane at once. Answers with the first lane that brings
+   * messages; what the others bring later is taken in as well. Answers empty
+   * once all are done, or throws the first error when none brought anything.
+   */
   #longPollBoth(max: number, wait: number, signal: AbortSignal): Promise<ReceivedJob[]> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       let pending = LANES.length;
       let answered = false;
+      let failure: { error: unknown } | undefined;
+      const settleIfLast = () => {
+        if (--pending > 0 || answered) return;
+        answered = true;
+        if (failure) reject(failure.error);
+        else resolve([]);
+      };
       for (const lane of LANES) {
         this.#receiveFrom(lane, max, wait, signal).then(
           (messages) => {
-            pending--;
             if (messages.length > 0 && !answered) {
               answered = true;
               resolve(messages);
             } else if (messages.length > 0) {
-              // The other lane answered first: these wait for a slot like any other.
+              // Another lane answered first: these wait for a slot like any other.
               this.#accept(messages);
-            } else if (pending === 0 && !answered) {
-              resolve([]);
             }
+            settleIfLast();
           },
           (err) => {
-            pending--;
-            if (!signal.aborted) {
-              this.#logger.error("Long poll failed", { lane, error: (err as Error).message });
-            }
-            if (pending === 0 && !answered) resolve([]);
+            failure ??= { error: err };
+            settleIfLast();
           },
         );
       }
@@ -200,12 +245,16 @@ export class JobWorker {
     waitSeconds: number,
     signal: AbortSignal,
   ): Promise<ReceivedJob[]> {
-    return this.#services.queue.receive(lane, {
+    const receive = this.#services.queue.receive(lane, {
       maxMessages: max,
       waitSeconds,
       visibilitySeconds: this.#services.config.visibilityTimeoutSeconds,
       signal,
     });
+    this.#receiving.add(receive);
+    const forget = () => this.#receiving.delete(receive);
+    receive.then(forget, forget);
+    return receive;
   }
 
   /** Takes received messages into the waiting list, priority lane first, and starts what fits. */
@@ -228,7 +277,7 @@ export class JobWorker {
     this.#waiting = this.#waiting.filter((message) => {
       const route = message.ticket.route;
       const backend = this.#services.backends.find((b) => b.name === route);
-      // A message for no known backend starts at once: the runner gives it up with its reason.
+      // A message for no known backend (a line check, or a job the runner gives up) starts at once.
       if (backend && (this.#busy.get(route) ?? 0) >= backend.concurrency * JOBS_PER_PLACE) {
         return true;
       }
@@ -256,7 +305,7 @@ export class JobWorker {
         // The message stays hidden until its visibility runs out, then comes back: nothing is lost.
         this.#logger.error("Job run failed before it could settle its message", {
           job_id: message.ticket.job_id,
-          error: (err as Error).message,
+          error: errorMessage(err),
         }),
     ).finally(() => {
       this.#held.delete(message.receipt);
@@ -276,21 +325,37 @@ export class JobWorker {
       queue.release(message, seconds).catch((err) =>
         this.#logger.warn("Heartbeat could not extend a message", {
           job_id: message.ticket.job_id,
-          error: (err as Error).message,
+          error: errorMessage(err),
         })
       );
       if (running) {
         store.renewLease(message.ticket.job_id, seconds * 1000).catch((err) =>
           this.#logger.warn("Heartbeat could not renew a lease", {
             job_id: message.ticket.job_id,
-            error: (err as Error).message,
+            error: errorMessage(err),
           })
         );
       }
     }
-    store.markWorkerSeen(this.#id).catch((err) =>
-      this.#logger.warn("Heartbeat could not record the worker", { error: (err as Error).message })
+    store.markWorkerSeen(this.#id).then(
+      () => this.#storeOutage.succeeded(),
+      (err) => this.#storeOutage.failed(err),
     );
+  }
+
+  /** Looks through the dead-letter queues for jobs whose message got there without us; one sweep at a time. */
+  #sweep(): void {
+    if (this.#sweeping || this.#stopping.signal.aborted) return;
+    this.#sweeping = sweepDeadLetters(this.#services, {
+      logger: this.#logger,
+      maxReceiveCount: this.#maxReceiveCount!,
+    }).then(
+      () => {},
+      (err) =>
+        this.#logger.warn("Could not look through the dead-letter queues", {
+          error: errorMessage(err),
+        }),
+    ).finally(() => this.#sweeping = undefined);
   }
 
   async #putBack(message: ReceivedJob): Promise<void> {
@@ -298,7 +363,7 @@ export class JobWorker {
     await this.#services.queue.release(message, 0).catch((err) =>
       this.#logger.warn("Could not release a message; it returns after its visibility timeout", {
         job_id: message.ticket.job_id,
-        error: (err as Error).message,
+        error: errorMessage(err),
       })
     );
   }

@@ -13,7 +13,7 @@ Deno.test("configuration has working defaults for a local set-up", () => {
   assert.equal(config.priorityQueue, "llm-jobs-priority");
   assert.equal(config.vllm.baseUrl, "http://localhost:8000/v1");
   assert.equal(config.ollama.baseUrl, "http://localhost:11434/v1");
-  assert.equal(config.awsEndpointUrl, undefined);
+  assert.deepEqual(config.awsEndpoints, { dynamodb: undefined, sqs: undefined });
   assert.equal(config.awsCredentials, undefined, "real AWS uses the SDK's own credential chain");
 });
 
@@ -49,7 +49,10 @@ Deno.test("the same queue for both lanes is refused", () => {
 
 Deno.test("an emulator endpoint gets placeholder credentials, and the description shows no secret", () => {
   const config = loadConfig({ AWS_ENDPOINT_URL: "http://127.0.0.1:5000/" });
-  assert.equal(config.awsEndpointUrl, "http://127.0.0.1:5000");
+  assert.deepEqual(config.awsEndpoints, {
+    dynamodb: "http://127.0.0.1:5000",
+    sqs: "http://127.0.0.1:5000",
+  });
   assert.equal(config.awsCredentials?.accessKeyId, "local");
   const withKeys = loadConfig({
     AWS_ACCESS_KEY_ID: "AKIAEXAMPLE",
@@ -57,4 +60,27 @@ Deno.test("an emulator endpoint gets placeholder credentials, and the descriptio
   });
   const described = JSON.stringify(describeConfig(withKeys));
   assert.ok(!described.includes("very-secret") && !described.includes("AKIAEXAMPLE"));
+});
+
+Deno.test("a service's own endpoint variable wins over AWS_ENDPOINT_URL, as in the AWS SDKs", () => {
+  const config = loadConfig({
+    BACKEND: "aws",
+    AWS_ENDPOINT_URL: "http://127.0.0.1:5000",
+    AWS_ENDPOINT_URL_DYNAMODB: "http://127.0.0.1:8000",
+  });
+  assert.deepEqual(config.awsEndpoints, {
+    dynamodb: "http://127.0.0.1:8000",
+    sqs: "http://127.0.0.1:5000",
+  });
+  assert.equal(config.awsCredentials?.accessKeyId, "local");
+  const described = describeConfig(config);
+  assert.equal(described.dynamodb_endpoint, "http://127.0.0.1:8000");
+  assert.equal(described.sqs_endpoint, "http://127.0.0.1:5000");
+});
+
+Deno.test("a mix of an emulator and real AWS keeps the SDK's own credential chain", () => {
+  const config = loadConfig({ BACKEND: "aws", AWS_ENDPOINT_URL_SQS: "http://127.0.0.1:5000" });
+  assert.deepEqual(config.awsEndpoints, { dynamodb: undefined, sqs: "http://127.0.0.1:5000" });
+  assert.equal(config.awsCredentials, undefined, "placeholders would lock real DynamoDB out");
+  assert.equal(describeConfig(config).dynamodb_endpoint, "(AWS default)");
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { ErrorBody } from "../lib/errors.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 import { echoAnswer } from "./support/stand_in_llm.ts";
+import { within } from "./support/wait.ts";
 
 async function post(gateway: TestGateway, path: string, body: unknown, key?: string) {
   return await gateway.app.request(path, {
@@ -119,7 +120,7 @@ backendTest("a finished job is POSTed to its callback_url", async (_t, start) =>
       callback_url: `http://${host}/hook`,
     });
     const { job_id } = await res.json();
-    await arrived.promise;
+    await within(arrived.promise, "the backend to receive the request");
     assert.equal(received.length, 1);
     const job = received[0] as Record<string, unknown>;
     assert.equal(job.job_id, job_id);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { buildLambdaBundle } from "../scripts/build_lambda.ts";
 import { startTestGateway, type TestGateway } from "./support/gateway.ts";
-import { skipWithoutMoto, startMoto } from "./support/moto.ts";
+import { skipWithoutAwsEmulators, startAwsEmulators } from "./support/aws_emulators.ts";
 import { httpApiEvent } from "./support/lambda_events.ts";
 
 const INVOKE_LAMBDA = fileURLToPath(new URL("./support/invoke_lambda.mjs", import.meta.url));
@@ -54,13 +54,13 @@ async function invokeUnderNode(
 
 Deno.test({
   name: "the bundled Lambda handler serves API Gateway v2 events under Node.js",
-  ignore: skipWithoutMoto(),
+  ignore: skipWithoutAwsEmulators(),
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "lambda-bundle-" });
-    const moto = await startMoto();
+    const emulators = await startAwsEmulators();
     let gateway: TestGateway | undefined;
     try {
-      gateway = await startTestGateway("aws", { moto, env: { GATEWAY_API_KEYS: API_KEY } });
+      gateway = await startTestGateway("aws", { emulators, env: { GATEWAY_API_KEYS: API_KEY } });
       await gateway.startWorker();
       const bundle = `${dir}/lambda.mjs`;
       const invoke = (...events: unknown[]) => invokeUnderNode(bundle, gateway!, events);
@@ -114,7 +114,7 @@ Deno.test({
       });
     } finally {
       await gateway?.stop();
-      await moto.stop();
+      await emulators.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },

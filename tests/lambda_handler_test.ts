@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { handler } from "../main.ts";
 import { startTestGateway } from "./support/gateway.ts";
-import { skipWithoutMoto, startMoto } from "./support/moto.ts";
+import { skipWithoutAwsEmulators, startAwsEmulators } from "./support/aws_emulators.ts";
 import { httpApiEvent } from "./support/lambda_events.ts";
 
-const ignore = skipWithoutMoto();
+const ignore = skipWithoutAwsEmulators();
 
 Deno.test({
   name: "the Lambda handler answers API Gateway v2 events for POST /chat and GET /conversation",
@@ -13,8 +13,8 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
-    const moto = await startMoto();
-    const gateway = await startTestGateway("aws", { moto });
+    const emulators = await startAwsEmulators();
+    const gateway = await startTestGateway("aws", { emulators });
     const previous = Deno.env.toObject();
     for (const [key, value] of Object.entries(gateway.env)) Deno.env.set(key, value!);
     try {
@@ -58,7 +58,7 @@ Deno.test({
         else Deno.env.delete(key);
       }
       await gateway.stop();
-      await moto.stop();
+      await emulators.stop();
     }
   },
 });

@@ -4,26 +4,9 @@
  * over HTTP, then a restart that keeps the conversation.
  */
 import assert from "node:assert/strict";
-import { freePort } from "./support/moto.ts";
-import { PROJECT_DIR, startDeno, waitUntilUp } from "./support/child_deno.ts";
+import { freePort } from "./support/net.ts";
+import { copyProject, PROJECT_DIR, startDeno, waitUntilUp } from "./support/child_deno.ts";
 import { startStandInLlm } from "./support/stand_in_llm.ts";
-
-/** What a fresh clone holds: the working tree without local state. */
-const LOCAL_STATE = new Set([".git", ".env", "data", "dist", "node_modules"]);
-
-async function copyProject(from: string, to: string): Promise<void> {
-  for await (const entry of Deno.readDir(from)) {
-    if (LOCAL_STATE.has(entry.name)) continue;
-    const source = `${from}/${entry.name}`;
-    const target = `${to}/${entry.name}`;
-    if (entry.isDirectory) {
-      await Deno.mkdir(target);
-      await copyProject(source, target);
-    } else if (entry.isFile) {
-      await Deno.copyFile(source, target);
-    }
-  }
-}
 
 /** `deno task dev` in a child process with a clean environment, as on a newcomer's machine. */
 async function startDev(dir: string, env: Record<string, string>) {

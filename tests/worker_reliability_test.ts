@@ -8,7 +8,8 @@ import { ticketFor } from "../lib/jobs.ts";
 import type { Conversation } from "../lib/store.ts";
 import { RUN_FLAGS, startDeno, waitUntilUp } from "./support/child_deno.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
-import { freePort } from "./support/moto.ts";
+import { freePort } from "./support/net.ts";
+import { within } from "./support/wait.ts";
 import { echoAnswer, type RecordedRequest, type StandInAnswer } from "./support/stand_in_llm.ts";
 
 async function send(
@@ -22,19 +23,6 @@ async function send(
 
 async function storedMessages(gateway: TestGateway, id: string): Promise<Conversation["messages"]> {
   return (await gateway.services.store.getConversation(id))?.messages ?? [];
-}
-
-/** Waits until `check` holds, for at most `timeoutMs`; a wait with a deadline, not a timing assertion. */
-async function eventually(
-  check: () => Promise<boolean>,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** A stand-in answer that holds its first request until `release()`, then echoes. */
@@ -132,11 +120,11 @@ backendTest(
     await gateway.services.queue.send("default", ticketFor(job));
     await gateway.startWorker();
     assert.equal((await gateway.waitForJob(job_id)).status, "succeeded");
-    await eventually(
-      async () => (await gateway.depth("default")).in_flight === 0,
+    await gateway.depthBecomes(
+      "default",
+      { waiting: 0, in_flight: 0, dead: 0 },
       "the duplicate to be dropped",
     );
-    assert.deepEqual(await gateway.depth("default"), { waiting: 0, in_flight: 0, dead: 0 });
     assert.equal(gateway.vllm.requests.length, 1);
     assert.equal((await storedMessages(gateway, "dup")).length, 2);
   },
@@ -173,14 +161,14 @@ backendTest(
     const gateway = await start({ env: { SHUTDOWN_GRACE_MS: "300" }, vllmAnswer: held.answer });
     const worker = await gateway.startWorker();
     const { job_id } = await send(gateway, { conversation_id: "shutdown", user_message: "hello" });
-    await held.arrived;
+    await within(held.arrived, "the backend to receive the first request");
 
     await t.step("past the grace period the running job is released, not lost", async () => {
       await worker.stop();
       const job = (await gateway.services.store.getJob(job_id))!;
       assert.equal(job.status, "queued");
       assert.match(job.error ?? "", /Interrupted: the worker stopped/);
-      assert.deepEqual(await gateway.depth("default"), { waiting: 1, in_flight: 0, dead: 0 });
+      await gateway.depthBecomes("default", { waiting: 1, in_flight: 0, dead: 0 });
     });
 
     await t.step("another worker then completes it", async () => {
@@ -204,7 +192,7 @@ backendTest("a 4xx the backend will always refuse fails the job at once", async 
   assert.equal(job.attempts, 1);
   assert.match(job.error ?? "", /Failed for good: .*answered 400.*model does not exist/);
   assert.equal(gateway.vllm.requests.length, 1);
-  assert.equal((await gateway.depth("default")).dead, 1);
+  await gateway.depthBecomes("default", { waiting: 0, in_flight: 0, dead: 1 });
 });
 
 backendTest("429 and 5xx answers are retried until one succeeds", async (_t, start) => {
@@ -299,7 +287,7 @@ backendTest(
         conversation_id: "crash",
         user_message: "survive this",
       });
-      await held.arrived;
+      await within(held.arrived, "the backend to receive the first request");
       doomed.kill("SIGKILL");
       await doomed.exited;
 
@@ -337,7 +325,7 @@ backendTest(
         conversation_id: "term",
         user_message: "finish me",
       });
-      await held.arrived;
+      await within(held.arrived, "the backend to receive the first request");
       worker.kill("SIGTERM");
       setTimeout(held.release, 500);
       const { code, output } = await worker.exited;

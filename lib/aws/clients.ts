@@ -17,16 +17,22 @@ export interface AwsClients {
 export function createAwsClients(config: Config): AwsClients {
   const common = {
     region: config.awsRegion,
-    endpoint: config.awsEndpointUrl,
     // A copy: the SDK writes bookkeeping onto the credentials object, and the config is frozen.
     credentials: config.awsCredentials && { ...config.awsCredentials },
     maxAttempts: 3,
+    // A request that hears nothing for this long is given up, so a dead network
+    // cannot hang the worker; it outlasts SQS's longest poll (20 s).
+    requestHandler: {
+      connectionTimeout: 5_000,
+      requestTimeout: 35_000,
+      throwOnRequestTimeout: true,
+    },
   };
-  const dynamo = new DynamoDBClient(common);
+  const dynamo = new DynamoDBClient({ ...common, endpoint: config.awsEndpoints.dynamodb });
   const documents = DynamoDBDocumentClient.from(dynamo, {
     marshallOptions: { removeUndefinedValues: true },
   });
-  const sqs = new SQSClient(common);
+  const sqs = new SQSClient({ ...common, endpoint: config.awsEndpoints.sqs });
   return {
     dynamo,
     documents,

@@ -96,7 +96,7 @@ export class DynamoStore implements Store {
     return out.Item as Job | undefined;
   }
 
-  async startJob(jobId: string, attempt: number, leaseMs: number): Promise<StartResult> {
+  async startJob(jobId: string, leaseMs: number): Promise<StartResult> {
     const now = Date.now();
     try {
       const out = await this.#db.send(
@@ -104,7 +104,7 @@ export class DynamoStore implements Store {
           TableName: this.#tables.jobs,
           Key: { job_id: jobId },
           UpdateExpression:
-            "SET #status = :running, attempts = :attempt, started_at = :iso, updated_at = :iso, lease_until = :lease",
+            "SET #status = :running, attempts = if_not_exists(attempts, :zero) + :one, started_at = :iso, updated_at = :iso, lease_until = :lease",
           ConditionExpression:
             "attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed, :canceled) " +
             "AND (attribute_not_exists(lease_until) OR lease_until < :now)",
@@ -114,7 +114,8 @@ export class DynamoStore implements Store {
             ":succeeded": "succeeded" satisfies JobStatus,
             ":failed": "failed" satisfies JobStatus,
             ":canceled": "canceled" satisfies JobStatus,
-            ":attempt": attempt,
+            ":zero": 0,
+            ":one": 1,
             ":iso": new Date(now).toISOString(),
             ":now": now,
             ":lease": now + leaseMs,

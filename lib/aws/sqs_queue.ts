@@ -9,7 +9,18 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { JobTicket } from "../jobs.ts";
-import type { JobQueue, Lane, QueueDepth, ReceivedJob, ReceiveOptions } from "../queue.ts";
+import type {
+  DeadLetterOptions,
+  JobQueue,
+  Lane,
+  QueueDepth,
+  ReceivedJob,
+  ReceiveOptions,
+  SendOptions,
+} from "../queue.ts";
+
+/** SQS's longest delay for one message. */
+const MAX_DELAY_SECONDS = 900;
 
 /** The queue name or URL of each lane. */
 export type LaneQueues = Readonly<Record<Lane, string>>;
@@ -19,21 +30,31 @@ export class SqsJobQueue implements JobQueue {
   #sqs: SQSClient;
   #queues: LaneQueues;
   #urls = new Map<Lane, Promise<string>>();
+  /** Each lane's dead-letter queue URL, or undefined without a redrive policy. */
+  #deadLetterUrls = new Map<Lane, Promise<string | undefined>>();
 
   constructor(sqs: SQSClient, queues: LaneQueues) {
     this.#sqs = sqs;
     this.#queues = queues;
   }
 
-  async send(lane: Lane, ticket: JobTicket): Promise<void> {
+  async send(lane: Lane, ticket: JobTicket, options: SendOptions = {}): Promise<void> {
+    const delay = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.round(options.delaySeconds ?? 0)));
     await this.#sqs.send(
       new SendMessageCommand({
         QueueUrl: await this.#url(lane),
         MessageBody: JSON.stringify(ticket),
+        DelaySeconds: delay > 0 ? delay : undefined,
       }),
     );
   }
 
+  /**
+   * Never aborted, whatever `options.signal` says: SQS may already have handed
+   * this receive a message, which would then stay hidden for the visibility
+   * timeout with nobody to run it (aws-sdk-js#2350). A long poll ends within
+   * `waitSeconds` on its own.
+   */
   async receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]> {
     const out = await this.#sqs.send(
       new ReceiveMessageCommand({
@@ -43,12 +64,7 @@ export class SqsJobQueue implements JobQueue {
         VisibilityTimeout: options.visibilitySeconds,
         MessageSystemAttributeNames: ["ApproximateReceiveCount"],
       }),
-      { abortSignal: options.signal },
-    ).catch((err) => {
-      // An aborted poll is an empty poll; a message SQS handed out meanwhile returns after its visibility timeout.
-      if (options.signal?.aborted) return { Messages: [] };
-      throw err;
-    });
+    );
     return (out.Messages ?? []).map((m) => ({
       lane,
       ticket: parseTicket(m.Body),
@@ -77,18 +93,15 @@ export class SqsJobQueue implements JobQueue {
   }
 
   async deadLetter(message: ReceivedJob): Promise<void> {
-    const dlqArn = (await this.#redrivePolicy(message.lane))?.deadLetterTargetArn;
-    if (!dlqArn) {
+    const dlqUrl = await this.#deadLetterUrl(message.lane);
+    if (!dlqUrl) {
       // Without a dead-letter queue the message stays, to be redelivered: never dropped.
       throw new Error(
         `Cannot dead-letter job "${message.ticket.job_id}": the ${message.lane} queue has no redrive policy`,
       );
     }
     await this.#sqs.send(
-      new SendMessageCommand({
-        QueueUrl: await resolveQueueUrl(this.#sqs, queueNameFromArn(dlqArn)),
-        MessageBody: JSON.stringify(message.ticket),
-      }),
+      new SendMessageCommand({ QueueUrl: dlqUrl, MessageBody: JSON.stringify(message.ticket) }),
     );
     await this.delete(message);
   }
@@ -100,15 +113,35 @@ export class SqsJobQueue implements JobQueue {
 
   async depth(lane: Lane): Promise<QueueDepth> {
     const main = await this.#counts(await this.#url(lane));
-    const dlqArn = (await this.#redrivePolicy(lane))?.deadLetterTargetArn;
-    const dead = dlqArn
-      ? await this.#counts(await resolveQueueUrl(this.#sqs, queueNameFromArn(dlqArn)))
-      : undefined;
+    const dlqUrl = await this.#deadLetterUrl(lane);
+    const dead = dlqUrl ? await this.#counts(dlqUrl) : undefined;
     return {
       waiting: main.visible,
       in_flight: main.hidden,
       dead: dead ? dead.visible + dead.hidden : 0,
     };
+  }
+
+  async receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
+    const dlqUrl = await this.#deadLetterUrl(lane);
+    if (!dlqUrl) return [];
+    const out = await this.#sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: dlqUrl,
+        MaxNumberOfMessages: Math.min(10, options.maxMessages),
+        WaitTimeSeconds: 0,
+        VisibilityTimeout: options.hideSeconds,
+      }),
+    );
+    return (out.Messages ?? []).map((m) => parseTicket(m.Body));
+  }
+
+  /** Looked up once per lane (a queue's redrive target does not move), and again after a failure. */
+  #deadLetterUrl(lane: Lane): Promise<string | undefined> {
+    return cached(this.#deadLetterUrls, lane, async () => {
+      const dlqArn = (await this.#redrivePolicy(lane))?.deadLetterTargetArn;
+      return dlqArn ? await resolveQueueUrl(this.#sqs, queueNameFromArn(dlqArn)) : undefined;
+    });
   }
 
   async #redrivePolicy(
@@ -145,15 +178,19 @@ export class SqsJobQueue implements JobQueue {
   }
 
   #url(lane: Lane): Promise<string> {
-    let url = this.#urls.get(lane);
-    if (!url) {
-      url = resolveQueueUrl(this.#sqs, this.#queues[lane]);
-      // A failed lookup is not cached, so the next call tries again.
-      url.catch(() => this.#urls.delete(lane));
-      this.#urls.set(lane, url);
-    }
-    return url;
+    return cached(this.#urls, lane, () => resolveQueueUrl(this.#sqs, this.#queues[lane]));
   }
+}
+
+/** A lookup kept per key once it succeeds; a failed one is forgotten, so the next call tries again. */
+function cached<K, V>(cache: Map<K, Promise<V>>, key: K, lookup: () => Promise<V>): Promise<V> {
+  let value = cache.get(key);
+  if (!value) {
+    value = lookup();
+    value.catch(() => cache.delete(key));
+    cache.set(key, value);
+  }
+  return value;
 }
 
 /** The URL of a queue given by name or by URL. */
@@ -182,6 +219,7 @@ function parseTicket(body: string | undefined): JobTicket {
         conversation_id: value.conversation_id,
         route: typeof value.route === "string" ? value.route : "",
         ...(value.stateless === true ? { stateless: true } : {}),
+        ...(value.line_check === true ? { line_check: true } : {}),
       };
     }
   } catch {

@@ -5,7 +5,15 @@
  * is meant for a single process: long polls are woken in-process.
  */
 import type { JobTicket } from "../jobs.ts";
-import type { JobQueue, Lane, QueueDepth, ReceivedJob, ReceiveOptions } from "../queue.ts";
+import type {
+  DeadLetterOptions,
+  JobQueue,
+  Lane,
+  QueueDepth,
+  ReceivedJob,
+  ReceiveOptions,
+  SendOptions,
+} from "../queue.ts";
 
 /** One message as stored. */
 interface Entry {
@@ -44,10 +52,17 @@ export class KvJobQueue implements JobQueue {
     this.#maxReceiveCount = options.maxReceiveCount;
   }
 
-  async send(lane: Lane, ticket: JobTicket): Promise<void> {
+  async send(lane: Lane, ticket: JobTicket, options: SendOptions = {}): Promise<void> {
     // Time first, then a counter: messages are received in the order they were sent.
-    const key = ["queue", lane, Date.now(), this.#sequence++, crypto.randomUUID()];
-    const entry: Entry = { ticket, receiveCount: 0, visibleAt: 0, receipt: "" };
+    const now = Date.now();
+    const key = ["queue", lane, now, this.#sequence++, crypto.randomUUID()];
+    const delayMs = Math.max(0, options.delaySeconds ?? 0) * 1000;
+    const entry: Entry = {
+      ticket,
+      receiveCount: 0,
+      visibleAt: delayMs > 0 ? now + delayMs : 0,
+      receipt: "",
+    };
     await this.#kv.set(key, entry);
     this.#wake.dispatchEvent(new Event(lane));
   }
@@ -83,8 +98,8 @@ export class KvJobQueue implements JobQueue {
     const { key, token } = parseReceipt(message.receipt);
     const entry = await this.#kv.get<Entry>(key);
     if (entry.value?.receipt !== token) return;
-    await this.#kv.atomic().check(entry).delete(key).set(["dead", ...key.slice(1)], entry.value)
-      .commit();
+    await this.#kv.atomic().check(entry).delete(key)
+      .set(["dead", ...key.slice(1)], { ...entry.value, visibleAt: 0 }).commit();
   }
 
   maxReceiveCount(_lane: Lane): Promise<number | undefined> {
@@ -102,6 +117,20 @@ export class KvJobQueue implements JobQueue {
     return depth;
   }
 
+  async receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
+    const tickets: JobTicket[] = [];
+    const now = Date.now();
+    for await (const entry of this.#kv.list<Entry>({ prefix: ["dead", lane] })) {
+      if (tickets.length >= options.maxMessages) break;
+      if (entry.value.visibleAt > now) continue;
+      const hidden = { ...entry.value, visibleAt: now + options.hideSeconds * 1000 };
+      if ((await this.#kv.atomic().check(entry).set(entry.key, hidden).commit()).ok) {
+        tickets.push(entry.value.ticket);
+      }
+    }
+    return tickets;
+  }
+
   /** Takes up to `maxMessages` visible messages, moving those past the limit to the dead lane. */
   async #take(lane: Lane, options: ReceiveOptions) {
     const taken: ReceivedJob[] = [];
@@ -115,7 +144,8 @@ export class KvJobQueue implements JobQueue {
       }
       if (entry.value.receiveCount >= this.#maxReceiveCount) {
         const deadKey = ["dead", ...entry.key.slice(1)];
-        await this.#kv.atomic().check(entry).delete(entry.key).set(deadKey, entry.value).commit();
+        await this.#kv.atomic().check(entry).delete(entry.key)
+          .set(deadKey, { ...entry.value, visibleAt: 0 }).commit();
         continue;
       }
       const next: Entry = {

@@ -82,7 +82,7 @@ export class KvStore implements Store {
     return (await this.#kv.get<Job>(jobKey(jobId))).value ?? undefined;
   }
 
-  async startJob(jobId: string, attempt: number, leaseMs: number): Promise<StartResult> {
+  async startJob(jobId: string, leaseMs: number): Promise<StartResult> {
     while (true) {
       const now = Date.now();
       const entry = await this.#kv.get<Job>(jobKey(jobId));
@@ -95,7 +95,7 @@ export class KvStore implements Store {
       const job: Job = {
         ...entry.value,
         status: "running",
-        attempts: attempt,
+        attempts: (entry.value.attempts ?? 0) + 1,
         started_at: iso,
         updated_at: iso,
         lease_until: now + leaseMs,

@@ -10,7 +10,7 @@ import { type Config, type Env, loadConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { openServices, type Services } from "../../lib/services.ts";
 import { JobWorker } from "../../lib/worker_loop.ts";
-import { type Moto, startMoto, uniqueAwsEnv } from "../../tests/support/moto.ts";
+import { startAwsEmulators, uniqueAwsEnv } from "../../tests/support/aws_emulators.ts";
 import { type FixedLatencyLlm, startFixedLatencyLlm } from "./fixed_latency_llm.ts";
 import { type JobWatch, watchJobs } from "./job_watch.ts";
 import type { BenchOptions } from "./options.ts";
@@ -92,7 +92,7 @@ export async function startBenchStack(options: BenchOptions): Promise<BenchStack
   }
 }
 
-/** Fresh, uniquely named storage: tables and queues on a new Moto, or a temporary KV directory. */
+/** Fresh, uniquely named storage: tables and queues on new emulators (DynamoDB Local and Moto), or a temporary KV directory. */
 async function storageEnvFor(
   options: BenchOptions,
   cleanups: (() => Promise<void> | void)[],
@@ -102,11 +102,11 @@ async function storageEnvFor(
     cleanups.push(() => Deno.remove(dataDir, { recursive: true }));
     return { BACKEND: "embedded", DATA_DIR: dataDir };
   }
-  let endpoint = options.awsEndpointUrl;
-  if (!endpoint) {
-    const moto: Moto = await startMoto();
-    cleanups.push(() => moto.stop());
-    endpoint = moto.url;
+  const endpoint = options.awsEndpointUrl;
+  if (endpoint) {
+    return uniqueAwsEnv({ dynamodbUrl: endpoint, sqsUrl: endpoint, stop: async () => {} }, "Bench");
   }
-  return uniqueAwsEnv(endpoint, "Bench");
+  const emulators = await startAwsEmulators();
+  cleanups.push(() => emulators.stop());
+  return uniqueAwsEnv(emulators, "Bench");
 }

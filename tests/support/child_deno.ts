@@ -16,6 +16,8 @@ export interface StartDenoOptions {
   cwd?: string;
   /** The child's whole environment besides PATH and HOME, as on a fresh machine. */
   env?: Record<string, string | undefined>;
+  /** The child is killed if it is still running after this long. Default three minutes. */
+  deadlineMs?: number;
 }
 
 /** Starts `deno <args>` with only PATH, HOME and the given variables in its environment. */
@@ -37,6 +39,16 @@ export function startDeno(args: string[], options: StartDenoOptions = {}): DenoC
   }).spawn();
   const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()])
     .then(([out, err]) => out + err);
+  // Every wait on a child ends: one that outlives its deadline is killed, and says so.
+  let overdue = false;
+  const deadline = setTimeout(() => {
+    overdue = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, options.deadlineMs ?? 180_000);
   return {
     kill: (signal) => {
       try {
@@ -45,7 +57,18 @@ export function startDeno(args: string[], options: StartDenoOptions = {}): DenoC
         // already gone
       }
     },
-    exited: child.status.then(async ({ code }) => ({ code, output: await output })),
+    exited: child.status.then(async ({ code }) => {
+      clearTimeout(deadline);
+      const text = await output;
+      return {
+        code,
+        output: overdue
+          ? `${text}\n[killed: still running after its deadline of ${
+            options.deadlineMs ?? 180_000
+          } ms]`
+          : text,
+      };
+    }),
   };
 }
 
@@ -80,5 +103,23 @@ export async function waitUntilUp(
       );
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** What a fresh clone holds: the working tree without local state. */
+const LOCAL_STATE = new Set([".git", ".env", ".cache", "data", "dist", "node_modules"]);
+
+/** Copies the working tree as a fresh clone would hold it: no local state, no caches. */
+export async function copyProject(from: string, to: string): Promise<void> {
+  for await (const entry of Deno.readDir(from)) {
+    if (LOCAL_STATE.has(entry.name)) continue;
+    const source = `${from}/${entry.name}`;
+    const target = `${to}/${entry.name}`;
+    if (entry.isDirectory) {
+      await Deno.mkdir(target);
+      await copyProject(source, target);
+    } else if (entry.isFile) {
+      await Deno.copyFile(source, target);
+    }
   }
 }

@@ -10,10 +10,16 @@ import { provisionAws } from "../../lib/aws/provision.ts";
 import { type BackendKind, type Config, type Env, loadConfig } from "../../lib/config.ts";
 import type { Job } from "../../lib/jobs.ts";
 import { silentLogger } from "../../lib/log.ts";
-import type { Lane, QueueDepth } from "../../lib/queue.ts";
+import type { JobQueue, Lane, QueueDepth } from "../../lib/queue.ts";
 import { openServices, type Services } from "../../lib/services.ts";
-import { JobWorker } from "../../lib/worker_loop.ts";
-import { type Moto, skipWithoutMoto, startMoto, uniqueAwsEnv } from "./moto.ts";
+import { JobWorker, type WorkerOptions } from "../../lib/worker_loop.ts";
+import { eventually } from "./wait.ts";
+import {
+  type AwsEmulators,
+  skipWithoutAwsEmulators,
+  startAwsEmulators,
+  uniqueAwsEnv,
+} from "./aws_emulators.ts";
 import {
   type RecordedRequest,
   type StandInAnswer,
@@ -32,6 +38,12 @@ export interface TestGatewayOptions {
   ollamaAnswer?: (request: RecordedRequest) => StandInAnswer | Promise<StandInAnswer>;
 }
 
+/** Options for {@linkcode TestGateway.startWorker}. */
+export interface TestWorkerOptions extends Partial<WorkerOptions> {
+  /** A queue to use instead of the gateway's, e.g. one that records or fails. */
+  queue?: JobQueue;
+}
+
 /** A running test gateway. */
 export interface TestGateway {
   backend: BackendKind;
@@ -42,14 +54,20 @@ export interface TestGateway {
   app: Hono<any>;
   vllm: StandInLlm;
   ollama: StandInLlm;
-  /** Starts a worker; it is stopped with the gateway. */
-  startWorker(): Promise<JobWorker>;
+  /** Starts a worker, on the gateway's services or some of its own; it is stopped with the gateway. */
+  startWorker(options?: TestWorkerOptions): Promise<JobWorker>;
   /** POSTs a JSON body (or a raw string) to /chat in-process. */
   postChat(body: unknown): Promise<Response>;
   /** Polls the job until it is succeeded or failed, for at most `timeoutMs`. */
   waitForJob(jobId: string, timeoutMs?: number): Promise<Job>;
   /** Message counts of a lane. */
   depth(lane: Lane): Promise<QueueDepth>;
+  /**
+   * Waits until a lane's counts are `expected`. SQS's counts are approximate
+   * and can lag the truth; Moto's and the embedded queue's are exact at once,
+   * so a test that reads them once would pass here and flake on AWS.
+   */
+  depthBecomes(lane: Lane, expected: QueueDepth, what?: string): Promise<void>;
   /** Every job record in the store. */
   jobRecords(): Promise<Job[]>;
   /** Stops workers, stand-ins and clients; safe to call twice. */
@@ -61,7 +79,7 @@ export type TestGatewayFactory = (options?: TestGatewayOptions) => Promise<TestG
 
 /**
  * Registers one test per backend. Gateways made with `start` are stopped when
- * the test ends, and so is the Moto server of the AWS run.
+ * the test ends, and so are the emulators of the AWS run.
  */
 export function backendTest(
   name: string,
@@ -70,19 +88,19 @@ export function backendTest(
   for (const backend of BACKENDS) {
     Deno.test({
       name: `${name} [${backend}]`,
-      ignore: backend === "aws" && skipWithoutMoto(),
+      ignore: backend === "aws" && skipWithoutAwsEmulators(),
       async fn(t) {
-        const moto = backend === "aws" ? await startMoto() : undefined;
+        const emulators = backend === "aws" ? await startAwsEmulators() : undefined;
         const gateways: TestGateway[] = [];
         try {
           await fn(t, async (options) => {
-            const gateway = await startTestGateway(backend, { moto, ...options });
+            const gateway = await startTestGateway(backend, { emulators, ...options });
             gateways.push(gateway);
             return gateway;
           });
         } finally {
           for (const gateway of gateways) await gateway.stop();
-          await moto?.stop();
+          await emulators?.stop();
         }
       },
     });
@@ -90,7 +108,7 @@ export function backendTest(
 }
 
 /** Environment for a gateway on fresh, uniquely named resources. */
-export async function testEnv(backend: BackendKind, moto?: Moto): Promise<Env> {
+export async function testEnv(backend: BackendKind, emulators?: AwsEmulators): Promise<Env> {
   const common = {
     POLL_WAIT_S: "1",
     RETRY_DELAY_S: "0",
@@ -105,11 +123,11 @@ export async function testEnv(backend: BackendKind, moto?: Moto): Promise<Env> {
       DATA_DIR: await Deno.makeTempDir({ prefix: "gateway-test-" }),
     };
   }
-  if (!moto) throw new TypeError("Cannot make an AWS test environment: no Moto server given");
-  return { ...common, ...uniqueAwsEnv(moto.url) };
+  if (!emulators) throw new TypeError("Cannot make an AWS test environment: no emulators given");
+  return { ...common, ...uniqueAwsEnv(emulators) };
 }
 
-/** Makes storage ready for a configuration: tables and queues on Moto; nothing for embedded. */
+/** Makes storage ready for a configuration: tables and queues on the emulators; nothing for embedded. */
 export async function provision(config: Config): Promise<void> {
   if (config.backend === "aws") await provisionAws(config, silentLogger);
 }
@@ -117,12 +135,12 @@ export async function provision(config: Config): Promise<void> {
 /** Builds a gateway on fresh storage with two stand-in LLMs. */
 export async function startTestGateway(
   backend: BackendKind,
-  options: TestGatewayOptions & { moto?: Moto } = {},
+  options: TestGatewayOptions & { emulators?: AwsEmulators } = {},
 ): Promise<TestGateway> {
   const vllm = startStandInLlm({ name: "vllm", answer: options.vllmAnswer });
   const ollama = startStandInLlm({ name: "ollama", answer: options.ollamaAnswer });
   const env = {
-    ...await testEnv(backend, options.moto),
+    ...await testEnv(backend, options.emulators),
     VLLM_BASE_URL: vllm.baseUrl,
     VLLM_MODEL: "test-text-model",
     OLLAMA_BASE_URL: ollama.baseUrl,
@@ -144,8 +162,12 @@ export async function startTestGateway(
     app,
     vllm,
     ollama,
-    async startWorker() {
-      const worker = new JobWorker(services, { logger: silentLogger });
+    async startWorker(options = {}) {
+      const { queue, ...workerOptions } = options;
+      const worker = new JobWorker(
+        queue ? { ...services, queue } : services,
+        { logger: silentLogger, ...workerOptions },
+      );
       await worker.start();
       workers.push(worker);
       return worker;
@@ -171,6 +193,24 @@ export async function startTestGateway(
       }
     },
     depth: (lane) => services.queue.depth(lane),
+    async depthBecomes(
+      lane,
+      expected,
+      what = `the ${lane} lane to hold ${JSON.stringify(expected)}`,
+    ) {
+      let last: QueueDepth | undefined;
+      await eventually(
+        async () => {
+          last = await services.queue.depth(lane);
+          return last.waiting === expected.waiting && last.in_flight === expected.in_flight &&
+            last.dead === expected.dead;
+        },
+        what,
+        60_000,
+      ).catch((err) => {
+        throw new Error(`${err.message}; last seen ${JSON.stringify(last)}`);
+      });
+    },
     jobRecords: () => listJobs(config),
     async stop() {
       if (stopped) return;

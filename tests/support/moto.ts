@@ -1,4 +1,5 @@
 /** Starts a real `moto_server` on a free loopback port for a test, and stops it. */
+import { freePort } from "./net.ts";
 
 /** A running Moto server. */
 export interface Moto {
@@ -20,29 +21,6 @@ export function motoUnavailable(): string | undefined {
   } catch (err) {
     return `moto_server is not on PATH (${(err as Error).message})`;
   }
-}
-
-/**
- * Whether tests that need Moto should be ignored: only when Moto is missing
- * and we are not in CI (where a missing Moto is a failure, not a skip).
- */
-export function skipWithoutMoto(): boolean {
-  skip ??= decideSkip();
-  return skip;
-}
-
-let skip: boolean | undefined;
-
-function decideSkip(): boolean {
-  const reason = motoUnavailable();
-  if (!reason) return false;
-  if (Deno.env.get("CI")) {
-    throw new Error(`Cannot run Moto tests in CI: ${reason}`);
-  }
-  console.warn(
-    `\n!!! SKIPPING tests that need Moto: ${reason}.\n!!! Install it with \`pip install "moto[server]"\` to run them.\n`,
-  );
-  return true;
 }
 
 /** Starts `moto_server -H 127.0.0.1 -p <free port>` and waits until it answers. */
@@ -81,34 +59,10 @@ export async function startMoto(): Promise<Moto> {
   };
 }
 
-/** A loopback port that was free a moment ago. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 async function collect(stream: ReadableStream<Uint8Array>): Promise<string> {
   let text = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     text = (text + chunk).slice(-4000);
   }
   return text;
-}
-
-/** AWS settings for fresh, uniquely named tables and queues on an emulator at `endpoint`. */
-export function uniqueAwsEnv(endpoint: string, prefix = ""): Record<string, string> {
-  const suffix = crypto.randomUUID().slice(0, 8);
-  return {
-    BACKEND: "aws",
-    AWS_ENDPOINT_URL: endpoint,
-    AWS_REGION: "us-east-1",
-    AWS_ACCESS_KEY_ID: "test",
-    AWS_SECRET_ACCESS_KEY: "test",
-    CONVERSATIONS_TABLE: `${prefix}Conversations-${suffix}`,
-    JOBS_TABLE: `${prefix}GatewayJobs-${suffix}`,
-    JOBS_QUEUE: `${prefix.toLowerCase()}llm-jobs-${suffix}`,
-    PRIORITY_QUEUE: `${prefix.toLowerCase()}llm-jobs-priority-${suffix}`,
-  };
 }

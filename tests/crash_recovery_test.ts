@@ -1,0 +1,186 @@
+/**
+ * Whatever is killed when, every job that got a 202 ends succeeded or failed
+ * with a reason: a worker stopped mid long poll, a front door killed between
+ * writing a job and enqueuing it, a message the queue dead-letters by itself.
+ */
+import assert from "node:assert/strict";
+import { newJob } from "../lib/jobs.ts";
+import { userMessage } from "../lib/messages.ts";
+import { RUN_FLAGS, startDeno, waitUntilUp } from "./support/child_deno.ts";
+import { backendTest, type TestGateway } from "./support/gateway.ts";
+import { freePort } from "./support/net.ts";
+import { ObservedQueue } from "./support/queue_wrappers.ts";
+import { eventually, within } from "./support/wait.ts";
+
+async function send(gateway: TestGateway, body: Record<string, unknown>): Promise<string> {
+  const res = await gateway.postChat(body);
+  assert.equal(res.status, 202, await res.clone().text());
+  return (await res.json()).job_id;
+}
+
+async function storedTexts(gateway: TestGateway, id: string): Promise<unknown[]> {
+  const conversation = await gateway.services.store.getConversation(id);
+  return (conversation?.messages ?? []).map((m) => m.content);
+}
+
+backendTest(
+  "a worker stopped while idle puts back what its last long poll brings, and the next runs it at once",
+  async (_t, start) => {
+    // A message hidden by a lost receive would wait out this visibility timeout.
+    const gateway = await start({ env: { POLL_WAIT_S: "3", VISIBILITY_TIMEOUT_S: "300" } });
+    const observed = new ObservedQueue(gateway.services.queue);
+    const idle = await gateway.startWorker({ queue: observed });
+    await eventually(
+      () => observed.receives.some((r) => r.waitSeconds > 0),
+      "the idle worker's long poll",
+    );
+
+    const stopping = idle.stop();
+    const jobId = await send(gateway, { conversation_id: "restart", user_message: "still there?" });
+    await within(stopping, "the idle worker to stop");
+    if (gateway.backend === "aws") {
+      // SQS cannot recall a receive in flight, so the stopping worker's poll took the job.
+      assert.ok(
+        observed.receives.some((r) => r.jobIds?.includes(jobId)),
+        "the stopped worker's last long poll received the job",
+      );
+    }
+
+    await gateway.startWorker();
+    // Far less than the 300 s a message lost to the stopped worker would stay hidden.
+    const job = await gateway.waitForJob(jobId, 60_000);
+    assert.equal(job.status, "succeeded");
+    assert.equal(job.attempts, 1, "a delivery put back unrun is not an attempt");
+  },
+);
+
+backendTest(
+  "a job written at the head of its line but never enqueued is sent again by the next message's line check",
+  async (_t, start) => {
+    const gateway = await start({ env: { LINE_CHECK_S: "1" } });
+    await gateway.startWorker();
+    // What a front door that died between writing a job and enqueuing it leaves behind.
+    const stranded = newJob({
+      conversationId: "stranded",
+      route: "vllm",
+      model: "test-text-model",
+      priority: "normal",
+      userMessage: userMessage("lost in the crash"),
+      ttlDays: 1,
+    });
+    assert.equal((await gateway.services.store.createJob(stranded)).first, true);
+
+    const next = await send(gateway, { conversation_id: "stranded", user_message: "after it" });
+    assert.equal((await gateway.waitForJob(stranded.job_id)).status, "succeeded");
+    assert.equal((await gateway.waitForJob(next)).status, "succeeded");
+    assert.deepEqual(await storedTexts(gateway, "stranded"), [
+      "lost in the crash",
+      "vllm says: lost in the crash",
+      "after it",
+      "vllm says: after it",
+    ]);
+  },
+);
+
+backendTest(
+  "a job whose message the queue dead-letters by itself is failed with its reason, and its conversation goes on",
+  async (_t, start) => {
+    const gateway = await start({
+      env: { MAX_ATTEMPTS: "1", VISIBILITY_TIMEOUT_S: "2", DEAD_LETTER_SWEEP_S: "1" },
+    });
+    const first = await send(gateway, { conversation_id: "dlq", user_message: "doomed" });
+    const second = await send(gateway, { conversation_id: "dlq", user_message: "next" });
+    // A worker takes the only permitted delivery of the first job and dies with it.
+    const [taken] = await gateway.services.queue.receive("default", {
+      maxMessages: 1,
+      waitSeconds: 0,
+      visibilitySeconds: 1,
+    });
+    assert.equal(taken.ticket.job_id, first);
+
+    await gateway.startWorker();
+    const failed = await gateway.waitForJob(first);
+    assert.equal(failed.status, "failed");
+    assert.match(failed.error ?? "", /delivered 1 times without finishing/);
+    assert.match(failed.error ?? "", /dead-letter queue/);
+    assert.equal((await gateway.waitForJob(second)).status, "succeeded");
+    assert.deepEqual(await storedTexts(gateway, "dlq"), ["next", "vllm says: next"]);
+  },
+);
+
+backendTest(
+  "a front door killed with SIGKILL mid-burst leaves no job that got a 202 unfinished",
+  async (t, start) => {
+    const gateway = await start({
+      env: { LINE_CHECK_S: "1", VISIBILITY_TIMEOUT_S: "5", MAX_ATTEMPTS: "3" },
+    });
+    const port = String(freePort());
+    const base = `http://127.0.0.1:${port}`;
+    // With the embedded backend the front door runs the worker; on AWS the worker runs here.
+    const frontDoor = async () => {
+      const child = startDeno(["run", ...RUN_FLAGS, "main.ts"], {
+        env: { ...gateway.env, PORT: port },
+      });
+      await waitUntilUp(`${base}/healthz`, child);
+      return child;
+    };
+    if (gateway.backend === "aws") await gateway.startWorker();
+
+    const accepted: { jobId: string; conversation: string; text: string }[] = [];
+    await t.step("a burst of messages to busy conversations is cut off by SIGKILL", async () => {
+      const doomed = await frontDoor();
+      const messages = Array.from({ length: 120 }, (_, i) => ({
+        conversation: `burst-${i % 12}`,
+        text: `message ${Math.floor(i / 12)}`,
+      }));
+      let next = 0;
+      let killed = false;
+      const sender = async () => {
+        while (next < messages.length && !killed) {
+          const message = messages[next++];
+          try {
+            const res = await fetch(`${base}/chat`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify({
+                conversation_id: message.conversation,
+                user_message: message.text,
+              }),
+            });
+            const body = await res.json();
+            if (res.status === 202) accepted.push({ ...message, jobId: body.job_id });
+          } catch {
+            // The front door died with this request in flight: no 202, no promise.
+          }
+          if (accepted.length >= 40 && !killed) {
+            killed = true;
+            doomed.kill("SIGKILL");
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, sender));
+      await doomed.exited;
+      assert.ok(killed, "the front door was killed mid-burst");
+    });
+
+    await t.step("after a restart every accepted job ends, and appends once", async () => {
+      const restarted = await frontDoor();
+      try {
+        for (const { jobId } of accepted) {
+          const job = await gateway.waitForJob(jobId, 90_000);
+          assert.equal(job.status, "succeeded", JSON.stringify(job));
+        }
+        for (const conversation of new Set(accepted.map((a) => a.conversation))) {
+          const texts = await storedTexts(gateway, conversation);
+          const asked = texts.filter((_, i) => i % 2 === 0);
+          assert.equal(new Set(asked).size, asked.length, `no exchange twice in ${conversation}`);
+          const mine = accepted.filter((a) => a.conversation === conversation).map((a) => a.text);
+          for (const text of mine) assert.ok(asked.includes(text), `${text} in ${conversation}`);
+        }
+      } finally {
+        restarted.kill("SIGTERM");
+        await restarted.exited;
+      }
+    });
+  },
+);

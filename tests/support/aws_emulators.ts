@@ -1,0 +1,84 @@
+/**
+ * The AWS half of the suite runs on real emulators started by each test:
+ * DynamoDB Local (AWS's own, which serialises concurrent writes to one item as
+ * DynamoDB does; Moto does not) for DynamoDB, and Moto for SQS. One test of
+ * the README's set-up runs Moto for both.
+ */
+import { dynamoDbLocalUnavailable, sharedDynamoDbLocal } from "./dynamodb_local.ts";
+import { motoUnavailable, startMoto } from "./moto.ts";
+
+/** Running emulators and the endpoint of each service. */
+export interface AwsEmulators {
+  readonly dynamodbUrl: string;
+  readonly sqsUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Options for {@linkcode startAwsEmulators}. */
+export interface AwsEmulatorOptions {
+  /** Serve DynamoDB from Moto as well, as the README's Moto set-up does. Default false. */
+  dynamodbOnMoto?: boolean;
+}
+
+/**
+ * Starts a Moto of its own for the caller, and uses the process's shared
+ * DynamoDB Local (see {@linkcode sharedDynamoDbLocal}) unless Moto serves both.
+ * `stop` stops the Moto.
+ */
+export async function startAwsEmulators(options: AwsEmulatorOptions = {}): Promise<AwsEmulators> {
+  const [moto, dynamodb] = await Promise.allSettled([
+    startMoto(),
+    options.dynamodbOnMoto ? Promise.resolve(undefined) : sharedDynamoDbLocal(),
+  ]);
+  if (moto.status === "rejected" || dynamodb.status === "rejected") {
+    if (moto.status === "fulfilled") await moto.value.stop();
+    throw moto.status === "rejected" ? moto.reason : (dynamodb as PromiseRejectedResult).reason;
+  }
+  return {
+    sqsUrl: moto.value.url,
+    dynamodbUrl: dynamodb.value?.url ?? moto.value.url,
+    stop: () => moto.value.stop(),
+  };
+}
+
+/**
+ * Whether tests that need the emulators should be ignored: only when one is
+ * missing and we are not in CI, where a missing emulator is a failure, loudly.
+ */
+export function skipWithoutAwsEmulators(): boolean {
+  skip ??= decideSkip();
+  return skip;
+}
+
+let skip: boolean | undefined;
+
+function decideSkip(): boolean {
+  const reasons = [motoUnavailable(), dynamoDbLocalUnavailable()].filter((r) => r !== undefined);
+  if (reasons.length === 0) return false;
+  const reason = reasons.join("; ");
+  if (Deno.env.get("CI")) {
+    throw new Error(`Cannot run the AWS tests in CI: ${reason}`);
+  }
+  console.warn(
+    `\n!!! SKIPPING every [aws] test: ${reason}.\n` +
+      `!!! Install Moto (\`pip install "moto[server]"\`) and a JDK (\`apt-get install default-jdk-headless\`) to run them.\n`,
+  );
+  return true;
+}
+
+/** AWS settings for fresh, uniquely named tables and queues on the given emulators. */
+export function uniqueAwsEnv(emulators: AwsEmulators, prefix = ""): Record<string, string> {
+  const suffix = crypto.randomUUID().slice(0, 8);
+  return {
+    BACKEND: "aws",
+    AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamodbUrl,
+    AWS_ENDPOINT_URL_SQS: emulators.sqsUrl,
+    AWS_REGION: "us-east-1",
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    CONVERSATIONS_TABLE: `${prefix}Conversations-${suffix}`,
+    JOBS_TABLE: `${prefix}GatewayJobs-${suffix}`,
+    JOBS_QUEUE: `${prefix.toLowerCase()}llm-jobs-${suffix}`,
+    PRIORITY_QUEUE: `${prefix.toLowerCase()}llm-jobs-priority-${suffix}`,
+  };
+}

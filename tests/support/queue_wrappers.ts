@@ -1,0 +1,82 @@
+/**
+ * A real queue seen through a window: every call goes to the queue under test,
+ * and the window records what receives returned or makes the first receives
+ * fail, as a queue does when its endpoint is unreachable.
+ */
+import type { JobTicket } from "../../lib/jobs.ts";
+import type {
+  DeadLetterOptions,
+  JobQueue,
+  Lane,
+  QueueDepth,
+  ReceivedJob,
+  ReceiveOptions,
+  SendOptions,
+} from "../../lib/queue.ts";
+
+/** One receive as the window saw it. */
+export interface ObservedReceive {
+  lane: Lane;
+  waitSeconds: number;
+  /** Epoch ms when it was asked for. */
+  at: number;
+  /** Job ids it returned, or undefined when it failed. */
+  jobIds?: string[];
+}
+
+/** Options for {@linkcode ObservedQueue}. */
+export interface ObservedQueueOptions {
+  /** How many receives fail before they go through. Default 0. */
+  failingReceives?: number;
+  /** The error a failing receive throws. */
+  failure?: () => Error;
+}
+
+/** A {@linkcode JobQueue} that passes everything to `inner` and records each receive. */
+export class ObservedQueue implements JobQueue {
+  readonly receives: ObservedReceive[] = [];
+  #inner: JobQueue;
+  #failuresLeft: number;
+  #failure: () => Error;
+
+  constructor(inner: JobQueue, options: ObservedQueueOptions = {}) {
+    this.#inner = inner;
+    this.#failuresLeft = options.failingReceives ?? 0;
+    this.#failure = options.failure ??
+      (() => new TypeError("error sending request: Connection refused (os error 111)"));
+  }
+
+  async receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]> {
+    const seen: ObservedReceive = { lane, waitSeconds: options.waitSeconds, at: Date.now() };
+    this.receives.push(seen);
+    if (this.#failuresLeft > 0) {
+      this.#failuresLeft--;
+      throw this.#failure();
+    }
+    const got = await this.#inner.receive(lane, options);
+    seen.jobIds = got.map((m) => m.ticket.job_id);
+    return got;
+  }
+
+  send(lane: Lane, ticket: JobTicket, options?: SendOptions): Promise<void> {
+    return this.#inner.send(lane, ticket, options);
+  }
+  delete(message: ReceivedJob): Promise<void> {
+    return this.#inner.delete(message);
+  }
+  release(message: ReceivedJob, delaySeconds: number): Promise<void> {
+    return this.#inner.release(message, delaySeconds);
+  }
+  deadLetter(message: ReceivedJob): Promise<void> {
+    return this.#inner.deadLetter(message);
+  }
+  maxReceiveCount(lane: Lane): Promise<number | undefined> {
+    return this.#inner.maxReceiveCount(lane);
+  }
+  depth(lane: Lane): Promise<QueueDepth> {
+    return this.#inner.depth(lane);
+  }
+  receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
+    return this.#inner.receiveDeadLetters(lane, options);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * A queue that fails must not spin the worker: it pauses longer each time,
+ * logs when the outage starts and when it ends, and is loud and slow about
+ * errors that waiting will not heal.
+ */
+import assert from "node:assert/strict";
+import { SqsJobQueue } from "../lib/aws/sqs_queue.ts";
+import { createAwsClients } from "../lib/aws/clients.ts";
+import { createLogger } from "../lib/log.ts";
+import { isLastingError, pauseAfter } from "../lib/outage.ts";
+import { loadConfig } from "../lib/config.ts";
+import {
+  skipWithoutAwsEmulators,
+  startAwsEmulators,
+  uniqueAwsEnv,
+} from "./support/aws_emulators.ts";
+import { backendTest, type TestGateway } from "./support/gateway.ts";
+import { ObservedQueue } from "./support/queue_wrappers.ts";
+
+async function send(gateway: TestGateway, text: string): Promise<string> {
+  const res = await gateway.postChat({ conversation_id: "outage", user_message: text });
+  assert.equal(res.status, 202, await res.clone().text());
+  return (await res.json()).job_id;
+}
+
+function capturedLog() {
+  const lines: { level: string; message: string }[] = [];
+  const logger = createLogger({ write: (line) => lines.push(JSON.parse(line)) });
+  return { lines, logger };
+}
+
+Deno.test("pauseAfter() doubles from the first pause up to the longest", () => {
+  const schedule = { firstMs: 1_000, maxMs: 30_000 };
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6, 7, 20].map((n) => pauseAfter(n, schedule)),
+    [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000],
+  );
+});
+
+Deno.test("isLastingError() tells set-up faults from passing ones", () => {
+  const named = (name: string, status?: number) =>
+    Object.assign(new Error(name), { name, $metadata: { httpStatusCode: status } });
+  assert.equal(isLastingError(named("QueueDoesNotExist", 400)), true);
+  assert.equal(isLastingError(named("InvalidClientTokenId", 403)), true);
+  // Moto answers bad credentials with XML the SDK cannot read: only the status tells.
+  assert.equal(isLastingError(named("SyntaxError", 403)), true);
+  assert.equal(isLastingError(named("ThrottlingException", 400)), false);
+  assert.equal(isLastingError(new TypeError("error sending request: Connection refused")), false);
+  assert.equal(isLastingError("a string"), false);
+});
+
+backendTest(
+  "a queue that fails pauses the worker longer each time, logs the outage twice, then the job runs",
+  async (_t, start) => {
+    const gateway = await start();
+    const jobId = await send(gateway, "are you there?");
+    const { lines, logger } = capturedLog();
+    const pauses = { firstMs: 50, maxMs: 400 };
+    const failing = new ObservedQueue(gateway.services.queue, { failingReceives: 6 });
+    await gateway.startWorker({ queue: failing, logger, queuePauses: pauses });
+
+    assert.equal((await gateway.waitForJob(jobId)).status, "succeeded");
+    const calls = failing.receives.slice(0, 7).map((r) => r.at);
+    for (let i = 1; i < calls.length; i++) {
+      // Each failed receive is followed by its pause before the next one: no spinning.
+      assert.ok(
+        calls[i] - calls[i - 1] >= pauseAfter(i, pauses) - 5,
+        `receive ${i + 1} came ${calls[i] - calls[i - 1]} ms after receive ${i}`,
+      );
+    }
+    const aboutQueue = lines.filter((l) => /queue/i.test(l.message));
+    assert.deepEqual(aboutQueue.map((l) => [l.level, l.message]), [
+      ["warn", "The queue is unreachable; retrying with growing pauses"],
+      ["info", "The queue is reachable again"],
+    ]);
+  },
+);
+
+backendTest(
+  "an error that waiting will not heal is logged every time, with the longest pause",
+  async (_t, start) => {
+    const gateway = await start();
+    const jobId = await send(gateway, "anyone?");
+    const { lines, logger } = capturedLog();
+    const missing = () =>
+      Object.assign(new Error("The specified queue does not exist."), {
+        name: "QueueDoesNotExist",
+      });
+    const failing = new ObservedQueue(gateway.services.queue, {
+      failingReceives: 2,
+      failure: missing,
+    });
+    await gateway.startWorker({ queue: failing, logger, queuePauses: { firstMs: 10, maxMs: 300 } });
+    assert.equal((await gateway.waitForJob(jobId)).status, "succeeded");
+    const errors = lines.filter((l) => l.level === "error");
+    assert.equal(errors.length, 2);
+    assert.match(errors[0].message, /Cannot use the queue: check the queue names/);
+    const [first, second, third] = failing.receives.map((r) => r.at);
+    assert.ok(second - first >= 295 && third - second >= 295, "the longest pause after each");
+  },
+);
+
+Deno.test({
+  name: "SQS's answer for a queue that does not exist counts as an error waiting will not heal",
+  ignore: skipWithoutAwsEmulators(),
+  async fn() {
+    const emulators = await startAwsEmulators();
+    const clients = createAwsClients(loadConfig(uniqueAwsEnv(emulators)));
+    try {
+      const queue = new SqsJobQueue(clients.sqs, { priority: "no-such-q", default: "nor-this" });
+      const err = await queue.receive("default", {
+        maxMessages: 1,
+        waitSeconds: 0,
+        visibilitySeconds: 1,
+      }).then(() => undefined, (err) => err);
+      assert.ok(err instanceof Error, "the receive failed");
+      assert.equal(isLastingError(err), true, `${err.name}: ${err.message}`);
+    } finally {
+      clients.destroy();
+      await emulators.stop();
+    }
+  },
+});
