@@ -3,11 +3,11 @@
  * embedded backend, the worker runs in this process too); in AWS, Lambda calls
  * `handler` behind API Gateway HTTP API (payload format 2.0).
  */
-import { createApp } from "./lib/app.ts";
-import { describeConfig, loadConfig } from "./lib/config.ts";
-import { createLogger } from "./lib/log.ts";
-import { openServices } from "./lib/services.ts";
-import { JobWorker } from "./lib/worker_loop.ts";
+import { createApp } from "./lib/http/app.ts";
+import { describeConfig, loadConfig } from "./lib/core/config.ts";
+import { createLogger } from "./lib/core/log.ts";
+import { openServices } from "./lib/storage/open.ts";
+import { JobWorker } from "./lib/worker/job_worker.ts";
 
 /** Reads the configuration and builds the app with its logger and services. */
 async function buildGateway() {
@@ -18,7 +18,7 @@ async function buildGateway() {
 }
 
 /** AWS Lambda entry point, in its own module so it can be bundled without Deno. */
-export { handler } from "./lib/lambda.ts";
+export { handler } from "./lib/http/lambda.ts";
 
 if (import.meta.main) {
   const { config, logger, services, app } = await buildGateway();

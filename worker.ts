@@ -2,11 +2,11 @@
  * The worker that runs beside the LLMs (`deno task worker`): it only makes
  * outbound connections, pulling jobs from the queue and calling the backends.
  */
-import { errorMessage } from "./lib/error_message.ts";
-import { describeConfig, loadConfig } from "./lib/config.ts";
-import { createLogger } from "./lib/log.ts";
-import { openServices } from "./lib/services.ts";
-import { JobWorker } from "./lib/worker_loop.ts";
+import { errorMessage } from "./lib/core/error_message.ts";
+import { describeConfig, loadConfig } from "./lib/core/config.ts";
+import { createLogger } from "./lib/core/log.ts";
+import { openServices } from "./lib/storage/open.ts";
+import { JobWorker } from "./lib/worker/job_worker.ts";
 
 if (import.meta.main) {
   const config = loadConfig();

@@ -21,14 +21,14 @@ export async function buildLambdaBundle(outFile: string): Promise<number> {
       "--minify",
       "--output",
       outFile,
-      "lib/lambda.ts",
+      "lib/http/lambda.ts",
     ],
     cwd: ROOT,
     stdout: "null",
     stderr: "piped",
   }).output();
   if (code !== 0) {
-    throw new Error(`Cannot bundle lib/lambda.ts: ${new TextDecoder().decode(stderr).trim()}`);
+    throw new Error(`Cannot bundle lib/http/lambda.ts: ${new TextDecoder().decode(stderr).trim()}`);
   }
   return (await Deno.stat(new URL(outFile, ROOT))).size;
 }

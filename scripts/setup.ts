@@ -1,7 +1,7 @@
 /** `deno task setup`: creates the tables and queues on the configured endpoint (Moto or AWS). */
-import { provisionAws } from "../lib/aws/provision.ts";
-import { describeConfig, loadConfig } from "../lib/config.ts";
-import { createLogger } from "../lib/log.ts";
+import { provisionAws } from "../lib/storage/aws/provision.ts";
+import { describeConfig, loadConfig } from "../lib/core/config.ts";
+import { createLogger } from "../lib/core/log.ts";
 
 if (import.meta.main) {
   const config = loadConfig();

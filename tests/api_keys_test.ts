@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { createApp } from "../lib/app.ts";
-import type { ErrorBody } from "../lib/errors.ts";
-import { createLogger } from "../lib/log.ts";
+import { createApp } from "../lib/http/app.ts";
+import type { ErrorBody } from "../lib/http/errors.ts";
+import { createLogger } from "../lib/core/log.ts";
 import { startTestGateway } from "./support/gateway.ts";
 
 Deno.test("with GATEWAY_API_KEYS set, every route but /healthz needs a valid bearer key", async (t) => {

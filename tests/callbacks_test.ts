@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { type CallbackOptions, type CallbackResult, deliverCallback } from "../lib/callbacks.ts";
+import {
+  type CallbackOptions,
+  type CallbackResult,
+  deliverCallback,
+} from "../lib/worker/callbacks.ts";
 
 const JOB = { id: "job-1", status: "succeeded", output: { text: "Hello, wörld" } };
 
@@ -68,7 +72,7 @@ function assertFailed(
   assert.equal(result.delivered, false, `expected a failure, got ${JSON.stringify(result)}`);
 }
 
-Deno.test("a callback is delivered on the first try with the job as JSON", async () => {
+Deno.test("deliverCallback() delivers on the first try with the job as JSON", async () => {
   await using receiver = startReceiver();
   const result = await deliverCallback(receiver.url("/ok"), JOB, options(receiver.port));
   assert.deepEqual(result, { delivered: true, attempts: 1, status: 200 });
@@ -79,7 +83,7 @@ Deno.test("a callback is delivered on the first try with the job as JSON", async
   assert.match(request.headers.get("user-agent") ?? "", /^llm-gateway-callback\//);
 });
 
-Deno.test("a callback answered 503 twice is retried and delivered on the third attempt", async () => {
+Deno.test("deliverCallback() retries a 503 twice and delivers on the third attempt", async () => {
   await using receiver = startReceiver();
   const result = await deliverCallback(receiver.url("/flaky"), JOB, options(receiver.port));
   assert.deepEqual(result, { delivered: true, attempts: 3, status: 200 });
@@ -87,13 +91,13 @@ Deno.test("a callback answered 503 twice is retried and delivered on the third a
   assert.ok(receiver.received.every((r) => r.body === JSON.stringify(JOB)));
 });
 
-Deno.test("a callback answered 429 is retried", async () => {
+Deno.test("deliverCallback() retries a 429", async () => {
   await using receiver = startReceiver();
   const result = await deliverCallback(receiver.url("/throttled"), JOB, options(receiver.port));
   assert.deepEqual(result, { delivered: true, attempts: 2, status: 204 });
 });
 
-Deno.test("a callback that always fails is given up after the allowed attempts", async () => {
+Deno.test("deliverCallback() gives up after the allowed attempts", async () => {
   await using receiver = startReceiver();
   const url = receiver.url("/broken");
   const result = await deliverCallback(url, JOB, options(receiver.port, { attempts: 4 }));
@@ -103,7 +107,7 @@ Deno.test("a callback that always fails is given up after the allowed attempts",
   assert.equal(result.error, `Callback to ${url} failed after 4 attempts: answered 500`);
 });
 
-Deno.test("a callback answered 400 is not retried", async () => {
+Deno.test("deliverCallback() does not retry a 400", async () => {
   await using receiver = startReceiver();
   const result = await deliverCallback(receiver.url("/bad"), JOB, options(receiver.port));
   assertFailed(result);
@@ -112,7 +116,7 @@ Deno.test("a callback answered 400 is not retried", async () => {
   assert.match(result.error, /failed after 1 attempt: answered 400$/);
 });
 
-Deno.test("a callback answered with a redirect does not follow it", async () => {
+Deno.test("deliverCallback() does not follow a redirect", async () => {
   await using receiver = startReceiver();
   const result = await deliverCallback(receiver.url("/moved"), JOB, options(receiver.port));
   assertFailed(result);
@@ -122,7 +126,7 @@ Deno.test("a callback answered with a redirect does not follow it", async () => 
   assert.equal(receiver.count("/ok"), 0, "the redirect target was never contacted");
 });
 
-Deno.test("a callback that answers too slowly is retried, then given up", async () => {
+Deno.test("deliverCallback() retries a receiver that answers too slowly, then gives up", async () => {
   await using receiver = startReceiver();
   const result = await deliverCallback(
     receiver.url("/slow"),
@@ -135,7 +139,7 @@ Deno.test("a callback that answers too slowly is retried, then given up", async 
   assert.match(result.error, /failed after 2 attempts: no answer within 0\.2 s$/);
 });
 
-Deno.test("a callback to the loopback receiver without an allowed host is refused unsent", async () => {
+Deno.test("deliverCallback() refuses a loopback receiver without an allowed host, unsent", async () => {
   await using receiver = startReceiver();
   const result = await deliverCallback(receiver.url("/ok"), JOB, options(undefined));
   assertFailed(result);
@@ -144,7 +148,7 @@ Deno.test("a callback to the loopback receiver without an allowed host is refuse
   assert.equal(receiver.received.length, 0);
 });
 
-Deno.test("a callback host that resolves to the metadata address is refused", async () => {
+Deno.test("deliverCallback() refuses a host that resolves to the metadata address", async () => {
   const asked: string[] = [];
   const resolve = (hostname: string) => {
     asked.push(hostname);
@@ -162,7 +166,7 @@ Deno.test("a callback host that resolves to the metadata address is refused", as
   assert.match(result.error, /169\.254\.169\.254, which is not a public address \(link-local\)/);
 });
 
-Deno.test("a callback URL's credentials and query never appear in the error", async () => {
+Deno.test("deliverCallback() never shows a URL's credentials and query in its error", async () => {
   await using receiver = startReceiver();
   const url = `http://user:hunter2@127.0.0.1:${receiver.port}/ok?token=s3cret`;
   const result = await deliverCallback(url, JOB, options(receiver.port));
@@ -176,7 +180,7 @@ Deno.test("a callback URL's credentials and query never appear in the error", as
   assert.equal(receiver.received.length, 0);
 });
 
-Deno.test("a callback URL that is not http or https is refused", async (t) => {
+Deno.test("deliverCallback() refuses a URL that is not http or https", async (t) => {
   for (const url of ["file:///etc/passwd", "not a url", "ftp://files.example/x"]) {
     await t.step(url, async () => {
       const result = await deliverCallback(url, JOB, options(undefined));
@@ -187,7 +191,7 @@ Deno.test("a callback URL that is not http or https is refused", async (t) => {
   }
 });
 
-Deno.test("a payload without a JSON form or options that would retry forever are not sent", async () => {
+Deno.test("deliverCallback() sends no payload without a JSON form, nor with options that would retry forever", async () => {
   const circular: Record<string, unknown> = {};
   circular.self = circular;
   const url = "https://hooks.example/done";
@@ -207,7 +211,7 @@ Deno.test("a payload without a JSON form or options that would retry forever are
   }
 });
 
-Deno.test("an abort stops a callback's retries early", async (t) => {
+Deno.test("deliverCallback() stops retrying early on an abort", async (t) => {
   await t.step("an abort during an attempt ends delivery without waiting to retry", async () => {
     const controller = new AbortController();
     await using receiver = startReceiver(() => controller.abort());
@@ -254,7 +258,7 @@ Deno.test("an abort stops a callback's retries early", async (t) => {
   });
 });
 
-Deno.test("a callback receiver that refuses connections is retried, and its query stays hidden", async () => {
+Deno.test("deliverCallback() retries a receiver that refuses connections, and hides its query", async () => {
   const closed = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     () => new Response(),

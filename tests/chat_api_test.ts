@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { createApp } from "../lib/app.ts";
-import type { ErrorBody } from "../lib/errors.ts";
-import type { Job } from "../lib/jobs.ts";
-import { silentLogger } from "../lib/log.ts";
-import { LANES } from "../lib/queue.ts";
+import { createApp } from "../lib/http/app.ts";
+import type { ErrorBody } from "../lib/http/errors.ts";
+import type { Job } from "../lib/core/jobs.ts";
+import { silentLogger } from "../lib/core/log.ts";
+import { LANES } from "../lib/core/queue.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 
 async function nothingQueued(gateway: TestGateway) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { ConfigError, describeConfig, loadConfig } from "../lib/config.ts";
+import { ConfigError, describeConfig, loadConfig } from "../lib/core/config.ts";
 
-Deno.test("configuration has working defaults for a local set-up", () => {
+Deno.test("loadConfig() has working defaults for a local set-up", () => {
   const config = loadConfig({});
   assert.equal(config.backend, "embedded", "a fresh clone needs no AWS and no Moto");
   assert.equal(config.dataDir, "./data");
@@ -17,7 +17,7 @@ Deno.test("configuration has working defaults for a local set-up", () => {
   assert.equal(config.awsCredentials, undefined, "real AWS uses the SDK's own credential chain");
 });
 
-Deno.test("configuration is frozen", () => {
+Deno.test("loadConfig() returns a frozen configuration", () => {
   const config = loadConfig({});
   assert.throws(() => {
     (config as { port: number }).port = 1;
@@ -27,7 +27,7 @@ Deno.test("configuration is frozen", () => {
   }, TypeError);
 });
 
-Deno.test("a bad variable is named in one error that lists every problem", () => {
+Deno.test("loadConfig() names every bad variable in one error", () => {
   assert.throws(
     () => loadConfig({ PORT: "eighty", VLLM_BASE_URL: "localhost:8000", BACKEND: "gcp" }),
     (err: Error) => {
@@ -40,14 +40,14 @@ Deno.test("a bad variable is named in one error that lists every problem", () =>
   );
 });
 
-Deno.test("the same queue for both lanes is refused", () => {
+Deno.test("loadConfig() refuses the same queue for both lanes", () => {
   assert.throws(
     () => loadConfig({ JOBS_QUEUE: "q", PRIORITY_QUEUE: "q" }),
     /PRIORITY_QUEUE must differ/,
   );
 });
 
-Deno.test("an emulator endpoint gets placeholder credentials, and the description shows no secret", () => {
+Deno.test("loadConfig() gives an emulator placeholder credentials, and describeConfig() shows no secret", () => {
   const config = loadConfig({ AWS_ENDPOINT_URL: "http://127.0.0.1:5000/" });
   assert.deepEqual(config.awsEndpoints, {
     dynamodb: "http://127.0.0.1:5000",
@@ -62,7 +62,7 @@ Deno.test("an emulator endpoint gets placeholder credentials, and the descriptio
   assert.ok(!described.includes("very-secret") && !described.includes("AKIAEXAMPLE"));
 });
 
-Deno.test("a service's own endpoint variable wins over AWS_ENDPOINT_URL, as in the AWS SDKs", () => {
+Deno.test("loadConfig() lets a service's own endpoint variable win over AWS_ENDPOINT_URL, as the AWS SDKs do", () => {
   const config = loadConfig({
     BACKEND: "aws",
     AWS_ENDPOINT_URL: "http://127.0.0.1:5000",
@@ -78,9 +78,20 @@ Deno.test("a service's own endpoint variable wins over AWS_ENDPOINT_URL, as in t
   assert.equal(described.sqs_endpoint, "http://127.0.0.1:5000");
 });
 
-Deno.test("a mix of an emulator and real AWS keeps the SDK's own credential chain", () => {
+Deno.test("loadConfig() keeps the SDK's own credential chain for a mix of an emulator and real AWS", () => {
   const config = loadConfig({ BACKEND: "aws", AWS_ENDPOINT_URL_SQS: "http://127.0.0.1:5000" });
   assert.deepEqual(config.awsEndpoints, { dynamodb: undefined, sqs: "http://127.0.0.1:5000" });
   assert.equal(config.awsCredentials, undefined, "placeholders would lock real DynamoDB out");
   assert.equal(describeConfig(config).dynamodb_endpoint, "(AWS default)");
+});
+
+Deno.test("loadConfig() reads comma-separated settings trimmed, without empty entries", () => {
+  const config = loadConfig({
+    IMAGE_ALLOWED_HOSTS: " Images.Example , 127.0.0.1:8080,,[::1]:9000 , ",
+    GATEWAY_API_KEYS: "Key-One, ,key-two",
+    CORS_ORIGINS: "",
+  });
+  assert.deepEqual(config.imageAllowedHosts, ["images.example", "127.0.0.1:8080", "[::1]:9000"]);
+  assert.deepEqual(config.apiKeys, ["Key-One", "key-two"], "keys keep their case");
+  assert.deepEqual(config.corsOrigins, []);
 });

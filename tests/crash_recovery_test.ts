@@ -4,24 +4,13 @@
  * writing a job and enqueuing it, a message the queue dead-letters by itself.
  */
 import assert from "node:assert/strict";
-import { newJob } from "../lib/jobs.ts";
-import { userMessage } from "../lib/messages.ts";
+import { newJob } from "../lib/core/jobs.ts";
+import { userMessage } from "../lib/core/messages.ts";
 import { RUN_FLAGS, startDeno, waitUntilUp } from "./support/child_deno.ts";
-import { backendTest, type TestGateway } from "./support/gateway.ts";
+import { backendTest } from "./support/gateway.ts";
 import { freePort } from "./support/net.ts";
 import { ObservedQueue } from "./support/queue_wrappers.ts";
 import { eventually, within } from "./support/wait.ts";
-
-async function send(gateway: TestGateway, body: Record<string, unknown>): Promise<string> {
-  const res = await gateway.postChat(body);
-  assert.equal(res.status, 202, await res.clone().text());
-  return (await res.json()).job_id;
-}
-
-async function storedTexts(gateway: TestGateway, id: string): Promise<unknown[]> {
-  const conversation = await gateway.services.store.getConversation(id);
-  return (conversation?.messages ?? []).map((m) => m.content);
-}
 
 backendTest(
   "a worker stopped while idle puts back what its last long poll brings, and the next runs it at once",
@@ -36,7 +25,8 @@ backendTest(
     );
 
     const stopping = idle.stop();
-    const jobId = await send(gateway, { conversation_id: "restart", user_message: "still there?" });
+    const jobId =
+      (await gateway.send({ conversation_id: "restart", user_message: "still there?" })).job_id;
     await within(stopping, "the idle worker to stop");
     if (gateway.backend === "aws") {
       // SQS cannot recall a receive in flight, so the stopping worker's poll took the job.
@@ -70,10 +60,11 @@ backendTest(
     });
     assert.equal((await gateway.services.store.createJob(stranded)).first, true);
 
-    const next = await send(gateway, { conversation_id: "stranded", user_message: "after it" });
+    const next =
+      (await gateway.send({ conversation_id: "stranded", user_message: "after it" })).job_id;
     assert.equal((await gateway.waitForJob(stranded.job_id)).status, "succeeded");
     assert.equal((await gateway.waitForJob(next)).status, "succeeded");
-    assert.deepEqual(await storedTexts(gateway, "stranded"), [
+    assert.deepEqual((await gateway.storedMessages("stranded")).map((m) => m.content), [
       "lost in the crash",
       "vllm says: lost in the crash",
       "after it",
@@ -88,8 +79,8 @@ backendTest(
     const gateway = await start({
       env: { MAX_ATTEMPTS: "1", VISIBILITY_TIMEOUT_S: "2", DEAD_LETTER_SWEEP_S: "1" },
     });
-    const first = await send(gateway, { conversation_id: "dlq", user_message: "doomed" });
-    const second = await send(gateway, { conversation_id: "dlq", user_message: "next" });
+    const first = (await gateway.send({ conversation_id: "dlq", user_message: "doomed" })).job_id;
+    const second = (await gateway.send({ conversation_id: "dlq", user_message: "next" })).job_id;
     // A worker takes the only permitted delivery of the first job and dies with it.
     const [taken] = await gateway.services.queue.receive("default", {
       maxMessages: 1,
@@ -104,7 +95,10 @@ backendTest(
     assert.match(failed.error ?? "", /delivered 1 times without finishing/);
     assert.match(failed.error ?? "", /dead-letter queue/);
     assert.equal((await gateway.waitForJob(second)).status, "succeeded");
-    assert.deepEqual(await storedTexts(gateway, "dlq"), ["next", "vllm says: next"]);
+    assert.deepEqual((await gateway.storedMessages("dlq")).map((m) => m.content), [
+      "next",
+      "vllm says: next",
+    ]);
   },
 );
 
@@ -171,7 +165,7 @@ backendTest(
           assert.equal(job.status, "succeeded", JSON.stringify(job));
         }
         for (const conversation of new Set(accepted.map((a) => a.conversation))) {
-          const texts = await storedTexts(gateway, conversation);
+          const texts = (await gateway.storedMessages(conversation)).map((m) => m.content);
           const asked = texts.filter((_, i) => i % 2 === 0);
           assert.equal(new Set(asked).size, asked.length, `no exchange twice in ${conversation}`);
           const mine = accepted.filter((a) => a.conversation === conversation).map((a) => a.text);

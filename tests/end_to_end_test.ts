@@ -1,16 +1,7 @@
 import assert from "node:assert/strict";
-import type { Conversation } from "../lib/store.ts";
+import type { Conversation } from "../lib/core/store.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 import { pngDataUrl, startImageServer } from "./support/image_server.ts";
-
-async function send(
-  gateway: TestGateway,
-  body: Record<string, unknown>,
-): Promise<{ job_id: string; route: string }> {
-  const res = await gateway.postChat(body);
-  assert.equal(res.status, 202, await res.clone().text());
-  return await res.json();
-}
 
 async function conversation(gateway: TestGateway, id: string): Promise<Conversation> {
   const res = await gateway.app.request(`/conversation?conversation_id=${encodeURIComponent(id)}`);
@@ -21,7 +12,7 @@ async function conversation(gateway: TestGateway, id: string): Promise<Conversat
 backendTest("a text message and its reply land in the conversation in order", async (_t, start) => {
   const gateway = await start();
   await gateway.startWorker();
-  const { job_id } = await send(gateway, { conversation_id: "abc-123", user_message: "Hi" });
+  const { job_id } = await gateway.send({ conversation_id: "abc-123", user_message: "Hi" });
   const job = await gateway.waitForJob(job_id);
   assert.equal(job.status, "succeeded");
   assert.equal(job.reply, "vllm says: Hi");
@@ -45,10 +36,10 @@ backendTest(
     const gateway = await start();
     await gateway.startWorker();
     await gateway.waitForJob(
-      (await send(gateway, { conversation_id: "c", user_message: "one" })).job_id,
+      (await gateway.send({ conversation_id: "c", user_message: "one" })).job_id,
     );
     await gateway.waitForJob(
-      (await send(gateway, { conversation_id: "c", user_message: "two" })).job_id,
+      (await gateway.send({ conversation_id: "c", user_message: "two" })).job_id,
     );
     assert.equal(gateway.vllm.requests.length, 2);
     assert.deepEqual(gateway.vllm.requests[1].messages, [
@@ -78,14 +69,14 @@ backendTest(
         { type: "text", text: "What is this?" },
         { type: "image_url", image_url: { url: images.pngUrl } },
       ];
-      const image = await send(gateway, {
+      const image = await gateway.send({
         conversation_id: "pics",
         user_message: "What is this?",
         images: [{ image_url: images.pngUrl }],
       });
       assert.equal(image.route, "ollama");
       assert.equal((await gateway.waitForJob(image.job_id)).status, "succeeded");
-      const text = await send(gateway, { conversation_id: "pics", user_message: "And now?" });
+      const text = await gateway.send({ conversation_id: "pics", user_message: "And now?" });
       assert.equal(text.route, "vllm");
       await gateway.waitForJob(text.job_id);
 
@@ -125,7 +116,7 @@ backendTest(
     try {
       const gateway = await start();
       await gateway.startWorker();
-      const { job_id } = await send(gateway, {
+      const { job_id } = await gateway.send({
         conversation_id: "ssrf",
         user_message: "Look",
         images: [{ image_url: images.pngUrl }],
@@ -147,11 +138,11 @@ backendTest("with both queues loaded, the priority jobs are taken first", async 
   const gateway = await start({ env: { VLLM_CONCURRENCY: "1", OLLAMA_CONCURRENCY: "1" } });
   const jobs = [];
   for (let i = 0; i < 3; i++) {
-    jobs.push(await send(gateway, { conversation_id: `n${i}`, user_message: `normal ${i}` }));
+    jobs.push(await gateway.send({ conversation_id: `n${i}`, user_message: `normal ${i}` }));
   }
   for (let i = 0; i < 3; i++) {
     jobs.push(
-      await send(gateway, {
+      await gateway.send({
         conversation_id: `h${i}`,
         user_message: `high ${i}`,
         priority: "high",
@@ -173,7 +164,7 @@ backendTest(
       env: { MAX_ATTEMPTS: "3" },
     });
     await gateway.startWorker();
-    const { job_id } = await send(gateway, { conversation_id: "broken", user_message: "Hi" });
+    const { job_id } = await gateway.send({ conversation_id: "broken", user_message: "Hi" });
     const job = await gateway.waitForJob(job_id);
     assert.equal(job.status, "failed");
     assert.equal(job.attempts, 3);
@@ -194,7 +185,7 @@ backendTest(
     const gateway = await start({ env: { MAX_ATTEMPTS: "1" } });
     await gateway.vllm.stop();
     await gateway.startWorker();
-    const { job_id } = await send(gateway, { conversation_id: "offline", user_message: "Hi" });
+    const { job_id } = await gateway.send({ conversation_id: "offline", user_message: "Hi" });
     const job = await gateway.waitForJob(job_id);
     assert.equal(job.status, "failed");
     assert.match(job.error ?? "", /Cannot reach backend "vllm"/);

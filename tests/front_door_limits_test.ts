@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ErrorBody } from "../lib/errors.ts";
+import type { ErrorBody } from "../lib/http/errors.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 
 async function nothingNewQueued(gateway: TestGateway, jobsBefore: number) {

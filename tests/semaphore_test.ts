@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { Semaphore } from "../lib/semaphore.ts";
+import { Semaphore } from "../lib/worker/semaphore.ts";
 
-Deno.test("a semaphore lets at most its limit in, and urgent waiters go first", async () => {
+Deno.test("Semaphore lets at most its limit in, and urgent waiters go first", async () => {
   const places = new Semaphore(2);
   const first = await places.acquire();
   const second = await places.acquire();

@@ -3,10 +3,10 @@
  * implementation (Deno KV always, DynamoDB and SQS on Moto), so they cannot drift.
  */
 import assert from "node:assert/strict";
-import { type Job, newJob } from "../lib/jobs.ts";
-import { userMessage } from "../lib/messages.ts";
-import type { JobQueue, Lane, QueueDepth, ReceiveOptions } from "../lib/queue.ts";
-import { JobNotFoundError, type Store } from "../lib/store.ts";
+import { type Job, newJob } from "../lib/core/jobs.ts";
+import { userMessage } from "../lib/core/messages.ts";
+import type { JobQueue, Lane, QueueDepth, ReceiveOptions } from "../lib/core/queue.ts";
+import { JobNotFoundError, type Store } from "../lib/core/store.ts";
 import { backendTest } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
 
@@ -255,7 +255,7 @@ backendTest(
     await t.step("a released message comes back with a higher receive count", async () => {
       await queue.send("default", ticket("j2"));
       const [first] = await queue.receive("default", now);
-      await queue.release(first, 0);
+      await queue.returnAfter(first, 0);
       const [second] = await queue.receive("default", now);
       assert.equal(second.ticket.job_id, "j2");
       assert.equal(second.receiveCount, 2);
@@ -269,7 +269,7 @@ backendTest(
       for (let i = 1; i <= limit!; i++) {
         const [message] = await queue.receive("default", now);
         assert.equal(message.receiveCount, i);
-        await queue.release(message, 0);
+        await queue.returnAfter(message, 0);
       }
       assert.deepEqual(await queue.receive("default", now), []);
       await depthBecomes(queue, "default", { waiting: 0, in_flight: 0, dead: 1 });

@@ -4,24 +4,18 @@
  * errors that waiting will not heal.
  */
 import assert from "node:assert/strict";
-import { SqsJobQueue } from "../lib/aws/sqs_queue.ts";
-import { createAwsClients } from "../lib/aws/clients.ts";
-import { createLogger } from "../lib/log.ts";
-import { isLastingError, pauseAfter } from "../lib/outage.ts";
-import { loadConfig } from "../lib/config.ts";
+import { SqsJobQueue } from "../lib/storage/aws/sqs_queue.ts";
+import { createAwsClients } from "../lib/storage/aws/clients.ts";
+import { createLogger } from "../lib/core/log.ts";
+import { isLastingError, pauseAfter } from "../lib/worker/outage.ts";
+import { loadConfig } from "../lib/core/config.ts";
 import {
   skipWithoutAwsEmulators,
   startAwsEmulators,
   uniqueAwsEnv,
 } from "./support/aws_emulators.ts";
-import { backendTest, type TestGateway } from "./support/gateway.ts";
+import { backendTest } from "./support/gateway.ts";
 import { ObservedQueue } from "./support/queue_wrappers.ts";
-
-async function send(gateway: TestGateway, text: string): Promise<string> {
-  const res = await gateway.postChat({ conversation_id: "outage", user_message: text });
-  assert.equal(res.status, 202, await res.clone().text());
-  return (await res.json()).job_id;
-}
 
 function capturedLog() {
   const lines: { level: string; message: string }[] = [];
@@ -53,7 +47,8 @@ backendTest(
   "a queue that fails pauses the worker longer each time, logs the outage twice, then the job runs",
   async (_t, start) => {
     const gateway = await start();
-    const jobId = await send(gateway, "are you there?");
+    const jobId =
+      (await gateway.send({ conversation_id: "outage", user_message: "are you there?" })).job_id;
     const { lines, logger } = capturedLog();
     const pauses = { firstMs: 50, maxMs: 400 };
     const failing = new ObservedQueue(gateway.services.queue, { failingReceives: 6 });
@@ -80,7 +75,8 @@ backendTest(
   "an error that waiting will not heal is logged every time, with the longest pause",
   async (_t, start) => {
     const gateway = await start();
-    const jobId = await send(gateway, "anyone?");
+    const jobId =
+      (await gateway.send({ conversation_id: "outage", user_message: "anyone?" })).job_id;
     const { lines, logger } = capturedLog();
     const missing = () =>
       Object.assign(new Error("The specified queue does not exist."), {

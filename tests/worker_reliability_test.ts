@@ -3,27 +3,13 @@
  * crashes, shutdowns, retries and busy conversations never lose or double a message.
  */
 import assert from "node:assert/strict";
-import { retryDelaySeconds } from "../lib/job_runner.ts";
-import { ticketFor } from "../lib/jobs.ts";
-import type { Conversation } from "../lib/store.ts";
+import { retryDelaySeconds } from "../lib/worker/job_runner.ts";
+import { ticketFor } from "../lib/core/jobs.ts";
 import { RUN_FLAGS, startDeno, waitUntilUp } from "./support/child_deno.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 import { freePort } from "./support/net.ts";
 import { within } from "./support/wait.ts";
 import { echoAnswer, type RecordedRequest, type StandInAnswer } from "./support/stand_in_llm.ts";
-
-async function send(
-  gateway: TestGateway,
-  body: Record<string, unknown>,
-): Promise<{ job_id: string }> {
-  const res = await gateway.postChat(body);
-  assert.equal(res.status, 202, await res.clone().text());
-  return await res.json();
-}
-
-async function storedMessages(gateway: TestGateway, id: string): Promise<Conversation["messages"]> {
-  return (await gateway.services.store.getConversation(id))?.messages ?? [];
-}
 
 /** A stand-in answer that holds its first request until `release()`, then echoes. */
 function holdFirstRequest() {
@@ -51,7 +37,7 @@ backendTest(
     await gateway.startWorker();
     const texts = Array.from({ length: 20 }, (_, i) => `message ${i}`);
     const jobs = await Promise.all(
-      texts.map((text) => send(gateway, { conversation_id: "busy", user_message: text })),
+      texts.map((text) => gateway.send({ conversation_id: "busy", user_message: text })),
     );
     for (const { job_id } of jobs) {
       assert.equal(
@@ -60,7 +46,7 @@ backendTest(
       );
     }
 
-    const messages = await storedMessages(gateway, "busy");
+    const messages = await gateway.storedMessages("busy");
     assert.equal(messages.length, 40);
     for (let i = 0; i < 40; i += 2) {
       assert.equal(messages[i].role, "user");
@@ -88,13 +74,13 @@ backendTest(
     const jobs = [];
     for (let i = 0; i < 5; i++) {
       jobs.push(
-        await send(gateway, { conversation_id: "ordered", user_message: `m${i}` }),
+        await gateway.send({ conversation_id: "ordered", user_message: `m${i}` }),
       );
     }
     await gateway.startWorker();
     for (const { job_id } of jobs) await gateway.waitForJob(job_id);
     assert.deepEqual(
-      (await storedMessages(gateway, "ordered")).map((m) => m.content),
+      (await gateway.storedMessages("ordered")).map((m) => m.content),
       [
         "m0",
         "vllm says: m0",
@@ -115,7 +101,7 @@ backendTest(
   "a duplicated delivery of a job appends its exchange once and calls the backend once",
   async (_t, start) => {
     const gateway = await start({ env: { VISIBILITY_TIMEOUT_S: "2" } });
-    const { job_id } = await send(gateway, { conversation_id: "dup", user_message: "once" });
+    const { job_id } = await gateway.send({ conversation_id: "dup", user_message: "once" });
     const job = (await gateway.services.store.getJob(job_id))!;
     await gateway.services.queue.send("default", ticketFor(job));
     await gateway.startWorker();
@@ -126,7 +112,7 @@ backendTest(
       "the duplicate to be dropped",
     );
     assert.equal(gateway.vllm.requests.length, 1);
-    assert.equal((await storedMessages(gateway, "dup")).length, 2);
+    assert.equal((await gateway.storedMessages("dup")).length, 2);
   },
 );
 
@@ -144,13 +130,13 @@ backendTest(
     // Two workers: if the message became visible mid-job, the second would take it.
     await gateway.startWorker();
     await gateway.startWorker();
-    const { job_id } = await send(gateway, {
+    const { job_id } = await gateway.send({
       conversation_id: "slow",
       user_message: "take your time",
     });
     assert.equal((await gateway.waitForJob(job_id)).status, "succeeded");
     assert.equal(gateway.vllm.requests.length, 1);
-    assert.equal((await storedMessages(gateway, "slow")).length, 2);
+    assert.equal((await gateway.storedMessages("slow")).length, 2);
   },
 );
 
@@ -160,7 +146,7 @@ backendTest(
     const held = holdFirstRequest();
     const gateway = await start({ env: { SHUTDOWN_GRACE_MS: "300" }, vllmAnswer: held.answer });
     const worker = await gateway.startWorker();
-    const { job_id } = await send(gateway, { conversation_id: "shutdown", user_message: "hello" });
+    const { job_id } = await gateway.send({ conversation_id: "shutdown", user_message: "hello" });
     await within(held.arrived, "the backend to receive the first request");
 
     await t.step("past the grace period the running job is released, not lost", async () => {
@@ -175,7 +161,7 @@ backendTest(
       held.release();
       await gateway.startWorker();
       assert.equal((await gateway.waitForJob(job_id)).status, "succeeded");
-      assert.equal((await storedMessages(gateway, "shutdown")).length, 2);
+      assert.equal((await gateway.storedMessages("shutdown")).length, 2);
     });
   },
 );
@@ -186,7 +172,7 @@ backendTest("a 4xx the backend will always refuse fails the job at once", async 
     vllmAnswer: () => ({ status: 400, message: "model does not exist" }),
   });
   await gateway.startWorker();
-  const { job_id } = await send(gateway, { conversation_id: "bad-model", user_message: "hi" });
+  const { job_id } = await gateway.send({ conversation_id: "bad-model", user_message: "hi" });
   const job = await gateway.waitForJob(job_id);
   assert.equal(job.status, "failed");
   assert.equal(job.attempts, 1);
@@ -208,15 +194,15 @@ backendTest("429 and 5xx answers are retried until one succeeds", async (_t, sta
         : echo(request),
   });
   await gateway.startWorker();
-  const { job_id } = await send(gateway, { conversation_id: "flaky", user_message: "hi" });
+  const { job_id } = await gateway.send({ conversation_id: "flaky", user_message: "hi" });
   const job = await gateway.waitForJob(job_id);
   assert.equal(job.status, "succeeded");
   assert.equal(job.attempts, 3);
   assert.equal(job.error, undefined, "a success clears the last error");
-  assert.equal((await storedMessages(gateway, "flaky")).length, 2);
+  assert.equal((await gateway.storedMessages("flaky")).length, 2);
 });
 
-Deno.test("retry delays double with each attempt up to the ceiling", () => {
+Deno.test("retryDelaySeconds() doubles with each attempt up to the ceiling", () => {
   assert.deepEqual([1, 2, 3, 4, 5].map((n) => retryDelaySeconds(n, 10, 60)), [10, 20, 40, 60, 60]);
   assert.equal(retryDelaySeconds(3, 0, 900), 0);
 });
@@ -226,7 +212,7 @@ backendTest("only the most recent HISTORY_MAX_MESSAGES go to the backend", async
   await gateway.startWorker();
   for (const text of ["one", "two", "three"]) {
     await gateway.waitForJob(
-      (await send(gateway, { conversation_id: "long", user_message: text })).job_id,
+      (await gateway.send({ conversation_id: "long", user_message: text })).job_id,
     );
   }
   assert.deepEqual(gateway.vllm.requests[2].messages.map((m) => m.content), [
@@ -234,7 +220,7 @@ backendTest("only the most recent HISTORY_MAX_MESSAGES go to the backend", async
     "vllm says: two",
     "three",
   ]);
-  assert.equal((await storedMessages(gateway, "long")).length, 6, "the store keeps everything");
+  assert.equal((await gateway.storedMessages("long")).length, 6, "the store keeps everything");
 });
 
 backendTest(
@@ -242,7 +228,7 @@ backendTest(
   async (_t, start) => {
     const gateway = await start({ vllmAnswer: () => ({ reply: "x".repeat(400_000) }) });
     await gateway.startWorker();
-    const { job_id } = await send(gateway, {
+    const { job_id } = await gateway.send({
       conversation_id: "huge",
       user_message: "write a novel",
     });
@@ -283,7 +269,7 @@ backendTest(
     const gateway = await start({ vllmAnswer: held.answer, env: { VISIBILITY_TIMEOUT_S: "2" } });
     try {
       const doomed = await startWorkerProcess(gateway);
-      const { job_id } = await send(gateway, {
+      const { job_id } = await gateway.send({
         conversation_id: "crash",
         user_message: "survive this",
       });
@@ -303,7 +289,7 @@ backendTest(
         successor.kill("SIGTERM");
         await successor.exited;
       }
-      assert.deepEqual(await storedMessages(gateway, "crash"), [
+      assert.deepEqual(await gateway.storedMessages("crash"), [
         { role: "user", content: "survive this" },
         { role: "assistant", content: "vllm says: survive this" },
       ]);
@@ -321,7 +307,7 @@ backendTest(
     const gateway = await start({ vllmAnswer: held.answer });
     try {
       const worker = await startWorkerProcess(gateway, { SHUTDOWN_GRACE_MS: "20000" });
-      const { job_id } = await send(gateway, {
+      const { job_id } = await gateway.send({
         conversation_id: "term",
         user_message: "finish me",
       });

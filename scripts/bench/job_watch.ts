@@ -3,7 +3,7 @@
  * succeeds without polling the store (polling would load the very storage
  * being measured).
  */
-import type { Store } from "../../lib/store.ts";
+import type { Store } from "../../lib/core/store.ts";
 
 /** What the watch has seen so far. */
 export interface JobWatch {

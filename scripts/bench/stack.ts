@@ -4,12 +4,13 @@
  * worker whose store is watched.
  */
 import type { Hono } from "hono";
-import { createApp } from "../../lib/app.ts";
-import { provisionAws } from "../../lib/aws/provision.ts";
-import { type Config, type Env, loadConfig } from "../../lib/config.ts";
-import { createLogger } from "../../lib/log.ts";
-import { openServices, type Services } from "../../lib/services.ts";
-import { JobWorker } from "../../lib/worker_loop.ts";
+import { createApp } from "../../lib/http/app.ts";
+import { provisionAws } from "../../lib/storage/aws/provision.ts";
+import { type Config, type Env, loadConfig } from "../../lib/core/config.ts";
+import { createLogger } from "../../lib/core/log.ts";
+import type { Services } from "../../lib/core/services.ts";
+import { openServices } from "../../lib/storage/open.ts";
+import { JobWorker } from "../../lib/worker/job_worker.ts";
 import { startAwsEmulators, uniqueAwsEnv } from "../../tests/support/aws_emulators.ts";
 import { type FixedLatencyLlm, startFixedLatencyLlm } from "./fixed_latency_llm.ts";
 import { type JobWatch, watchJobs } from "./job_watch.ts";

@@ -2,17 +2,21 @@
  * A whole gateway for a test, on either backend: storage (Moto or a temporary
  * Deno KV file), stand-in LLMs, the app, and workers.
  */
+import assert from "node:assert/strict";
 import { ScanCommand } from "@aws-sdk/lib-dynamodb";
 import type { Hono } from "hono";
-import { createApp } from "../../lib/app.ts";
-import { createAwsClients } from "../../lib/aws/clients.ts";
-import { provisionAws } from "../../lib/aws/provision.ts";
-import { type BackendKind, type Config, type Env, loadConfig } from "../../lib/config.ts";
-import type { Job } from "../../lib/jobs.ts";
-import { silentLogger } from "../../lib/log.ts";
-import type { JobQueue, Lane, QueueDepth } from "../../lib/queue.ts";
-import { openServices, type Services } from "../../lib/services.ts";
-import { JobWorker, type WorkerOptions } from "../../lib/worker_loop.ts";
+import { createApp } from "../../lib/http/app.ts";
+import { createAwsClients } from "../../lib/storage/aws/clients.ts";
+import { provisionAws } from "../../lib/storage/aws/provision.ts";
+import { type BackendKind, type Config, type Env, loadConfig } from "../../lib/core/config.ts";
+import type { Job } from "../../lib/core/jobs.ts";
+import type { ChatMessage } from "../../lib/core/messages.ts";
+import { silentLogger } from "../../lib/core/log.ts";
+import type { JobQueue, Lane, QueueDepth } from "../../lib/core/queue.ts";
+import type { Services } from "../../lib/core/services.ts";
+import { openServices } from "../../lib/storage/open.ts";
+import type { ChatAccepted } from "../../lib/http/submit.ts";
+import { JobWorker, type WorkerOptions } from "../../lib/worker/job_worker.ts";
 import { eventually } from "./wait.ts";
 import {
   type AwsEmulators,
@@ -58,8 +62,12 @@ export interface TestGateway {
   startWorker(options?: TestWorkerOptions): Promise<JobWorker>;
   /** POSTs a JSON body (or a raw string) to /chat in-process. */
   postChat(body: unknown): Promise<Response>;
+  /** POSTs a chat that must be accepted (202), and returns what the front door answered. */
+  send(body: Record<string, unknown>): Promise<ChatAccepted>;
   /** Polls the job until it is succeeded or failed, for at most `timeoutMs`. */
   waitForJob(jobId: string, timeoutMs?: number): Promise<Job>;
+  /** The stored messages of a conversation (its stored id), or none. */
+  storedMessages(conversationId: string): Promise<ChatMessage[]>;
   /** Message counts of a lane. */
   depth(lane: Lane): Promise<QueueDepth>;
   /**
@@ -153,6 +161,12 @@ export async function startTestGateway(
   const app = createApp(services, { logger: silentLogger });
   const workers: JobWorker[] = [];
   let stopped = false;
+  const postChat = (body: unknown) =>
+    Promise.resolve(app.request("/chat", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    }));
 
   return {
     backend,
@@ -172,12 +186,15 @@ export async function startTestGateway(
       workers.push(worker);
       return worker;
     },
-    postChat(body) {
-      return Promise.resolve(app.request("/chat", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: typeof body === "string" ? body : JSON.stringify(body),
-      }));
+    postChat,
+    async send(body) {
+      const res = await postChat(body);
+      assert.equal(
+        res.status,
+        202,
+        `POST /chat answered ${res.status}: ${await res.clone().text()}`,
+      );
+      return await res.json();
     },
     async waitForJob(jobId, timeoutMs = Number(Deno.env.get("TEST_JOB_TIMEOUT_MS") ?? 90_000)) {
       const deadline = Date.now() + timeoutMs;
@@ -192,6 +209,7 @@ export async function startTestGateway(
         await new Promise((r) => setTimeout(r, 50));
       }
     },
+    storedMessages: async (id) => (await services.store.getConversation(id))?.messages ?? [],
     depth: (lane) => services.queue.depth(lane),
     async depthBecomes(
       lane,

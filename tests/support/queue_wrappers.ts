@@ -3,7 +3,7 @@
  * and the window records what receives returned or makes the first receives
  * fail, as a queue does when its endpoint is unreachable.
  */
-import type { JobTicket } from "../../lib/jobs.ts";
+import type { JobTicket } from "../../lib/core/jobs.ts";
 import type {
   DeadLetterOptions,
   JobQueue,
@@ -12,7 +12,7 @@ import type {
   ReceivedJob,
   ReceiveOptions,
   SendOptions,
-} from "../../lib/queue.ts";
+} from "../../lib/core/queue.ts";
 
 /** One receive as the window saw it. */
 export interface ObservedReceive {
@@ -64,8 +64,8 @@ export class ObservedQueue implements JobQueue {
   delete(message: ReceivedJob): Promise<void> {
     return this.#inner.delete(message);
   }
-  release(message: ReceivedJob, delaySeconds: number): Promise<void> {
-    return this.#inner.release(message, delaySeconds);
+  returnAfter(message: ReceivedJob, seconds: number): Promise<void> {
+    return this.#inner.returnAfter(message, seconds);
   }
   deadLetter(message: ReceivedJob): Promise<void> {
     return this.#inner.deadLetter(message);

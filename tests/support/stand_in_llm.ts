@@ -2,7 +2,7 @@
  * A stand-in for vLLM or Ollama: a real OpenAI-compatible HTTP server on
  * 127.0.0.1 that records what it was sent and answers as told.
  */
-import type { ChatMessage } from "../../lib/messages.ts";
+import type { ChatMessage } from "../../lib/core/messages.ts";
 
 /** One request the stand-in received. */
 export interface RecordedRequest {

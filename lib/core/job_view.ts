@@ -1,0 +1,24 @@
+/** What clients see of a job record: no owner, lease or internal fields, and their own conversation id. */
+import type { Job } from "./jobs.ts";
+import { clientConversationId } from "./owners.ts";
+
+/** A job as `GET /jobs/:id` shows it. */
+export type JobView = Omit<
+  Job,
+  "owner" | "lease_until" | "partial" | "context" | "params" | "mode" | "stream"
+>;
+
+/** The client's view of a job. */
+export function jobView(job: Job): JobView {
+  const {
+    owner,
+    lease_until: _lease,
+    partial: _partial,
+    context: _context,
+    params: _params,
+    mode: _mode,
+    stream: _stream,
+    ...view
+  } = job;
+  return { ...view, conversation_id: clientConversationId(owner, job.conversation_id) };
+}

@@ -1,0 +1,122 @@
+/** Job records: what the front door promised and what the worker did about it. */
+import type { ChatMessage } from "./messages.ts";
+
+/** Where a job is in its life; the last three are final. */
+export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
+
+/** Sampling settings passed through to the backend. */
+export interface CompletionParams {
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+  stop?: string | string[];
+}
+
+/** How urgently a job should run. */
+export type Priority = "high" | "normal";
+
+/** The stored record of one chat job. */
+export interface Job {
+  job_id: string;
+  conversation_id: string;
+  status: JobStatus;
+  /** The backend's route name, e.g. "vllm". */
+  route: string;
+  model: string;
+  priority: Priority;
+  user_message: ChatMessage;
+  /** Deliveries so far. */
+  attempts: number;
+  created_at: string;
+  updated_at: string;
+  started_at?: string;
+  finished_at?: string;
+  /** The assistant's answer, once succeeded. */
+  reply?: string;
+  /** Why the last attempt failed; on a failed job, why it was given up. */
+  error?: string;
+  /** Epoch seconds after which the store may delete the record (DynamoDB TTL). */
+  expires_at: number;
+  /** Epoch ms until which a running worker holds the job; absent when nobody does. */
+  lease_until?: number;
+  /** Who created the job: a digest of the API key, never the key. Absent without keys. */
+  owner?: string;
+  /**
+   * "stateless" jobs (OpenAI-style requests without a conversation) keep no
+   * history: `context` holds what the client sent before `user_message`.
+   */
+  mode?: "conversation" | "stateless";
+  /** Messages sent to the backend before the stored history (a client's system prompt, say). */
+  context?: ChatMessage[];
+  params?: CompletionParams;
+  /** Whether the worker streams the reply into `partial` as the backend produces it. */
+  stream?: boolean;
+  /** The reply so far, while a streamed job runs. */
+  partial?: string;
+  /** Where the finished job is POSTed. */
+  callback_url?: string;
+}
+
+/** What travels on the queue: enough to find the job record and its backend. */
+export interface JobTicket {
+  job_id: string;
+  conversation_id: string;
+  /** The backend's route name, so the worker knows whose model places the job needs before reading it. */
+  route: string;
+  /** Set for a stateless job: no history to read, no line to hand on. */
+  stateless?: true;
+  /**
+   * Set on a delayed message that looks at the conversation's line later
+   * (see lib/turns.ts), in case the job at its head was never enqueued.
+   */
+  line_check?: true;
+}
+
+/** Options for {@linkcode newJob}. */
+export interface NewJobOptions {
+  conversationId: string;
+  route: string;
+  model: string;
+  priority: Priority;
+  userMessage: ChatMessage;
+  /** Optional fields of the job record, copied as they are. */
+  recordFields?: Pick<Job, "owner" | "mode" | "context" | "params" | "stream" | "callback_url">;
+  ttlDays: number;
+  now?: Date;
+}
+
+/** A fresh queued job with a random id. */
+export function newJob(options: NewJobOptions): Job {
+  const now = options.now ?? new Date();
+  const iso = now.toISOString();
+  return {
+    job_id: crypto.randomUUID(),
+    conversation_id: options.conversationId,
+    status: "queued",
+    route: options.route,
+    model: options.model,
+    priority: options.priority,
+    user_message: options.userMessage,
+    attempts: 0,
+    created_at: iso,
+    updated_at: iso,
+    expires_at: Math.floor(now.getTime() / 1000) + options.ttlDays * 86_400,
+    ...options.recordFields,
+  };
+}
+
+/** The ticket that goes on the queue for a job. */
+export function ticketFor(job: Job): JobTicket {
+  const ticket: JobTicket = {
+    job_id: job.job_id,
+    conversation_id: job.conversation_id,
+    route: job.route,
+  };
+  if (isStateless(job)) ticket.stateless = true;
+  return ticket;
+}
+
+/** Whether a job keeps no conversation history. */
+export function isStateless(job: Job): boolean {
+  return job.mode === "stateless";
+}

@@ -1,0 +1,15 @@
+/** What the front door and the worker are given: storage, queue and backends, whichever backs them. */
+import type { Backend } from "./backends.ts";
+import type { Config } from "./config.ts";
+import type { JobQueue } from "./queue.ts";
+import type { Store } from "./store.ts";
+
+/** Everything the front door and the worker share. */
+export interface Services {
+  config: Config;
+  store: Store;
+  queue: JobQueue;
+  backends: readonly Backend[];
+  /** Releases clients and files. */
+  close(): void;
+}

@@ -1,0 +1,51 @@
+/** The front door: a Hono app that routes chat messages onto the queue. It never sees a runtime. */
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import type { Logger } from "../core/log.ts";
+import type { Services } from "../core/services.ts";
+import { apiKeyAuth } from "./auth.ts";
+import { limitPostBodies } from "./body_limit.ts";
+import { getConversation, postChat } from "./chat_routes.ts";
+import { errorHandler, notFoundBody } from "./errors.ts";
+import { getHealth } from "./health_route.ts";
+import type { GatewayEnv } from "./http_context.ts";
+import { cancelJob, getJob } from "./job_routes.ts";
+import { createCompletion, listModels } from "./openai_routes.ts";
+import { requestLog } from "./request_log.ts";
+
+/** Options for {@linkcode createApp}. */
+export interface AppOptions {
+  logger: Logger;
+}
+
+/** Builds the gateway's HTTP app on the given services. */
+export function createApp(services: Services, options: AppOptions): Hono<GatewayEnv> {
+  const { config } = services;
+  const deps = { services, logger: options.logger };
+  const app = new Hono<GatewayEnv>();
+
+  app.use(requestLog({ logger: options.logger }));
+  if (config.corsOrigins.length > 0) {
+    app.use(cors({
+      origin: [...config.corsOrigins],
+      allowHeaders: ["Authorization", "Content-Type", "X-Conversation-Id", "X-OpenWebUI-Chat-Id"],
+      allowMethods: ["GET", "POST", "OPTIONS"],
+      exposeHeaders: ["X-Request-Id"],
+      maxAge: 600,
+    }));
+  }
+  app.use(apiKeyAuth({ keys: config.apiKeys }));
+  app.use(limitPostBodies({ maxBytes: config.maxBodyBytes, variable: "MAX_BODY_BYTES" }));
+
+  app.get("/healthz", getHealth(deps));
+  app.post("/chat", postChat(deps));
+  app.get("/conversation", getConversation(deps));
+  app.get("/jobs/:job_id", getJob(deps));
+  app.post("/jobs/:job_id/cancel", cancelJob(deps));
+  app.get("/v1/models", listModels(deps));
+  app.post("/v1/chat/completions", createCompletion(deps));
+
+  app.notFound((c) => c.json(notFoundBody(c.req.method, c.req.path), 404));
+  app.onError(errorHandler(options.logger));
+  return app;
+}

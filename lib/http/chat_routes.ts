@@ -1,0 +1,47 @@
+/** The job API's chat routes: `POST /chat` and `GET /conversation`. */
+import type { Handler } from "hono";
+import { scopedConversationId } from "../core/owners.ts";
+import { parseChatRequest } from "./chat_request.ts";
+import { ApiError, invalidRequest } from "./errors.ts";
+import type { GatewayEnv } from "./http_context.ts";
+import type { RouteDeps } from "./route_deps.ts";
+import { submitChat } from "./submit.ts";
+import { readJson } from "./validation.ts";
+
+/** `POST /chat`: checks the message, writes the job and queues it; answers 202. */
+export function postChat({ services, logger }: RouteDeps): Handler<GatewayEnv> {
+  return async function handlePostChat(c) {
+    const request = parseChatRequest(await readJson(c.req.raw));
+    const accepted = await submitChat(services, request, c.get("owner"));
+    logger.info("Job accepted", {
+      request_id: c.get("requestId"),
+      job_id: accepted.job_id,
+      route: accepted.route,
+      priority: accepted.priority,
+      waiting_behind: accepted.waiting_behind,
+    });
+    return c.json(accepted, 202);
+  };
+}
+
+/** `GET /conversation?conversation_id=`: the caller's stored conversation. */
+export function getConversation({ services }: RouteDeps): Handler<GatewayEnv> {
+  return async function handleGetConversation(c) {
+    const conversationId = c.req.query("conversation_id")?.trim();
+    if (!conversationId) {
+      throw invalidRequest([{
+        param: "conversation_id",
+        message: "is required as a query parameter",
+      }]);
+    }
+    const conversation = await services.store.getConversation(
+      scopedConversationId(c.get("owner"), conversationId),
+    );
+    if (!conversation) {
+      throw new ApiError(404, `Conversation not found: "${conversationId}"`, {
+        param: "conversation_id",
+      });
+    }
+    return c.json({ ...conversation, conversation_id: conversationId });
+  };
+}

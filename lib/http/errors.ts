@@ -1,0 +1,115 @@
+/** The one place where failures become HTTP responses, in OpenAI's error shape. */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "../core/log.ts";
+
+/** One problem with a request, tied to the field it concerns. */
+export interface FieldProblem {
+  param: string;
+  message: string;
+}
+
+/** Options for {@linkcode ApiError}. */
+export interface ApiErrorOptions {
+  type?: string;
+  code?: string;
+  param?: string;
+  details?: FieldProblem[];
+  /** The job the error is about, so a client can look it up. */
+  jobId?: string;
+  cause?: unknown;
+}
+
+/** An error a client should see as it is, with its HTTP status. */
+export class ApiError extends Error {
+  readonly status: ContentfulStatusCode;
+  readonly type: string;
+  readonly code?: string;
+  readonly param?: string;
+  readonly details?: FieldProblem[];
+  readonly jobId?: string;
+
+  constructor(status: ContentfulStatusCode, message: string, options: ApiErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = "ApiError";
+    this.status = status;
+    this.type = options.type ?? defaultType(status);
+    this.code = options.code;
+    this.param = options.param;
+    this.details = options.details;
+    this.jobId = options.jobId;
+  }
+}
+
+/** OpenAI's error body: `{ error: { message, type, code?, param? } }`. */
+export interface ErrorBody {
+  error: {
+    message: string;
+    type: string;
+    code?: string;
+    param?: string;
+    details?: FieldProblem[];
+    job_id?: string;
+  };
+}
+
+/** A 400 listing every problem found in a request body. */
+export function invalidRequest(problems: FieldProblem[]): ApiError {
+  const summary = problems.map((p) => `${p.param}: ${p.message}`).join("; ");
+  return new ApiError(400, `Invalid request: ${summary}`, {
+    code: "invalid_field",
+    param: problems[0]?.param,
+    details: problems,
+  });
+}
+
+/** Builds the `app.onError` handler that turns any thrown error into a JSON response. */
+export function errorHandler(logger: Logger) {
+  return function onError(err: Error, c: Context): Response {
+    const requestId = c.get("requestId" as never) as string | undefined;
+    if (err instanceof ApiError) {
+      if (err.status >= 500) {
+        logger.error("Request failed", { request_id: requestId, error: err.message });
+      }
+      return c.json(toBody(err), err.status);
+    }
+    logger.error("Request failed with an unexpected error", {
+      request_id: requestId,
+      error: err.message,
+      error_name: err.name,
+    });
+    return c.json(
+      {
+        error: {
+          message: "Internal error: the gateway could not handle the request",
+          type: "api_error",
+        },
+      },
+      500,
+    );
+  };
+}
+
+/** The JSON body for an unknown route. */
+export function notFoundBody(method: string, path: string): ErrorBody {
+  return {
+    error: { message: `Not found: no route for ${method} ${path}`, type: "not_found_error" },
+  };
+}
+
+/** The JSON body of an error, as the error handler sends it. */
+export function toBody(err: ApiError): ErrorBody {
+  const error: ErrorBody["error"] = { message: err.message, type: err.type };
+  if (err.code) error.code = err.code;
+  if (err.param) error.param = err.param;
+  if (err.details) error.details = err.details;
+  if (err.jobId) error.job_id = err.jobId;
+  return { error };
+}
+
+function defaultType(status: number): string {
+  if (status === 401) return "authentication_error";
+  if (status === 404) return "not_found_error";
+  if (status < 500) return "invalid_request_error";
+  return "api_error";
+}

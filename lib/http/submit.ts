@@ -1,0 +1,119 @@
+/** What the front door does with a chat message: check it, write it, and queue it in turn. */
+import { errorMessage } from "../core/error_message.ts";
+import { type Backend, chooseBackend } from "../core/backends.ts";
+import type { ChatRequest } from "./chat_request.ts";
+import { ApiError } from "./errors.ts";
+import { ensureWorkerAlive } from "./worker_status.ts";
+import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "../core/jobs.ts";
+import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
+import { scopedConversationId } from "../core/owners.ts";
+import { laneFor } from "../core/queue.ts";
+import type { Services } from "../core/services.ts";
+import { advanceTurn, scheduleLineCheck, unblockLine } from "../core/turns.ts";
+
+/** What `POST /chat` answers. */
+export interface ChatAccepted {
+  job_id: string;
+  conversation_id: string;
+  status: Job["status"];
+  route: string;
+  model: string;
+  priority: Job["priority"];
+  history_messages: number;
+  /** Unfinished jobs of this conversation ahead of this one. */
+  waiting_behind: boolean;
+}
+
+/** A job to submit, from `POST /chat` or `POST /v1/chat/completions`. */
+export interface JobSpec {
+  /** The client's conversation id; for a stateless job, any unique id. */
+  conversationId: string;
+  /** The caller's owner id (see lib/owners.ts), when API keys are configured. */
+  owner?: string;
+  userMessage: ChatMessage;
+  priority: Priority;
+  /** The backend to use; default chosen by content (images go to a backend that takes them). */
+  backend?: Backend;
+  recordFields?: Omit<NonNullable<NewJobOptions["recordFields"]>, "owner">;
+}
+
+/** Submits a `POST /chat` request. */
+export function submitChat(
+  services: Services,
+  request: ChatRequest,
+  owner?: string,
+): Promise<ChatAccepted> {
+  return submitJob(services, {
+    conversationId: request.conversationId,
+    owner,
+    userMessage: userMessage(request.userMessage, request.imageUrls),
+    priority: request.priority,
+    recordFields: request.callbackUrl ? { callback_url: request.callbackUrl } : undefined,
+  });
+}
+
+/**
+ * Checks a job against the limits, writes it and puts it in its
+ * conversation's line; the job goes on the queue now if it is first in line.
+ */
+export async function submitJob(services: Services, spec: JobSpec): Promise<ChatAccepted> {
+  const { store, queue, backends, config } = services;
+  const message = spec.userMessage;
+  const messageBytes = jsonBytes([...(spec.recordFields?.context ?? []), message]);
+  if (messageBytes > config.maxMessageBytes) {
+    throw new ApiError(
+      413,
+      `Message too large: ${messageBytes} bytes with its image URLs, over MAX_MESSAGE_BYTES (${config.maxMessageBytes})`,
+      { param: "user_message", code: "message_too_large" },
+    );
+  }
+  await ensureWorkerAlive(services);
+  const stateless = spec.recordFields?.mode === "stateless";
+  const storedId = stateless
+    ? spec.conversationId
+    : scopedConversationId(spec.owner, spec.conversationId);
+  const history = stateless ? [] : (await store.getConversation(storedId))?.messages ?? [];
+  if (jsonBytes(history) + messageBytes > config.conversationMaxBytes) {
+    throw new ApiError(
+      413,
+      `Conversation is full: "${spec.conversationId}" holds ${
+        jsonBytes(history)
+      } bytes and this message would take it over CONVERSATION_MAX_BYTES (${config.conversationMaxBytes}); start a new conversation_id`,
+      { param: "conversation_id", code: "conversation_full" },
+    );
+  }
+
+  const backend = spec.backend ?? chooseBackend(backends, hasImage(message));
+  const job = newJob({
+    conversationId: storedId,
+    route: backend.name,
+    model: backend.model,
+    priority: spec.priority,
+    userMessage: message,
+    ttlDays: config.jobTtlDays,
+    recordFields: { ...spec.recordFields, owner: spec.owner },
+  });
+  const { first } = await store.createJob(job);
+  try {
+    if (first) {
+      await queue.send(laneFor(job.priority), ticketFor(job));
+    } else {
+      await scheduleLineCheck(services, job);
+    }
+  } catch (err) {
+    await store.failJob(job.job_id, `Could not be enqueued: ${errorMessage(err)}`);
+    if (first) await advanceTurn(services, job.conversation_id, job.job_id).catch(() => {});
+    throw new ApiError(503, `Cannot enqueue job: ${errorMessage(err)}`, { cause: err });
+  }
+  if (!first) await unblockLine(services, job.conversation_id);
+  return {
+    job_id: job.job_id,
+    conversation_id: spec.conversationId,
+    status: job.status,
+    route: job.route,
+    model: job.model,
+    priority: job.priority,
+    history_messages: history.length,
+    waiting_behind: !first,
+  };
+}

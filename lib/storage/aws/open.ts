@@ -1,0 +1,25 @@
+/** The services on DynamoDB and SQS. */
+import { backendsFromConfig } from "../../core/backends.ts";
+import type { Config } from "../../core/config.ts";
+import type { Services } from "../../core/services.ts";
+import { createAwsClients } from "./clients.ts";
+import { DynamoStore } from "./dynamo_store.ts";
+import { SqsJobQueue } from "./sqs_queue.ts";
+
+/** Builds the AWS services for a configuration; no connection is opened until first used. */
+export function openAwsServices(config: Config): Services {
+  const clients = createAwsClients(config);
+  return {
+    config,
+    store: new DynamoStore(clients.documents, {
+      conversations: config.conversationsTable,
+      jobs: config.jobsTable,
+    }),
+    queue: new SqsJobQueue(clients.sqs, {
+      priority: config.priorityQueue,
+      default: config.jobsQueue,
+    }),
+    backends: backendsFromConfig(config),
+    close: () => clients.destroy(),
+  };
+}

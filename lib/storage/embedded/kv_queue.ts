@@ -1,0 +1,187 @@
+/**
+ * The job queue in a local Deno KV file, with SQS's semantics: messages hidden
+ * while in flight, a receive count, and a dead-letter lane past the limit.
+ * Deno KV's own queue does not deliver promptly across processes, so this one
+ * is meant for a single process: long polls are woken in-process.
+ */
+import type { JobTicket } from "../../core/jobs.ts";
+import type {
+  DeadLetterOptions,
+  JobQueue,
+  Lane,
+  QueueDepth,
+  ReceivedJob,
+  ReceiveOptions,
+  SendOptions,
+} from "../../core/queue.ts";
+
+/** One message as stored. */
+interface Entry {
+  ticket: JobTicket;
+  receiveCount: number;
+  /** Epoch ms from which the message may be received. */
+  visibleAt: number;
+  /** Changes on every receive, so a stale handle cannot delete a redelivered message. */
+  receipt: string;
+}
+
+/** How a received message finds its entry again. */
+interface Receipt {
+  key: Deno.KvKey;
+  token: string;
+}
+
+/** Longest sleep between scans while long-polling, for messages that become visible by time. */
+const MAX_SCAN_INTERVAL_MS = 1000;
+
+/** Options for {@linkcode KvJobQueue}. */
+export interface KvJobQueueOptions {
+  /** Deliveries after which a message moves to the dead-letter lane. */
+  maxReceiveCount: number;
+}
+
+/** A {@linkcode JobQueue} on Deno KV with a dead-letter lane per lane. */
+export class KvJobQueue implements JobQueue {
+  #kv: Deno.Kv;
+  #maxReceiveCount: number;
+  #wake = new EventTarget();
+  #sequence = 0;
+
+  constructor(kv: Deno.Kv, options: KvJobQueueOptions) {
+    this.#kv = kv;
+    this.#maxReceiveCount = options.maxReceiveCount;
+  }
+
+  async send(lane: Lane, ticket: JobTicket, options: SendOptions = {}): Promise<void> {
+    // Time first, then a counter: messages are received in the order they were sent.
+    const now = Date.now();
+    const key = ["queue", lane, now, this.#sequence++, crypto.randomUUID()];
+    const delayMs = Math.max(0, options.delaySeconds ?? 0) * 1000;
+    const entry: Entry = {
+      ticket,
+      receiveCount: 0,
+      visibleAt: delayMs > 0 ? now + delayMs : 0,
+      receipt: "",
+    };
+    await this.#kv.set(key, entry);
+    this.#wake.dispatchEvent(new Event(lane));
+  }
+
+  async receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]> {
+    const deadline = Date.now() + options.waitSeconds * 1000;
+    while (true) {
+      const { taken, nextVisibleAt } = await this.#take(lane, options);
+      const now = Date.now();
+      if (taken.length > 0 || now >= deadline || options.signal?.aborted) return taken;
+      const until = Math.min(deadline, nextVisibleAt ?? Infinity, now + MAX_SCAN_INTERVAL_MS);
+      await this.#sleep(lane, until - now, options.signal);
+    }
+  }
+
+  async delete(message: ReceivedJob): Promise<void> {
+    const { key, token } = parseReceipt(message.receipt);
+    const entry = await this.#kv.get<Entry>(key);
+    if (entry.value?.receipt !== token) return;
+    await this.#kv.atomic().check(entry).delete(key).commit();
+  }
+
+  async returnAfter(message: ReceivedJob, seconds: number): Promise<void> {
+    const { key, token } = parseReceipt(message.receipt);
+    const entry = await this.#kv.get<Entry>(key);
+    if (entry.value?.receipt !== token) return;
+    const visibleAt = Date.now() + seconds * 1000;
+    await this.#kv.atomic().check(entry).set(key, { ...entry.value, visibleAt }).commit();
+    if (seconds === 0) this.#wake.dispatchEvent(new Event(message.lane));
+  }
+
+  async deadLetter(message: ReceivedJob): Promise<void> {
+    const { key, token } = parseReceipt(message.receipt);
+    const entry = await this.#kv.get<Entry>(key);
+    if (entry.value?.receipt !== token) return;
+    await this.#kv.atomic().check(entry).delete(key)
+      .set(["dead", ...key.slice(1)], { ...entry.value, visibleAt: 0 }).commit();
+  }
+
+  maxReceiveCount(_lane: Lane): Promise<number | undefined> {
+    return Promise.resolve(this.#maxReceiveCount);
+  }
+
+  async depth(lane: Lane): Promise<QueueDepth> {
+    const now = Date.now();
+    const depth: QueueDepth = { waiting: 0, in_flight: 0, dead: 0 };
+    for await (const entry of this.#kv.list<Entry>({ prefix: ["queue", lane] })) {
+      if (entry.value.visibleAt <= now) depth.waiting++;
+      else depth.in_flight++;
+    }
+    for await (const _ of this.#kv.list({ prefix: ["dead", lane] })) depth.dead++;
+    return depth;
+  }
+
+  async receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
+    const tickets: JobTicket[] = [];
+    const now = Date.now();
+    for await (const entry of this.#kv.list<Entry>({ prefix: ["dead", lane] })) {
+      if (tickets.length >= options.maxMessages) break;
+      if (entry.value.visibleAt > now) continue;
+      const hidden = { ...entry.value, visibleAt: now + options.hideSeconds * 1000 };
+      if ((await this.#kv.atomic().check(entry).set(entry.key, hidden).commit()).ok) {
+        tickets.push(entry.value.ticket);
+      }
+    }
+    return tickets;
+  }
+
+  /** Takes up to `maxMessages` visible messages, moving those past the limit to the dead lane. */
+  async #take(lane: Lane, options: ReceiveOptions) {
+    const taken: ReceivedJob[] = [];
+    let nextVisibleAt: number | undefined;
+    const now = Date.now();
+    for await (const entry of this.#kv.list<Entry>({ prefix: ["queue", lane] })) {
+      if (taken.length >= options.maxMessages) break;
+      if (entry.value.visibleAt > now) {
+        nextVisibleAt = Math.min(nextVisibleAt ?? Infinity, entry.value.visibleAt);
+        continue;
+      }
+      if (entry.value.receiveCount >= this.#maxReceiveCount) {
+        const deadKey = ["dead", ...entry.key.slice(1)];
+        await this.#kv.atomic().check(entry).delete(entry.key)
+          .set(deadKey, { ...entry.value, visibleAt: 0 }).commit();
+        continue;
+      }
+      const next: Entry = {
+        ...entry.value,
+        receiveCount: entry.value.receiveCount + 1,
+        visibleAt: now + options.visibilitySeconds * 1000,
+        receipt: crypto.randomUUID(),
+      };
+      // A failed check means another receiver took it first: skip it.
+      if (!(await this.#kv.atomic().check(entry).set(entry.key, next).commit()).ok) continue;
+      taken.push({
+        lane,
+        ticket: next.ticket,
+        receiveCount: next.receiveCount,
+        receipt: JSON.stringify({ key: entry.key, token: next.receipt } satisfies Receipt),
+      });
+    }
+    return { taken, nextVisibleAt };
+  }
+
+  /** Waits `ms`, or less when a message is sent or released on the lane, or on abort. */
+  #sleep(lane: Lane, ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#wake.removeEventListener(lane, done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.#wake.addEventListener(lane, done);
+      signal?.addEventListener("abort", done);
+    });
+  }
+}
+
+function parseReceipt(receipt: string): Receipt {
+  return JSON.parse(receipt) as Receipt;
+}

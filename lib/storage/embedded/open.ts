@@ -1,0 +1,19 @@
+/** The services in a local Deno KV file. */
+import { backendsFromConfig } from "../../core/backends.ts";
+import type { Config } from "../../core/config.ts";
+import type { Services } from "../../core/services.ts";
+import { KvJobQueue } from "./kv_queue.ts";
+import { KvStore } from "./kv_store.ts";
+
+/** Opens (or creates) `DATA_DIR/gateway.sqlite3` and builds the services on it. */
+export async function openEmbeddedServices(config: Config): Promise<Services> {
+  await Deno.mkdir(config.dataDir, { recursive: true });
+  const kv = await Deno.openKv(`${config.dataDir}/gateway.sqlite3`);
+  return {
+    config,
+    store: new KvStore(kv),
+    queue: new KvJobQueue(kv, { maxReceiveCount: config.maxAttempts }),
+    backends: backendsFromConfig(config),
+    close: () => kv.close(),
+  };
+}

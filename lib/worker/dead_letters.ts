@@ -1,0 +1,72 @@
+/**
+ * Jobs whose message reached a dead-letter queue without the worker giving
+ * them up. SQS moves a message there by itself once it has been delivered
+ * `maxReceiveCount` times: when the worker running its last delivery died,
+ * say. No code of ours runs then, so the worker looks through the dead-letter
+ * queues now and then, fails each such job with its reason and hands its
+ * conversation's turn on. The messages stay where they are, for a redrive.
+ */
+import { errorMessage } from "../core/error_message.ts";
+import { notifyCallback } from "./callbacks.ts";
+import type { Logger } from "../core/log.ts";
+import { type Lane, LANES } from "../core/queue.ts";
+import type { Services } from "../core/services.ts";
+import { isFinished } from "../core/store.ts";
+import { advanceTurn } from "../core/turns.ts";
+
+/** Messages read per sweep and lane at most, so a huge dead-letter queue costs a bounded amount each time. */
+const MAX_PER_SWEEP = 100;
+const BATCH = 10;
+
+/** Options for {@linkcode sweepDeadLetters}. */
+export interface SweepOptions {
+  logger: Logger;
+  /** Each lane's delivery limit, for the reason given. */
+  maxReceiveCount: Record<Lane, number>;
+}
+
+/** Looks through each lane's dead-letter queue once; returns how many jobs it gave up. */
+export async function sweepDeadLetters(services: Services, options: SweepOptions): Promise<number> {
+  const { queue, store, config } = services;
+  let givenUp = 0;
+  for (const lane of LANES) {
+    for (let read = 0; read < MAX_PER_SWEEP;) {
+      const tickets = await queue.receiveDeadLetters(lane, {
+        maxMessages: BATCH,
+        // Hidden until the next sweep, so this one pages through the whole queue.
+        hideSeconds: config.deadLetterSweepSeconds,
+      });
+      if (tickets.length === 0) break;
+      read += tickets.length;
+      for (const ticket of tickets) {
+        if (!ticket.job_id || ticket.line_check) continue;
+        const job = await store.getJob(ticket.job_id);
+        if (!job || isFinished(job)) continue;
+        const reason = `Gave up: delivered ${
+          options.maxReceiveCount[lane]
+        } times without finishing; its message is in the ${lane} dead-letter queue`;
+        await store.failJob(job.job_id, reason);
+        await advanceTurn(services, ticket.conversation_id, job.job_id, ticket);
+        givenUp++;
+        options.logger.error("Job given up from the dead-letter queue", {
+          job_id: job.job_id,
+          lane,
+          error: reason,
+        });
+        // Not awaited: a slow receiver must not hold up the sweep.
+        notifyCallback(job, {
+          services,
+          logger: options.logger,
+          signal: AbortSignal.timeout(60_000),
+        })
+          .catch((err) =>
+            options.logger.warn("Callback not delivered", {
+              job_id: job.job_id,
+              error: errorMessage(err),
+            })
+          );
+      }
+    }
+  }
+  return givenUp;
+}

@@ -1,0 +1,287 @@
+/** Runs one received job: claim, history, backend call, atomic append, and what to do when it fails. */
+import { errorMessage } from "../core/error_message.ts";
+import { backendNamed } from "../core/backends.ts";
+import { ImageError, inlineImages } from "./images.ts";
+import { BackendError, chatCompletion } from "./llm_client.ts";
+import type { Logger } from "../core/log.ts";
+import { type ChatMessage, jsonBytes, withoutImages } from "../core/messages.ts";
+import { isStateless, type Job } from "../core/jobs.ts";
+import type { ReceivedJob } from "../core/queue.ts";
+import type { Services } from "../core/services.ts";
+import { sleep } from "../core/sleep.ts";
+import { JobNotFoundError, type StartResult } from "../core/store.ts";
+import { advanceTurn, unblockLine } from "../core/turns.ts";
+import { notifyCallback } from "./callbacks.ts";
+import { streamedReplyWriter } from "./streamed_reply.ts";
+
+/** What {@linkcode runJob} needs besides the message. */
+export interface RunJobContext {
+  services: Services;
+  logger: Logger;
+  /** Deliveries after which the queue moves the message to its dead-letter queue. */
+  maxReceiveCount: number;
+  /** Aborted when the worker stops and can wait no longer: the job is handed back. */
+  signal: AbortSignal;
+  /**
+   * Tells the worker to stop holding the message (its heartbeat keeps held
+   * messages hidden); called just before the message is deleted, returned or
+   * dead-lettered, so no heartbeat hides it again afterwards.
+   */
+  stopHolding?: () => void;
+  /**
+   * Waits for a free place at the route's backend and returns its release.
+   * The worker holds more jobs than the backends run, so store and queue work
+   * overlaps with model calls; only the call itself takes a place.
+   */
+  backendPlace?: (route: string) => Promise<() => void>;
+}
+
+/** How a job run ended. */
+export type RunOutcome =
+  | "succeeded"
+  | "failed"
+  | "retrying"
+  | "interrupted"
+  | "duplicate"
+  | "line_checked"
+  | "missing"
+  | "unreadable";
+
+/** What each ending does, in this order: hand the turn on, stop holding, settle the message. */
+export const ENDINGS: Readonly<
+  Record<RunOutcome, { handOn: boolean; message: "delete" | "dead_letter" | "return" }>
+> = {
+  succeeded: { handOn: true, message: "delete" },
+  failed: { handOn: true, message: "dead_letter" },
+  retrying: { handOn: false, message: "return" },
+  interrupted: { handOn: false, message: "return" },
+  // A run that finished the job may have stopped before it handed the turn on.
+  duplicate: { handOn: true, message: "delete" },
+  line_checked: { handOn: false, message: "delete" },
+  missing: { handOn: true, message: "dead_letter" },
+  unreadable: { handOn: false, message: "dead_letter" },
+};
+
+/** A failure that no retry can mend: the job is given up at once. */
+export class PermanentJobError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PermanentJobError";
+  }
+}
+
+/** DynamoDB's item limit is 400 KB; this leaves room for the item's other attributes. */
+const CONVERSATION_HARD_LIMIT_BYTES = 390_000;
+
+/** Runs a job and settles its message: deleted on success, returned for a retry, or dead-lettered. */
+export async function runJob(message: ReceivedJob, context: RunJobContext): Promise<RunOutcome> {
+  const { store, config } = context.services;
+  const { job_id: jobId, conversation_id: conversationId } = message.ticket;
+  const delivery = message.receiveCount;
+  const fields = { job_id: jobId, lane: message.lane, delivery };
+
+  /**
+   * The one way out, whose order is the correctness rule: the turn is handed
+   * on before the message goes, so if that fails the redelivered message finds
+   * the job finished and hands it on again; and the worker stops holding the
+   * message before it is settled, so its heartbeat cannot hide it again.
+   */
+  const finish = async (outcome: RunOutcome, returnAfterSeconds = 0): Promise<RunOutcome> => {
+    const ending = ENDINGS[outcome];
+    if (ending.handOn) {
+      await advanceTurn(context.services, conversationId, jobId, message.ticket);
+    }
+    context.stopHolding?.();
+    const { queue } = context.services;
+    if (ending.message === "delete") await queue.delete(message);
+    else if (ending.message === "dead_letter") await queue.deadLetter(message);
+    else await queue.returnAfter(message, returnAfterSeconds);
+    return outcome;
+  };
+
+  if (!jobId) {
+    context.logger.error("Unreadable message moved to the dead-letter queue", fields);
+    return await finish("unreadable");
+  }
+  if (message.ticket.line_check) {
+    await unblockLine(context.services, conversationId, { lineCheck: true });
+    return await finish("line_checked");
+  }
+
+  // The history is read alongside the claim: this job is only on the queue once
+  // the job before it in its conversation has finished, so the history is complete.
+  const readHistory = () => {
+    const read = message.ticket.stateless
+      ? Promise.resolve([])
+      : store.getConversation(conversationId).then((c) => c?.messages ?? []);
+    read.catch(() => {}); // awaited below only when the claim succeeds
+    return read;
+  };
+  let history = readHistory();
+  let claim;
+  try {
+    claim = await store.startJob(jobId, config.visibilityTimeoutSeconds * 1000);
+    if (claim.state === "busy") {
+      context.logger.info("Job is held by another run; waiting for it to finish or lapse", fields);
+      claim = await waitForClaim(jobId, claim.leaseUntil, context);
+      history = readHistory();
+    }
+  } catch (err) {
+    if (!(err instanceof JobNotFoundError)) throw err;
+    context.logger.error("Job record missing; message moved to the dead-letter queue", fields);
+    return await finish("missing");
+  }
+  if (claim.state === "finished") {
+    context.logger.info("Job already finished or canceled; dropping this delivery", fields);
+    return await finish("duplicate");
+  }
+  if (claim.state === "busy") {
+    // Only when the worker is stopping: the message goes back for another worker.
+    return await finish("interrupted");
+  }
+
+  const job = claim.job;
+  const started = performance.now();
+  try {
+    const { reply, historyCount } = await askBackend(job, await history, context);
+    const result = await store.completeJob(job, reply);
+    await finish("succeeded");
+    context.logger.info("Job succeeded", {
+      ...fields,
+      route: job.route,
+      history_messages: historyCount,
+      ms: Math.round(performance.now() - started),
+      already_completed: result === "already_completed" || undefined,
+    });
+    await notifyCallback(job, context);
+    return "succeeded";
+  } catch (err) {
+    const reason = errorMessage(err);
+    if (context.signal.aborted) {
+      await store.retryJob(jobId, "Interrupted: the worker stopped before the job finished");
+      context.logger.warn("Job interrupted by shutdown; returned for another worker", fields);
+      return await finish("interrupted");
+    }
+    // The queue will not deliver this message again after its last permitted delivery.
+    if (!isRetryable(err) || delivery >= context.maxReceiveCount) {
+      const why = isRetryable(err)
+        ? `Gave up after ${job.attempts} attempts: ${reason}`
+        : `Failed for good: ${reason}`;
+      await store.failJob(jobId, why);
+      await finish("failed");
+      context.logger.error("Job failed; message moved to the dead-letter queue", {
+        ...fields,
+        error: why,
+      });
+      await notifyCallback(job, context);
+      return "failed";
+    }
+    const delay = retryDelaySeconds(
+      job.attempts,
+      config.retryDelaySeconds,
+      config.retryMaxDelaySeconds,
+    );
+    await store.retryJob(
+      jobId,
+      `Attempt ${job.attempts} failed (delivery ${delivery} of ${context.maxReceiveCount}): ${reason}`,
+    );
+    context.logger.warn("Job attempt failed; will retry", {
+      ...fields,
+      error: reason,
+      retry_in_s: delay,
+    });
+    return await finish("retrying", delay);
+  }
+}
+
+/**
+ * Another run holds the job's lease: a duplicate delivery, or a run whose
+ * worker died. The message is kept (the heartbeat keeps it hidden) rather
+ * than put back, since putting it back would spend one of its deliveries.
+ * Ends when the job finishes (this delivery is a duplicate), when the lease
+ * lapses (the holder died: this delivery runs it), or when the worker stops.
+ */
+async function waitForClaim(
+  jobId: string,
+  leaseUntil: number,
+  context: RunJobContext,
+): Promise<StartResult> {
+  const { store, config } = context.services;
+  let claim: StartResult = { state: "busy", leaseUntil };
+  while (claim.state === "busy" && !context.signal.aborted) {
+    const waitMs = Math.min(
+      Math.max(100, claim.leaseUntil - Date.now() + 100),
+      config.visibilityTimeoutSeconds * 1000,
+    );
+    await sleep(waitMs, context.signal);
+    if (context.signal.aborted) break;
+    claim = await store.startJob(jobId, config.visibilityTimeoutSeconds * 1000);
+  }
+  return claim;
+}
+
+/** The delay before the next attempt: the base doubled for each attempt so far, up to a ceiling. */
+export function retryDelaySeconds(
+  attempt: number,
+  baseSeconds: number,
+  maxSeconds: number,
+): number {
+  return Math.min(maxSeconds, baseSeconds * 2 ** Math.max(0, attempt - 1));
+}
+
+/** Whether another attempt could succeed. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof PermanentJobError || err instanceof ImageError) return false;
+  if (err instanceof BackendError) return err.retryable;
+  return true;
+}
+
+async function askBackend(
+  job: Job,
+  history: ChatMessage[],
+  context: RunJobContext,
+): Promise<{ reply: ChatMessage; historyCount: number }> {
+  const { backends, config } = context.services;
+  const backend = backendNamed(backends, job.route);
+  if (!backend) throw new PermanentJobError(`No backend named "${job.route}" is configured`);
+  const messages = [
+    ...(job.context ?? []),
+    ...recentHistory(history, config.historyMaxMessages),
+    job.user_message,
+  ];
+  const prepared = backend.images
+    ? await inlineImages(messages, {
+      maxBytes: config.imageMaxBytes,
+      timeoutMs: config.imageTimeoutMs,
+      allowedHosts: config.imageAllowedHosts,
+    })
+    : withoutImages(messages);
+  const release = await (context.backendPlace?.(job.route) ?? Promise.resolve(() => {}));
+  let reply: ChatMessage;
+  try {
+    reply = await chatCompletion(backend, prepared, {
+      model: job.model,
+      timeoutMs: config.llmTimeoutMs,
+      signal: context.signal,
+      params: job.params,
+      onText: job.stream ? streamedReplyWriter(job.job_id, context) : undefined,
+    });
+  } finally {
+    release();
+  }
+  const bytes = jsonBytes([...history, job.user_message, reply]);
+  if (!isStateless(job) && bytes > CONVERSATION_HARD_LIMIT_BYTES) {
+    throw new PermanentJobError(
+      `Cannot store the reply: conversation "${job.conversation_id}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
+    );
+  }
+  return { reply, historyCount: history.length };
+}
+
+/** The last `max` messages, starting at a user message so no reply comes without its question. */
+export function recentHistory(history: readonly ChatMessage[], max: number): ChatMessage[] {
+  if (max <= 0) return [];
+  const recent = history.slice(-max);
+  const firstUser = recent.findIndex((m) => m.role === "user");
+  return firstUser < 0 ? [] : recent.slice(firstUser);
+}

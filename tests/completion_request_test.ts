@@ -1,0 +1,192 @@
+import assert from "node:assert/strict";
+import { ApiError, type FieldProblem } from "../lib/http/errors.ts";
+import { parseCompletionRequest } from "../lib/http/completion_request.ts";
+
+/** The problems a rejected body yields; fails the test if the body is accepted. */
+function problemsOf(body: unknown): FieldProblem[] {
+  try {
+    parseCompletionRequest(body);
+  } catch (err) {
+    assert.ok(err instanceof ApiError, "the error is an ApiError");
+    assert.equal(err.status, 400);
+    assert.equal(err.code, "invalid_field");
+    return err.details ?? [];
+  }
+  assert.fail("the body was accepted");
+}
+
+Deno.test("parseCompletionRequest() parses a plain request with defaults", () => {
+  const request = parseCompletionRequest({
+    model: "llama3",
+    messages: [
+      { role: "system", content: "Be brief" },
+      { role: "user", content: "Hi" },
+    ],
+  });
+  assert.deepEqual(request, {
+    model: "llama3",
+    messages: [
+      { role: "system", content: "Be brief" },
+      { role: "user", content: "Hi" },
+    ],
+    stream: false,
+    params: {},
+  });
+});
+
+Deno.test("parseCompletionRequest() accepts a request without a model", () => {
+  const request = parseCompletionRequest({ messages: [{ role: "user", content: "Hi" }] });
+  assert.equal(request.model, undefined);
+  assert.equal("model" in request, false);
+});
+
+Deno.test("parseCompletionRequest() turns content parts with an image into ours, dropping unknown fields", () => {
+  const request = parseCompletionRequest({
+    model: "llava",
+    messages: [{
+      role: "user",
+      name: "ada",
+      cache_hint: true,
+      content: [
+        { type: "text", text: "What is this?", annotations: [] },
+        { type: "image_url", image_url: { url: "data:image/png;base64,AAAA", detail: "high" } },
+      ],
+    }],
+  });
+  assert.deepEqual(request.messages, [{
+    role: "user",
+    content: [
+      { type: "text", text: "What is this?" },
+      { type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } },
+    ],
+  }]);
+});
+
+Deno.test("parseCompletionRequest() tolerates extra top-level fields and keeps sampling settings", () => {
+  const request = parseCompletionRequest({
+    model: "llama3",
+    messages: [{ role: "user", content: "Hi" }],
+    stream: true,
+    stream_options: { include_usage: true },
+    user: "user-42",
+    seed: 7,
+    frequency_penalty: 0.5,
+    temperature: 0.2,
+    top_p: 0.9,
+    max_tokens: 256,
+    stop: ["\n\n", "END"],
+  });
+  assert.deepEqual(request, {
+    model: "llama3",
+    messages: [{ role: "user", content: "Hi" }],
+    stream: true,
+    params: { temperature: 0.2, top_p: 0.9, max_tokens: 256, stop: ["\n\n", "END"] },
+  });
+});
+
+Deno.test("parseCompletionRequest() maps max_completion_tokens to max_tokens unless max_tokens is given", () => {
+  const messages = [{ role: "user", content: "Hi" }];
+  assert.deepEqual(
+    parseCompletionRequest({ messages, max_completion_tokens: 100 }).params,
+    { max_tokens: 100 },
+  );
+  assert.deepEqual(
+    parseCompletionRequest({ messages, max_tokens: 50, max_completion_tokens: 100 }).params,
+    { max_tokens: 50 },
+  );
+});
+
+Deno.test("parseCompletionRequest() turns a developer message into a system message", () => {
+  const request = parseCompletionRequest({
+    messages: [{ role: "developer", content: "Answer in French" }, {
+      role: "user",
+      content: "Hi",
+    }],
+  });
+  assert.deepEqual(request.messages[0], { role: "system", content: "Answer in French" });
+});
+
+Deno.test("parseCompletionRequest() lists every problem of a bad request with its field", async (t) => {
+  await t.step("top-level fields", () => {
+    const problems = problemsOf({ messages: "hi", temperature: 5 });
+    assert.deepEqual(problems, [
+      { param: "messages", message: "must be an array of messages" },
+      { param: "temperature", message: "must be between 0 and 2" },
+    ]);
+  });
+
+  await t.step("nested fields", () => {
+    const problems = problemsOf({
+      messages: [
+        {
+          role: "user",
+          content: [{ type: "text", text: 3 }, { type: "image_url", image_url: {} }],
+        },
+        { role: "robot", content: "x" },
+        { role: "user" },
+      ],
+      top_p: 2,
+      max_tokens: 1.5,
+      stop: ["a", "b", "c", "d", "e"],
+    });
+    assert.deepEqual(problems.map((p) => p.param), [
+      "messages[0].content[0].text",
+      "messages[0].content[1].image_url.url",
+      "messages[1].role",
+      "messages[2].content",
+      "top_p",
+      "max_tokens",
+      "stop",
+    ]);
+    assert.equal(problems[1].message, "is required");
+    assert.equal(problems[3].message, "is required");
+  });
+
+  await t.step("the whole body", () => {
+    assert.deepEqual(problemsOf([]), [{ param: "body", message: "must be a JSON object" }]);
+    assert.deepEqual(problemsOf({ messages: [] }), [
+      { param: "messages", message: "must hold at least one message" },
+    ]);
+  });
+});
+
+Deno.test("parseCompletionRequest() rejects a conversation whose last message is not from the user", () => {
+  const problems = problemsOf({
+    messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello" }],
+  });
+  assert.equal(problems.length, 1);
+  assert.equal(problems[0].param, "messages[1].role");
+  assert.match(problems[0].message, /must be "user"/);
+});
+
+Deno.test("parseCompletionRequest() reports the last-message rule alongside other problems", () => {
+  const problems = problemsOf({
+    messages: [{ role: "user", content: 5 }, { role: "system", content: "x" }],
+  });
+  assert.deepEqual(problems.map((p) => p.param), ["messages[0].content", "messages[1].role"]);
+});
+
+Deno.test("parseCompletionRequest() rejects tool messages and null content", () => {
+  const problems = problemsOf({
+    messages: [
+      { role: "user", content: "What is the weather?" },
+      { role: "assistant", content: null, tool_calls: [{ id: "call_1" }] },
+      { role: "tool", content: "Sunny", tool_call_id: "call_1" },
+      { role: "user", content: "Thanks" },
+    ],
+  });
+  assert.deepEqual(problems, [
+    { param: "messages[1].content", message: "must not be null: tool calls are not supported" },
+    { param: "messages[2].role", message: "tool messages are not supported" },
+  ]);
+});
+
+Deno.test("parseCompletionRequest() summarises the problems in the error message", () => {
+  assert.throws(
+    () => parseCompletionRequest({ messages: [{ role: "tool", content: "x" }] }),
+    (err: unknown) =>
+      err instanceof ApiError &&
+      err.message === "Invalid request: messages[0].role: tool messages are not supported" &&
+      err.param === "messages[0].role",
+  );
+});

@@ -1,0 +1,116 @@
+/**
+ * The tree tells the architecture: the front door (lib/http, a Lambda in the
+ * cloud) and the worker (lib/worker, on the user's machine) share only what is
+ * in lib/core, lib/storage and lib/outbound. This reads the real module graph
+ * with `deno info --json` and fails on any import that crosses a line.
+ */
+import assert from "node:assert/strict";
+import { PROJECT_DIR } from "./support/child_deno.ts";
+
+/** One module of lib/ and the lib/ modules it imports directly. */
+interface Edge {
+  from: string;
+  to: string;
+}
+
+/** Which folders of lib/ each folder may not import. */
+const FORBIDDEN: Record<string, string[]> = {
+  "http": ["worker"],
+  "worker": ["http"],
+  "core": ["http", "worker", "storage", "outbound"],
+  "outbound": ["http", "worker", "storage"],
+  "storage": ["http", "worker", "outbound"],
+};
+
+async function libFiles(dir = `${PROJECT_DIR}/lib`): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) files.push(...await libFiles(path));
+    else if (entry.name.endsWith(".ts")) files.push(path);
+  }
+  return files;
+}
+
+/** Every import between two modules of lib/, as `deno info --json` resolves them. */
+async function libImports(): Promise<Edge[]> {
+  const root = await Deno.makeTempFile({ dir: PROJECT_DIR, prefix: ".layout-", suffix: ".ts" });
+  try {
+    const files = await libFiles();
+    await Deno.writeTextFile(root, files.map((f) => `import "./${relative(f)}";`).join("\n"));
+    const output = await new Deno.Command("deno", {
+      args: ["info", "--json", root],
+      cwd: PROJECT_DIR,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+      modules: {
+        specifier: string;
+        dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
+      }[];
+    };
+    const edges: Edge[] = [];
+    for (const module of graph.modules) {
+      const from = libPath(module.specifier);
+      if (!from) continue;
+      for (const dependency of module.dependencies ?? []) {
+        for (const target of [dependency.code?.specifier, dependency.type?.specifier]) {
+          const to = target && libPath(target);
+          if (to) edges.push({ from, to });
+        }
+      }
+    }
+    return edges;
+  } finally {
+    await Deno.remove(root);
+  }
+}
+
+function relative(path: string): string {
+  return path.slice(PROJECT_DIR.length + 1);
+}
+
+function libPath(specifier: string): string | undefined {
+  const prefix = `file://${PROJECT_DIR}/lib/`;
+  return specifier.startsWith(prefix) ? specifier.slice(prefix.length) : undefined;
+}
+
+function folderOf(path: string): string {
+  return path.split("/")[0];
+}
+
+Deno.test("no module of lib/ imports across the line between the front door and the worker", async () => {
+  const edges = await libImports();
+  assert.ok(edges.length > 50, `the module graph was read (${edges.length} imports)`);
+  const crossing = edges.filter(({ from, to }) =>
+    (FORBIDDEN[folderOf(from)] ?? []).includes(folderOf(to))
+  );
+  assert.deepEqual(
+    crossing.map(({ from, to }) => `${from} imports ${to}`),
+    [],
+    "imports that cross the line",
+  );
+});
+
+Deno.test("the Lambda entry point never reaches the embedded backend or the worker", async () => {
+  const edges = await libImports();
+  const reached = new Set(["http/lambda.ts"]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const { from, to } of edges) {
+      if (reached.has(from) && !reached.has(to)) {
+        reached.add(to);
+        grew = true;
+      }
+    }
+  }
+  assert.ok(reached.has("storage/aws/dynamo_store.ts"), "the walk reached the AWS store");
+  assert.deepEqual(
+    [...reached].filter((path) =>
+      path.startsWith("storage/embedded/") || path.startsWith("worker/")
+    ),
+    [],
+  );
+});
