@@ -82,7 +82,7 @@ backendTest(
     const first = (await gateway.send({ conversation_id: "dlq", user_message: "doomed" })).job_id;
     const second = (await gateway.send({ conversation_id: "dlq", user_message: "next" })).job_id;
     // A worker takes the only permitted delivery of the first job and dies with it.
-    const [taken] = await gateway.services.queue.receive("default", {
+    const [taken] = await gateway.services.queue.receive({ backend: "vllm", lane: "default" }, {
       maxMessages: 1,
       waitSeconds: 0,
       visibilitySeconds: 1,

@@ -104,7 +104,7 @@ Deno.test({
     const clients = createAwsClients(loadConfig(uniqueAwsEnv(emulators)));
     try {
       const queue = new SqsJobQueue(clients.sqs, { priority: "no-such-q", default: "nor-this" });
-      const err = await queue.receive("default", {
+      const err = await queue.receive({ backend: "vllm", lane: "default" }, {
         maxMessages: 1,
         waitSeconds: 0,
         visibilitySeconds: 1,

@@ -1,4 +1,5 @@
 /** What the gateway needs from storage, whichever store backs it. */
+import type { WorkerRecord } from "./catalogue.ts";
 import type { ChatMessage } from "./messages.ts";
 import type { Job } from "./jobs.ts";
 
@@ -65,10 +66,16 @@ export interface Store {
   cancelJob(jobId: string): Promise<Job | undefined>;
   /** Records the reply so far of a running, streamed job. */
   savePartial(jobId: string, text: string): Promise<void>;
-  /** Records that a worker was alive at this moment. */
-  markWorkerSeen(workerId: string): Promise<void>;
-  /** When any worker was last seen. */
-  lastWorkerSeen(): Promise<Date | undefined>;
+  /**
+   * Writes a worker's heartbeat record, replacing its previous one: the
+   * catalogue of what it serves, under its id.
+   */
+  saveWorker(record: WorkerRecord): Promise<void>;
+  /**
+   * Every worker record written in the last day, live or not, in one cheap
+   * read (the front door reads it for each message it routes).
+   */
+  listWorkers(): Promise<WorkerRecord[]>;
 }
 
 /** Thrown when a job record that should exist does not. */

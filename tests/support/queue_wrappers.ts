@@ -9,6 +9,7 @@ import type {
   JobQueue,
   Lane,
   QueueDepth,
+  QueueRef,
   ReceivedJob,
   ReceiveOptions,
   SendOptions,
@@ -16,6 +17,7 @@ import type {
 
 /** One receive as the window saw it. */
 export interface ObservedReceive {
+  backend: string;
   lane: Lane;
   waitSeconds: number;
   /** Epoch ms when it was asked for. */
@@ -46,14 +48,14 @@ export class ObservedQueue implements JobQueue {
       (() => new TypeError("error sending request: Connection refused (os error 111)"));
   }
 
-  async receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]> {
-    const seen: ObservedReceive = { lane, waitSeconds: options.waitSeconds, at: Date.now() };
+  async receive(queue: QueueRef, options: ReceiveOptions): Promise<ReceivedJob[]> {
+    const seen: ObservedReceive = { ...queue, waitSeconds: options.waitSeconds, at: Date.now() };
     this.receives.push(seen);
     if (this.#failuresLeft > 0) {
       this.#failuresLeft--;
       throw this.#failure();
     }
-    const got = await this.#inner.receive(lane, options);
+    const got = await this.#inner.receive(queue, options);
     seen.jobIds = got.map((m) => m.ticket.job_id);
     return got;
   }
@@ -70,13 +72,13 @@ export class ObservedQueue implements JobQueue {
   deadLetter(message: ReceivedJob): Promise<void> {
     return this.#inner.deadLetter(message);
   }
-  maxReceiveCount(lane: Lane): Promise<number | undefined> {
-    return this.#inner.maxReceiveCount(lane);
+  maxReceiveCount(queue: QueueRef): Promise<number | undefined> {
+    return this.#inner.maxReceiveCount(queue);
   }
-  depth(lane: Lane): Promise<QueueDepth> {
-    return this.#inner.depth(lane);
+  depth(queue: QueueRef): Promise<QueueDepth> {
+    return this.#inner.depth(queue);
   }
-  receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
-    return this.#inner.receiveDeadLetters(lane, options);
+  receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]> {
+    return this.#inner.receiveDeadLetters(queue, options);
   }
 }
