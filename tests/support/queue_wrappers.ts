@@ -22,8 +22,10 @@ export interface ObservedReceive {
   waitSeconds: number;
   /** Epoch ms when it was asked for. */
   at: number;
-  /** Job ids it returned, or undefined when it failed. */
+  /** Job ids it returned; undefined while it runs, or when it failed. */
   jobIds?: string[];
+  /** Set when it failed. */
+  failed?: true;
 }
 
 /** Options for {@linkcode ObservedQueue}. */
@@ -53,6 +55,7 @@ export class ObservedQueue implements JobQueue {
     this.receives.push(seen);
     if (this.#failuresLeft > 0) {
       this.#failuresLeft--;
+      seen.failed = true;
       throw this.#failure();
     }
     const got = await this.#inner.receive(queue, options);
