@@ -319,3 +319,27 @@ backendTest(
     }
   },
 );
+
+backendTest(
+  "a backend that stops answering is published as down, with the reason, and its models leave /v1/models",
+  async (_t, start) => {
+    const gateway = await start();
+    await gateway.startWorker({ env: { MODEL_REFRESH_S: "5" } });
+    const health = async () => (await (await gateway.app.request("/healthz")).json()).backends;
+    assert.equal((await health()).ollama.status, "up");
+
+    await gateway.ollama.stop();
+    await eventually(
+      async () => (await health()).ollama.status === "down",
+      "the worker's next check to find Ollama down",
+    );
+    const { ollama, vllm } = await health();
+    assert.match(ollama.error, /^Cannot reach backend "ollama"/);
+    assert.ok(!ollama.error.includes("127.0.0.1"), `no address in ${ollama.error}`);
+    assert.deepEqual(ollama.models, ["test-vision-model"], "the models it served last time");
+    assert.equal(ollama.workers.length, 1, "its worker is still live");
+    assert.equal(vllm.status, "up");
+    const listed = await (await gateway.app.request("/v1/models")).json();
+    assert.deepEqual(listed.data.map((m: { id: string }) => m.id), ["test-text-model"]);
+  },
+);
