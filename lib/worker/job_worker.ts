@@ -15,6 +15,7 @@ import { sweepDeadLetters } from "./dead_letters.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { runJob } from "./job_runner.ts";
 import type { Logger } from "../core/log.ts";
+import { longPollAll } from "./long_poll.ts";
 import { ModelCatalogue } from "./model_catalogue.ts";
 import { OutageTracker, type PauseSchedule } from "./outage.ts";
 import { LANES, type QueueRef, queuesOf, type ReceivedJob } from "../core/queue.ts";
@@ -95,6 +96,8 @@ export class JobWorker {
   #sweeper?: ReturnType<typeof setInterval>;
   #refresher?: ReturnType<typeof setInterval>;
   #sweeping?: Promise<void>;
+  /** The last record write: writes go one after another, so a late heartbeat cannot undo a stop. */
+  #publishing: Promise<unknown> = Promise.resolve();
   #stopped?: Promise<void>;
   #done = Promise.withResolvers<void>();
 
@@ -266,52 +269,13 @@ export class JobWorker {
       await sleep(IDLE_PAUSE_MS, signal);
       return [];
     }
-    const got = await this.#longPollAll(queues, max, wait, signal);
+    const got = await longPollAll(queues, {
+      receive: (queue) => this.#receiveFrom(queue, max, wait, signal),
+      // Another queue answered first: these wait to start like any other.
+      late: (messages) => this.#accept(messages),
+    });
     poller.idle = got.length === 0;
     return got;
-  }
-
-  /**
-   * Long-polls every given queue at once. Answers with the first queue that
-   * brings messages; what the others bring later is taken in as well.
-   * Answers empty once all are done, or throws the first error when none
-   * brought anything.
-   */
-  #longPollAll(
-    queues: readonly QueueRef[],
-    max: number,
-    wait: number,
-    signal: AbortSignal,
-  ): Promise<ReceivedJob[]> {
-    return new Promise((resolve, reject) => {
-      let pending = queues.length;
-      let answered = false;
-      let failure: { error: unknown } | undefined;
-      const settleIfLast = () => {
-        if (--pending > 0 || answered) return;
-        answered = true;
-        if (failure) reject(failure.error);
-        else resolve([]);
-      };
-      for (const queue of queues) {
-        this.#receiveFrom(queue, max, wait, signal).then(
-          (messages) => {
-            if (messages.length > 0 && !answered) {
-              answered = true;
-              resolve(messages);
-            } else if (messages.length > 0) {
-              // Another queue answered first: these wait to start like any other.
-              this.#accept(messages);
-            }
-            settleIfLast();
-          },
-          (err) => {
-            failure ??= { error: err };
-            settleIfLast();
-          },
-        );
-      }
-    });
   }
 
   #receiveFrom(
@@ -432,14 +396,18 @@ export class JobWorker {
    * now once it is stopping), with the latest report of each backend.
    */
   #publish(): Promise<void> {
-    const now = Date.now();
-    const record: WorkerRecord = {
-      worker_id: this.#id,
-      seen_at: new Date(now).toISOString(),
-      live_until: this.#stopping.signal.aborted ? now : now + LIVE_FOR_BEATS * this.#beatEveryMs,
-      backends: this.#catalogue.reports(),
-    };
-    return this.#services.store.saveWorker(record);
+    const write = this.#publishing.then(() => {
+      const now = Date.now();
+      const record: WorkerRecord = {
+        worker_id: this.#id,
+        seen_at: new Date(now).toISOString(),
+        live_until: this.#stopping.signal.aborted ? now : now + LIVE_FOR_BEATS * this.#beatEveryMs,
+        backends: this.#catalogue.reports(),
+      };
+      return this.#services.store.saveWorker(record);
+    });
+    this.#publishing = write.catch(() => {});
+    return write;
   }
 
   /** Asks the backends again what they serve, and publishes the answer at once. */
