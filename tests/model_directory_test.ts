@@ -146,3 +146,12 @@ Deno.test("ModelDirectory.route() refuses images for a model without vision, nam
   assert.equal(blind.status, 400);
   assert.match(blind.message, /No model takes images; no backend serves a model that does/);
 });
+
+Deno.test("ModelDirectory ignores workers that serve only backends the front door does not know", () => {
+  const directory = new ModelDirectory(backends, [
+    worker("w-other", [report("elsewhere", [["m", "completion"]])]),
+  ], NOW);
+  assert.equal(directory.source, "configured_defaults");
+  assert.deepEqual(directory.models().map((m) => m.id), ["qwen-7b"]);
+  assert.equal(apiError(() => directory.route({ model: "m", images: false })).status, 404);
+});

@@ -8,6 +8,7 @@ import { userMessage } from "../lib/core/messages.ts";
 import type { WorkerRecord } from "../lib/core/catalogue.ts";
 import type { JobQueue, QueueDepth, QueueRef, ReceiveOptions } from "../lib/core/queue.ts";
 import { JobNotFoundError, type Store } from "../lib/core/store.ts";
+import { KvJobQueue } from "../lib/storage/embedded/kv_queue.ts";
 import { backendTest } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
 
@@ -426,3 +427,31 @@ backendTest(
     });
   },
 );
+
+Deno.test("KvJobQueue.adoptLegacyMessages() moves messages of the shared-lane layout to their backend's queues", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kv-legacy-" });
+  const kv = await Deno.openKv(`${dir}/gateway.sqlite3`);
+  try {
+    // As the queue stored them before each backend had its own: ["queue", lane, time, n, id].
+    const legacy = (lane: string, n: number, ticket: Record<string, unknown>) =>
+      kv.set(["queue", lane, Date.now(), n, crypto.randomUUID()], {
+        ticket,
+        receiveCount: 0,
+        visibleAt: 0,
+        receipt: "",
+      });
+    await legacy("default", 0, { job_id: "t1", conversation_id: "c", route: "vllm" });
+    await legacy("priority", 1, { job_id: "i1", conversation_id: "c", route: "ollama" });
+    await legacy("default", 2, { job_id: "l1", conversation_id: "c", route: "", line_check: true });
+    const queue = new KvJobQueue(kv, { maxReceiveCount: 3 });
+
+    assert.equal(await queue.adoptLegacyMessages("vllm"), 3);
+    assert.equal(await queue.adoptLegacyMessages("vllm"), 0, "nothing left to move");
+    const ids = async (of: QueueRef) => (await queue.receive(of, now)).map((m) => m.ticket.job_id);
+    assert.deepEqual(await ids({ backend: "vllm", lane: "default" }), ["t1", "l1"]);
+    assert.deepEqual(await ids({ backend: "ollama", lane: "priority" }), ["i1"]);
+  } finally {
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

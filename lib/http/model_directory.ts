@@ -51,7 +51,8 @@ export class ModelDirectory {
 
   constructor(backends: readonly Backend[], workers: readonly WorkerRecord[], now = Date.now()) {
     this.workers = workers;
-    this.#live = workers.filter((w) => isLive(w, now));
+    // A worker serving only backends this front door does not know cannot take its jobs.
+    this.#live = workers.filter((w) => isLive(w, now) && backends.some((b) => serves(w, b)));
     this.source = this.#live.length > 0 ? "workers" : "configured_defaults";
     this.#views = backends.map((backend) => viewOf(backend, workers, now));
   }
