@@ -65,7 +65,7 @@ Deno.test("ModelDirectory.route() sends a named model to the backend a live work
   const directory = new ModelDirectory(backends, [
     worker("w-gpu", [report("gpu", [["qwen-7b", "completion"]])]),
     worker("w-mac", [MAC]),
-  ], NOW);
+  ], { now: NOW });
   const target = directory.route({ model: "llava:7b", images: true });
   assert.deepEqual([target.backend.name, target.model], ["mac", "llava:7b"]);
   assert.equal(directory.source, "workers");
@@ -75,7 +75,7 @@ Deno.test("ModelDirectory.route() prefers a backend that is up when two serve th
   const directory = new ModelDirectory(backends, [
     worker("w-gpu", [report("gpu", [["shared", "completion"]], { status: "down", error: "x" })]),
     worker("w-mac", [report("mac", [["shared", "completion"]])]),
-  ], NOW);
+  ], { now: NOW });
   assert.equal(directory.route({ model: "shared", images: false }).backend.name, "mac");
   assert.deepEqual(directory.models().map((m) => [m.id, m.backend.name]), [["shared", "mac"]]);
 });
@@ -83,7 +83,7 @@ Deno.test("ModelDirectory.route() prefers a backend that is up when two serve th
 Deno.test("ModelDirectory.route() routes without a model by content: text to the first backend, images to the first vision model", () => {
   const directory = new ModelDirectory(backends, [
     worker("w", [report("gpu", [["qwen-7b", "completion"]]), MAC]),
-  ], NOW);
+  ], { now: NOW });
   const text = directory.route({ images: false });
   assert.deepEqual([text.backend.name, text.model], ["gpu", "qwen-7b"]);
   const picture = directory.route({ images: true });
@@ -93,7 +93,7 @@ Deno.test("ModelDirectory.route() routes without a model by content: text to the
 Deno.test("ModelDirectory.route() uses the workers' default model when the configured one is not served", () => {
   const directory = new ModelDirectory(backends, [
     worker("w", [report("gpu", [["llama-70b", "completion"]], { default_model: "llama-70b" })]),
-  ], NOW);
+  ], { now: NOW });
   assert.equal(directory.route({ images: false }).model, "llama-70b");
 });
 
@@ -101,19 +101,19 @@ Deno.test("ModelDirectory.route() routes to a stopped worker's backend by its la
   const directory = new ModelDirectory(backends, [
     worker("w-gpu", [report("gpu", [["qwen-7b", "completion"]])]),
     worker("w-mac", [MAC], { live: false, ageMs: 3_600_000 }),
-  ], NOW);
+  ], { now: NOW });
   assert.equal(directory.route({ model: "llava:7b", images: true }).backend.name, "mac");
   assert.deepEqual(directory.models().map((m) => m.id), ["qwen-7b"]);
   assert.equal(directory.lastSeen(backends[1])?.getTime(), NOW - 3_600_000);
 });
 
 Deno.test("ModelDirectory falls back to the configured models when no worker is live", () => {
-  const directory = new ModelDirectory(backends, [], NOW);
+  const directory = new ModelDirectory(backends, [], { now: NOW });
   assert.equal(directory.source, "configured_defaults");
   assert.deepEqual(directory.models().map((m) => [m.id, m.backend.name]), [["qwen-7b", "gpu"]]);
   assert.equal(directory.route({ model: "qwen-7b", images: false }).backend.name, "gpu");
   const noDefault = apiError(() =>
-    new ModelDirectory([backends[1]], [], NOW).route({ images: false })
+    new ModelDirectory([backends[1]], [], { now: NOW }).route({ images: false })
   );
   assert.equal(noDefault.status, 503);
   assert.match(noDefault.message, /set LLM_MAC_MODEL or start its worker/);
@@ -125,7 +125,7 @@ Deno.test("ModelDirectory.route() answers an unknown model with a 404 model_not_
       report("gpu", [["qwen-7b", "completion"]]),
       report("mac", [], { status: "down", error: 'Cannot reach backend "mac"' }),
     ]),
-  ], NOW);
+  ], { now: NOW });
   const err = apiError(() => directory.route({ model: "llava:7b", images: false }));
   assert.equal(err.status, 404);
   assert.equal(err.code, "model_not_found");
@@ -134,14 +134,14 @@ Deno.test("ModelDirectory.route() answers an unknown model with a 404 model_not_
 });
 
 Deno.test("ModelDirectory.route() refuses images for a model without vision, naming one with it", () => {
-  const directory = new ModelDirectory(backends, [worker("w", [MAC])], NOW);
+  const directory = new ModelDirectory(backends, [worker("w", [MAC])], { now: NOW });
   const err = apiError(() => directory.route({ model: "llama3.2:latest", images: true }));
   assert.equal(err.status, 400);
   assert.equal(err.code, "model_without_vision");
   assert.match(err.message, /"llava:7b" \(backend "mac"\) does/);
   const none = new ModelDirectory(backends, [
     worker("w", [report("gpu", [["qwen-7b", "completion"]])]),
-  ], NOW);
+  ], { now: NOW });
   const blind = apiError(() => none.route({ images: true }));
   assert.equal(blind.status, 400);
   assert.match(blind.message, /No model takes images; no backend serves a model that does/);
@@ -150,7 +150,7 @@ Deno.test("ModelDirectory.route() refuses images for a model without vision, nam
 Deno.test("ModelDirectory ignores workers that serve only backends the front door does not know", () => {
   const directory = new ModelDirectory(backends, [
     worker("w-other", [report("elsewhere", [["m", "completion"]])]),
-  ], NOW);
+  ], { now: NOW });
   assert.equal(directory.source, "configured_defaults");
   assert.deepEqual(directory.models().map((m) => m.id), ["qwen-7b"]);
   assert.equal(apiError(() => directory.route({ model: "m", images: false })).status, 404);

@@ -49,7 +49,12 @@ export class ModelDirectory {
   #views: BackendView[];
   #live: readonly WorkerRecord[];
 
-  constructor(backends: readonly Backend[], workers: readonly WorkerRecord[], now = Date.now()) {
+  constructor(
+    backends: readonly Backend[],
+    workers: readonly WorkerRecord[],
+    options: { now?: number } = {},
+  ) {
+    const now = options.now ?? Date.now();
     this.workers = workers;
     // A worker serving only backends this front door does not know cannot take its jobs.
     this.#live = workers.filter((w) => isLive(w, now) && backends.some((b) => serves(w, b)));

@@ -72,7 +72,7 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
   const directory = await ModelDirectory.read(services);
   const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
   const target = directory.route({ model: spec.model, images });
-  ensureWorkerAlive(config, directory, target.backend);
+  ensureWorkerAlive(target.backend, { directory, config });
   const stateless = spec.recordFields?.mode === "stateless";
   const storedId = stateless
     ? spec.conversationId

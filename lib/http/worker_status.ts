@@ -113,9 +113,8 @@ function backendHealth(
  * `WORKER_STALE_S`: its jobs would only wait.
  */
 export function ensureWorkerAlive(
-  config: Config,
-  directory: ModelDirectory,
   backend: Backend,
+  { directory, config }: { directory: ModelDirectory; config: Config },
 ): void {
   const { stale, seconds_ago } = seen(directory.lastSeen(backend), config);
   if (!stale) return;
