@@ -53,7 +53,7 @@ function partialKey(jobId: string) {
 
 /**
  * How often a streamed reply so far is written, at most: with reads every
- * 30 ms while it runs, pieces reach the client about every 60 ms.
+ * 30 ms while it runs, pieces reach the client about every 70 ms.
  */
 export const PARTIAL_EVERY_MS = 60;
 
