@@ -95,11 +95,21 @@ backendTest(
         const res = await gateway.app.request("/healthz");
         assert.equal(res.status, 200);
         const empty = { waiting: 0, in_flight: 0, dead: 0 };
+        const noWorker = {
+          status: "no_worker",
+          last_seen: null,
+          seconds_ago: null,
+          stale: false,
+          queues: { priority: empty, default: empty },
+          workers: [],
+          models: [],
+        };
         assert.deepEqual(await res.json(), {
           status: "ok",
           backend: gateway.backend,
           queues: { priority: empty, default: empty },
           worker: { last_seen: null, seconds_ago: null, stale: false },
+          backends: { vllm: noWorker, ollama: noWorker },
         });
       },
     );

@@ -46,8 +46,19 @@ Deno.test("chunkObject() has OpenAI's shape", () => {
 });
 
 Deno.test("modelList() has OpenAI's shape", () => {
-  assert.deepEqual(modelList([{ id: "llama3", owned_by: "vllm" }], 1700000000), {
-    object: "list",
-    data: [{ id: "llama3", object: "model", created: 1700000000, owned_by: "vllm" }],
-  });
+  assert.deepEqual(
+    modelList([{ id: "llama3", owned_by: "vllm" }, {
+      id: "llava:7b",
+      owned_by: "mac",
+      created: 1600000000,
+    }], { catalogue: "workers", now: 1700000000 }),
+    {
+      object: "list",
+      data: [
+        { id: "llama3", object: "model", created: 1700000000, owned_by: "vllm" },
+        { id: "llava:7b", object: "model", created: 1600000000, owned_by: "mac" },
+      ],
+      catalogue: "workers",
+    },
+  );
 });

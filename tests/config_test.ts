@@ -11,8 +11,15 @@ Deno.test("loadConfig() has working defaults for a local set-up", () => {
   assert.equal(config.jobsTable, "GatewayJobs");
   assert.equal(config.jobsQueue, "llm-jobs");
   assert.equal(config.priorityQueue, "llm-jobs-priority");
-  assert.equal(config.vllm.baseUrl, "http://localhost:8000/v1");
-  assert.equal(config.ollama.baseUrl, "http://localhost:11434/v1");
+  assert.deepEqual(
+    config.llmBackends.map((b) => [b.name, b.kind, b.baseUrl, b.model, b.concurrency]),
+    [
+      ["vllm", "vllm", "http://localhost:8000/v1", "Qwen/Qwen2.5-1.5B-Instruct", 16],
+      ["ollama", "ollama", "http://localhost:11434/v1", "llava", 2],
+    ],
+    "the two historic entries, text first",
+  );
+  assert.equal(config.modelRefreshSeconds, 60);
   assert.deepEqual(config.awsEndpoints, { dynamodb: undefined, sqs: undefined });
   assert.equal(config.awsCredentials, undefined, "real AWS uses the SDK's own credential chain");
 });
@@ -23,7 +30,7 @@ Deno.test("loadConfig() returns a frozen configuration", () => {
     (config as { port: number }).port = 1;
   }, TypeError);
   assert.throws(() => {
-    (config.vllm as { model: string }).model = "x";
+    (config.llmBackends[0] as { model: string }).model = "x";
   }, TypeError);
 });
 
@@ -94,4 +101,62 @@ Deno.test("loadConfig() reads comma-separated settings trimmed, without empty en
   assert.deepEqual(config.imageAllowedHosts, ["images.example", "127.0.0.1:8080", "[::1]:9000"]);
   assert.deepEqual(config.apiKeys, ["Key-One", "key-two"], "keys keep their case");
   assert.deepEqual(config.corsOrigins, []);
+});
+
+Deno.test("loadConfig() reads each backend of LLM_BACKENDS from its LLM_<NAME>_ variables", () => {
+  const config = loadConfig({
+    LLM_BACKENDS: "gpu, mac,cloud",
+    LLM_GPU_KIND: "vllm",
+    LLM_GPU_BASE_URL: "http://gpu-box.lan:8000/v1/",
+    LLM_GPU_MODEL: "Qwen/Qwen2.5-7B-Instruct",
+    LLM_GPU_CONCURRENCY: "8",
+    LLM_GPU_API_KEY: "gpu-secret",
+    LLM_MAC_KIND: "ollama",
+    LLM_MAC_MODELS: "llama3.2:latest, llava:7b=vision+Tools",
+    LLM_CLOUD_KIND: "openai",
+    VLLM_BASE_URL: "http://ignored:1/v1",
+  });
+  const [gpu, mac, cloud] = config.llmBackends;
+  assert.deepEqual(gpu, {
+    name: "gpu",
+    kind: "vllm",
+    baseUrl: "http://gpu-box.lan:8000/v1",
+    model: "Qwen/Qwen2.5-7B-Instruct",
+    models: [],
+    concurrency: 8,
+    apiKey: "gpu-secret",
+    variablePrefix: "LLM_GPU_",
+  });
+  assert.equal(mac.baseUrl, "http://localhost:11434/v1", "the kind's default address");
+  assert.equal(mac.concurrency, 2);
+  assert.equal(mac.model, undefined, "the default model then comes from its workers");
+  assert.deepEqual(mac.models, [
+    { id: "llama3.2:latest", capabilities: ["completion"] },
+    { id: "llava:7b", capabilities: ["completion", "vision", "tools"] },
+  ]);
+  assert.equal(cloud.baseUrl, undefined, "an openai backend has no default address");
+  assert.equal(config.llmBackends.length, 3, "vllm and ollama are not added");
+  assert.ok(!JSON.stringify(describeConfig(config)).includes("gpu-secret"), "no API key logged");
+});
+
+Deno.test("loadConfig() names every bad backend setting in one error", () => {
+  assert.throws(
+    () =>
+      loadConfig({
+        LLM_BACKENDS: "gpu,GPU-2,gpu,mac",
+        LLM_GPU_KIND: "tgi",
+        LLM_MAC_BASE_URL: "localhost:11434",
+        LLM_MAC_MODELS: "llava=see ing",
+      }),
+    (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /LLM_BACKENDS entry "GPU-2" must be lower-case letters/);
+      assert.match(err.message, /LLM_BACKENDS names "gpu" twice/);
+      assert.match(err.message, /LLM_GPU_KIND must be one of vllm, ollama, openai, got "tgi"/);
+      assert.match(err.message, /LLM_MAC_BASE_URL must be an http\(s\) URL/);
+      assert.match(err.message, /LLM_MAC_MODELS entry "llava=see ing" must be a model id/);
+      return true;
+    },
+  );
+  assert.throws(() => loadConfig({ LLM_BACKENDS: " , " }), /LLM_BACKENDS must name at least one/);
 });

@@ -74,15 +74,20 @@ backendTest(
 );
 
 backendTest(
-  "a job whose message the queue dead-letters by itself is failed with its reason, and its conversation goes on",
+  "a job whose message the queue dead-letters by itself is failed with its reason, and its conversation goes on on another backend",
   async (_t, start) => {
     const gateway = await start({
       env: { MAX_ATTEMPTS: "1", VISIBILITY_TIMEOUT_S: "2", DEAD_LETTER_SWEEP_S: "1" },
     });
-    const first = (await gateway.send({ conversation_id: "dlq", user_message: "doomed" })).job_id;
+    // The first message has an image, so it is Ollama's; the next is text, so vLLM's.
+    const first = (await gateway.send({
+      conversation_id: "dlq",
+      user_message: "doomed",
+      images: [{ image_url: "https://images.example/cat.png" }],
+    })).job_id;
     const second = (await gateway.send({ conversation_id: "dlq", user_message: "next" })).job_id;
     // A worker takes the only permitted delivery of the first job and dies with it.
-    const [taken] = await gateway.services.queue.receive("default", {
+    const [taken] = await gateway.services.queue.receive({ backend: "ollama", lane: "default" }, {
       maxMessages: 1,
       waitSeconds: 0,
       visibilitySeconds: 1,
@@ -93,7 +98,7 @@ backendTest(
     const failed = await gateway.waitForJob(first);
     assert.equal(failed.status, "failed");
     assert.match(failed.error ?? "", /delivered 1 times without finishing/);
-    assert.match(failed.error ?? "", /dead-letter queue/);
+    assert.match(failed.error ?? "", /backend "ollama"'s default dead-letter queue/);
     assert.equal((await gateway.waitForJob(second)).status, "succeeded");
     assert.deepEqual((await gateway.storedMessages("dlq")).map((m) => m.content), [
       "next",

@@ -50,11 +50,12 @@ async function runNext(
     store: recorded(gateway.services.store, "store", calls),
     queue: recorded(gateway.services.queue, "queue", calls),
   };
-  const message = options.message ?? (await gateway.services.queue.receive("default", {
-    maxMessages: 1,
-    waitSeconds: 0,
-    visibilitySeconds: 60,
-  }))[0];
+  const message = options.message ??
+    (await gateway.services.queue.receive({ backend: "vllm", lane: "default" }, {
+      maxMessages: 1,
+      waitSeconds: 0,
+      visibilitySeconds: 60,
+    }))[0];
   assert.ok(message, "a message to run");
   const outcome = await runJob(message, {
     services,
@@ -141,7 +142,7 @@ Deno.test("runJob() returns the message at once when the worker stops mid-call",
 Deno.test("runJob() hands the turn on again and deletes a duplicate of a finished job", async () => {
   await withGateway({}, async (gateway) => {
     await gateway.send({ conversation_id: "c", user_message: "hi" });
-    const [message] = await gateway.services.queue.receive("default", {
+    const [message] = await gateway.services.queue.receive({ backend: "vllm", lane: "default" }, {
       maxMessages: 1,
       waitSeconds: 0,
       visibilitySeconds: 60,
@@ -158,7 +159,7 @@ Deno.test("runJob() deletes a line check without handing any turn on", async () 
     await gateway.services.queue.send("default", {
       job_id: "j",
       conversation_id: "c",
-      route: "",
+      route: "vllm",
       line_check: true,
     });
     const { outcome, calls } = await runNext(gateway);
@@ -182,7 +183,11 @@ Deno.test("runJob() hands the turn on and dead-letters a message whose job has n
 
 Deno.test("runJob() dead-letters an unreadable message and nothing else", async () => {
   await withGateway({}, async (gateway) => {
-    await gateway.services.queue.send("default", { job_id: "", conversation_id: "", route: "" });
+    await gateway.services.queue.send("default", {
+      job_id: "",
+      conversation_id: "",
+      route: "vllm",
+    });
     const { outcome, calls } = await runNext(gateway);
     assert.equal(outcome, "unreadable");
     assert.deepEqual(calls, ["stopHolding", "queue.deadLetter"]);

@@ -62,8 +62,10 @@ Deno.test("a newcomer runs deno task dev with no .env, chats, restarts, and keep
         const fields = JSON.parse(startLine);
         assert.equal(fields.backend, "embedded");
         assert.equal(fields.data_dir, "./data");
-        assert.equal(fields.vllm_base_url, vllm.baseUrl);
-        assert.equal(fields.ollama_base_url, "http://localhost:11434/v1");
+        assert.deepEqual(
+          fields.llm_backends.map((b: { name: string; base_url: string }) => [b.name, b.base_url]),
+          [["vllm", vllm.baseUrl], ["ollama", "http://localhost:11434/v1"]],
+        );
       } finally {
         if (!stopped) await dev.stop();
       }

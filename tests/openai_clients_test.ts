@@ -96,7 +96,7 @@ backendTest(
 
       await t.step("an image part goes to Ollama as a data URL", async () => {
         const completion = await openai.chat.completions.create({
-          model: "whatever-the-ui-picked",
+          model: "test-vision-model",
           messages: [{
             role: "user",
             content: [{ type: "text", text: "What is it?" }, {

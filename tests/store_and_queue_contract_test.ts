@@ -5,8 +5,10 @@
 import assert from "node:assert/strict";
 import { type Job, newJob } from "../lib/core/jobs.ts";
 import { userMessage } from "../lib/core/messages.ts";
-import type { JobQueue, Lane, QueueDepth, ReceiveOptions } from "../lib/core/queue.ts";
+import type { WorkerRecord } from "../lib/core/catalogue.ts";
+import type { JobQueue, QueueDepth, QueueRef, ReceiveOptions } from "../lib/core/queue.ts";
 import { isFinished, JobNotFoundError, type Store } from "../lib/core/store.ts";
+import { KvJobQueue } from "../lib/storage/embedded/kv_queue.ts";
 import { backendTest } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
 
@@ -22,18 +24,24 @@ function aJob(conversationId = "conv") {
 }
 
 const now: ReceiveOptions = { maxMessages: 10, waitSeconds: 0, visibilitySeconds: 60 };
+const DEFAULT: QueueRef = { backend: "vllm", lane: "default" };
+const PRIORITY: QueueRef = { backend: "vllm", lane: "priority" };
 const LEASE_MS = 60_000;
 
 /**
- * Waits until a lane's counts are `expected`: SQS's are approximate and may
+ * Waits until a queue's counts are `expected`: SQS's are approximate and may
  * lag, where Moto's and the embedded queue's are exact at once.
  */
-async function depthBecomes(queue: JobQueue, lane: Lane, expected: QueueDepth): Promise<void> {
+async function depthBecomes(
+  queue: JobQueue,
+  of: QueueRef,
+  expected: Partial<QueueDepth>,
+): Promise<void> {
   let last: QueueDepth | undefined;
   await eventually(async () => {
-    last = await queue.depth(lane);
+    last = await queue.depth(of);
     return JSON.stringify(last) === JSON.stringify({ ...last, ...expected });
-  }, `the ${lane} lane to hold ${JSON.stringify(expected)}`).catch((err) => {
+  }, `${of.backend}'s ${of.lane} queue to hold ${JSON.stringify(expected)}`).catch((err) => {
     throw new Error(`${err.message}; last seen ${JSON.stringify(last)}`);
   });
 }
@@ -232,20 +240,52 @@ backendTest(
       );
     });
 
+    await t.step("workers publish their records, and a new one replaces the old", async () => {
+      const record = (id: string, seenAt: number, models: string[]): WorkerRecord => ({
+        worker_id: id,
+        seen_at: new Date(seenAt).toISOString(),
+        live_until: seenAt + 60_000,
+        backends: [{
+          name: "vllm",
+          kind: "vllm",
+          status: "up",
+          checked_at: new Date(seenAt).toISOString(),
+          default_model: models[0],
+          models: models.map((id) => ({ id, capabilities: ["completion"] })),
+        }],
+      });
+      const byId = async () =>
+        Object.fromEntries((await store.listWorkers()).map((w) => [w.worker_id, w]));
+      assert.deepEqual(await store.listWorkers(), [], "no worker yet");
+      const a = record("worker-a", Date.now(), ["m1"]);
+      await store.saveWorker(a);
+      assert.deepEqual(await byId(), { "worker-a": a });
+      const b = record("worker-b", Date.now(), ["m2", "m3"]);
+      await store.saveWorker(b);
+      const a2 = record("worker-a", Date.now() + 1, ["m1", "m4"]);
+      await store.saveWorker(a2);
+      assert.deepEqual(await byId(), { "worker-a": a2, "worker-b": b });
+    });
+
+    await t.step("a record not renewed for a day is no longer listed", async () => {
+      const old = Date.now() - 25 * 3600_000;
+      await store.saveWorker({
+        worker_id: "worker-gone",
+        seen_at: new Date(old).toISOString(),
+        live_until: old + 60_000,
+        backends: [],
+      });
+      const ids = (await store.listWorkers()).map((w) => w.worker_id).sort();
+      assert.deepEqual(ids, ["worker-a", "worker-b"]);
+    });
+
     await t.step("the table's other items never read as jobs", async () => {
       const job = aJob("others");
       await store.createJob(job);
       await store.savePartial(job.job_id, "so far");
-      for (const id of [`partial#${job.job_id}`, "line#others", "worker-heartbeat"]) {
+      for (const id of [`partial#${job.job_id}`, "line#others", "workers"]) {
         assert.equal(await store.getJob(id), undefined, id);
       }
-    });
-
-    await t.step("workers are seen by their heartbeat", async () => {
-      const before = Date.now();
-      await store.markWorkerSeen("worker-a");
-      const seen = await store.lastWorkerSeen();
-      assert.ok(seen && seen.getTime() >= before - 1000, String(seen));
     });
   },
 );
@@ -320,63 +360,63 @@ backendTest(
 
     await t.step("a sent ticket is received once, then hidden while in flight", async () => {
       await queue.send("default", ticket("j1"));
-      const [message] = await queue.receive("default", now);
+      const [message] = await queue.receive(DEFAULT, now);
       assert.deepEqual(message.ticket, ticket("j1"));
       assert.equal(message.lane, "default");
       assert.equal(message.receiveCount, 1);
-      assert.deepEqual(await queue.receive("default", now), []);
-      await depthBecomes(queue, "default", { waiting: 0, in_flight: 1, dead: 0 });
+      assert.deepEqual(await queue.receive(DEFAULT, now), []);
+      await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 1, dead: 0 });
       await queue.delete(message);
-      await depthBecomes(queue, "default", { waiting: 0, in_flight: 0, dead: 0 });
+      await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 0, dead: 0 });
     });
 
     await t.step("lanes are separate", async () => {
       await queue.send("priority", ticket("p1"));
-      assert.deepEqual(await queue.receive("default", now), []);
-      const [message] = await queue.receive("priority", now);
+      assert.deepEqual(await queue.receive(DEFAULT, now), []);
+      const [message] = await queue.receive(PRIORITY, now);
       assert.equal(message.ticket.job_id, "p1");
       await queue.delete(message);
     });
 
     await t.step("a batch receive takes several messages at once", async () => {
       for (const id of ["b1", "b2", "b3"]) await queue.send("default", ticket(id));
-      const messages = await queue.receive("default", now);
+      const messages = await queue.receive(DEFAULT, now);
       assert.deepEqual(messages.map((m) => m.ticket.job_id).sort(), ["b1", "b2", "b3"]);
       for (const message of messages) await queue.delete(message);
     });
 
     await t.step("a released message comes back with a higher receive count", async () => {
       await queue.send("default", ticket("j2"));
-      const [first] = await queue.receive("default", now);
+      const [first] = await queue.receive(DEFAULT, now);
       await queue.returnAfter(first, 0);
-      const [second] = await queue.receive("default", now);
+      const [second] = await queue.receive(DEFAULT, now);
       assert.equal(second.ticket.job_id, "j2");
       assert.equal(second.receiveCount, 2);
       await queue.delete(second);
     });
 
     await t.step("past maxReceiveCount a message moves to the dead-letter queue", async () => {
-      const limit = await queue.maxReceiveCount("default");
+      const limit = await queue.maxReceiveCount(DEFAULT);
       assert.equal(limit, config.maxAttempts);
       await queue.send("default", ticket("doomed"));
       for (let i = 1; i <= limit!; i++) {
-        const [message] = await queue.receive("default", now);
+        const [message] = await queue.receive(DEFAULT, now);
         assert.equal(message.receiveCount, i);
         await queue.returnAfter(message, 0);
       }
-      assert.deepEqual(await queue.receive("default", now), []);
-      await depthBecomes(queue, "default", { waiting: 0, in_flight: 0, dead: 1 });
+      assert.deepEqual(await queue.receive(DEFAULT, now), []);
+      await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 0, dead: 1 });
     });
 
     await t.step("a message given up for good moves to the dead-letter queue at once", async () => {
       await queue.send("priority", ticket("hopeless"));
-      const [message] = await queue.receive("priority", now);
+      const [message] = await queue.receive(PRIORITY, now);
       await queue.deadLetter(message);
-      await depthBecomes(queue, "priority", { waiting: 0, in_flight: 0, dead: 1 });
+      await depthBecomes(queue, PRIORITY, { waiting: 0, in_flight: 0, dead: 1 });
     });
 
     await t.step("a long poll returns as soon as a message is sent", async () => {
-      const received = queue.receive("priority", { ...now, waitSeconds: 5 });
+      const received = queue.receive(PRIORITY, { ...now, waitSeconds: 5 });
       await new Promise((r) => setTimeout(r, 200));
       await queue.send("priority", ticket("late"));
       const [message] = await received;
@@ -391,14 +431,14 @@ backendTest(
         // so that one runs to its end and returns what arrived. Either way the
         // message is received exactly once, on its first delivery.
         const controller = new AbortController();
-        const received = queue.receive("default", {
+        const received = queue.receive(DEFAULT, {
           ...now,
           waitSeconds: 2,
           signal: controller.signal,
         });
         controller.abort();
         await queue.send("default", ticket("meanwhile"));
-        const [message] = [...await received, ...await queue.receive("default", now)];
+        const [message] = [...await received, ...await queue.receive(DEFAULT, now)];
         assert.equal(message?.ticket.job_id, "meanwhile");
         assert.equal(message.receiveCount, 1);
         await queue.delete(message);
@@ -407,11 +447,11 @@ backendTest(
 
     await t.step("a delayed message stays hidden until its delay has passed", async () => {
       await queue.send("default", ticket("later"), { delaySeconds: 1 });
-      assert.deepEqual(await queue.receive("default", now), []);
+      assert.deepEqual(await queue.receive(DEFAULT, now), []);
       let got: Awaited<ReturnType<typeof queue.receive>> = [];
       await eventually(
         async () => {
-          got = await queue.receive("default", now);
+          got = await queue.receive(DEFAULT, now);
           return got.length > 0;
         },
         "the delayed message to be delivered",
@@ -421,31 +461,58 @@ backendTest(
       await queue.delete(got[0]);
     });
 
+    await t.step("each backend has its own queues", async () => {
+      await queue.send("default", { job_id: "o1", conversation_id: "c", route: "ollama" });
+      assert.deepEqual(await queue.receive(DEFAULT, now), [], "not on vllm's queue");
+      const [message] = await queue.receive({ backend: "ollama", lane: "default" }, now);
+      assert.equal(message.ticket.job_id, "o1");
+      assert.equal(message.backend, "ollama");
+      await queue.delete(message);
+      await depthBecomes(queue, { backend: "ollama", lane: "default" }, {
+        waiting: 0,
+        in_flight: 0,
+        dead: 0,
+      });
+    });
+
+    await t.step("a ticket that names no backend is refused, and nothing is sent", async () => {
+      await assert.rejects(
+        () => queue.send("default", { job_id: "x", conversation_id: "c", route: "" }),
+        TypeError,
+      );
+      await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 0 });
+    });
+
     await t.step("a line check travels as a ticket of its own", async () => {
-      const check = { job_id: "j9", conversation_id: "c", route: "", line_check: true as const };
+      const check = {
+        job_id: "j9",
+        conversation_id: "c",
+        route: "vllm",
+        line_check: true as const,
+      };
       await queue.send("default", check);
-      const [message] = await queue.receive("default", now);
+      const [message] = await queue.receive(DEFAULT, now);
       assert.deepEqual(message.ticket, check);
       await queue.delete(message);
     });
 
     await t.step("dead letters are read in place, a page at a time", async () => {
-      const first = await queue.receiveDeadLetters("default", { maxMessages: 10, hideSeconds: 60 });
+      const first = await queue.receiveDeadLetters(DEFAULT, { maxMessages: 10, hideSeconds: 60 });
       assert.deepEqual(first.map((t) => t.job_id), ["doomed"]);
       assert.deepEqual(
-        await queue.receiveDeadLetters("default", { maxMessages: 10, hideSeconds: 60 }),
+        await queue.receiveDeadLetters(DEFAULT, { maxMessages: 10, hideSeconds: 60 }),
         [],
         "what was read stays hidden for hideSeconds",
       );
-      await depthBecomes(queue, "default", { waiting: 0, in_flight: 0, dead: 1 });
-      const priority = await queue.receiveDeadLetters("priority", {
+      await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 0, dead: 1 });
+      const priority = await queue.receiveDeadLetters(PRIORITY, {
         maxMessages: 10,
         hideSeconds: 1,
       });
       assert.deepEqual(priority.map((t) => t.job_id), ["hopeless"]);
       await eventually(
         async () =>
-          (await queue.receiveDeadLetters("priority", { maxMessages: 10, hideSeconds: 1 }))
+          (await queue.receiveDeadLetters(PRIORITY, { maxMessages: 10, hideSeconds: 1 }))
             .length === 1,
         "the dead letter to show again once hideSeconds passed",
         10_000,
@@ -453,3 +520,31 @@ backendTest(
     });
   },
 );
+
+Deno.test("KvJobQueue.adoptLegacyMessages() moves messages of the shared-lane layout to their backend's queues", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kv-legacy-" });
+  const kv = await Deno.openKv(`${dir}/gateway.sqlite3`);
+  try {
+    // As the queue stored them before each backend had its own: ["queue", lane, time, n, id].
+    const legacy = (lane: string, n: number, ticket: Record<string, unknown>) =>
+      kv.set(["queue", lane, Date.now(), n, crypto.randomUUID()], {
+        ticket,
+        receiveCount: 0,
+        visibleAt: 0,
+        receipt: "",
+      });
+    await legacy("default", 0, { job_id: "t1", conversation_id: "c", route: "vllm" });
+    await legacy("priority", 1, { job_id: "i1", conversation_id: "c", route: "ollama" });
+    await legacy("default", 2, { job_id: "l1", conversation_id: "c", route: "", line_check: true });
+    const queue = new KvJobQueue(kv, { maxReceiveCount: 3 });
+
+    assert.equal(await queue.adoptLegacyMessages("vllm"), 3);
+    assert.equal(await queue.adoptLegacyMessages("vllm"), 0, "nothing left to move");
+    const ids = async (of: QueueRef) => (await queue.receive(of, now)).map((m) => m.ticket.job_id);
+    assert.deepEqual(await ids({ backend: "vllm", lane: "default" }), ["t1", "l1"]);
+    assert.deepEqual(await ids({ backend: "ollama", lane: "priority" }), ["i1"]);
+  } finally {
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

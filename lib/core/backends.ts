@@ -1,54 +1,37 @@
-/** LLM backends as data, and the rule that picks one for a message. */
-import type { Config } from "./config.ts";
+/** LLM backends as data: each is a named entry of the configuration, and one generic call serves them all. */
+import type { ModelInfo } from "./catalogue.ts";
+import type { Config, LlmBackendConfig } from "./config.ts";
 
-/** One OpenAI-compatible LLM server the worker can call. */
-export interface Backend {
-  /** The route name clients see, e.g. "vllm". */
-  readonly name: string;
-  readonly baseUrl: string;
-  readonly model: string;
-  /** Whether the model accepts image parts. */
-  readonly images: boolean;
-  /** How many jobs the worker runs against it at once. */
-  readonly concurrency: number;
+/** One OpenAI-compatible LLM server, as configured. */
+export interface Backend extends LlmBackendConfig {
   /** The environment variable that sets `baseUrl`, named in errors. */
   readonly baseUrlVariable: string;
 }
 
-/** The configured backends, text first. */
+/** The configured backends, in order. */
 export function backendsFromConfig(config: Config): readonly Backend[] {
-  return Object.freeze([
-    {
-      name: "vllm",
-      baseUrl: config.vllm.baseUrl,
-      model: config.vllm.model,
-      concurrency: config.vllm.concurrency,
-      images: false,
-      baseUrlVariable: "VLLM_BASE_URL",
-    },
-    {
-      name: "ollama",
-      baseUrl: config.ollama.baseUrl,
-      model: config.ollama.model,
-      concurrency: config.ollama.concurrency,
-      images: true,
-      baseUrlVariable: "OLLAMA_BASE_URL",
-    },
-  ]);
-}
-
-/** Picks the backend for a message: the first that accepts images when it has any, else the first. */
-export function chooseBackend(backends: readonly Backend[], needsImages: boolean): Backend {
-  const backend = needsImages ? backends.find((b) => b.images) : backends[0];
-  if (!backend) {
-    throw new RangeError(
-      `Cannot route message: no backend ${needsImages ? "accepts images" : "is configured"}`,
-    );
-  }
-  return backend;
+  return Object.freeze(
+    config.llmBackends.map((backend) =>
+      Object.freeze({ ...backend, baseUrlVariable: `${backend.variablePrefix}BASE_URL` })
+    ),
+  );
 }
 
 /** Finds a backend by its route name. */
 export function backendNamed(backends: readonly Backend[], name: string): Backend | undefined {
   return backends.find((b) => b.name === name);
+}
+
+/**
+ * The models configuration alone knows of for a backend: its explicit list,
+ * else its default model. Without a list, an Ollama backend's default model is
+ * taken to see images, as the gateway assumed before workers could tell.
+ */
+export function configuredModels(backend: Backend): ModelInfo[] {
+  if (backend.models.length > 0) {
+    return backend.models.map((m) => ({ id: m.id, capabilities: [...m.capabilities] }));
+  }
+  if (!backend.model) return [];
+  const capabilities = backend.kind === "ollama" ? ["completion", "vision"] : ["completion"];
+  return [{ id: backend.model, capabilities }];
 }

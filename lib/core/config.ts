@@ -3,6 +3,8 @@
  * checked once at start-up, then passed down as a frozen object.
  */
 import process from "node:process";
+import { deepFreeze, EnvReader } from "./env_reader.ts";
+import { describeUrl } from "./text.ts";
 
 /**
  * Where conversations, jobs and queues live: "embedded" in a local Deno KV
@@ -10,12 +12,39 @@ import process from "node:process";
  */
 export type BackendKind = "embedded" | "aws";
 
-/** The address, model and parallelism of one OpenAI-compatible LLM server. */
-export interface LlmEndpoint {
-  readonly baseUrl: string;
-  readonly model: string;
-  /** How many jobs the worker runs against it at once. */
+/** What software serves a backend: it decides how the worker asks what models it has. */
+export type LlmKind = "vllm" | "ollama" | "openai";
+
+/** Every kind, in the order error messages list them. */
+export const LLM_KINDS: readonly LlmKind[] = ["vllm", "ollama", "openai"];
+
+/** A model named in configuration, with what it can do (e.g. "completion", "vision", "tools"). */
+export interface ModelSpec {
+  readonly id: string;
+  readonly capabilities: readonly string[];
+}
+
+/**
+ * One LLM backend: a named OpenAI-compatible server. Its variables start with
+ * `LLM_<NAME>_`, except for the two historic entries `vllm` and `ollama`,
+ * which keep `VLLM_` and `OLLAMA_`.
+ */
+export interface LlmBackendConfig {
+  /** The route name: lower-case letters, digits and `_`; also the suffix of its queues. */
+  readonly name: string;
+  readonly kind: LlmKind;
+  /** Where the worker reaches it (ending in /v1); only a worker needs it. */
+  readonly baseUrl?: string;
+  /** The model a job gets when the client names none. */
+  readonly model?: string;
+  /** Models and capabilities given in configuration; empty means "ask the backend". */
+  readonly models: readonly ModelSpec[];
+  /** How many jobs a worker runs against it at once. */
   readonly concurrency: number;
+  /** Sent to the backend as a bearer token. Never logged. */
+  readonly apiKey?: string;
+  /** The prefix of its variables, e.g. "VLLM_" or "LLM_GPU_", for messages. */
+  readonly variablePrefix: string;
 }
 
 /** Endpoint overrides per AWS service; an absent one means the service's real AWS endpoint. */
@@ -49,12 +78,21 @@ export interface Config {
   readonly awsCredentials?: AwsCredentials;
   readonly conversationsTable: string;
   readonly jobsTable: string;
-  /** Queue name or full queue URL. */
+  /**
+   * Queue name or URL the default-lane queues are named from: each backend's
+   * is `<jobsQueue>-<backend name>` (see lib/core/queue.ts).
+   */
   readonly jobsQueue: string;
-  /** Queue name or full queue URL. */
+  /** Queue name or URL the priority-lane queues are named from, as `jobsQueue`. */
   readonly priorityQueue: string;
-  readonly vllm: LlmEndpoint;
-  readonly ollama: LlmEndpoint;
+  /**
+   * The LLM backends, in order: the first takes text without a `model`. The
+   * front door lists every backend any worker serves; a worker serves exactly
+   * the ones in its own configuration.
+   */
+  readonly llmBackends: readonly LlmBackendConfig[];
+  /** How often a worker asks its backends which models they serve. */
+  readonly modelRefreshSeconds: number;
   readonly logFile?: string;
   /** Bearer keys the front door accepts; empty means no authentication. Never logged. */
   readonly apiKeys: readonly string[];
@@ -148,16 +186,8 @@ export function loadConfig(env: Env = processEnv()): Config {
     jobsTable: read.string("JOBS_TABLE", "GatewayJobs"),
     jobsQueue: read.string("JOBS_QUEUE", "llm-jobs"),
     priorityQueue: read.string("PRIORITY_QUEUE", "llm-jobs-priority"),
-    vllm: {
-      baseUrl: read.url("VLLM_BASE_URL", "http://localhost:8000/v1"),
-      model: read.string("VLLM_MODEL", "Qwen/Qwen2.5-1.5B-Instruct"),
-      concurrency: read.integer("VLLM_CONCURRENCY", 16, 1, 1024),
-    },
-    ollama: {
-      baseUrl: read.url("OLLAMA_BASE_URL", "http://localhost:11434/v1"),
-      model: read.string("OLLAMA_MODEL", "llava"),
-      concurrency: read.integer("OLLAMA_CONCURRENCY", 2, 1, 1024),
-    },
+    llmBackends: readLlmBackends(read),
+    modelRefreshSeconds: read.integer("MODEL_REFRESH_S", 60, 5, 86_400),
     logFile: env.LOG_FILE?.trim() || undefined,
     apiKeys: read.list("GATEWAY_API_KEYS"),
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
@@ -208,11 +238,92 @@ export function describeConfig(config: Config): Record<string, unknown> {
     api_keys: config.apiKeys.length > 0
       ? `${config.apiKeys.length} configured`
       : "none: no authentication",
-    vllm_base_url: config.vllm.baseUrl,
-    vllm_model: config.vllm.model,
-    ollama_base_url: config.ollama.baseUrl,
-    ollama_model: config.ollama.model,
+    llm_backends: config.llmBackends.map((b) => ({
+      name: b.name,
+      kind: b.kind,
+      base_url: b.baseUrl ? describeUrl(b.baseUrl) : "(unset)",
+      model: b.model ?? "(from its workers)",
+      concurrency: b.concurrency,
+    })),
   };
+}
+
+/** Per-kind defaults; a backend's own variables override them. */
+const KIND_DEFAULTS: Record<LlmKind, { baseUrl?: string; concurrency: number }> = {
+  vllm: { baseUrl: "http://localhost:8000/v1", concurrency: 16 },
+  ollama: { baseUrl: "http://localhost:11434/v1", concurrency: 2 },
+  openai: { concurrency: 4 },
+};
+
+/** The two historic entries: their variable prefix and default model. */
+const HISTORIC: Record<string, { prefix: string; model: string }> = {
+  vllm: { prefix: "VLLM_", model: "Qwen/Qwen2.5-1.5B-Instruct" },
+  ollama: { prefix: "OLLAMA_", model: "llava" },
+};
+
+const BACKEND_NAME = /^[a-z][a-z0-9_]{0,31}$/;
+const CAPABILITY = /^[a-z][a-z_]*$/;
+
+/** The backends named in `LLM_BACKENDS` (default `vllm,ollama`), each from its own variables. */
+function readLlmBackends(read: EnvReader): LlmBackendConfig[] {
+  const names = read.optionalString("LLM_BACKENDS") === undefined
+    ? ["vllm", "ollama"]
+    : read.list("LLM_BACKENDS");
+  if (names.length === 0) read.problem("LLM_BACKENDS must name at least one backend");
+  const backends: LlmBackendConfig[] = [];
+  for (const name of names) {
+    if (!BACKEND_NAME.test(name)) {
+      read.problem(
+        `LLM_BACKENDS entry "${name}" must be lower-case letters, digits and _, starting with a letter, at most 32 characters`,
+      );
+      continue;
+    }
+    if (backends.some((b) => b.name === name)) {
+      read.problem(`LLM_BACKENDS names "${name}" twice`);
+      continue;
+    }
+    backends.push(readLlmBackend(read, name));
+  }
+  return backends;
+}
+
+function readLlmBackend(read: EnvReader, name: string): LlmBackendConfig {
+  const historic = HISTORIC[name];
+  const prefix = historic?.prefix ?? `LLM_${name.toUpperCase()}_`;
+  const defaultKind = (LLM_KINDS as readonly string[]).includes(name) ? name as LlmKind : "openai";
+  const kind = read.oneOf(`${prefix}KIND`, LLM_KINDS, defaultKind);
+  const defaults = KIND_DEFAULTS[kind];
+  return {
+    name,
+    kind,
+    baseUrl: read.optionalUrl(`${prefix}BASE_URL`) ?? defaults.baseUrl,
+    model: read.optionalString(`${prefix}MODEL`) ?? historic?.model,
+    models: readModelSpecs(read, `${prefix}MODELS`),
+    concurrency: read.integer(`${prefix}CONCURRENCY`, defaults.concurrency, 1, 1024),
+    apiKey: read.optionalString(`${prefix}API_KEY`),
+    variablePrefix: prefix,
+  };
+}
+
+/**
+ * A list such as `llama3.2:latest,llava:7b=vision,qwen2.5-coder=tools+vision`:
+ * each model with the capabilities after `=`, joined by `+`. Every listed
+ * model answers chats ("completion").
+ */
+function readModelSpecs(read: EnvReader, variable: string): ModelSpec[] {
+  return read.list(variable).flatMap((entry) => {
+    const at = entry.lastIndexOf("=");
+    const id = (at < 0 ? entry : entry.slice(0, at)).trim();
+    const listed = at < 0 ? [] : entry.slice(at + 1).split("+").map((c) => c.trim().toLowerCase());
+    const bad = listed.filter((c) => !CAPABILITY.test(c));
+    if (!id || bad.length > 0) {
+      read.problem(
+        `${variable} entry "${entry}" must be a model id, optionally followed by =capability+capability`,
+      );
+      return [];
+    }
+    return [{ id, capabilities: [...new Set(["completion", ...listed])] }];
+  });
 }
 
 function readCredentials(env: Env, allOnEmulators: boolean): AwsCredentials | undefined {
@@ -228,74 +339,4 @@ function readCredentials(env: Env, allOnEmulators: boolean): AwsCredentials | un
   // An emulator accepts any key; without this the SDK would go looking for
   // credentials in files and the instance metadata service.
   return allOnEmulators ? { accessKeyId: "local", secretAccessKey: "local" } : undefined;
-}
-
-class EnvReader {
-  #env: Env;
-  #problems: string[];
-
-  constructor(env: Env, problems: string[]) {
-    this.#env = env;
-    this.#problems = problems;
-  }
-
-  #raw(name: string): string | undefined {
-    const value = this.#env[name]?.trim();
-    return value === "" ? undefined : value;
-  }
-
-  string(name: string, fallback: string): string {
-    return this.#raw(name) ?? fallback;
-  }
-
-  /** A comma-separated setting: its entries, trimmed, without empty ones. */
-  list(name: string, options: { lowercase?: boolean } = {}): string[] {
-    return (this.#raw(name) ?? "").split(",")
-      .map((entry) => options.lowercase ? entry.trim().toLowerCase() : entry.trim())
-      .filter((entry) => entry.length > 0);
-  }
-
-  integer(name: string, fallback: number, min: number, max: number): number {
-    const raw = this.#raw(name);
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min || value > max) {
-      this.#problems.push(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
-      return fallback;
-    }
-    return value;
-  }
-
-  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
-    const raw = this.#raw(name);
-    if (raw === undefined) return fallback;
-    if ((allowed as readonly string[]).includes(raw)) return raw as T;
-    this.#problems.push(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
-    return fallback;
-  }
-
-  url(name: string, fallback: string): string {
-    return this.optionalUrl(name) ?? fallback;
-  }
-
-  optionalUrl(name: string): string | undefined {
-    const raw = this.#raw(name);
-    if (raw === undefined) return undefined;
-    try {
-      const url = new URL(raw);
-      if (url.protocol === "http:" || url.protocol === "https:") return raw.replace(/\/+$/, "");
-    } catch {
-      // reported below
-    }
-    this.#problems.push(`${name} must be an http(s) URL, got "${raw}"`);
-    return undefined;
-  }
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === "object") {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
 }

@@ -1,8 +1,19 @@
-/** What the gateway needs from a job queue with a priority lane, whichever queue backs it. */
+/**
+ * What the gateway needs from a job queue, whichever queue backs it. Each LLM
+ * backend has its own pair of lanes, so a job only reaches the workers that
+ * serve its backend.
+ */
 import type { JobTicket, Priority } from "./jobs.ts";
 
-/** The two lanes: the priority queue is always drained first. */
+/** The two lanes of a backend: its priority queue is always drained first. */
 export type Lane = "priority" | "default";
+
+/** One queue: a backend's lane. */
+export interface QueueRef {
+  /** The backend's name (`Backend.name`, a ticket's `route`). */
+  backend: string;
+  lane: Lane;
+}
 
 /** Lanes in the order the worker takes from them. */
 export const LANES: readonly Lane[] = ["priority", "default"];
@@ -12,8 +23,28 @@ export function laneFor(priority: Priority): Lane {
   return priority === "high" ? "priority" : "default";
 }
 
-/** A message taken from a lane, hidden from other workers until deleted or released. */
+/**
+ * The name (or URL) of a backend's queue in a lane: the lane's base name with
+ * `-<backend>` added, before `.fifo` if there is one. Every process derives it
+ * the same way, so a worker can hand a conversation's turn to a job of a
+ * backend it does not serve.
+ */
+export function queueNameFor(base: string, backend: string): string {
+  const trimmed = base.replace(/\/+$/, "");
+  return trimmed.endsWith(".fifo")
+    ? `${trimmed.slice(0, -5)}-${backend}.fifo`
+    : `${trimmed}-${backend}`;
+}
+
+/** Every queue of the given backends, priority lanes first. */
+export function queuesOf(backends: readonly string[]): QueueRef[] {
+  return LANES.flatMap((lane) => backends.map((backend) => ({ backend, lane })));
+}
+
+/** A message taken from a queue, hidden from other workers until deleted or released. */
 export interface ReceivedJob {
+  /** The backend whose queue it came from. */
+  backend: string;
   lane: Lane;
   ticket: JobTicket;
   /** How many times this message has been delivered, this time included. */
@@ -31,7 +62,7 @@ export interface SendOptions {
 /** Options for {@linkcode JobQueue.receive}. */
 export interface ReceiveOptions {
   maxMessages: number;
-  /** Long-poll for up to this many seconds when the lane is empty; 0 returns at once. */
+  /** Long-poll for up to this many seconds when the queue is empty; 0 returns at once. */
   waitSeconds: number;
   /** How long received messages stay hidden. */
   visibilitySeconds: number;
@@ -51,38 +82,39 @@ export interface DeadLetterOptions {
   hideSeconds: number;
 }
 
-/** How many messages a lane holds. */
+/** How many messages a queue holds. */
 export interface QueueDepth {
   /** Ready to be received. */
   waiting: number;
   /** Received and not yet deleted, or waiting out a retry delay. */
   in_flight: number;
-  /** In the lane's dead-letter queue. */
+  /** In the queue's dead-letter queue. */
   dead: number;
 }
 
-/** A two-lane job queue with at-least-once delivery. */
+/** Two lanes per backend, with at-least-once delivery. */
 export interface JobQueue {
+  /** Sends a ticket to the lane of its backend (`ticket.route`). */
   send(lane: Lane, ticket: JobTicket, options?: SendOptions): Promise<void>;
-  receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]>;
+  receive(queue: QueueRef, options: ReceiveOptions): Promise<ReceivedJob[]>;
   /** Removes a message for good: only after its job is done. */
   delete(message: ReceivedJob): Promise<void>;
   /**
    * Hides a message for `seconds` from now, after which it returns to its
-   * lane: 0 puts it back at once, a retry delay schedules another attempt, and
+   * queue: 0 puts it back at once, a retry delay schedules another attempt, and
    * the heartbeat keeps a held message hidden this way.
    */
   returnAfter(message: ReceivedJob, seconds: number): Promise<void>;
-  /** Moves a message to its lane's dead-letter queue now, for a job given up for good. */
+  /** Moves a message to its queue's dead-letter queue now, for a job given up for good. */
   deadLetter(message: ReceivedJob): Promise<void>;
-  /** Deliveries after which a lane moves a message to its dead-letter queue, if it has one. */
-  maxReceiveCount(lane: Lane): Promise<number | undefined>;
-  /** Approximate message counts of a lane and its dead-letter queue. */
-  depth(lane: Lane): Promise<QueueDepth>;
+  /** Deliveries after which a queue moves a message to its dead-letter queue, if it has one. */
+  maxReceiveCount(queue: QueueRef): Promise<number | undefined>;
+  /** Approximate message counts of a queue and its dead-letter queue. */
+  depth(queue: QueueRef): Promise<QueueDepth>;
   /**
-   * Reads up to `maxMessages` of the lane's dead-letter queue, leaving them
+   * Reads up to `maxMessages` of the queue's dead-letter queue, leaving them
    * there: they are hidden from later calls for `hideSeconds`, so repeated
    * calls page through the queue and then start again.
    */
-  receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]>;
+  receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]>;
 }

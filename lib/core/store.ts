@@ -1,4 +1,5 @@
 /** What the gateway needs from storage, whichever store backs it. */
+import type { WorkerRecord } from "./catalogue.ts";
 import type { ChatMessage } from "./messages.ts";
 import type { Job } from "./jobs.ts";
 
@@ -81,10 +82,16 @@ export interface Store {
    * reading the record in a loop of their own.
    */
   watchJob(jobId: string, signal: AbortSignal): AsyncIterable<Job | undefined>;
-  /** Records that a worker was alive at this moment. */
-  markWorkerSeen(workerId: string): Promise<void>;
-  /** When any worker was last seen. */
-  lastWorkerSeen(): Promise<Date | undefined>;
+  /**
+   * Writes a worker's heartbeat record, replacing its previous one: the
+   * catalogue of what it serves, under its id.
+   */
+  saveWorker(record: WorkerRecord): Promise<void>;
+  /**
+   * Every worker record written in the last day, live or not, in one cheap
+   * read (the front door reads it for each message it routes).
+   */
+  listWorkers(): Promise<WorkerRecord[]>;
 }
 
 /** Thrown when a job record that should exist does not. */

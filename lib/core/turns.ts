@@ -46,11 +46,20 @@ export async function advanceTurn(
   }
 }
 
-/** Sends the delayed line check for a job that joined a busy line. */
+/**
+ * Sends the delayed line check for a job that joined a busy line, on its own
+ * backend's queue: whoever serves that backend looks at the line. (Whatever
+ * backend the head job is for, the check sends it to that backend's queue.)
+ */
 export async function scheduleLineCheck(services: Services, job: Job): Promise<void> {
   await services.queue.send(
     laneFor(job.priority),
-    { job_id: job.job_id, conversation_id: job.conversation_id, route: "", line_check: true },
+    {
+      job_id: job.job_id,
+      conversation_id: job.conversation_id,
+      route: job.route,
+      line_check: true,
+    },
     { delaySeconds: services.config.lineCheckSeconds },
   );
 }

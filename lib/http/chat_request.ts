@@ -21,6 +21,8 @@ const chatRequestSchema = z.object({
     { error: "must be an array of { image_url } objects" },
   ).max(MAX_IMAGES, `must hold at most ${MAX_IMAGES} images`).optional(),
   priority: z.enum(["high", "normal"], { error: 'must be "high" or "normal"' }).optional(),
+  model: z.string({ error: "must be a string" }).trim().min(1, "must not be empty")
+    .max(256, "must be at most 256 characters").optional(),
   callback_url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).max(2048)
     .optional(),
 }, { error: "must be a JSON object" });
@@ -31,6 +33,8 @@ export interface ChatRequest {
   userMessage: string;
   imageUrls: string[];
   priority: Priority;
+  /** The model to answer; without one the message is routed by content. */
+  model?: string;
   /** Where the finished job is POSTed. */
   callbackUrl?: string;
 }
@@ -41,12 +45,13 @@ export function parseChatRequest(body: unknown): ChatRequest {
   if (!result.success) {
     throw invalidRequest(zodProblems(result.error.issues));
   }
-  const { conversation_id, user_message, images, priority, callback_url } = result.data;
+  const { conversation_id, user_message, images, priority, model, callback_url } = result.data;
   return {
     conversationId: conversation_id,
     userMessage: user_message,
     imageUrls: (images ?? []).map((i) => i.image_url),
     priority: priority ?? "normal",
+    model,
     callbackUrl: callback_url,
   };
 }

@@ -88,20 +88,29 @@ export function chunkObject(options: ChunkObjectOptions): ChatCompletionChunk {
   };
 }
 
-/** The body of `GET /v1/models`. */
+/** The body of `GET /v1/models`, with where its list came from (not in OpenAI's shape; clients ignore it). */
 export interface ModelList {
   object: "list";
   data: { id: string; object: "model"; created: number; owned_by: string }[];
+  /** "workers": what live workers' backends serve; "configured_defaults": no worker is live. */
+  catalogue: string;
 }
 
-/** Builds the `GET /v1/models` body; `created` is epoch seconds, default now. */
+/** Builds the `GET /v1/models` body; a model's `created` (epoch seconds) defaults to now. */
 export function modelList(
-  models: readonly { id: string; owned_by: string }[],
-  created: number = nowSeconds(),
+  models: readonly { id: string; owned_by: string; created?: number }[],
+  options: { catalogue: string; now?: number },
 ): ModelList {
+  const now = options.now ?? nowSeconds();
   return {
     object: "list",
-    data: models.map((m) => ({ id: m.id, object: "model", created, owned_by: m.owned_by })),
+    data: models.map((m) => ({
+      id: m.id,
+      object: "model",
+      created: m.created ?? now,
+      owned_by: m.owned_by,
+    })),
+    catalogue: options.catalogue,
   };
 }
 

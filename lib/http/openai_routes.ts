@@ -6,7 +6,6 @@
 import { errorMessage } from "../core/error_message.ts";
 import type { Handler } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
-import type { Backend } from "../core/backends.ts";
 import { type JobSpec, submitJob } from "./submit.ts";
 import { ApiError, invalidRequest, toBody } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
@@ -15,19 +14,27 @@ import type { Job } from "../core/jobs.ts";
 import type { ChatMessage } from "../core/messages.ts";
 import { chunkObject, completionObject, modelList } from "./completion_objects.ts";
 import { type CompletionRequest, parseCompletionRequest } from "./completion_request.ts";
+import { ModelDirectory } from "./model_directory.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { readJson } from "./validation.ts";
 
 /** Headers that name a server-side conversation: ours, and the one Open WebUI sends. */
 const CONVERSATION_HEADERS = ["x-conversation-id", "x-openwebui-chat-id"];
 
-/** `GET /v1/models`: the configured models, one entry each. */
+/**
+ * `GET /v1/models`: the models the live workers' backends serve, one entry
+ * each, owned by the backend's name; with no live worker, the configured
+ * defaults, and `catalogue` says which.
+ */
 export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
-  return function handleListModels(c) {
-    const seen = new Set<string>();
-    const models = services.backends.filter((b) => !seen.has(b.model) && seen.add(b.model))
-      .map((b) => ({ id: b.model, owned_by: b.name }));
-    return c.json(modelList(models));
+  return async function handleListModels(c) {
+    const directory = await ModelDirectory.read(services);
+    const models = directory.models().map((m) => ({
+      id: m.id,
+      owned_by: m.backend.name,
+      created: m.created,
+    }));
+    return c.json(modelList(models, { catalogue: directory.source }));
   };
 }
 
@@ -38,7 +45,7 @@ export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
 export function createCompletion(
   { services, logger, streamsResponses = true }: RouteDeps,
 ): Handler<GatewayEnv> {
-  const { backends, config, store } = services;
+  const { config, store } = services;
   return async function handleCreateCompletion(c) {
     const request = parseCompletionRequest(await readJson(c.req.raw));
     const conversationId = conversationFromHeaders((name) => c.req.header(name));
@@ -46,7 +53,7 @@ export function createCompletion(
     const workerStreams = request.stream && streamsResponses;
     const accepted = await submitJob(
       services,
-      jobSpec({ ...request, stream: workerStreams }, conversationId, backends, c.get("owner")),
+      jobSpec({ ...request, stream: workerStreams }, conversationId, c.get("owner")),
     );
     logger.info("Completion accepted", {
       request_id: c.get("requestId"),
@@ -135,14 +142,10 @@ function conversationFromHeaders(header: (name: string) => string | undefined): 
 function jobSpec(
   request: CompletionRequest,
   conversationId: string | undefined,
-  backends: readonly Backend[],
   owner: string | undefined,
 ): JobSpec {
   const userMessage = request.messages.at(-1)!;
-  const backend = request.model
-    ? backends.find((b) => b.model === request.model || b.name === request.model)
-    : undefined;
-  const common = { owner, userMessage, priority: "normal" as const, backend };
+  const common = { owner, userMessage, priority: "normal" as const, model: request.model };
   const fields = { params: request.params, stream: request.stream };
   if (conversationId) {
     return {

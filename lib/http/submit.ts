@@ -1,8 +1,8 @@
 /** What the front door does with a chat message: check it, write it, and queue it in turn. */
 import { errorMessage } from "../core/error_message.ts";
-import { type Backend, chooseBackend } from "../core/backends.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
+import { ModelDirectory } from "./model_directory.ts";
 import { ensureWorkerAlive } from "./worker_status.ts";
 import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "../core/jobs.ts";
 import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
@@ -32,8 +32,8 @@ export interface JobSpec {
   owner?: string;
   userMessage: ChatMessage;
   priority: Priority;
-  /** The backend to use; default chosen by content (images go to a backend that takes them). */
-  backend?: Backend;
+  /** The model the client asked for; without one the message is routed by content. */
+  model?: string;
   recordFields?: Omit<NonNullable<NewJobOptions["recordFields"]>, "owner">;
 }
 
@@ -48,16 +48,18 @@ export function submitChat(
     owner,
     userMessage: userMessage(request.userMessage, request.imageUrls),
     priority: request.priority,
+    model: request.model,
     recordFields: request.callbackUrl ? { callback_url: request.callbackUrl } : undefined,
   });
 }
 
 /**
- * Checks a job against the limits, writes it and puts it in its
- * conversation's line; the job goes on the queue now if it is first in line.
+ * Checks a job against the limits, picks its backend and model from what the
+ * workers serve, writes it and puts it in its conversation's line; the job
+ * goes on the backend's queue now if it is first in line.
  */
 export async function submitJob(services: Services, spec: JobSpec): Promise<ChatAccepted> {
-  const { store, queue, backends, config } = services;
+  const { store, queue, config } = services;
   const message = spec.userMessage;
   const messageBytes = jsonBytes([...(spec.recordFields?.context ?? []), message]);
   if (messageBytes > config.maxMessageBytes) {
@@ -67,7 +69,10 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
       { param: "user_message", code: "message_too_large" },
     );
   }
-  await ensureWorkerAlive(services);
+  const directory = await ModelDirectory.read(services);
+  const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
+  const target = directory.route({ model: spec.model, images });
+  ensureWorkerAlive(target.backend, { directory, config });
   const stateless = spec.recordFields?.mode === "stateless";
   const storedId = stateless
     ? spec.conversationId
@@ -83,11 +88,10 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
     );
   }
 
-  const backend = spec.backend ?? chooseBackend(backends, hasImage(message));
   const job = newJob({
     conversationId: storedId,
-    route: backend.name,
-    model: backend.model,
+    route: target.backend.name,
+    model: target.model,
     priority: spec.priority,
     userMessage: message,
     ttlDays: config.jobTtlDays,

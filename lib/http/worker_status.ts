@@ -1,16 +1,42 @@
-/** Whether a worker is alive, as the front door can tell from the heartbeat in the store. */
+/** Whether workers are alive and what they serve, as the front door can tell from their records in the store. */
+import type { Backend } from "../core/backends.ts";
 import { errorMessage } from "../core/error_message.ts";
 import type { Config } from "../core/config.ts";
-import { LANES, type QueueDepth } from "../core/queue.ts";
+import { type Lane, LANES, type QueueDepth } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
 import { ApiError } from "./errors.ts";
+import { ModelDirectory } from "./model_directory.ts";
+
+/** When workers were last seen, and whether that is too long ago. */
+export interface Seen {
+  last_seen: string | null;
+  seconds_ago: number | null;
+  /** No worker seen for `WORKER_STALE_S`: `POST /chat` answers 503. */
+  stale: boolean;
+}
+
+/** One backend in `GET /healthz`. */
+export interface BackendHealth extends Seen {
+  /** "up" or "down" as its live workers last found it; "no_worker" when none is live. */
+  status: "up" | "down" | "no_worker";
+  /** Why it is down, as a worker reported it. */
+  error?: string;
+  queues: Record<Lane, QueueDepth>;
+  /** The live workers that serve it. */
+  workers: { worker_id: string; last_seen: string; seconds_ago: number }[];
+  /** The models it serves, as its live workers last found them. */
+  models: string[];
+}
 
 /** What `GET /healthz` reports. */
 export interface Health {
   status: "ok" | "degraded";
   backend: string;
-  queues?: Record<string, QueueDepth>;
-  worker: { last_seen: string | null; seconds_ago: number | null; stale: boolean };
+  /** Every backend's queues added up, by lane. */
+  queues?: Record<Lane, QueueDepth>;
+  /** Any worker, whatever it serves. */
+  worker: Seen;
+  backends?: Record<string, BackendHealth>;
   error?: string;
 }
 
@@ -19,22 +45,34 @@ export function secondsSinceSeen(seen: Date | undefined, now = Date.now()): numb
   return seen ? Math.max(0, Math.round((now - seen.getTime()) / 1000)) : null;
 }
 
-/** Queue depths and when a worker was last seen; never throws. */
+/** Each backend's queues, workers and models, and when any worker was last seen; never throws. */
 export async function health(services: Services): Promise<Health> {
-  const { store, queue, config } = services;
+  const { queue, config, backends } = services;
   try {
-    const depths = await Promise.all(LANES.map((lane) => queue.depth(lane)));
-    const seen = await store.lastWorkerSeen();
-    const secondsAgo = secondsSinceSeen(seen);
+    const [directory, depths] = await Promise.all([
+      ModelDirectory.read(services),
+      Promise.all(
+        backends.map((b) =>
+          Promise.all(LANES.map((lane) => queue.depth({ backend: b.name, lane })))
+        ),
+      ),
+    ]);
+    const now = Date.now();
+    const perBackend = Object.fromEntries(backends.map((backend, i) => {
+      const queues = Object.fromEntries(LANES.map((lane, j) => [lane, depths[i][j]])) as Record<
+        Lane,
+        QueueDepth
+      >;
+      return [backend.name, backendHealth(backend, directory, queues, config, now)];
+    }));
     return {
       status: "ok",
       backend: config.backend,
-      queues: Object.fromEntries(LANES.map((lane, i) => [lane, depths[i]])),
-      worker: {
-        last_seen: seen?.toISOString() ?? null,
-        seconds_ago: secondsAgo,
-        stale: isStale(secondsAgo, config),
-      },
+      queues: Object.fromEntries(
+        LANES.map((lane, j) => [lane, sumDepths(depths.map((d) => d[j]))]),
+      ) as Record<Lane, QueueDepth>,
+      worker: seen(directory.lastSeen(), config, now),
+      backends: perBackend,
     };
   } catch (err) {
     return {
@@ -46,24 +84,67 @@ export async function health(services: Services): Promise<Health> {
   }
 }
 
-/** Throws a 503 when no worker has been seen for `WORKER_STALE_S`. */
-export async function ensureWorkerAlive(services: Services): Promise<void> {
-  const { config, store } = services;
-  if (config.workerStaleSeconds === 0) return;
-  const seen = await store.lastWorkerSeen();
-  const secondsAgo = secondsSinceSeen(seen);
-  if (isStale(secondsAgo, config)) {
-    throw new ApiError(
-      503,
-      seen
-        ? `No worker available: the last worker was seen ${secondsAgo} s ago (WORKER_STALE_S is ${config.workerStaleSeconds}); start \`deno task worker\` beside your models`
-        : "No worker available: no worker has ever been seen; start `deno task worker` beside your models",
-      { code: "no_worker", type: "service_unavailable" },
-    );
-  }
+function backendHealth(
+  backend: Backend,
+  directory: ModelDirectory,
+  queues: Record<Lane, QueueDepth>,
+  config: Config,
+  now: number,
+): BackendHealth {
+  const reports = directory.liveReportsOf(backend);
+  const up = reports.some((r) => r.status === "up");
+  const status = reports.length === 0 ? "no_worker" : up ? "up" : "down";
+  return {
+    status,
+    ...(status === "down" && reports[0].error ? { error: reports[0].error } : {}),
+    ...seen(directory.lastSeen(backend), config, now),
+    queues,
+    workers: directory.liveWorkersOf(backend).map((w) => ({
+      worker_id: w.worker_id,
+      last_seen: w.seen_at,
+      seconds_ago: secondsSinceSeen(new Date(w.seen_at), now) ?? 0,
+    })),
+    models: directory.liveModelsOf(backend).map((m) => m.id),
+  };
 }
 
-function isStale(secondsAgo: number | null, config: Config): boolean {
-  if (config.workerStaleSeconds === 0) return false;
-  return secondsAgo === null || secondsAgo > config.workerStaleSeconds;
+/**
+ * Throws a 503 naming the backend when none of its workers has been seen for
+ * `WORKER_STALE_S`: its jobs would only wait.
+ */
+export function ensureWorkerAlive(
+  backend: Backend,
+  { directory, config }: { directory: ModelDirectory; config: Config },
+): void {
+  const { stale, seconds_ago } = seen(directory.lastSeen(backend), config);
+  if (!stale) return;
+  const start = `start \`deno task worker\` where backend "${backend.name}" runs`;
+  throw new ApiError(
+    503,
+    seconds_ago !== null
+      ? `No worker available for backend "${backend.name}": its last worker was seen ${seconds_ago} s ago (WORKER_STALE_S is ${config.workerStaleSeconds}); ${start}`
+      : `No worker available for backend "${backend.name}": none has ever been seen; ${start}`,
+    { code: "no_worker", type: "service_unavailable" },
+  );
+}
+
+function seen(last: Date | undefined, config: Config, now = Date.now()): Seen {
+  const secondsAgo = secondsSinceSeen(last, now);
+  return {
+    last_seen: last?.toISOString() ?? null,
+    seconds_ago: secondsAgo,
+    stale: config.workerStaleSeconds > 0 &&
+      (secondsAgo === null || secondsAgo > config.workerStaleSeconds),
+  };
+}
+
+function sumDepths(depths: readonly QueueDepth[]): QueueDepth {
+  return depths.reduce(
+    (sum, d) => ({
+      waiting: sum.waiting + d.waiting,
+      in_flight: sum.in_flight + d.in_flight,
+      dead: sum.dead + d.dead,
+    }),
+    { waiting: 0, in_flight: 0, dead: 0 },
+  );
 }

@@ -9,29 +9,31 @@
 import { errorMessage } from "../core/error_message.ts";
 import { notifyCallback } from "./callbacks.ts";
 import type { Logger } from "../core/log.ts";
-import { type Lane, LANES } from "../core/queue.ts";
+import type { QueueRef } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
 import { isFinished } from "../core/store.ts";
 import { advanceTurn } from "../core/turns.ts";
 
-/** Messages read per sweep and lane at most, so a huge dead-letter queue costs a bounded amount each time. */
+/** Messages read per sweep and queue at most, so a huge dead-letter queue costs a bounded amount each time. */
 const MAX_PER_SWEEP = 100;
 const BATCH = 10;
 
 /** Options for {@linkcode sweepDeadLetters}. */
 export interface SweepOptions {
   logger: Logger;
-  /** Each lane's delivery limit, for the reason given. */
-  maxReceiveCount: Record<Lane, number>;
+  /** The queues whose dead-letter queues to look through: every lane of every backend served. */
+  queues: readonly QueueRef[];
+  /** Each queue's delivery limit, for the reason given. */
+  maxReceiveCount: (queue: QueueRef) => number;
 }
 
-/** Looks through each lane's dead-letter queue once; returns how many jobs it gave up. */
+/** Looks through each queue's dead-letter queue once; returns how many jobs it gave up. */
 export async function sweepDeadLetters(services: Services, options: SweepOptions): Promise<number> {
   const { queue, store, config } = services;
   let givenUp = 0;
-  for (const lane of LANES) {
+  for (const from of options.queues) {
     for (let read = 0; read < MAX_PER_SWEEP;) {
-      const tickets = await queue.receiveDeadLetters(lane, {
+      const tickets = await queue.receiveDeadLetters(from, {
         maxMessages: BATCH,
         // Hidden until the next sweep, so this one pages through the whole queue.
         hideSeconds: config.deadLetterSweepSeconds,
@@ -43,14 +45,15 @@ export async function sweepDeadLetters(services: Services, options: SweepOptions
         const job = await store.getJob(ticket.job_id);
         if (!job || isFinished(job)) continue;
         const reason = `Gave up: delivered ${
-          options.maxReceiveCount[lane]
-        } times without finishing; its message is in the ${lane} dead-letter queue`;
+          options.maxReceiveCount(from)
+        } times without finishing; its message is in backend "${from.backend}"'s ${from.lane} dead-letter queue`;
         await store.failJob(job.job_id, reason);
         await advanceTurn(services, ticket.conversation_id, job.job_id, ticket);
         givenUp++;
         options.logger.error("Job given up from the dead-letter queue", {
           job_id: job.job_id,
-          lane,
+          backend: from.backend,
+          lane: from.lane,
           error: reason,
         });
         // Not awaited: a slow receiver must not hold up the sweep.

@@ -1,6 +1,7 @@
 /** Runs one received job: claim, history, backend call, atomic append, and what to do when it fails. */
 import { errorMessage } from "../core/error_message.ts";
-import { backendNamed } from "../core/backends.ts";
+import { type Backend, backendNamed, configuredModels } from "../core/backends.ts";
+import { type ModelInfo, takesImages } from "../core/catalogue.ts";
 import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import type { Logger } from "../core/log.ts";
@@ -34,6 +35,8 @@ export interface RunJobContext {
    * overlaps with model calls; only the call itself takes a place.
    */
   backendPlace?: (route: string) => Promise<() => void>;
+  /** What the worker last learnt its backends serve: whether a model takes images. */
+  catalogue?: { model(backend: string, id: string): ModelInfo | undefined };
 }
 
 /** How a job run ended. */
@@ -243,13 +246,15 @@ async function askBackend(
 ): Promise<{ reply: ChatMessage; historyCount: number }> {
   const { backends, config } = context.services;
   const backend = backendNamed(backends, job.route);
-  if (!backend) throw new PermanentJobError(`No backend named "${job.route}" is configured`);
+  if (!backend) {
+    throw new PermanentJobError(`No backend named "${job.route}" is configured on this worker`);
+  }
   const messages = [
     ...(job.context ?? []),
     ...recentHistory(history, config.historyMaxMessages),
     job.user_message,
   ];
-  const prepared = backend.images
+  const prepared = modelTakesImages(backend, job.model, context)
     ? await inlineImages(messages, {
       maxBytes: config.imageMaxBytes,
       timeoutMs: config.imageTimeoutMs,
@@ -276,6 +281,17 @@ async function askBackend(
     );
   }
   return { reply, historyCount: history.length };
+}
+
+/**
+ * Whether to send a job's images to its model, inlined as data: URLs (Ollama
+ * takes no other kind), or turn them into text notes: as the backend last
+ * said of the model, else as configuration says, else only for Ollama.
+ */
+function modelTakesImages(backend: Backend, model: string, context: RunJobContext): boolean {
+  const known = context.catalogue?.model(backend.name, model) ??
+    configuredModels(backend).find((m) => m.id === model);
+  return known ? takesImages(known) : backend.kind === "ollama";
 }
 
 /** The last `max` messages, starting at a user message so no reply comes without its question. */

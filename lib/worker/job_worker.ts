@@ -1,18 +1,24 @@
 /**
- * The worker's poll loop: keeps every backend's model places busy, priority
- * lane first, and holds the messages it has taken with a heartbeat.
+ * The worker's poll loops: one per backend it serves, each taking from that
+ * backend's two queues (priority lane first) as long as the backend has room,
+ * so every backend's model places stay busy. A heartbeat holds the messages
+ * taken and publishes what the worker serves (see lib/core/catalogue.ts).
  *
  * A receive is never cut off: SQS may already have handed it a message, which
  * would then stay hidden for the visibility timeout with nobody to run it. To
  * stop, the worker lets its receives end by themselves (a long poll ends within
  * `POLL_WAIT_S`) and puts back at once whatever they bring.
  */
+import type { Backend } from "../core/backends.ts";
+import type { WorkerRecord } from "../core/catalogue.ts";
 import { sweepDeadLetters } from "./dead_letters.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { runJob } from "./job_runner.ts";
 import type { Logger } from "../core/log.ts";
+import { longPollAll } from "./long_poll.ts";
+import { ModelCatalogue } from "./model_catalogue.ts";
 import { OutageTracker, type PauseSchedule } from "./outage.ts";
-import { type Lane, LANES, type ReceivedJob } from "../core/queue.ts";
+import { LANES, type QueueRef, queuesOf, type ReceivedJob } from "../core/queue.ts";
 import { Semaphore } from "./semaphore.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
@@ -33,6 +39,10 @@ const MAX_BATCH = 10;
 const JOBS_PER_PLACE = 2;
 /** How long to pause when idle and long polling is off (POLL_WAIT_S=0). */
 const IDLE_PAUSE_MS = 200;
+/** Time allowed for each request that asks a backend what it serves. */
+const MODEL_CHECK_TIMEOUT_MS = 10_000;
+/** Heartbeats a worker may miss before it no longer counts as live. */
+const LIVE_FOR_BEATS = 3;
 
 /** A message the worker holds: waiting to start, or running. */
 interface Held {
@@ -40,15 +50,30 @@ interface Held {
   running: boolean;
 }
 
-/** Pulls jobs from the queue and runs them, up to each backend's concurrency, until stopped. */
+/** The receiving side of one backend the worker serves. */
+interface Poller {
+  backend: Backend;
+  /** Set after a long poll brought nothing: the next receive is a long poll too. */
+  idle: boolean;
+  /** Resolves the wait of a loop whose backend has no room. */
+  wake?: () => void;
+  loop?: Promise<void>;
+}
+
+function queueKey(queue: QueueRef): string {
+  return `${queue.backend}/${queue.lane}`;
+}
+
+/** Pulls jobs from its backends' queues and runs them, up to each backend's concurrency, until stopped. */
 export class JobWorker {
   #services: Services;
   #logger: Logger;
   #id = crypto.randomUUID();
-  #maxReceiveCount?: Record<Lane, number>;
-  #holdLimit: number;
-  /** Started runs per backend route: at most its places times JOBS_PER_PLACE. */
-  #runsPerRoute = new Map<string, number>();
+  /** Deliveries before each queue dead-letters a message, by queue. */
+  #maxReceiveCount = new Map<string, number>();
+  #pollers: Poller[];
+  /** Started runs per backend queue: at most its places times JOBS_PER_PLACE. */
+  #runsPerBackend = new Map<string, number>();
   /** Places at each backend: only the model call itself takes one. */
   #places = new Map<string, Semaphore>();
   /** Held messages not started yet, priority lane first; each starts when its backend has room. */
@@ -57,28 +82,37 @@ export class JobWorker {
   #running = new Set<Promise<void>>();
   /** Receives in flight: never abandoned, so what they bring is never lost. */
   #receiving = new Set<Promise<unknown>>();
-  #idle = false;
+  #catalogue: ModelCatalogue;
   #queueOutage: OutageTracker;
+  /** Until when every loop pauses after a failed receive: one outage, one pause, however many loops. */
+  #queuePausedUntil = 0;
   #storeOutage: OutageTracker;
   /** Aborted to stop receiving. */
   #stopping = new AbortController();
   /** Aborted when the grace period is over: running jobs are handed back. */
   #interrupt = new AbortController();
-  #wakeLoop?: () => void;
+  #beatEveryMs: number;
   #heartbeat?: ReturnType<typeof setInterval>;
   #sweeper?: ReturnType<typeof setInterval>;
+  #refresher?: ReturnType<typeof setInterval>;
   #sweeping?: Promise<void>;
-  #loop?: Promise<void>;
+  /** The last record write: writes go one after another, so a late heartbeat cannot undo a stop. */
+  #publishing: Promise<unknown> = Promise.resolve();
   #stopped?: Promise<void>;
   #done = Promise.withResolvers<void>();
 
   constructor(services: Services, options: WorkerOptions) {
     this.#services = services;
     this.#logger = options.logger;
-    this.#holdLimit = services.backends.reduce((sum, b) => sum + b.concurrency * JOBS_PER_PLACE, 0);
+    this.#pollers = services.backends.map((backend) => ({ backend, idle: false }));
     for (const backend of services.backends) {
       this.#places.set(backend.name, new Semaphore(backend.concurrency));
     }
+    this.#beatEveryMs = Math.max(500, (services.config.visibilityTimeoutSeconds * 1000) / 3);
+    this.#catalogue = new ModelCatalogue(services.backends, {
+      logger: this.#logger,
+      timeoutMs: MODEL_CHECK_TIMEOUT_MS,
+    });
     this.#queueOutage = new OutageTracker({
       logger: this.#logger,
       what: "queue",
@@ -93,18 +127,33 @@ export class JobWorker {
     });
   }
 
-  /** Checks the queues, records the worker as seen, and starts polling. */
+  /** This worker's id, under which it publishes what it serves. */
+  get id(): string {
+    return this.#id;
+  }
+
+  /**
+   * Checks its backends' settings and queues, asks the backends what they
+   * serve, publishes that, and starts polling.
+   */
   async start(): Promise<void> {
-    this.#maxReceiveCount = await this.#readRedriveLimits();
-    await this.#services.store.markWorkerSeen(this.#id);
-    const everyMs = Math.max(500, (this.#services.config.visibilityTimeoutSeconds * 1000) / 3);
-    this.#heartbeat = setInterval(() => this.#beat(), everyMs);
-    this.#sweeper = setInterval(
-      () => this.#sweep(),
-      this.#services.config.deadLetterSweepSeconds * 1000,
-    );
+    const { backends, config } = this.#services;
+    if (backends.length === 0) throw new Error("Cannot start worker: LLM_BACKENDS names none");
+    for (const backend of backends) {
+      if (!backend.baseUrl) {
+        throw new Error(
+          `Cannot start worker: backend "${backend.name}" has no base URL; set ${backend.baseUrlVariable}`,
+        );
+      }
+    }
+    await this.#readRedriveLimits();
+    await this.#catalogue.refresh();
+    await this.#publish();
+    this.#heartbeat = setInterval(() => this.#beat(), this.#beatEveryMs);
+    this.#sweeper = setInterval(() => this.#sweep(), config.deadLetterSweepSeconds * 1000);
+    this.#refresher = setInterval(() => this.#refresh(), config.modelRefreshSeconds * 1000);
     this.#sweep();
-    this.#loop = this.#run();
+    for (const poller of this.#pollers) poller.loop = this.#run(poller);
   }
 
   /**
@@ -124,10 +173,14 @@ export class JobWorker {
 
   async #shutdown(): Promise<void> {
     this.#stopping.abort();
-    this.#wakeLoop?.();
+    this.#wakeAll();
     clearInterval(this.#sweeper);
+    clearInterval(this.#refresher);
+    // Its models leave the catalogue at once; jobs for them wait in their queues.
+    const leaving = this.#publish().catch(() => {});
     // Receives in flight end by themselves; #accept puts back what they bring.
-    const receivesEnded = this.#loop!.then(() => Promise.allSettled([...this.#receiving]));
+    const receivesEnded = Promise.all(this.#pollers.map((p) => p.loop))
+      .then(() => Promise.allSettled([...this.#receiving]));
     const waiting = this.#waiting.splice(0);
     await Promise.all(waiting.map((m) => this.#putBack(m)));
     if (this.#running.size > 0) {
@@ -152,42 +205,61 @@ export class JobWorker {
     }
     await receivesEnded;
     await this.#sweeping;
+    await leaving;
     clearInterval(this.#heartbeat);
     this.#done.resolve();
   }
 
-  async #run(): Promise<void> {
+  /** One backend's loop: receives while the backend has room, and never spins. */
+  async #run(poller: Poller): Promise<void> {
     const signal = this.#stopping.signal;
     while (!signal.aborted) {
       this.#dispatch();
-      const room = this.#holdLimit - this.#running.size - this.#waiting.length;
+      const room = this.#room(poller.backend);
       if (room <= 0) {
-        await new Promise<void>((resolve) => this.#wakeLoop = resolve);
+        await new Promise<void>((resolve) => poller.wake = resolve);
+        poller.wake = undefined;
+        continue;
+      }
+      const paused = this.#queuePausedUntil - Date.now();
+      if (paused > 0) {
+        await sleep(paused, signal);
         continue;
       }
       try {
-        const messages = await this.#receive(Math.min(MAX_BATCH, room), signal);
+        const messages = await this.#receive(poller, Math.min(MAX_BATCH, room), signal);
         this.#queueOutage.succeeded();
         this.#accept(messages);
       } catch (err) {
-        // Pauses grow while the queue keeps failing, so an outage never spins the loop.
-        await sleep(this.#queueOutage.failed(err), signal);
+        // Pauses grow while the queue keeps failing, so an outage never spins the loops;
+        // loops that fail together count as one failure.
+        if (Date.now() >= this.#queuePausedUntil) {
+          this.#queuePausedUntil = Date.now() + this.#queueOutage.failed(err);
+        }
       }
     }
   }
 
+  /** How many more messages a backend's loop may take: its held messages count against it. */
+  #room(backend: Backend): number {
+    const waiting = this.#waiting.filter((m) => m.backend === backend.name).length;
+    return backend.concurrency * JOBS_PER_PLACE - waiting -
+      (this.#runsPerBackend.get(backend.name) ?? 0);
+  }
+
   /**
-   * Up to `max` messages: the priority lane first, then the default lane.
-   * When both are empty, long-polls both at once, so a job on either starts
-   * without waiting out the other's poll; once idle, only long polls.
-   * Throws when the queue fails.
+   * Up to `max` messages of one backend: its priority lane first, then its
+   * default lane. When both are empty, long-polls both at once, so a job on
+   * either starts without waiting out the other's poll; once idle, only long
+   * polls. Throws when the queue fails.
    */
-  async #receive(max: number, signal: AbortSignal): Promise<ReceivedJob[]> {
-    if (!this.#idle) {
+  async #receive(poller: Poller, max: number, signal: AbortSignal): Promise<ReceivedJob[]> {
+    const queues = LANES.map((lane) => ({ backend: poller.backend.name, lane }));
+    if (!poller.idle) {
       const got: ReceivedJob[] = [];
-      for (const lane of LANES) {
+      for (const queue of queues) {
         if (got.length < max) {
-          got.push(...await this.#receiveFrom(lane, max - got.length, 0, signal));
+          got.push(...await this.#receiveFrom(queue, max - got.length, 0, signal));
         }
       }
       if (got.length > 0) return got;
@@ -197,55 +269,22 @@ export class JobWorker {
       await sleep(IDLE_PAUSE_MS, signal);
       return [];
     }
-    const got = await this.#longPollBoth(max, wait, signal);
-    this.#idle = got.length === 0;
+    const got = await longPollAll(queues, {
+      receive: (queue) => this.#receiveFrom(queue, max, wait, signal),
+      // Another queue answered first: these wait to start like any other.
+      late: (messages) => this.#accept(messages),
+    });
+    poller.idle = got.length === 0;
     return got;
   }
 
-  /**
-   * Long-polls every lane at once. Answers with the first lane that brings
-   * messages; what the others bring later is taken in as well. Answers empty
-   * once all are done, or throws the first error when none brought anything.
-   */
-  #longPollBoth(max: number, wait: number, signal: AbortSignal): Promise<ReceivedJob[]> {
-    return new Promise((resolve, reject) => {
-      let pending = LANES.length;
-      let answered = false;
-      let failure: { error: unknown } | undefined;
-      const settleIfLast = () => {
-        if (--pending > 0 || answered) return;
-        answered = true;
-        if (failure) reject(failure.error);
-        else resolve([]);
-      };
-      for (const lane of LANES) {
-        this.#receiveFrom(lane, max, wait, signal).then(
-          (messages) => {
-            if (messages.length > 0 && !answered) {
-              answered = true;
-              resolve(messages);
-            } else if (messages.length > 0) {
-              // Another lane answered first: these wait to start like any other.
-              this.#accept(messages);
-            }
-            settleIfLast();
-          },
-          (err) => {
-            failure ??= { error: err };
-            settleIfLast();
-          },
-        );
-      }
-    });
-  }
-
   #receiveFrom(
-    lane: Lane,
+    queue: QueueRef,
     max: number,
     waitSeconds: number,
     signal: AbortSignal,
   ): Promise<ReceivedJob[]> {
-    const receive = this.#services.queue.receive(lane, {
+    const receive = this.#services.queue.receive(queue, {
       maxMessages: max,
       waitSeconds,
       visibilitySeconds: this.#services.config.visibilityTimeoutSeconds,
@@ -260,7 +299,9 @@ export class JobWorker {
   /** Takes received messages into the waiting list, priority lane first, and starts what fits. */
   #accept(messages: ReceivedJob[]): void {
     if (messages.length === 0) return;
-    this.#idle = false;
+    for (const poller of this.#pollers) {
+      if (messages.some((m) => m.backend === poller.backend.name)) poller.idle = false;
+    }
     if (this.#stopping.signal.aborted) {
       for (const message of messages) this.#putBack(message);
       return;
@@ -275,10 +316,12 @@ export class JobWorker {
   #dispatch(): void {
     if (this.#stopping.signal.aborted) return;
     this.#waiting = this.#waiting.filter((message) => {
-      const route = message.ticket.route;
-      const backend = this.#services.backends.find((b) => b.name === route);
-      // A message for no known backend (a line check, or a job the runner gives up) starts at once.
-      if (backend && (this.#runsPerRoute.get(route) ?? 0) >= backend.concurrency * JOBS_PER_PLACE) {
+      const backend = this.#services.backends.find((b) => b.name === message.backend);
+      // A line check never calls a model: it starts at once.
+      if (
+        backend && !message.ticket.line_check &&
+        (this.#runsPerBackend.get(backend.name) ?? 0) >= backend.concurrency * JOBS_PER_PLACE
+      ) {
         return true;
       }
       this.#start(message);
@@ -287,18 +330,19 @@ export class JobWorker {
   }
 
   #start(message: ReceivedJob): void {
-    const route = message.ticket.route;
-    this.#runsPerRoute.set(route, (this.#runsPerRoute.get(route) ?? 0) + 1);
+    const key = message.backend;
+    this.#runsPerBackend.set(key, (this.#runsPerBackend.get(key) ?? 0) + 1);
     const held = this.#held.get(message.receipt);
     if (held) held.running = true;
     const run = runJob(message, {
       services: this.#services,
       logger: this.#logger,
-      maxReceiveCount: this.#maxReceiveCount![message.lane],
+      maxReceiveCount: this.#maxReceiveCount.get(queueKey(message))!,
       signal: this.#interrupt.signal,
       stopHolding: () => this.#held.delete(message.receipt),
       backendPlace: (route) =>
         this.#places.get(route)?.acquire(message.lane === "priority") ?? Promise.resolve(() => {}),
+      catalogue: this.#catalogue,
     }).then(
       () => {},
       (err) =>
@@ -309,15 +353,19 @@ export class JobWorker {
         }),
     ).finally(() => {
       this.#held.delete(message.receipt);
-      this.#runsPerRoute.set(route, (this.#runsPerRoute.get(route) ?? 1) - 1);
+      this.#runsPerBackend.set(key, (this.#runsPerBackend.get(key) ?? 1) - 1);
       this.#running.delete(run);
       this.#dispatch();
-      this.#wakeLoop?.();
+      this.#wakeAll();
     });
     this.#running.add(run);
   }
 
-  /** Keeps held messages hidden and running jobs leased, and says the worker is alive. */
+  #wakeAll(): void {
+    for (const poller of this.#pollers) poller.wake?.();
+  }
+
+  /** Keeps held messages hidden and running jobs leased, and publishes what the worker serves. */
   #beat(): void {
     const { queue, store, config } = this.#services;
     const seconds = config.visibilityTimeoutSeconds;
@@ -337,9 +385,39 @@ export class JobWorker {
         );
       }
     }
-    store.markWorkerSeen(this.#id).then(
+    this.#publish().then(
       () => this.#storeOutage.succeeded(),
       (err) => this.#storeOutage.failed(err),
+    );
+  }
+
+  /**
+   * Writes this worker's record: seen now, live for a few heartbeats (until
+   * now once it is stopping), with the latest report of each backend.
+   */
+  #publish(): Promise<void> {
+    const write = this.#publishing.then(() => {
+      const now = Date.now();
+      const record: WorkerRecord = {
+        worker_id: this.#id,
+        seen_at: new Date(now).toISOString(),
+        live_until: this.#stopping.signal.aborted ? now : now + LIVE_FOR_BEATS * this.#beatEveryMs,
+        backends: this.#catalogue.reports(),
+      };
+      return this.#services.store.saveWorker(record);
+    });
+    this.#publishing = write.catch(() => {});
+    return write;
+  }
+
+  /** Asks the backends again what they serve, and publishes the answer at once. */
+  #refresh(): void {
+    this.#catalogue.refresh().then(() => {
+      if (!this.#stopping.signal.aborted) return this.#publish();
+    }).catch((err) =>
+      this.#logger.warn("Could not publish the models this worker serves", {
+        error: errorMessage(err),
+      })
     );
   }
 
@@ -348,7 +426,8 @@ export class JobWorker {
     if (this.#sweeping || this.#stopping.signal.aborted) return;
     this.#sweeping = sweepDeadLetters(this.#services, {
       logger: this.#logger,
-      maxReceiveCount: this.#maxReceiveCount!,
+      queues: queuesOf(this.#services.backends.map((b) => b.name)),
+      maxReceiveCount: (queue) => this.#maxReceiveCount.get(queueKey(queue))!,
     }).then(
       () => {},
       (err) =>
@@ -368,17 +447,22 @@ export class JobWorker {
     );
   }
 
-  async #readRedriveLimits(): Promise<Record<Lane, number>> {
-    const limits = {} as Record<Lane, number>;
-    for (const lane of LANES) {
-      const limit = await this.#services.queue.maxReceiveCount(lane);
+  async #readRedriveLimits(): Promise<void> {
+    for (const queue of queuesOf(this.#services.backends.map((b) => b.name))) {
+      const where = `backend "${queue.backend}"'s ${queue.lane} queue`;
+      const limit = await this.#services.queue.maxReceiveCount(queue).catch((err) => {
+        throw new Error(
+          `Cannot start worker: cannot read ${where}: ${
+            errorMessage(err)
+          }; run \`deno task setup\``,
+        );
+      });
       if (limit === undefined) {
         throw new Error(
-          `Cannot start worker: the ${lane} queue has no dead-letter queue, so failed jobs would be retried forever; run \`deno task setup\``,
+          `Cannot start worker: ${where} has no dead-letter queue, so failed jobs would be retried forever; run \`deno task setup\``,
         );
       }
-      limits[lane] = limit;
+      this.#maxReceiveCount.set(queueKey(queue), limit);
     }
-    return limits;
   }
 }

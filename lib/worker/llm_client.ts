@@ -52,7 +52,10 @@ export async function chatCompletion(
   try {
     response = await fetch(url, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: {
+        "content-type": "application/json",
+        ...(backend.apiKey ? { authorization: `Bearer ${backend.apiKey}` } : {}),
+      },
       body: JSON.stringify({
         ...options.params,
         model: options.model ?? backend.model,

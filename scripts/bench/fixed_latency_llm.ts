@@ -53,6 +53,18 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     async function answer(req) {
       const path = new URL(req.url).pathname;
+      if (req.method === "GET" && path === "/v1/models") {
+        // What the worker asks at start: the models the bench's jobs name.
+        return Response.json({
+          object: "list",
+          data: ["bench-text-model", "bench-vision-model"].map((id) => ({
+            id,
+            object: "model",
+            created: 0,
+            owned_by: "vllm",
+          })),
+        });
+      }
       if (req.method !== "POST" || path !== "/v1/chat/completions") {
         return Response.json({ error: { message: `No route ${req.method} ${path}` } }, {
           status: 404,

@@ -56,6 +56,7 @@ export async function startServedGateway(
       VLLM_MODEL: "bench-text-model",
       VLLM_CONCURRENCY: "16",
       OLLAMA_BASE_URL: llmBaseUrl,
+      OLLAMA_MODEL: "bench-vision-model",
       POLL_WAIT_S: "1",
       WORKER_STALE_S: "0",
       SYNC_TIMEOUT_S: "60",

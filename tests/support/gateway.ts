@@ -8,11 +8,12 @@ import type { Hono } from "hono";
 import { createApp } from "../../lib/http/app.ts";
 import { createAwsClients } from "../../lib/storage/aws/clients.ts";
 import { provisionAws } from "../../lib/storage/aws/provision.ts";
+import { backendsFromConfig } from "../../lib/core/backends.ts";
 import { type BackendKind, type Config, type Env, loadConfig } from "../../lib/core/config.ts";
 import type { Job } from "../../lib/core/jobs.ts";
 import type { ChatMessage } from "../../lib/core/messages.ts";
 import { silentLogger } from "../../lib/core/log.ts";
-import type { JobQueue, Lane, QueueDepth } from "../../lib/core/queue.ts";
+import type { JobQueue, Lane, QueueDepth, QueueRef } from "../../lib/core/queue.ts";
 import type { Services } from "../../lib/core/services.ts";
 import { openServices } from "../../lib/storage/open.ts";
 import type { ChatAccepted } from "../../lib/http/submit.ts";
@@ -46,7 +47,15 @@ export interface TestGatewayOptions {
 export interface TestWorkerOptions extends Partial<WorkerOptions> {
   /** A queue to use instead of the gateway's, e.g. one that records or fails. */
   queue?: JobQueue;
+  /**
+   * The worker machine's own environment, over the gateway's: e.g.
+   * `LLM_BACKENDS` for a worker that serves only some backends.
+   */
+  env?: Env;
 }
+
+/** A lane of every backend added up, or one backend's lane. */
+export type DepthOf = Lane | QueueRef;
 
 /** A running test gateway. */
 export interface TestGateway {
@@ -68,14 +77,14 @@ export interface TestGateway {
   waitForJob(jobId: string, timeoutMs?: number): Promise<Job>;
   /** The stored messages of a conversation (its stored id), or none. */
   storedMessages(conversationId: string): Promise<ChatMessage[]>;
-  /** Message counts of a lane. */
-  depth(lane: Lane): Promise<QueueDepth>;
+  /** Message counts of a lane, added up over the backends, or of one backend's lane. */
+  depth(of: DepthOf): Promise<QueueDepth>;
   /**
    * Waits until a lane's counts are `expected`. SQS's counts are approximate
    * and can lag the truth; Moto's and the embedded queue's are exact at once,
    * so a test that reads them once would pass here and flake on AWS.
    */
-  depthBecomes(lane: Lane, expected: QueueDepth, what?: string): Promise<void>;
+  depthBecomes(of: DepthOf, expected: QueueDepth, what?: string): Promise<void>;
   /** Every job record in the store. */
   jobRecords(): Promise<Job[]>;
   /** Stops workers, stand-ins and clients; safe to call twice. */
@@ -145,8 +154,16 @@ export async function startTestGateway(
   backend: BackendKind,
   options: TestGatewayOptions & { emulators?: AwsEmulators } = {},
 ): Promise<TestGateway> {
-  const vllm = startStandInLlm({ name: "vllm", answer: options.vllmAnswer });
-  const ollama = startStandInLlm({ name: "ollama", answer: options.ollamaAnswer });
+  const vllm = startStandInLlm({
+    name: "vllm",
+    models: [{ id: "test-text-model" }],
+    answer: options.vllmAnswer,
+  });
+  const ollama = startStandInLlm({
+    name: "ollama",
+    models: [{ id: "test-vision-model", capabilities: ["completion", "vision"] }],
+    answer: options.ollamaAnswer,
+  });
   const env = {
     ...await testEnv(backend, options.emulators),
     VLLM_BASE_URL: vllm.baseUrl,
@@ -161,6 +178,17 @@ export async function startTestGateway(
   const app = createApp(services, { logger: silentLogger });
   const workers: JobWorker[] = [];
   let stopped = false;
+  const depth = async (of: DepthOf): Promise<QueueDepth> => {
+    const queues = typeof of === "string"
+      ? config.llmBackends.map((b) => ({ backend: b.name, lane: of }))
+      : [of];
+    const depths = await Promise.all(queues.map((queue) => services.queue.depth(queue)));
+    return depths.reduce((sum, d) => ({
+      waiting: sum.waiting + d.waiting,
+      in_flight: sum.in_flight + d.in_flight,
+      dead: sum.dead + d.dead,
+    }), { waiting: 0, in_flight: 0, dead: 0 });
+  };
   const postChat = (body: unknown) =>
     Promise.resolve(app.request("/chat", {
       method: "POST",
@@ -177,9 +205,15 @@ export async function startTestGateway(
     vllm,
     ollama,
     async startWorker(options = {}) {
-      const { queue, ...workerOptions } = options;
+      const { queue, env: workerEnv, ...workerOptions } = options;
+      const workerConfig = workerEnv ? loadConfig({ ...env, ...workerEnv }) : config;
       const worker = new JobWorker(
-        queue ? { ...services, queue } : services,
+        {
+          ...services,
+          config: workerConfig,
+          backends: backendsFromConfig(workerConfig),
+          queue: queue ?? services.queue,
+        },
         { logger: silentLogger, ...workerOptions },
       );
       await worker.start();
@@ -210,16 +244,16 @@ export async function startTestGateway(
       }
     },
     storedMessages: async (id) => (await services.store.getConversation(id))?.messages ?? [],
-    depth: (lane) => services.queue.depth(lane),
+    depth,
     async depthBecomes(
-      lane,
+      of,
       expected,
-      what = `the ${lane} lane to hold ${JSON.stringify(expected)}`,
+      what = `the ${JSON.stringify(of)} lane to hold ${JSON.stringify(expected)}`,
     ) {
       let last: QueueDepth | undefined;
       await eventually(
         async () => {
-          last = await services.queue.depth(lane);
+          last = await depth(of);
           return last.waiting === expected.waiting && last.in_flight === expected.in_flight &&
             last.dead === expected.dead;
         },
@@ -254,7 +288,7 @@ async function listJobs(config: Config): Promise<Job[]> {
   const clients = createAwsClients(config);
   try {
     const out = await clients.documents.send(new ScanCommand({ TableName: config.jobsTable }));
-    // The table also holds the workers' heartbeat item, which is no job.
+    // The table also holds the workers' records and the conversations' lines, which are no jobs.
     return (out.Items ?? []).filter((item) => "status" in item) as Job[];
   } finally {
     clients.destroy();

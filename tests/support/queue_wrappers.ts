@@ -9,6 +9,7 @@ import type {
   JobQueue,
   Lane,
   QueueDepth,
+  QueueRef,
   ReceivedJob,
   ReceiveOptions,
   SendOptions,
@@ -16,12 +17,15 @@ import type {
 
 /** One receive as the window saw it. */
 export interface ObservedReceive {
+  backend: string;
   lane: Lane;
   waitSeconds: number;
   /** Epoch ms when it was asked for. */
   at: number;
-  /** Job ids it returned, or undefined when it failed. */
+  /** Job ids it returned; undefined while it runs, or when it failed. */
   jobIds?: string[];
+  /** Set when it failed. */
+  failed?: true;
 }
 
 /** Options for {@linkcode ObservedQueue}. */
@@ -46,14 +50,15 @@ export class ObservedQueue implements JobQueue {
       (() => new TypeError("error sending request: Connection refused (os error 111)"));
   }
 
-  async receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]> {
-    const seen: ObservedReceive = { lane, waitSeconds: options.waitSeconds, at: Date.now() };
+  async receive(queue: QueueRef, options: ReceiveOptions): Promise<ReceivedJob[]> {
+    const seen: ObservedReceive = { ...queue, waitSeconds: options.waitSeconds, at: Date.now() };
     this.receives.push(seen);
     if (this.#failuresLeft > 0) {
       this.#failuresLeft--;
+      seen.failed = true;
       throw this.#failure();
     }
-    const got = await this.#inner.receive(lane, options);
+    const got = await this.#inner.receive(queue, options);
     seen.jobIds = got.map((m) => m.ticket.job_id);
     return got;
   }
@@ -70,13 +75,13 @@ export class ObservedQueue implements JobQueue {
   deadLetter(message: ReceivedJob): Promise<void> {
     return this.#inner.deadLetter(message);
   }
-  maxReceiveCount(lane: Lane): Promise<number | undefined> {
-    return this.#inner.maxReceiveCount(lane);
+  maxReceiveCount(queue: QueueRef): Promise<number | undefined> {
+    return this.#inner.maxReceiveCount(queue);
   }
-  depth(lane: Lane): Promise<QueueDepth> {
-    return this.#inner.depth(lane);
+  depth(queue: QueueRef): Promise<QueueDepth> {
+    return this.#inner.depth(queue);
   }
-  receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
-    return this.#inner.receiveDeadLetters(lane, options);
+  receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]> {
+    return this.#inner.receiveDeadLetters(queue, options);
   }
 }

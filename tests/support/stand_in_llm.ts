@@ -1,6 +1,9 @@
 /**
  * A stand-in for vLLM or Ollama: a real OpenAI-compatible HTTP server on
- * 127.0.0.1 that records what it was sent and answers as told.
+ * 127.0.0.1 that records what it was sent and answers as told. It lists its
+ * models as each does (`GET /v1/models`, owned by "vllm" or "library"), and
+ * the Ollama one also answers `POST /api/show` with the model's capabilities
+ * and refuses http(s) image URLs with Ollama's own error.
  */
 import type { ChatMessage } from "../../lib/core/messages.ts";
 
@@ -16,21 +19,49 @@ export interface RecordedRequest {
 /** What the stand-in answers: a reply text, or an HTTP error. */
 export type StandInAnswer = { reply: string } | { status: number; message: string };
 
+/** Which server the stand-in behaves like. */
+export type StandInKind = "vllm" | "ollama";
+
+/** A model the stand-in serves; Ollama's capabilities default to chat only. */
+export interface StandInModel {
+  id: string;
+  capabilities?: string[];
+}
+
 /** Options for {@linkcode startStandInLlm}. */
 export interface StandInOptions {
   /** Name used in replies, e.g. "vllm". */
   name: string;
+  /** Default: the name when it is "ollama", else "vllm". */
+  kind?: StandInKind;
+  /**
+   * The models it lists; a chat for another model gets the server's 404.
+   * Default one model, `<name>-model`.
+   */
+  models?: StandInModel[];
   /** Decides the answer; default echoes the last user message. */
   answer?: (request: RecordedRequest) => StandInAnswer | Promise<StandInAnswer>;
+  /** Sent back to a request without this bearer token as a 401, as a server with an API key does. */
+  apiKey?: string;
 }
 
 /** A running stand-in backend. */
 export interface StandInLlm {
   /** The base URL to configure, ending in /v1. */
   readonly baseUrl: string;
+  readonly kind: StandInKind;
+  /** Chat completion requests, in order. */
   readonly requests: RecordedRequest[];
+  /** Models asked about with `POST /api/show`, in order. */
+  readonly shown: string[];
+  /** How many times `GET /v1/models` was asked. */
+  readonly listings: number;
   stop(): Promise<void>;
 }
+
+/** What Ollama's OpenAI layer answers to an http(s) image URL (openai/openai.go). */
+export const OLLAMA_IMAGE_URL_ERROR =
+  "image URLs are not currently supported, please use base64 encoded data instead";
 
 /** The default answer: "<name> says: <last user text>". */
 export function echoAnswer(name: string) {
@@ -45,10 +76,34 @@ export function echoAnswer(name: string) {
 
 /** Starts a stand-in LLM server on a free loopback port. */
 export function startStandInLlm(options: StandInOptions): StandInLlm {
+  const kind = options.kind ?? (options.name === "ollama" ? "ollama" : "vllm");
+  const models = options.models ?? [{ id: `${options.name}-model` }];
   const requests: RecordedRequest[] = [];
+  const shown: string[] = [];
+  let listings = 0;
   const answer = options.answer ?? echoAnswer(options.name);
+  const created = Math.floor(Date.now() / 1000) - 3600;
+
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     const path = new URL(req.url).pathname;
+    if (options.apiKey && req.headers.get("authorization") !== `Bearer ${options.apiKey}`) {
+      return openAiError(401, "Unauthorized", "AuthenticationError");
+    }
+    if (req.method === "GET" && path === "/v1/models") {
+      listings++;
+      return Response.json({
+        object: "list",
+        data: models.map((m) => ({
+          id: m.id,
+          object: "model",
+          created,
+          owned_by: kind === "ollama" ? "library" : "vllm",
+        })),
+      });
+    }
+    if (kind === "ollama" && req.method === "POST" && path === "/api/show") {
+      return showModel(await req.json().catch(() => undefined));
+    }
     if (req.method !== "POST" || path !== "/v1/chat/completions") {
       return Response.json({ error: { message: `No route ${req.method} ${path}` } }, {
         status: 404,
@@ -56,12 +111,12 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
     }
     const body = await req.json() as RecordedRequest;
     requests.push(body);
-    const result = await answer(body);
-    if ("status" in result) {
-      return Response.json({ error: { message: result.message, type: "server_error" } }, {
-        status: result.status,
-      });
+    if (!models.some((m) => m.id === body.model)) return unknownModel(body.model);
+    if (kind === "ollama" && hasImageUrl(body.messages)) {
+      return openAiError(400, OLLAMA_IMAGE_URL_ERROR, "invalid_request_error");
     }
+    const result = await answer(body);
+    if ("status" in result) return openAiError(result.status, result.message, "server_error");
     if (body.stream) return streamedReply(body.model, result.reply);
     return Response.json({
       id: `chatcmpl-${requests.length}`,
@@ -75,12 +130,59 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
       }],
     });
   });
+
+  /** Ollama's `POST /api/show` (server/routes.go ShowHandler). */
+  function showModel(body: { model?: unknown; name?: unknown } | undefined): Response {
+    if (body === undefined) {
+      return Response.json({ error: "missing request body" }, { status: 400 });
+    }
+    const name = body.model || body.name;
+    if (typeof name !== "string" || !name) {
+      return Response.json({ error: "model is required" }, { status: 400 });
+    }
+    shown.push(name);
+    const model = models.find((m) => m.id === name);
+    if (!model) return Response.json({ error: `model '${name}' not found` }, { status: 404 });
+    return Response.json({
+      license: "",
+      modelfile: `FROM ${name}`,
+      parameters: "",
+      template: "{{ .Prompt }}",
+      details: { format: "gguf", family: "llama", parameter_size: "8B" },
+      model_info: {},
+      capabilities: model.capabilities ?? ["completion"],
+      modified_at: new Date(created * 1000).toISOString(),
+    });
+  }
+
+  function unknownModel(model: string): Response {
+    return kind === "ollama"
+      ? openAiError(404, `model "${model}" not found, try pulling it first`, "api_error")
+      : openAiError(404, `The model \`${model}\` does not exist.`, "NotFoundError");
+  }
+
   let stopped: Promise<void> | undefined;
   return {
     baseUrl: `http://127.0.0.1:${server.addr.port}/v1`,
+    kind,
     requests,
+    shown,
+    get listings() {
+      return listings;
+    },
     stop: () => stopped ??= server.shutdown(),
   };
+}
+
+function openAiError(status: number, message: string, type: string): Response {
+  return Response.json({ error: { message, type, param: null, code: null } }, { status });
+}
+
+function hasImageUrl(messages: readonly ChatMessage[]): boolean {
+  return messages.some((m) =>
+    Array.isArray(m.content) &&
+    m.content.some((p) => p.type === "image_url" && /^https?:/i.test(p.image_url.url))
+  );
 }
 
 /** The reply as server-sent events, a word at a time with a short pause between, as vLLM streams. */

@@ -11,6 +11,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
 import { followJob } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
 import { type ChatMessage, replyText } from "../../core/messages.ts";
@@ -30,8 +31,12 @@ export interface DynamoTables {
   jobs: string;
 }
 
-/** The jobs-table item where workers record that they are alive. */
-const WORKER_HEARTBEAT_ID = "worker-heartbeat";
+/**
+ * The jobs-table item holding every worker's heartbeat record in a map by
+ * worker id (`workers.<id>`), so the front door reads them all with one
+ * GetItem. Records not renewed for a day are dropped when a worker starts.
+ */
+const WORKERS_ID = "workers";
 
 /**
  * The jobs-table key of a conversation's line: `pending` lists its unfinished
@@ -62,12 +67,14 @@ const PARTIAL_TTL_S = 86_400;
 
 /**
  * A {@linkcode Store} on two DynamoDB tables: conversations (messages only)
- * and jobs (job records, each conversation's line, the worker heartbeat).
+ * and jobs (job records, each conversation's line, the workers' heartbeats).
  */
 export class DynamoStore implements Store {
   readonly partialEveryMs = PARTIAL_EVERY_MS;
   #db: DynamoDBDocumentClient;
   #tables: DynamoTables;
+  /** Whether this store has dropped old worker records yet: once, with its first heartbeat. */
+  #pruned = false;
   /** The one read loop of this process for every request that waits on a job. */
   readonly poller: JobPoller;
 
@@ -110,8 +117,8 @@ export class DynamoStore implements Store {
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
-    // Job ids are UUIDs; the table's other items (lines, replies so far, the heartbeat) are no jobs.
-    if (jobId === WORKER_HEARTBEAT_ID || jobId.includes("#")) return undefined;
+    // Job ids are UUIDs; the table's other items (lines, replies so far, the workers' records) are no jobs.
+    if (jobId === WORKERS_ID || jobId.includes("#")) return undefined;
     const out = await this.#db.send(
       new GetCommand({
         TableName: this.#tables.jobs,
@@ -360,26 +367,67 @@ export class DynamoStore implements Store {
     return out.Item?.pending?.[0];
   }
 
-  async markWorkerSeen(workerId: string): Promise<void> {
-    const now = Date.now();
-    await this.#db.send(
-      new PutCommand({
-        TableName: this.#tables.jobs,
-        Item: {
-          job_id: WORKER_HEARTBEAT_ID,
-          worker_id: workerId,
-          seen_at: new Date(now).toISOString(),
-          expires_at: Math.floor(now / 1000) + 86_400,
-        },
-      }),
-    );
+  async saveWorker(record: WorkerRecord): Promise<void> {
+    const expires = Math.floor((Date.now() + WORKER_RECORD_KEEP_MS) / 1000);
+    const old = this.#pruned ? [] : await this.#oldWorkerIds();
+    this.#pruned = true;
+    const update = () =>
+      this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.jobs,
+          Key: { job_id: WORKERS_ID },
+          UpdateExpression: "SET workers.#id = :record, expires_at = :expires" +
+            (old.length > 0 ? ` REMOVE ${old.map((_, i) => `workers.#old${i}`).join(", ")}` : ""),
+          ExpressionAttributeNames: {
+            "#id": record.worker_id,
+            ...Object.fromEntries(old.map((id, i) => [`#old${i}`, id])),
+          },
+          ExpressionAttributeValues: { ":record": record, ":expires": expires },
+        }),
+      );
+    try {
+      await update();
+    } catch (err) {
+      // A nested path cannot be set before the map exists: the first heartbeat creates it.
+      if (!(err instanceof Error && err.name === "ValidationException")) throw err;
+      try {
+        await this.#db.send(
+          new PutCommand({
+            TableName: this.#tables.jobs,
+            Item: {
+              job_id: WORKERS_ID,
+              workers: { [record.worker_id]: record },
+              expires_at: expires,
+            },
+            ConditionExpression: "attribute_not_exists(job_id)",
+          }),
+        );
+      } catch (putErr) {
+        if (!(putErr instanceof ConditionalCheckFailedException)) throw putErr;
+        await update(); // another worker created it first
+      }
+    }
   }
 
-  async lastWorkerSeen(): Promise<Date | undefined> {
+  async listWorkers(): Promise<WorkerRecord[]> {
     const out = await this.#db.send(
-      new GetCommand({ TableName: this.#tables.jobs, Key: { job_id: WORKER_HEARTBEAT_ID } }),
+      new GetCommand({ TableName: this.#tables.jobs, Key: { job_id: WORKERS_ID } }),
     );
-    return out.Item?.seen_at ? new Date(out.Item.seen_at) : undefined;
+    const workers = (out.Item?.workers ?? {}) as Record<string, WorkerRecord>;
+    return Object.values(workers).filter((record) => isKept(record));
+  }
+
+  /** The ids of worker records not renewed for a day. */
+  async #oldWorkerIds(): Promise<string[]> {
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: WORKERS_ID },
+        ConsistentRead: true,
+      }),
+    );
+    const workers = (out.Item?.workers ?? {}) as Record<string, WorkerRecord>;
+    return Object.entries(workers).filter(([, record]) => !isKept(record)).map(([id]) => id);
   }
 
   async #settle(jobId: string, status: JobStatus, error: string): Promise<void> {

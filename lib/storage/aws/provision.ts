@@ -13,6 +13,7 @@ import {
   QueueDoesNotExist,
 } from "@aws-sdk/client-sqs";
 import type { Config } from "../../core/config.ts";
+import { queueNameFor } from "../../core/queue.ts";
 import type { Logger } from "../../core/log.ts";
 import { type AwsClients, createAwsClients } from "./clients.ts";
 
@@ -20,8 +21,9 @@ import { type AwsClients, createAwsClients } from "./clients.ts";
 const DLQ_RETENTION_SECONDS = 1_209_600;
 
 /**
- * Creates both tables (jobs with TTL) and both queues, each with a
- * dead-letter queue, on the configured endpoint; safe to run again.
+ * Creates both tables (jobs with TTL) and each configured backend's two
+ * queues, each with a dead-letter queue, on the configured endpoint; safe to
+ * run again, and again after a backend is added.
  */
 export async function provisionAws(config: Config, logger: Logger): Promise<void> {
   const clients = createAwsClients(config);
@@ -44,9 +46,16 @@ async function provisionWith(clients: AwsClients, config: Config, logger: Logger
     // AWS refuses to enable TTL twice; that is the state we want anyway.
     if (!/already enabled/i.test(err.message)) throw err;
   });
-  for (const queue of [config.priorityQueue, config.jobsQueue]) {
-    await ensureQueueWithDlq(clients, queueName(queue), config.maxAttempts, logger);
+  for (const name of backendQueueNames(config)) {
+    await ensureQueueWithDlq(clients, name, config.maxAttempts, logger);
   }
+}
+
+/** The names of every configured backend's queues (without their dead-letter queues), priority first. */
+export function backendQueueNames(config: Config): string[] {
+  return [config.priorityQueue, config.jobsQueue].flatMap((base) =>
+    config.llmBackends.map((b) => queueName(queueNameFor(base, b.name)))
+  );
 }
 
 /** The queue name in a queue name or URL. */

@@ -1,4 +1,4 @@
-/** The job queue on Amazon SQS: one queue per lane, each with its dead-letter queue. */
+/** The job queue on Amazon SQS: one queue per backend and lane, each with its dead-letter queue. */
 import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
@@ -9,40 +9,45 @@ import {
   type SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { JobTicket } from "../../core/jobs.ts";
-import type {
-  DeadLetterOptions,
-  JobQueue,
-  Lane,
-  QueueDepth,
-  ReceivedJob,
-  ReceiveOptions,
-  SendOptions,
+import {
+  type DeadLetterOptions,
+  type JobQueue,
+  type Lane,
+  type QueueDepth,
+  queueNameFor,
+  type QueueRef,
+  type ReceivedJob,
+  type ReceiveOptions,
+  type SendOptions,
 } from "../../core/queue.ts";
 
 /** SQS's longest delay for one message. */
 const MAX_DELAY_SECONDS = 900;
 
-/** The queue name or URL of each lane. */
+/** The base queue name or URL of each lane; each backend's queue is named from it. */
 export type LaneQueues = Readonly<Record<Lane, string>>;
 
-/** A {@linkcode JobQueue} on two SQS queues. */
+/** A {@linkcode JobQueue} on SQS: two queues per backend, named by {@linkcode queueNameFor}. */
 export class SqsJobQueue implements JobQueue {
   #sqs: SQSClient;
-  #queues: LaneQueues;
-  #urls = new Map<Lane, Promise<string>>();
-  /** Each lane's dead-letter queue URL, or undefined without a redrive policy. */
-  #deadLetterUrls = new Map<Lane, Promise<string | undefined>>();
+  #bases: LaneQueues;
+  #urls = new Map<string, Promise<string>>();
+  /** Each queue's dead-letter queue URL, or undefined without a redrive policy. */
+  #deadLetterUrls = new Map<string, Promise<string | undefined>>();
 
-  constructor(sqs: SQSClient, queues: LaneQueues) {
+  constructor(sqs: SQSClient, bases: LaneQueues) {
     this.#sqs = sqs;
-    this.#queues = queues;
+    this.#bases = bases;
   }
 
   async send(lane: Lane, ticket: JobTicket, options: SendOptions = {}): Promise<void> {
+    if (!ticket.route) {
+      throw new TypeError(`Cannot send job "${ticket.job_id}": its ticket names no backend`);
+    }
     const delay = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.round(options.delaySeconds ?? 0)));
     await this.#sqs.send(
       new SendMessageCommand({
-        QueueUrl: await this.#url(lane),
+        QueueUrl: await this.#url({ backend: ticket.route, lane }),
         MessageBody: JSON.stringify(ticket),
         DelaySeconds: delay > 0 ? delay : undefined,
       }),
@@ -55,10 +60,10 @@ export class SqsJobQueue implements JobQueue {
    * timeout with nobody to run it (aws-sdk-js#2350). A long poll ends within
    * `waitSeconds` on its own.
    */
-  async receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]> {
+  async receive(queue: QueueRef, options: ReceiveOptions): Promise<ReceivedJob[]> {
     const out = await this.#sqs.send(
       new ReceiveMessageCommand({
-        QueueUrl: await this.#url(lane),
+        QueueUrl: await this.#url(queue),
         MaxNumberOfMessages: options.maxMessages,
         WaitTimeSeconds: options.waitSeconds,
         VisibilityTimeout: options.visibilitySeconds,
@@ -66,7 +71,8 @@ export class SqsJobQueue implements JobQueue {
       }),
     );
     return (out.Messages ?? []).map((m) => ({
-      lane,
+      backend: queue.backend,
+      lane: queue.lane,
       ticket: parseTicket(m.Body),
       receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 1),
       receipt: m.ReceiptHandle ?? "",
@@ -76,7 +82,7 @@ export class SqsJobQueue implements JobQueue {
   async delete(message: ReceivedJob): Promise<void> {
     await this.#sqs.send(
       new DeleteMessageCommand({
-        QueueUrl: await this.#url(message.lane),
+        QueueUrl: await this.#url(message),
         ReceiptHandle: message.receipt,
       }),
     );
@@ -85,7 +91,7 @@ export class SqsJobQueue implements JobQueue {
   async returnAfter(message: ReceivedJob, seconds: number): Promise<void> {
     await this.#sqs.send(
       new ChangeMessageVisibilityCommand({
-        QueueUrl: await this.#url(message.lane),
+        QueueUrl: await this.#url(message),
         ReceiptHandle: message.receipt,
         VisibilityTimeout: seconds,
       }),
@@ -93,11 +99,13 @@ export class SqsJobQueue implements JobQueue {
   }
 
   async deadLetter(message: ReceivedJob): Promise<void> {
-    const dlqUrl = await this.#deadLetterUrl(message.lane);
+    const dlqUrl = await this.#deadLetterUrl(message);
     if (!dlqUrl) {
       // Without a dead-letter queue the message stays, to be redelivered: never dropped.
       throw new Error(
-        `Cannot dead-letter job "${message.ticket.job_id}": the ${message.lane} queue has no redrive policy`,
+        `Cannot dead-letter job "${message.ticket.job_id}": ${
+          describe(message)
+        } has no redrive policy`,
       );
     }
     await this.#sqs.send(
@@ -106,14 +114,14 @@ export class SqsJobQueue implements JobQueue {
     await this.delete(message);
   }
 
-  async maxReceiveCount(lane: Lane): Promise<number | undefined> {
-    const count = Number((await this.#redrivePolicy(lane))?.maxReceiveCount);
+  async maxReceiveCount(queue: QueueRef): Promise<number | undefined> {
+    const count = Number((await this.#redrivePolicy(queue))?.maxReceiveCount);
     return Number.isFinite(count) ? count : undefined;
   }
 
-  async depth(lane: Lane): Promise<QueueDepth> {
-    const main = await this.#counts(await this.#url(lane));
-    const dlqUrl = await this.#deadLetterUrl(lane);
+  async depth(queue: QueueRef): Promise<QueueDepth> {
+    const main = await this.#counts(await this.#url(queue));
+    const dlqUrl = await this.#deadLetterUrl(queue);
     const dead = dlqUrl ? await this.#counts(dlqUrl) : undefined;
     return {
       waiting: main.visible,
@@ -122,8 +130,8 @@ export class SqsJobQueue implements JobQueue {
     };
   }
 
-  async receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
-    const dlqUrl = await this.#deadLetterUrl(lane);
+  async receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]> {
+    const dlqUrl = await this.#deadLetterUrl(queue);
     if (!dlqUrl) return [];
     const out = await this.#sqs.send(
       new ReceiveMessageCommand({
@@ -136,20 +144,20 @@ export class SqsJobQueue implements JobQueue {
     return (out.Messages ?? []).map((m) => parseTicket(m.Body));
   }
 
-  /** Looked up once per lane (a queue's redrive target does not move), and again after a failure. */
-  #deadLetterUrl(lane: Lane): Promise<string | undefined> {
-    return cached(this.#deadLetterUrls, lane, async () => {
-      const dlqArn = (await this.#redrivePolicy(lane))?.deadLetterTargetArn;
+  /** Looked up once per queue (a queue's redrive target does not move), and again after a failure. */
+  #deadLetterUrl(queue: QueueRef): Promise<string | undefined> {
+    return cached(this.#deadLetterUrls, key(queue), async () => {
+      const dlqArn = (await this.#redrivePolicy(queue))?.deadLetterTargetArn;
       return dlqArn ? await resolveQueueUrl(this.#sqs, queueNameFromArn(dlqArn)) : undefined;
     });
   }
 
   async #redrivePolicy(
-    lane: Lane,
+    queue: QueueRef,
   ): Promise<{ maxReceiveCount?: unknown; deadLetterTargetArn?: string } | undefined> {
     const out = await this.#sqs.send(
       new GetQueueAttributesCommand({
-        QueueUrl: await this.#url(lane),
+        QueueUrl: await this.#url(queue),
         AttributeNames: ["RedrivePolicy"],
       }),
     );
@@ -177,9 +185,21 @@ export class SqsJobQueue implements JobQueue {
     };
   }
 
-  #url(lane: Lane): Promise<string> {
-    return cached(this.#urls, lane, () => resolveQueueUrl(this.#sqs, this.#queues[lane]));
+  #url(queue: QueueRef): Promise<string> {
+    return cached(
+      this.#urls,
+      key(queue),
+      () => resolveQueueUrl(this.#sqs, queueNameFor(this.#bases[queue.lane], queue.backend)),
+    );
   }
+}
+
+function key(queue: QueueRef): string {
+  return `${queue.lane}/${queue.backend}`;
+}
+
+function describe(queue: QueueRef): string {
+  return `backend "${queue.backend}"'s ${queue.lane} queue`;
 }
 
 /** A lookup kept per key once it succeeds; a failed one is forgotten, so the next call tries again. */

@@ -10,6 +10,7 @@ import type {
   JobQueue,
   Lane,
   QueueDepth,
+  QueueRef,
   ReceivedJob,
   ReceiveOptions,
   SendOptions,
@@ -40,7 +41,10 @@ export interface KvJobQueueOptions {
   maxReceiveCount: number;
 }
 
-/** A {@linkcode JobQueue} on Deno KV with a dead-letter lane per lane. */
+/**
+ * A {@linkcode JobQueue} on Deno KV: messages under `["queue", backend, lane,
+ * …]`, and a dead-letter queue for each under `["dead", backend, lane, …]`.
+ */
 export class KvJobQueue implements JobQueue {
   #kv: Deno.Kv;
   #maxReceiveCount: number;
@@ -53,9 +57,12 @@ export class KvJobQueue implements JobQueue {
   }
 
   async send(lane: Lane, ticket: JobTicket, options: SendOptions = {}): Promise<void> {
+    if (!ticket.route) {
+      throw new TypeError(`Cannot send job "${ticket.job_id}": its ticket names no backend`);
+    }
     // Time first, then a counter: messages are received in the order they were sent.
     const now = Date.now();
-    const key = ["queue", lane, now, this.#sequence++, crypto.randomUUID()];
+    const key = ["queue", ticket.route, lane, now, this.#sequence++, crypto.randomUUID()];
     const delayMs = Math.max(0, options.delaySeconds ?? 0) * 1000;
     const entry: Entry = {
       ticket,
@@ -64,17 +71,17 @@ export class KvJobQueue implements JobQueue {
       receipt: "",
     };
     await this.#kv.set(key, entry);
-    this.#wake.dispatchEvent(new Event(lane));
+    this.#wake.dispatchEvent(new Event(eventName({ backend: ticket.route, lane })));
   }
 
-  async receive(lane: Lane, options: ReceiveOptions): Promise<ReceivedJob[]> {
+  async receive(queue: QueueRef, options: ReceiveOptions): Promise<ReceivedJob[]> {
     const deadline = Date.now() + options.waitSeconds * 1000;
     while (true) {
-      const { taken, nextVisibleAt } = await this.#take(lane, options);
+      const { taken, nextVisibleAt } = await this.#take(queue, options);
       const now = Date.now();
       if (taken.length > 0 || now >= deadline || options.signal?.aborted) return taken;
       const until = Math.min(deadline, nextVisibleAt ?? Infinity, now + MAX_SCAN_INTERVAL_MS);
-      await this.#sleep(lane, until - now, options.signal);
+      await this.#sleep(queue, until - now, options.signal);
     }
   }
 
@@ -91,7 +98,7 @@ export class KvJobQueue implements JobQueue {
     if (entry.value?.receipt !== token) return;
     const visibleAt = Date.now() + seconds * 1000;
     await this.#kv.atomic().check(entry).set(key, { ...entry.value, visibleAt }).commit();
-    if (seconds === 0) this.#wake.dispatchEvent(new Event(message.lane));
+    if (seconds === 0) this.#wake.dispatchEvent(new Event(eventName(message)));
   }
 
   async deadLetter(message: ReceivedJob): Promise<void> {
@@ -102,25 +109,25 @@ export class KvJobQueue implements JobQueue {
       .set(["dead", ...key.slice(1)], { ...entry.value, visibleAt: 0 }).commit();
   }
 
-  maxReceiveCount(_lane: Lane): Promise<number | undefined> {
+  maxReceiveCount(_queue: QueueRef): Promise<number | undefined> {
     return Promise.resolve(this.#maxReceiveCount);
   }
 
-  async depth(lane: Lane): Promise<QueueDepth> {
+  async depth(queue: QueueRef): Promise<QueueDepth> {
     const now = Date.now();
     const depth: QueueDepth = { waiting: 0, in_flight: 0, dead: 0 };
-    for await (const entry of this.#kv.list<Entry>({ prefix: ["queue", lane] })) {
+    for await (const entry of this.#kv.list<Entry>({ prefix: prefix("queue", queue) })) {
       if (entry.value.visibleAt <= now) depth.waiting++;
       else depth.in_flight++;
     }
-    for await (const _ of this.#kv.list({ prefix: ["dead", lane] })) depth.dead++;
+    for await (const _ of this.#kv.list({ prefix: prefix("dead", queue) })) depth.dead++;
     return depth;
   }
 
-  async receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
+  async receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]> {
     const tickets: JobTicket[] = [];
     const now = Date.now();
-    for await (const entry of this.#kv.list<Entry>({ prefix: ["dead", lane] })) {
+    for await (const entry of this.#kv.list<Entry>({ prefix: prefix("dead", queue) })) {
       if (tickets.length >= options.maxMessages) break;
       if (entry.value.visibleAt > now) continue;
       const hidden = { ...entry.value, visibleAt: now + options.hideSeconds * 1000 };
@@ -131,12 +138,36 @@ export class KvJobQueue implements JobQueue {
     return tickets;
   }
 
+  /**
+   * Moves messages of the layout before each backend had its own queues
+   * (`["queue", lane, …]`) to their backend's queue, so an upgrade loses
+   * none. A line check of that time names no backend; any backend's worker
+   * can run it, so it goes to `fallbackBackend`. Returns how many moved.
+   */
+  async adoptLegacyMessages(fallbackBackend: string): Promise<number> {
+    let moved = 0;
+    for (const kind of ["queue", "dead"] as const) {
+      for (const lane of ["priority", "default"]) {
+        for await (const entry of this.#kv.list<Entry>({ prefix: [kind, lane] })) {
+          if (typeof entry.key[2] !== "number") continue; // a backend named like a lane
+          const backend = entry.value.ticket.route || fallbackBackend;
+          const ticket = { ...entry.value.ticket, route: backend };
+          const key = [kind, backend, ...entry.key.slice(1)];
+          const result = await this.#kv.atomic().check(entry).delete(entry.key)
+            .set(key, { ...entry.value, ticket }).commit();
+          if (result.ok) moved++;
+        }
+      }
+    }
+    return moved;
+  }
+
   /** Takes up to `maxMessages` visible messages, moving those past the limit to the dead lane. */
-  async #take(lane: Lane, options: ReceiveOptions) {
+  async #take(queue: QueueRef, options: ReceiveOptions) {
     const taken: ReceivedJob[] = [];
     let nextVisibleAt: number | undefined;
     const now = Date.now();
-    for await (const entry of this.#kv.list<Entry>({ prefix: ["queue", lane] })) {
+    for await (const entry of this.#kv.list<Entry>({ prefix: prefix("queue", queue) })) {
       if (taken.length >= options.maxMessages) break;
       if (entry.value.visibleAt > now) {
         nextVisibleAt = Math.min(nextVisibleAt ?? Infinity, entry.value.visibleAt);
@@ -157,7 +188,8 @@ export class KvJobQueue implements JobQueue {
       // A failed check means another receiver took it first: skip it.
       if (!(await this.#kv.atomic().check(entry).set(entry.key, next).commit()).ok) continue;
       taken.push({
-        lane,
+        backend: queue.backend,
+        lane: queue.lane,
         ticket: next.ticket,
         receiveCount: next.receiveCount,
         receipt: JSON.stringify({ key: entry.key, token: next.receipt } satisfies Receipt),
@@ -166,20 +198,29 @@ export class KvJobQueue implements JobQueue {
     return { taken, nextVisibleAt };
   }
 
-  /** Waits `ms`, or less when a message is sent or released on the lane, or on abort. */
-  #sleep(lane: Lane, ms: number, signal?: AbortSignal): Promise<void> {
+  /** Waits `ms`, or less when a message is sent or released on the queue, or on abort. */
+  #sleep(queue: QueueRef, ms: number, signal?: AbortSignal): Promise<void> {
+    const event = eventName(queue);
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.#wake.removeEventListener(lane, done);
+        this.#wake.removeEventListener(event, done);
         signal?.removeEventListener("abort", done);
         resolve();
       };
       const timer = setTimeout(done, Math.max(0, ms));
-      this.#wake.addEventListener(lane, done);
+      this.#wake.addEventListener(event, done);
       signal?.addEventListener("abort", done);
     });
   }
+}
+
+function prefix(kind: "queue" | "dead", queue: QueueRef): Deno.KvKey {
+  return [kind, queue.backend, queue.lane];
+}
+
+function eventName(queue: QueueRef): string {
+  return `${queue.backend}/${queue.lane}`;
 }
 
 function parseReceipt(receipt: string): Receipt {

@@ -1,4 +1,5 @@
 /** The store in a local Deno KV file: conversations and job records that survive a restart. */
+import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
 import { followJob, JobChanges } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
 import { type ChatMessage, replyText } from "../../core/messages.ts";
@@ -26,7 +27,7 @@ interface ConversationHead {
 const conversationKey = (id: string) => ["conversation", id];
 const messagesPrefix = (id: string) => ["message", id];
 const jobKey = (id: string) => ["job", id];
-const WORKER_SEEN_KEY = ["worker", "seen"];
+const workerKey = (id: string) => ["worker", id];
 
 /**
  * How often a waiting request reads its job anyway: every change this store
@@ -221,13 +222,21 @@ export class KvStore implements Store {
       ?.pending[0];
   }
 
-  async markWorkerSeen(workerId: string): Promise<void> {
-    await this.#kv.set(WORKER_SEEN_KEY, { worker_id: workerId, seen_at: new Date().toISOString() });
+  async saveWorker(record: WorkerRecord): Promise<void> {
+    const expireIn = Math.max(
+      1000,
+      Date.parse(record.seen_at) + WORKER_RECORD_KEEP_MS - Date.now(),
+    );
+    await this.#kv.set(workerKey(record.worker_id), record, { expireIn });
   }
 
-  async lastWorkerSeen(): Promise<Date | undefined> {
-    const seen = (await this.#kv.get<{ seen_at: string }>(WORKER_SEEN_KEY)).value;
-    return seen ? new Date(seen.seen_at) : undefined;
+  async listWorkers(): Promise<WorkerRecord[]> {
+    const records: WorkerRecord[] = [];
+    for await (const entry of this.#kv.list<WorkerRecord>({ prefix: ["worker"] })) {
+      // Deno KV deletes expired keys lazily; an entry of an older layout has no backends.
+      if (Array.isArray(entry.value?.backends) && isKept(entry.value)) records.push(entry.value);
+    }
+    return records;
   }
 
   async #settle(jobId: string, status: JobStatus, error: string): Promise<void> {

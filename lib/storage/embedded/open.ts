@@ -9,10 +9,12 @@ import { KvStore } from "./kv_store.ts";
 export async function openEmbeddedServices(config: Config): Promise<Services> {
   await Deno.mkdir(config.dataDir, { recursive: true });
   const kv = await Deno.openKv(`${config.dataDir}/gateway.sqlite3`);
+  const queue = new KvJobQueue(kv, { maxReceiveCount: config.maxAttempts });
+  if (config.llmBackends.length > 0) await queue.adoptLegacyMessages(config.llmBackends[0].name);
   return {
     config,
     store: new KvStore(kv),
-    queue: new KvJobQueue(kv, { maxReceiveCount: config.maxAttempts }),
+    queue,
     backends: backendsFromConfig(config),
     close: () => kv.close(),
   };

@@ -1,0 +1,60 @@
+/**
+ * The model catalogue: what each worker's backends serve, as the worker
+ * found out and published with its heartbeat. The front door cannot ask the
+ * backends itself (the worker only makes outbound connections), so it reads
+ * these records to list models, route by model and tell who is alive.
+ */
+import type { LlmKind } from "./config.ts";
+
+/** One model a backend serves. */
+export interface ModelInfo {
+  id: string;
+  /** Epoch seconds the backend gives for it (Ollama: when it was pulled). */
+  created?: number;
+  /** What it can do: "completion", "vision", "tools", … (Ollama's names). */
+  capabilities: string[];
+}
+
+/** What a worker found when it last asked one of its backends. */
+export interface BackendReport {
+  /** The backend's name (its route). */
+  name: string;
+  kind: LlmKind;
+  status: "up" | "down";
+  /** Why it is down, without credentials. */
+  error?: string;
+  /** When the worker last asked it (ISO 8601). */
+  checked_at: string;
+  /** The model the worker's configuration makes the default, or the first one served. */
+  default_model?: string;
+  /** The models it serves; for a backend that is down, those it served last time, if any. */
+  models: ModelInfo[];
+}
+
+/** A worker's heartbeat: when it was seen, until when it counts as live, and what it serves. */
+export interface WorkerRecord {
+  worker_id: string;
+  /** When the worker last wrote this record (ISO 8601). */
+  seen_at: string;
+  /** Epoch ms until which the worker counts as live; a worker that stops sets it to now. */
+  live_until: number;
+  backends: BackendReport[];
+}
+
+/** How long a store keeps a worker's record after its last heartbeat. */
+export const WORKER_RECORD_KEEP_MS = 86_400_000;
+
+/** Whether a worker counts as live now: it has renewed its record in time and not stopped. */
+export function isLive(record: WorkerRecord, now = Date.now()): boolean {
+  return record.live_until > now;
+}
+
+/** Whether a store should still keep a worker's record. */
+export function isKept(record: WorkerRecord, now = Date.now()): boolean {
+  return Date.parse(record.seen_at) > now - WORKER_RECORD_KEEP_MS;
+}
+
+/** Whether a model takes image parts. */
+export function takesImages(model: Pick<ModelInfo, "capabilities">): boolean {
+  return model.capabilities.includes("vision");
+}

@@ -1,0 +1,120 @@
+/** How a worker asks its backends what they serve, against stand-ins of vLLM and Ollama on loopback. */
+import assert from "node:assert/strict";
+import { backendsFromConfig } from "../lib/core/backends.ts";
+import { type Env, loadConfig } from "../lib/core/config.ts";
+import { checkBackend, ollamaRoot } from "../lib/worker/backend_models.ts";
+import { startStandInLlm } from "./support/stand_in_llm.ts";
+
+function backend(env: Env) {
+  return backendsFromConfig(loadConfig({ LLM_BACKENDS: "b", ...env }))[0];
+}
+
+const TIMEOUT = { timeoutMs: 5_000 };
+
+Deno.test("checkBackend() lists a vLLM server's models from /v1/models", async () => {
+  const vllm = startStandInLlm({ name: "v", kind: "vllm", models: [{ id: "m1" }, { id: "m2" }] });
+  try {
+    const report = await checkBackend(
+      backend({ LLM_B_KIND: "vllm", LLM_B_BASE_URL: vllm.baseUrl, LLM_B_MODEL: "m2" }),
+      TIMEOUT,
+    );
+    assert.equal(report.status, "up");
+    assert.equal(report.kind, "vllm");
+    assert.deepEqual(report.models.map((m) => [m.id, m.capabilities]), [
+      ["m1", ["completion"]],
+      ["m2", ["completion"]],
+    ]);
+    assert.equal(report.default_model, "m2", "the configured default, since it is served");
+    assert.equal(typeof report.models[0].created, "number");
+  } finally {
+    await vllm.stop();
+  }
+});
+
+Deno.test("checkBackend() reads Ollama's capabilities from /api/show and leaves out models that cannot chat", async () => {
+  const ollama = startStandInLlm({
+    name: "o",
+    kind: "ollama",
+    models: [
+      { id: "llava:7b", capabilities: ["completion", "vision"] },
+      { id: "nomic-embed-text:latest", capabilities: ["embedding"] },
+      { id: "qwen2.5-coder:7b", capabilities: ["completion", "tools", "insert"] },
+    ],
+  });
+  try {
+    const report = await checkBackend(
+      backend({ LLM_B_KIND: "ollama", LLM_B_BASE_URL: ollama.baseUrl }),
+      TIMEOUT,
+    );
+    assert.equal(report.status, "up");
+    assert.deepEqual(report.models.map((m) => [m.id, m.capabilities]), [
+      ["llava:7b", ["completion", "vision"]],
+      ["qwen2.5-coder:7b", ["completion", "tools", "insert"]],
+    ]);
+    assert.equal(report.default_model, "llava:7b", "with none configured, the first served");
+    assert.deepEqual(ollama.shown.sort(), [
+      "llava:7b",
+      "nomic-embed-text:latest",
+      "qwen2.5-coder:7b",
+    ]);
+  } finally {
+    await ollama.stop();
+  }
+});
+
+Deno.test("checkBackend() takes models and capabilities from configuration when listed, and still checks the backend answers", async () => {
+  const server = startStandInLlm({ name: "v", kind: "vllm", models: [{ id: "Qwen2-VL" }] });
+  try {
+    const report = await checkBackend(
+      backend({
+        LLM_B_KIND: "vllm",
+        LLM_B_BASE_URL: server.baseUrl,
+        LLM_B_MODELS: "Qwen2-VL=vision",
+      }),
+      TIMEOUT,
+    );
+    assert.equal(report.status, "up");
+    assert.deepEqual(report.models, [{ id: "Qwen2-VL", capabilities: ["completion", "vision"] }]);
+    assert.equal(server.listings, 1);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("checkBackend() reports a backend that is down with the reason, no address, and its last models", async () => {
+  const server = startStandInLlm({ name: "v", kind: "vllm", models: [{ id: "m1" }] });
+  const config = backend({ LLM_B_KIND: "vllm", LLM_B_BASE_URL: server.baseUrl });
+  const previous = await checkBackend(config, TIMEOUT);
+  await server.stop();
+  const report = await checkBackend(config, { ...TIMEOUT, previous });
+  assert.equal(report.status, "down");
+  assert.match(report.error ?? "", /^Cannot reach backend "b"/);
+  assert.ok(!report.error?.includes("127.0.0.1"), report.error);
+  assert.deepEqual(report.models.map((m) => m.id), ["m1"], "what it served last time");
+});
+
+Deno.test("checkBackend() sends the backend's API key, and a refused key reports it down", async () => {
+  const server = startStandInLlm({ name: "v", kind: "vllm", models: [{ id: "m1" }], apiKey: "k1" });
+  try {
+    const withKey = backend({
+      LLM_B_KIND: "vllm",
+      LLM_B_BASE_URL: server.baseUrl,
+      LLM_B_API_KEY: "k1",
+    });
+    assert.equal((await checkBackend(withKey, TIMEOUT)).status, "up");
+    const without = await checkBackend(
+      backend({ LLM_B_KIND: "vllm", LLM_B_BASE_URL: server.baseUrl }),
+      TIMEOUT,
+    );
+    assert.equal(without.status, "down");
+    assert.equal(without.error, 'Backend "b" answered 401 to v1/models');
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("ollamaRoot() finds the native API beside the OpenAI-compatible /v1", () => {
+  assert.equal(ollamaRoot("http://localhost:11434/v1"), "http://localhost:11434");
+  assert.equal(ollamaRoot("http://mac.lan:11434/v1/"), "http://mac.lan:11434");
+  assert.equal(ollamaRoot("https://proxy.example/ollama"), "https://proxy.example/ollama");
+});
