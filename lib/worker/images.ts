@@ -9,7 +9,8 @@ import { Buffer } from "node:buffer";
 import { errorMessage } from "../core/error_message.ts";
 import type { ChatMessage, ContentPart } from "../core/messages.ts";
 import { describeUrl, shorten } from "../core/text.ts";
-import { abortable, checkOutboundUrl, OutboundRefusal } from "../outbound/address_check.ts";
+import { abortable, OutboundRefusal } from "../outbound/address_check.ts";
+import { guardedFetch } from "../outbound/guarded_client.ts";
 
 /** Limits and permissions for {@linkcode inlineImages}. */
 export interface ImageFetchOptions {
@@ -36,7 +37,6 @@ export class ImageError extends Error {
 }
 
 const MAX_REDIRECTS = 3;
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const ACCEPTED = "PNG, JPEG or WebP";
 const ACCEPTED_TYPES = new Set(["image/png", "image/jpeg", "image/webp"]);
 const DATA_URL = /^\s*data:/i;
@@ -88,7 +88,7 @@ async function inlineImage(url: string, options: ImageFetchOptions): Promise<str
   }
   const signal = AbortSignal.timeout(options.timeoutMs);
   return await explainRefusals(url, options, signal, async () => {
-    const response = await fetchFollowingRedirects(url, options, signal);
+    const response = await fetchImage(url, options, signal);
     const bytes = await readBody(response, options.maxBytes, signal);
     const type = sniffImageType(bytes);
     if (type === undefined) {
@@ -142,55 +142,29 @@ function checkDataUrl(url: string, options: ImageFetchOptions): void {
   }
 }
 
-function check(url: string | URL, options: ImageFetchOptions, signal: AbortSignal): Promise<URL> {
-  return checkOutboundUrl(url, {
-    allowedHosts: options.allowedHosts,
-    resolve: options.resolve,
-    signal,
-    schemeHint: "use http, https or data:",
-  });
-}
-
-async function fetchFollowingRedirects(
-  start: string,
+async function fetchImage(
+  url: string,
   options: ImageFetchOptions,
   signal: AbortSignal,
 ): Promise<Response> {
-  let url = await check(start, options, signal);
-  for (let redirects = 0;; redirects++) {
-    const response = await fetchOnce(url, signal);
-    if (!REDIRECT_STATUSES.has(response.status)) {
-      if (response.ok) return response;
-      await response.body?.cancel();
-      throw new Refusal(`server answered ${statusLabel(response)}`);
-    }
-    await response.body?.cancel();
-    if (redirects === MAX_REDIRECTS) throw new Refusal(`more than ${MAX_REDIRECTS} redirects`);
-    const location = response.headers.get("location");
-    if (location === null) {
-      throw new Refusal(`server answered ${response.status} without a Location header`);
-    }
-    try {
-      url = await check(new URL(location, url), options, signal);
-    } catch (err) {
-      if (!(err instanceof OutboundRefusal) && !(err instanceof TypeError)) throw err;
-      const reason = err instanceof OutboundRefusal ? err.message : "not a valid URL";
-      throw new Refusal(`redirected to "${describeUrl(location)}": ${reason}`);
-    }
-  }
-}
-
-async function fetchOnce(url: URL, signal: AbortSignal): Promise<Response> {
+  let response: Response;
   try {
-    return await fetch(url, {
-      redirect: "manual",
-      signal,
+    response = await guardedFetch(url, {
+      method: "GET",
       headers: { accept: [...ACCEPTED_TYPES].join(", ") },
+      maxRedirects: MAX_REDIRECTS,
+      allowedHosts: options.allowedHosts,
+      resolve: options.resolve,
+      signal,
+      schemeHint: "use http, https or data:",
     });
   } catch (err) {
-    if (signal.aborted) throw err;
+    if (err instanceof OutboundRefusal || signal.aborted) throw err;
     throw new Refusal(`cannot fetch: ${errorMessage(err)}`);
   }
+  if (response.ok) return response;
+  await response.body?.cancel();
+  throw new Refusal(`server answered ${statusLabel(response)}`);
 }
 
 async function readBody(
