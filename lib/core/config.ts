@@ -3,6 +3,7 @@
  * checked once at start-up, then passed down as a frozen object.
  */
 import process from "node:process";
+import { describeUrl } from "./text.ts";
 
 /**
  * Where conversations, jobs and queues live: "embedded" in a local Deno KV
@@ -195,8 +196,8 @@ export function loadConfig(env: Env = processEnv()): Config {
 export function describeConfig(config: Config): Record<string, unknown> {
   const storage = config.backend === "embedded" ? { data_dir: config.dataDir } : {
     aws_region: config.awsRegion,
-    dynamodb_endpoint: config.awsEndpoints.dynamodb ?? "(AWS default)",
-    sqs_endpoint: config.awsEndpoints.sqs ?? "(AWS default)",
+    dynamodb_endpoint: shownUrl(config.awsEndpoints.dynamodb) ?? "(AWS default)",
+    sqs_endpoint: shownUrl(config.awsEndpoints.sqs) ?? "(AWS default)",
     conversations_table: config.conversationsTable,
     jobs_table: config.jobsTable,
     jobs_queue: config.jobsQueue,
@@ -208,11 +209,16 @@ export function describeConfig(config: Config): Record<string, unknown> {
     api_keys: config.apiKeys.length > 0
       ? `${config.apiKeys.length} configured`
       : "none: no authentication",
-    vllm_base_url: config.vllm.baseUrl,
+    vllm_base_url: shownUrl(config.vllm.baseUrl),
     vllm_model: config.vllm.model,
-    ollama_base_url: config.ollama.baseUrl,
+    ollama_base_url: shownUrl(config.ollama.baseUrl),
     ollama_model: config.ollama.model,
   };
+}
+
+/** A URL for the log: without user name, password or query, which may hold secrets. */
+function shownUrl(url: string | undefined): string | undefined {
+  return url === undefined ? undefined : describeUrl(url);
 }
 
 function readCredentials(env: Env, allOnEmulators: boolean): AwsCredentials | undefined {

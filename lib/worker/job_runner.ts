@@ -157,6 +157,8 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     return "succeeded";
   } catch (err) {
     const reason = errorMessage(err);
+    // Only the log sees the backend's URL and its own words; the job record gets the reason.
+    const detail = err instanceof BackendError ? err.detail : undefined;
     if (context.signal.aborted) {
       await store.retryJob(jobId, "Interrupted: the worker stopped before the job finished");
       context.logger.warn("Job interrupted by shutdown; returned for another worker", fields);
@@ -172,6 +174,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
       context.logger.error("Job failed; message moved to the dead-letter queue", {
         ...fields,
         error: why,
+        detail,
       });
       await notifyCallback(job, context);
       return "failed";
@@ -188,6 +191,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     context.logger.warn("Job attempt failed; will retry", {
       ...fields,
       error: reason,
+      detail,
       retry_in_s: delay,
     });
     return await finish("retrying", delay);
