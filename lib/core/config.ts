@@ -59,6 +59,18 @@ export interface Config {
   readonly logFile?: string;
   /** Bearer keys the front door accepts; empty means no authentication. Never logged. */
   readonly apiKeys: readonly string[];
+  /**
+   * SHA-256 digests (lowercase hex) of further accepted keys, so a deployment
+   * need not hold the keys themselves (`GATEWAY_API_KEY_SHA256`).
+   */
+  readonly apiKeyDigests: readonly string[];
+  /**
+   * Names (`host` or `host:port`) a gateway without keys answers to besides
+   * IP addresses and `localhost`; `*` for any (`ALLOWED_HOSTS`).
+   */
+  readonly allowedHosts: readonly string[];
+  /** How long a request's body may take to arrive after its headers. */
+  readonly bodyTimeoutMs: number;
   /** How long the worker waits for one backend answer. */
   readonly llmTimeoutMs: number;
   /** SQS long-poll wait when the worker is idle (0 to 20). */
@@ -161,6 +173,9 @@ export function loadConfig(env: Env = processEnv()): Config {
     },
     logFile: env.LOG_FILE?.trim() || undefined,
     apiKeys: read.list("GATEWAY_API_KEYS"),
+    apiKeyDigests: read.list("GATEWAY_API_KEY_SHA256", { lowercase: true }),
+    allowedHosts: read.list("ALLOWED_HOSTS", { lowercase: true }),
+    bodyTimeoutMs: read.integer("BODY_TIMEOUT_S", 30, 1, 3600) * 1000,
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
     visibilityTimeoutSeconds: read.integer("VISIBILITY_TIMEOUT_S", 60, 2, 43200),
@@ -183,6 +198,12 @@ export function loadConfig(env: Env = processEnv()): Config {
     lineCheckSeconds: read.integer("LINE_CHECK_S", 120, 1, 900),
     deadLetterSweepSeconds: read.integer("DEAD_LETTER_SWEEP_S", 60, 1, 3600),
   };
+  const badDigest = config.apiKeyDigests.find((d) => !/^[0-9a-f]{64}$/.test(d));
+  if (badDigest !== undefined) {
+    problems.push(
+      `GATEWAY_API_KEY_SHA256 must hold SHA-256 digests as 64 hex digits, got one of ${badDigest.length} characters`,
+    );
+  }
   if (config.jobsQueue === config.priorityQueue) {
     problems.push("PRIORITY_QUEUE must differ from JOBS_QUEUE");
   }
@@ -206,14 +227,19 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return {
     backend: config.backend,
     ...storage,
-    api_keys: config.apiKeys.length > 0
-      ? `${config.apiKeys.length} configured`
+    api_keys: hasApiKeys(config)
+      ? `${config.apiKeys.length + config.apiKeyDigests.length} configured`
       : "none: no authentication",
     vllm_base_url: shownUrl(config.vllm.baseUrl),
     vllm_model: config.vllm.model,
     ollama_base_url: shownUrl(config.ollama.baseUrl),
     ollama_model: config.ollama.model,
   };
+}
+
+/** Whether the front door asks for a key: keys or their digests are configured. */
+export function hasApiKeys(config: Config): boolean {
+  return config.apiKeys.length > 0 || config.apiKeyDigests.length > 0;
 }
 
 /** A URL for the log: without user name, password or query, which may hold secrets. */
