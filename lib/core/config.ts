@@ -93,9 +93,11 @@ export interface Config {
   readonly conversationMaxBytes: number;
   /** Largest image the worker fetches for Ollama. */
   readonly imageMaxBytes: number;
+  /** Most bytes of images, all together, the worker inlines for one job. */
+  readonly imageJobMaxBytes: number;
   /** Hosts (`host` or `host:port`) whose images may be fetched even from private addresses. */
   readonly imageAllowedHosts: readonly string[];
-  /** Timeout for fetching one image. */
+  /** How long the worker may spend fetching all of one job's images. */
   readonly imageTimeoutMs: number;
   /** Seconds without a worker heartbeat after which POST /chat answers 503; 0 turns it off. */
   readonly workerStaleSeconds: number;
@@ -187,6 +189,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     maxBodyBytes: read.integer("MAX_BODY_BYTES", 1_048_576, 1024, 100_000_000),
     conversationMaxBytes: read.integer("CONVERSATION_MAX_BYTES", 300_000, 1024, 390_000),
     imageMaxBytes: read.integer("IMAGE_MAX_BYTES", 10_485_760, 1, 100_000_000),
+    imageJobMaxBytes: read.integer("IMAGE_JOB_MAX_BYTES", 20_971_520, 1, 1_000_000_000),
     imageAllowedHosts: read.list("IMAGE_ALLOWED_HOSTS", { lowercase: true }),
     imageTimeoutMs: read.integer("IMAGE_TIMEOUT_S", 15, 1, 600) * 1000,
     workerStaleSeconds: read.integer("WORKER_STALE_S", 120, 0, 86_400),
@@ -198,6 +201,9 @@ export function loadConfig(env: Env = processEnv()): Config {
     lineCheckSeconds: read.integer("LINE_CHECK_S", 120, 1, 900),
     deadLetterSweepSeconds: read.integer("DEAD_LETTER_SWEEP_S", 60, 1, 3600),
   };
+  if (config.imageJobMaxBytes < config.imageMaxBytes) {
+    problems.push("IMAGE_JOB_MAX_BYTES must be at least IMAGE_MAX_BYTES");
+  }
   const badDigest = config.apiKeyDigests.find((d) => !/^[0-9a-f]{64}$/.test(d));
   if (badDigest !== undefined) {
     problems.push(

@@ -1,6 +1,7 @@
 /** Runs one received job: claim, history, backend call, atomic append, and what to do when it fails. */
 import { errorMessage } from "../core/error_message.ts";
 import { backendNamed } from "../core/backends.ts";
+import type { ImageCache } from "./image_cache.ts";
 import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import type { Logger } from "../core/log.ts";
@@ -34,6 +35,14 @@ export interface RunJobContext {
    * overlaps with model calls; only the call itself takes a place.
    */
   backendPlace?: (route: string) => Promise<() => void>;
+  /**
+   * Takes a finished job's callback delivery off the run: the worker delivers
+   * it outside the job's place, so a receiver that never answers holds no
+   * backend. Without it, the callback is delivered before the run ends.
+   */
+  deliverCallback?: (job: Job) => void;
+  /** Images inlined for earlier jobs; without it every job fetches its images again. */
+  imageCache?: ImageCache;
 }
 
 /** How a job run ended. */
@@ -153,7 +162,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
       ms: Math.round(performance.now() - started),
       already_completed: result === "already_completed" || undefined,
     });
-    await notifyCallback(job, context);
+    await callBack(job, context);
     return "succeeded";
   } catch (err) {
     const reason = errorMessage(err);
@@ -176,7 +185,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
         error: why,
         detail,
       });
-      await notifyCallback(job, context);
+      await callBack(job, context);
       return "failed";
     }
     const delay = retryDelaySeconds(
@@ -196,6 +205,13 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     });
     return await finish("retrying", delay);
   }
+}
+
+/** Hands a finished job's callback to the worker, or delivers it here. */
+async function callBack(job: Job, context: RunJobContext): Promise<void> {
+  if (!job.callback_url) return;
+  if (context.deliverCallback) context.deliverCallback(job);
+  else await notifyCallback(job, context);
 }
 
 /**
@@ -256,8 +272,11 @@ async function askBackend(
   const prepared = backend.images
     ? await inlineImages(messages, {
       maxBytes: config.imageMaxBytes,
+      jobMaxBytes: config.imageJobMaxBytes,
       timeoutMs: config.imageTimeoutMs,
       allowedHosts: config.imageAllowedHosts,
+      cache: context.imageCache,
+      owner: job.owner,
     })
     : withoutImages(messages);
   const release = await (context.backendPlace?.(job.route) ?? Promise.resolve(() => {}));

@@ -7,11 +7,14 @@
  * stop, the worker lets its receives end by themselves (a long poll ends within
  * `POLL_WAIT_S`) and puts back at once whatever they bring.
  */
+import { notifyCallback } from "./callbacks.ts";
+import { ImageCache, WORKER_IMAGE_CACHE } from "./image_cache.ts";
 import { sweepDeadLetters } from "./dead_letters.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { runJob } from "./job_runner.ts";
 import type { Logger } from "../core/log.ts";
 import { OutageTracker, type PauseSchedule } from "./outage.ts";
+import type { Job } from "../core/jobs.ts";
 import { type Lane, LANES, type ReceivedJob } from "../core/queue.ts";
 import { Semaphore } from "./semaphore.ts";
 import type { Services } from "../core/services.ts";
@@ -55,6 +58,12 @@ export class JobWorker {
   #waiting: ReceivedJob[] = [];
   #held = new Map<string, Held>();
   #running = new Set<Promise<void>>();
+  /** Callback deliveries: outside the runs, so they hold no backend place, and awaited on stop. */
+  #callbacks = new Set<Promise<void>>();
+  /** Aborted when the grace period is over: callbacks still being delivered give up. */
+  #stopCallbacks = new AbortController();
+  /** Images of earlier turns, so a conversation's images are not fetched on every turn. */
+  #imageCache = new ImageCache(WORKER_IMAGE_CACHE);
   /** Receives in flight: never abandoned, so what they bring is never lost. */
   #receiving = new Set<Promise<unknown>>();
   #idle = false;
@@ -130,18 +139,15 @@ export class JobWorker {
     const receivesEnded = this.#loop!.then(() => Promise.allSettled([...this.#receiving]));
     const waiting = this.#waiting.splice(0);
     await Promise.all(waiting.map((m) => this.#putBack(m)));
+    const grace = this.#services.config.shutdownGraceMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const graceEnds = new Promise<void>((resolve) => timer = setTimeout(resolve, grace));
     if (this.#running.size > 0) {
-      const grace = this.#services.config.shutdownGraceMs;
       this.#logger.info("Waiting for running jobs", {
         running: this.#running.size,
         grace_ms: grace,
       });
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.#running]),
-        new Promise((resolve) => timer = setTimeout(resolve, grace)),
-      ]);
-      clearTimeout(timer);
+      await Promise.race([Promise.allSettled([...this.#running]), graceEnds]);
       if (this.#running.size > 0) {
         this.#logger.warn("Grace period over; handing running jobs back", {
           running: this.#running.size,
@@ -150,6 +156,14 @@ export class JobWorker {
         await Promise.allSettled([...this.#running]);
       }
     }
+    // Jobs that finished during the grace period may have added deliveries; they share its end.
+    if (this.#callbacks.size > 0) {
+      this.#logger.info("Waiting for callback deliveries", { deliveries: this.#callbacks.size });
+      await Promise.race([Promise.allSettled([...this.#callbacks]), graceEnds]);
+      this.#stopCallbacks.abort();
+      await Promise.allSettled([...this.#callbacks]);
+    }
+    clearTimeout(timer);
     await receivesEnded;
     await this.#sweeping;
     clearInterval(this.#heartbeat);
@@ -299,6 +313,8 @@ export class JobWorker {
       stopHolding: () => this.#held.delete(message.receipt),
       backendPlace: (route) =>
         this.#places.get(route)?.acquire(message.lane === "priority") ?? Promise.resolve(() => {}),
+      deliverCallback: (job) => this.#deliverCallback(job),
+      imageCache: this.#imageCache,
     }).then(
       () => {},
       (err) =>
@@ -315,6 +331,21 @@ export class JobWorker {
       this.#wakeLoop?.();
     });
     this.#running.add(run);
+  }
+
+  /** Delivers a finished job's callback on its own, tracked so that stopping waits for it. */
+  #deliverCallback(job: Job): void {
+    const delivery = notifyCallback(job, {
+      services: this.#services,
+      logger: this.#logger,
+      signal: this.#stopCallbacks.signal,
+    }).catch((err) =>
+      this.#logger.warn("Callback delivery failed", {
+        job_id: job.job_id,
+        error: errorMessage(err),
+      })
+    ).finally(() => this.#callbacks.delete(delivery));
+    this.#callbacks.add(delivery);
   }
 
   /** Keeps held messages hidden and running jobs leased, and says the worker is alive. */
