@@ -248,9 +248,11 @@ export function hasApiKeys(config: Config): boolean {
   return config.apiKeys.length > 0 || config.apiKeyDigests.length > 0;
 }
 
-/** A URL for the log: without user name, password or query, which may hold secrets. */
+/** A URL for the log: as given, unless it holds a user name, password or query, which may be secrets. */
 function shownUrl(url: string | undefined): string | undefined {
-  return url === undefined ? undefined : describeUrl(url);
+  if (url === undefined) return undefined;
+  const { username, password, search, hash } = new URL(url);
+  return username || password || search || hash ? describeUrl(url) : url;
 }
 
 function readCredentials(env: Env, allOnEmulators: boolean): AwsCredentials | undefined {
