@@ -99,7 +99,7 @@ Deno.test("parseCompletionRequest() bounds parts, images and string lengths", as
       "model",
       "messages[0].content",
       "messages[0].name",
-      "stop",
+      "stop[0]",
     ]);
   });
 });

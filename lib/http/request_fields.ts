@@ -5,7 +5,7 @@
  * within that (thousands of empty messages, one problem each, once made a
  * 1 MB body answer with a 99 MB error).
  */
-import { z } from "zod";
+import { type Infer, type Schema, z } from "./schema.ts";
 import { errorMessage } from "../core/error_message.ts";
 import {
   checkUrlLiterally,
@@ -50,9 +50,11 @@ export function idProblem(value: string, maxChars = MAX_ID_CHARS): string | unde
 /** A conversation id: trimmed, 1 to 256 characters, printable, valid Unicode. */
 export const conversationIdSchema = z.string({ error: "must be a string" })
   .trim()
-  .superRefine((value, ctx) => {
+  .transform((value, ctx) => {
     const problem = idProblem(value);
-    if (problem) ctx.addIssue({ code: "custom", input: value, message: problem });
+    if (!problem) return value;
+    ctx.addIssue({ code: "custom", input: value, message: problem });
+    return z.NEVER;
   });
 
 /** The limits and the problems of a {@linkcode cappedArray}. */
@@ -70,9 +72,9 @@ export interface ArrayLimits {
  * An array of at most `max` items. Its length is checked before any item, so
  * an array of a million bad items costs one problem, not a million.
  */
-export function cappedArray<T extends z.ZodType>(item: T, limits: ArrayLimits) {
-  const array = z.array(item);
-  return z.unknown().transform((value, ctx): z.output<T>[] => {
+export function cappedArray<S extends Schema<unknown>>(item: S, limits: ArrayLimits) {
+  const array = z.array(item as Schema<Infer<S>>);
+  return z.unknown().transform((value, ctx): Infer<S>[] => {
     const fail = (message: string) => {
       ctx.addIssue({ code: "custom", input: value, message });
       return z.NEVER;
@@ -99,12 +101,14 @@ export function cappedArray<T extends z.ZodType>(item: T, limits: ArrayLimits) {
  */
 export const imageUrlSchema = z.string({ error: "must be a string" })
   .min(1, "must not be empty")
-  .superRefine((url, ctx) => {
-    if (/^\s*data:/i.test(url)) return;
+  .transform((url, ctx) => {
+    if (/^\s*data:/i.test(url)) return url;
     const problem = url.length > MAX_URL_CHARS
       ? `must be at most ${MAX_URL_CHARS} characters`
       : refusal(() => parseHttpUrl(url, "use http, https or data:"));
-    if (problem) ctx.addIssue({ code: "custom", input: url, message: problem });
+    if (!problem) return url;
+    ctx.addIssue({ code: "custom", input: url, message: problem });
+    return z.NEVER;
   });
 
 /**
