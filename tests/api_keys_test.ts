@@ -60,3 +60,34 @@ Deno.test("with GATEWAY_API_KEYS set, every route but /healthz needs a valid bea
     await gateway.stop();
   }
 });
+
+Deno.test("with GATEWAY_API_KEY_SHA256, a key is accepted by its digest alone, as the same owner", async () => {
+  const digest = async (key: string) =>
+    Array.from(
+      new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key))),
+      (b) => b.toString(16).padStart(2, "0"),
+    ).join("");
+  const byKey = await startTestGateway("embedded", { env: { GATEWAY_API_KEYS: "key-one" } });
+  const byDigest = createApp({
+    ...byKey.services,
+    config: { ...byKey.config, apiKeys: [], apiKeyDigests: [await digest("key-one")] },
+  }, { logger: createLogger({ write: () => {} }) });
+  try {
+    const chat = (key: string) =>
+      byDigest.request("/chat", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+        body: JSON.stringify({ conversation_id: "digest", user_message: "hi" }),
+      });
+    assert.equal((await chat("key-two")).status, 401);
+    const accepted = await chat("key-one");
+    assert.equal(accepted.status, 202);
+    const { job_id } = await accepted.json();
+    const read = await byKey.app.request(`/jobs/${job_id}`, {
+      headers: { authorization: "Bearer key-one" },
+    });
+    assert.equal(read.status, 200, "the job belongs to the key, however it was configured");
+  } finally {
+    await byKey.stop();
+  }
+});

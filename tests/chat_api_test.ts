@@ -243,6 +243,7 @@ backendTest(
     const app = createApp({ ...gateway.services, queue: failingQueue }, { logger: silentLogger });
     const res = await app.request("/chat", {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ conversation_id: "c", user_message: "hi" }),
     });
     assert.equal(res.status, 503);

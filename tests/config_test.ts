@@ -160,3 +160,18 @@ Deno.test("loadConfig() names every bad backend setting in one error", () => {
   );
   assert.throws(() => loadConfig({ LLM_BACKENDS: " , " }), /LLM_BACKENDS must name at least one/);
 });
+
+Deno.test("loadConfig() reads key digests and refuses one that is not a SHA-256 digest", () => {
+  const digest = "a".repeat(64);
+  const config = loadConfig({ GATEWAY_API_KEY_SHA256: ` ${digest.toUpperCase()} ,` });
+  assert.deepEqual(config.apiKeyDigests, [digest]);
+  assert.match(describeConfig(config).api_keys as string, /^1 configured$/);
+  assert.throws(
+    () => loadConfig({ GATEWAY_API_KEY_SHA256: "my-actual-key" }),
+    /GATEWAY_API_KEY_SHA256 must hold SHA-256 digests as 64 hex digits, got one of 13 characters/,
+  );
+  assert.throws(
+    () => loadConfig({ IMAGE_MAX_BYTES: "2000", IMAGE_JOB_MAX_BYTES: "1000" }),
+    /IMAGE_JOB_MAX_BYTES must be at least IMAGE_MAX_BYTES/,
+  );
+});

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { type ChatMessage, type ImagePart, userMessage } from "../lib/core/messages.ts";
+import { ImageCache } from "../lib/worker/image_cache.ts";
 import { ImageError, type ImageFetchOptions, inlineImages } from "../lib/worker/images.ts";
 import { fakeResolver } from "./support/fake_resolver.ts";
 import { type ImageServer, JPEG, PNG, startImageServer } from "./support/image_server.ts";
@@ -353,3 +354,101 @@ function imageUrls(messages: readonly ChatMessage[]): string[] {
 function decodeDataUrl(url: string): Uint8Array {
   return new Uint8Array(Buffer.from(url.slice(url.indexOf(",") + 1), "base64"));
 }
+
+Deno.test("inlineImages() gives a job's images one byte and time budget, the newest message first", async (t) => {
+  const server = startImageServer();
+  const hits = (path: string) => server.hits.get(path) ?? 0;
+  try {
+    await t.step("an older image past the byte budget becomes a note, unfetched", async () => {
+      const result = await inlineImages(
+        [
+          userMessage("Earlier", [`${server.origin}/cat.png`]),
+          userMessage("Now", [`${server.origin}/huge.png`]),
+        ],
+        optionsFor(server, { maxBytes: 4096, jobMaxBytes: 4096 }),
+      );
+      assert.match(imageUrls(result)[0], /^data:image\/png;base64,/);
+      assert.deepEqual(result[0].content, [
+        { type: "text", text: "Earlier" },
+        {
+          type: "text",
+          text:
+            `[image ${server.origin}/cat.png not shown: the job's images would pass their 4096-byte budget]`,
+        },
+      ]);
+      assert.equal(hits("/cat.png"), 0);
+    });
+
+    await t.step("the newest message's images must all fit, or the job fails", async () => {
+      await assertRefused(
+        inlineImages(
+          [userMessage("Now", [`${server.origin}/huge.png`, `${server.origin}/cat.png`])],
+          optionsFor(server, { maxBytes: 4096, jobMaxBytes: 4096 }),
+        ),
+        /cat\.png": the job's images would pass their 4096-byte budget$/,
+      );
+    });
+
+    await t.step(
+      "a slow image uses up the job's time; later ones are not even asked for",
+      async () => {
+        const result = await inlineImages(
+          [
+            userMessage("First", [`${server.origin}/slow`]),
+            userMessage("Second", [`${server.origin}/stalled.png`]),
+            userMessage("Now", [`${server.origin}/cat.png`]),
+          ],
+          optionsFor(server, { timeoutMs: 300 }),
+        );
+        assert.match(imageUrls(result)[0], /^data:image\/png;base64,/);
+        assert.match(
+          JSON.stringify(result[1].content),
+          /not shown: no complete answer within 0\.3 s/,
+        );
+        assert.match(
+          JSON.stringify(result[0].content),
+          /not fetched: the job's 0\.3 s for images ran out/,
+        );
+        assert.equal(hits("/slow"), 0);
+      },
+    );
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("inlineImages() with a cache fetches an image once across jobs of one owner", async () => {
+  const server = startImageServer();
+  try {
+    const cache = new ImageCache({ maxChars: 1_000_000, ttlMs: 60_000 });
+    const turn = (owner: string) =>
+      inlineImages(
+        [userMessage("Look", [server.pngUrl]), userMessage("And now?", [])],
+        optionsFor(server, { cache, owner }),
+      );
+    const first = await turn("alice");
+    const second = await turn("alice");
+    assert.deepEqual(second, first);
+    assert.equal(server.hits.get("/cat.png"), 1, "the second turn used the cached image");
+    await turn("bob");
+    assert.equal(server.hits.get("/cat.png"), 2, "another owner's job fetched it itself");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("ImageCache keeps the most recently used images within its size, for a while", () => {
+  let now = 0;
+  const cache = new ImageCache({ maxChars: 10, ttlMs: 1000, now: () => now });
+  cache.set("a", { dataUrl: "aaaa", bytes: 3 });
+  cache.set("b", { dataUrl: "bbbb", bytes: 3 });
+  assert.ok(cache.get("a"), "a is now the most recently used");
+  cache.set("c", { dataUrl: "cccc", bytes: 3 });
+  assert.equal(cache.get("b"), undefined, "b was the least recently used");
+  assert.deepEqual(cache.get("a"), { dataUrl: "aaaa", bytes: 3 });
+  assert.equal(cache.size, 8);
+  cache.set("big", { dataUrl: "x".repeat(11), bytes: 8 });
+  assert.equal(cache.get("big"), undefined, "an image bigger than the cache is not kept");
+  now = 1001;
+  assert.equal(cache.get("a"), undefined, "expired");
+});

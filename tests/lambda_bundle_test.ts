@@ -60,7 +60,15 @@ Deno.test({
     const emulators = await startAwsEmulators();
     let gateway: TestGateway | undefined;
     try {
-      gateway = await startTestGateway("aws", { emulators, env: { GATEWAY_API_KEYS: API_KEY } });
+      // As template.yaml deploys it: the keys' digests, never the keys.
+      const digest = new Uint8Array(
+        await crypto.subtle.digest("SHA-256", new TextEncoder().encode(API_KEY)),
+      );
+      const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+      gateway = await startTestGateway("aws", {
+        emulators,
+        env: { GATEWAY_API_KEY_SHA256: hex },
+      });
       await gateway.startWorker();
       const bundle = `${dir}/lambda.mjs`;
       const invoke = (...events: unknown[]) => invokeUnderNode(bundle, gateway!, events);

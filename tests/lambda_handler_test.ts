@@ -14,7 +14,8 @@ Deno.test({
   sanitizeOps: false,
   async fn(t) {
     const emulators = await startAwsEmulators();
-    const gateway = await startTestGateway("aws", { emulators });
+    // Without keys, as template.yaml's PublicAccess=yes deploys it: any Host (the API's domain).
+    const gateway = await startTestGateway("aws", { emulators, env: { ALLOWED_HOSTS: "*" } });
     const previous = Deno.env.toObject();
     for (const [key, value] of Object.entries(gateway.env)) Deno.env.set(key, value!);
     try {

@@ -176,7 +176,7 @@ backendTest("a 4xx the backend will always refuse fails the job at once", async 
   const job = await gateway.waitForJob(job_id);
   assert.equal(job.status, "failed");
   assert.equal(job.attempts, 1);
-  assert.match(job.error ?? "", /Failed for good: .*answered 400.*model does not exist/);
+  assert.equal(job.error, 'Failed for good: Backend "vllm" answered 400');
   assert.equal(gateway.vllm.requests.length, 1);
   await gateway.depthBecomes("default", { waiting: 0, in_flight: 0, dead: 1 });
 });

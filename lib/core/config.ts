@@ -96,6 +96,18 @@ export interface Config {
   readonly logFile?: string;
   /** Bearer keys the front door accepts; empty means no authentication. Never logged. */
   readonly apiKeys: readonly string[];
+  /**
+   * SHA-256 digests (lowercase hex) of further accepted keys, so a deployment
+   * need not hold the keys themselves (`GATEWAY_API_KEY_SHA256`).
+   */
+  readonly apiKeyDigests: readonly string[];
+  /**
+   * Names (`host` or `host:port`) a gateway without keys answers to besides
+   * IP addresses and `localhost`; `*` for any (`ALLOWED_HOSTS`).
+   */
+  readonly allowedHosts: readonly string[];
+  /** How long a request's body may take to arrive after its headers. */
+  readonly bodyTimeoutMs: number;
   /** How long the worker waits for one backend answer. */
   readonly llmTimeoutMs: number;
   /** SQS long-poll wait when the worker is idle (0 to 20). */
@@ -118,9 +130,11 @@ export interface Config {
   readonly conversationMaxBytes: number;
   /** Largest image the worker fetches for Ollama. */
   readonly imageMaxBytes: number;
+  /** Most bytes of images, all together, the worker inlines for one job. */
+  readonly imageJobMaxBytes: number;
   /** Hosts (`host` or `host:port`) whose images may be fetched even from private addresses. */
   readonly imageAllowedHosts: readonly string[];
-  /** Timeout for fetching one image. */
+  /** How long the worker may spend fetching all of one job's images. */
   readonly imageTimeoutMs: number;
   /** Seconds without a worker heartbeat after which POST /chat answers 503; 0 turns it off. */
   readonly workerStaleSeconds: number;
@@ -190,6 +204,9 @@ export function loadConfig(env: Env = processEnv()): Config {
     modelRefreshSeconds: read.integer("MODEL_REFRESH_S", 60, 5, 86_400),
     logFile: env.LOG_FILE?.trim() || undefined,
     apiKeys: read.list("GATEWAY_API_KEYS"),
+    apiKeyDigests: read.list("GATEWAY_API_KEY_SHA256", { lowercase: true }),
+    allowedHosts: read.list("ALLOWED_HOSTS", { lowercase: true }),
+    bodyTimeoutMs: read.integer("BODY_TIMEOUT_S", 30, 1, 3600) * 1000,
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
     visibilityTimeoutSeconds: read.integer("VISIBILITY_TIMEOUT_S", 60, 2, 43200),
@@ -201,6 +218,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     maxBodyBytes: read.integer("MAX_BODY_BYTES", 1_048_576, 1024, 100_000_000),
     conversationMaxBytes: read.integer("CONVERSATION_MAX_BYTES", 300_000, 1024, 390_000),
     imageMaxBytes: read.integer("IMAGE_MAX_BYTES", 10_485_760, 1, 100_000_000),
+    imageJobMaxBytes: read.integer("IMAGE_JOB_MAX_BYTES", 20_971_520, 1, 1_000_000_000),
     imageAllowedHosts: read.list("IMAGE_ALLOWED_HOSTS", { lowercase: true }),
     imageTimeoutMs: read.integer("IMAGE_TIMEOUT_S", 15, 1, 600) * 1000,
     workerStaleSeconds: read.integer("WORKER_STALE_S", 120, 0, 86_400),
@@ -212,6 +230,15 @@ export function loadConfig(env: Env = processEnv()): Config {
     lineCheckSeconds: read.integer("LINE_CHECK_S", 120, 1, 900),
     deadLetterSweepSeconds: read.integer("DEAD_LETTER_SWEEP_S", 60, 1, 3600),
   };
+  if (config.imageJobMaxBytes < config.imageMaxBytes) {
+    problems.push("IMAGE_JOB_MAX_BYTES must be at least IMAGE_MAX_BYTES");
+  }
+  const badDigest = config.apiKeyDigests.find((d) => !/^[0-9a-f]{64}$/.test(d));
+  if (badDigest !== undefined) {
+    problems.push(
+      `GATEWAY_API_KEY_SHA256 must hold SHA-256 digests as 64 hex digits, got one of ${badDigest.length} characters`,
+    );
+  }
   if (config.jobsQueue === config.priorityQueue) {
     problems.push("PRIORITY_QUEUE must differ from JOBS_QUEUE");
   }
@@ -225,8 +252,8 @@ export function loadConfig(env: Env = processEnv()): Config {
 export function describeConfig(config: Config): Record<string, unknown> {
   const storage = config.backend === "embedded" ? { data_dir: config.dataDir } : {
     aws_region: config.awsRegion,
-    dynamodb_endpoint: config.awsEndpoints.dynamodb ?? "(AWS default)",
-    sqs_endpoint: config.awsEndpoints.sqs ?? "(AWS default)",
+    dynamodb_endpoint: shownUrl(config.awsEndpoints.dynamodb) ?? "(AWS default)",
+    sqs_endpoint: shownUrl(config.awsEndpoints.sqs) ?? "(AWS default)",
     conversations_table: config.conversationsTable,
     jobs_table: config.jobsTable,
     jobs_queue: config.jobsQueue,
@@ -235,17 +262,29 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return {
     backend: config.backend,
     ...storage,
-    api_keys: config.apiKeys.length > 0
-      ? `${config.apiKeys.length} configured`
+    api_keys: hasApiKeys(config)
+      ? `${config.apiKeys.length + config.apiKeyDigests.length} configured`
       : "none: no authentication",
     llm_backends: config.llmBackends.map((b) => ({
       name: b.name,
       kind: b.kind,
-      base_url: b.baseUrl ? describeUrl(b.baseUrl) : "(unset)",
+      base_url: shownUrl(b.baseUrl) ?? "(unset)",
       model: b.model ?? "(from its workers)",
       concurrency: b.concurrency,
     })),
   };
+}
+
+/** Whether the front door asks for a key: keys or their digests are configured. */
+export function hasApiKeys(config: Config): boolean {
+  return config.apiKeys.length > 0 || config.apiKeyDigests.length > 0;
+}
+
+/** A URL for the log: as given, unless it holds a user name, password or query, which may be secrets. */
+function shownUrl(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  const { username, password, search, hash } = new URL(url);
+  return username || password || search || hash ? describeUrl(url) : url;
 }
 
 /** Per-kind defaults; a backend's own variables override them. */

@@ -3,13 +3,17 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { Logger } from "../core/log.ts";
 import type { Services } from "../core/services.ts";
+import { hasApiKeys } from "../core/config.ts";
 import { apiKeyAuth } from "./auth.ts";
 import { limitPostBodies } from "./body_limit.ts";
+import { limitBodyReadTime } from "./body_timeout.ts";
 import { getConversation, postChat } from "./chat_routes.ts";
 import { errorHandler, notFoundBody } from "./errors.ts";
 import { getHealth } from "./health_route.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { cancelJob, getJob } from "./job_routes.ts";
+import { requireJsonBodies } from "./json_body.ts";
+import { guardLocalGateway } from "./local_guard.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
 import { requestLog } from "./request_log.ts";
 
@@ -36,6 +40,13 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   const app = new Hono<GatewayEnv>();
 
   app.use(requestLog({ logger: options.logger }));
+  // Without keys, anything that can reach the gateway may use it: web pages too, unless refused here.
+  if (!hasApiKeys(config)) {
+    app.use(guardLocalGateway({
+      allowedHosts: config.allowedHosts,
+      corsOrigins: config.corsOrigins,
+    }));
+  }
   if (config.corsOrigins.length > 0) {
     app.use(cors({
       origin: [...config.corsOrigins],
@@ -45,16 +56,18 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
       maxAge: 600,
     }));
   }
-  app.use(apiKeyAuth({ keys: config.apiKeys }));
+  app.use(apiKeyAuth({ keys: config.apiKeys, digests: config.apiKeyDigests }));
+  app.use(limitBodyReadTime({ timeoutMs: config.bodyTimeoutMs, variable: "BODY_TIMEOUT_S" }));
   app.use(limitPostBodies({ maxBytes: config.maxBodyBytes, variable: "MAX_BODY_BYTES" }));
 
+  const json = requireJsonBodies();
   app.get("/healthz", getHealth(deps));
-  app.post("/chat", postChat(deps));
+  app.post("/chat", json, postChat(deps));
   app.get("/conversation", getConversation(deps));
   app.get("/jobs/:job_id", getJob(deps));
-  app.post("/jobs/:job_id/cancel", cancelJob(deps));
+  app.post("/jobs/:job_id/cancel", json, cancelJob(deps));
   app.get("/v1/models", listModels(deps));
-  app.post("/v1/chat/completions", createCompletion(deps));
+  app.post("/v1/chat/completions", json, createCompletion(deps));
 
   app.notFound((c) => c.json(notFoundBody(c.req.method, c.req.path), 404));
   app.onError(errorHandler(options.logger));

@@ -6,9 +6,11 @@ import { ownerFromDigest } from "../core/owners.ts";
 
 /** Options for {@linkcode apiKeyAuth}. */
 export interface ApiKeyAuthOptions {
-  /** Accepted keys; when empty, every request passes. */
+  /** Accepted keys; when these and `digests` are empty, every request passes. */
   keys: readonly string[];
-  /** Paths that never need a key. Default `["/healthz"]`. */
+  /** SHA-256 digests (hex) of further accepted keys. */
+  digests?: readonly string[];
+  /** Paths that never need a key; a valid key there still names its owner. Default `["/healthz"]`. */
   openPaths?: readonly string[];
 }
 
@@ -18,13 +20,20 @@ export interface ApiKeyAuthOptions {
  */
 export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<GatewayEnv> {
   const openPaths = new Set(options.openPaths ?? ["/healthz"]);
-  const digests = Promise.all(options.keys.map(digest));
+  const configured = (options.digests ?? []).map(fromHex);
+  const digests = Promise.all(options.keys.map(digest)).then((d) => [...d, ...configured]);
+  const required = options.keys.length > 0 || configured.length > 0;
   return async function requireApiKey(c, next) {
-    if (options.keys.length === 0 || openPaths.has(c.req.path) || c.req.method === "OPTIONS") {
-      return await next();
-    }
+    if (!required || c.req.method === "OPTIONS") return await next();
     const header = c.req.header("authorization") ?? "";
     const match = /^Bearer\s+(.+)$/i.exec(header.trim());
+    if (openPaths.has(c.req.path)) {
+      const given = match ? await digest(match[1]) : undefined;
+      if (given && (await digests).some((known) => sameBytes(known, given))) {
+        c.set("owner", ownerFromDigest(given));
+      }
+      return await next();
+    }
     if (!match) {
       throw new ApiError(401, "Missing API key: send it as `Authorization: Bearer <key>`", {
         code: "missing_api_key",
@@ -42,6 +51,10 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<Gatewa
 /** Hashing first makes every comparison the same length, so timing tells nothing about the key. */
 async function digest(key: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
+}
+
+function fromHex(hex: string): Uint8Array {
+  return Uint8Array.from(hex.match(/../g) ?? [], (pair) => parseInt(pair, 16));
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

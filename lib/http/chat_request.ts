@@ -1,31 +1,42 @@
 /** The body of `POST /chat`, checked against a schema. */
 import { z } from "./schema.ts";
 import { invalidRequest } from "./errors.ts";
+import {
+  callbackUrlProblem,
+  cappedArray,
+  conversationIdSchema,
+  imageUrlSchema,
+  MAX_IMAGES,
+  MAX_TEXT_CHARS,
+  MAX_URL_CHARS,
+} from "./request_fields.ts";
 import { zodProblems } from "./validation.ts";
 import type { Priority } from "../core/jobs.ts";
 
-/** Images one message may carry: each is fetched and inlined for the backend. */
-export const MAX_IMAGES = 8;
-
 const chatRequestSchema = z.object({
-  conversation_id: z.string({ error: "must be a string" })
-    .trim()
-    .min(1, "must not be empty")
-    .max(256, "must be at most 256 characters"),
+  conversation_id: conversationIdSchema,
   user_message: z.string({ error: "must be a string" })
+    .max(MAX_TEXT_CHARS, `must be at most ${MAX_TEXT_CHARS} characters`)
     .refine((s) => s.trim().length > 0, "must not be empty"),
-  images: z.array(
-    z.object({ image_url: z.string({ error: "must be a string" }).min(1, "must not be empty") }, {
+  images: cappedArray(
+    z.object({ image_url: imageUrlSchema }, {
       error: "must be an object with an image_url string",
     }),
-    { error: "must be an array of { image_url } objects" },
-  ).max(MAX_IMAGES, `must hold at most ${MAX_IMAGES} images`).optional(),
+    { max: MAX_IMAGES, items: "images", notArray: "must be an array of { image_url } objects" },
+  ).optional(),
   priority: z.enum(["high", "normal"], { error: 'must be "high" or "normal"' }).optional(),
   model: z.string({ error: "must be a string" }).trim().min(1, "must not be empty")
     .max(256, "must be at most 256 characters").optional(),
-  callback_url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).max(2048)
+  callback_url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" })
+    .max(MAX_URL_CHARS, `must be at most ${MAX_URL_CHARS} characters`)
     .optional(),
 }, { error: "must be a JSON object" });
+
+/** What {@linkcode parseChatRequest} checks a request against besides its schema. */
+export interface ChatRequestOptions {
+  /** `CALLBACK_ALLOWED_HOSTS`: hosts a `callback_url` may name on a private address. */
+  callbackAllowedHosts: readonly string[];
+}
 
 /** A valid chat request. */
 export interface ChatRequest {
@@ -40,11 +51,16 @@ export interface ChatRequest {
 }
 
 /** Parses a JSON value as a chat request, or throws a 400 listing every problem. */
-export function parseChatRequest(body: unknown): ChatRequest {
+export function parseChatRequest(body: unknown, options: ChatRequestOptions): ChatRequest {
   const result = chatRequestSchema.safeParse(body, { reportInput: true });
-  if (!result.success) {
-    throw invalidRequest(zodProblems(result.error.issues));
+  const problems = result.success ? [] : zodProblems(result.error.issues);
+  // A callback URL that plainly points inside the network is refused now, not when the job ends.
+  const callbackUrl = (body as { callback_url?: unknown } | null)?.callback_url;
+  if (typeof callbackUrl === "string" && !problems.some((p) => p.param === "callback_url")) {
+    const problem = callbackUrlProblem(callbackUrl, options.callbackAllowedHosts);
+    if (problem) problems.push({ param: "callback_url", message: problem });
   }
+  if (!result.success || problems.length > 0) throw invalidRequest(problems);
   const { conversation_id, user_message, images, priority, model, callback_url } = result.data;
   return {
     conversationId: conversation_id,

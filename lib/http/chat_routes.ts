@@ -2,6 +2,7 @@
 import type { Handler } from "hono";
 import { scopedConversationId } from "../core/owners.ts";
 import { parseChatRequest } from "./chat_request.ts";
+import { idProblem } from "./request_fields.ts";
 import { ApiError, invalidRequest } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import type { RouteDeps } from "./route_deps.ts";
@@ -11,7 +12,9 @@ import { readJson } from "./validation.ts";
 /** `POST /chat`: checks the message, writes the job and queues it; answers 202. */
 export function postChat({ services, logger }: RouteDeps): Handler<GatewayEnv> {
   return async function handlePostChat(c) {
-    const request = parseChatRequest(await readJson(c.req.raw));
+    const request = parseChatRequest(await readJson(c.req.raw), {
+      callbackAllowedHosts: services.config.callbackAllowedHosts,
+    });
     const accepted = await submitChat(services, request, c.get("owner"));
     logger.info("Job accepted", {
       request_id: c.get("requestId"),
@@ -34,6 +37,8 @@ export function getConversation({ services }: RouteDeps): Handler<GatewayEnv> {
         message: "is required as a query parameter",
       }]);
     }
+    const problem = idProblem(conversationId);
+    if (problem) throw invalidRequest([{ param: "conversation_id", message: problem }]);
     const conversation = await services.store.getConversation(
       scopedConversationId(c.get("owner"), conversationId),
     );

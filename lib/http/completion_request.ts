@@ -3,34 +3,57 @@ import { type Infer, z } from "./schema.ts";
 import { type FieldProblem, invalidRequest } from "./errors.ts";
 import type { CompletionParams } from "../core/jobs.ts";
 import type { ChatMessage, ContentPart } from "../core/messages.ts";
+import {
+  cappedArray,
+  imageUrlSchema,
+  MAX_CONTENT_PARTS,
+  MAX_IMAGES,
+  MAX_MESSAGES,
+  MAX_REQUEST_IMAGES,
+  MAX_SHORT_CHARS,
+  MAX_TEXT_CHARS,
+} from "./request_fields.ts";
 import { zodProblems } from "./validation.ts";
 
 /** Stop sequences OpenAI allows in one request. */
 const MAX_STOP_SEQUENCES = 4;
 
+const TOO_LONG = `must be at most ${MAX_TEXT_CHARS} characters`;
+const shortString = z.string({ error: "must be a string" })
+  .max(MAX_SHORT_CHARS, `must be at most ${MAX_SHORT_CHARS} characters`);
+
 const textPartSchema = z.object({
   type: z.literal("text"),
-  text: z.string({ error: "must be a string" }),
+  text: z.string({ error: "must be a string" }).max(MAX_TEXT_CHARS, TOO_LONG),
 });
 
 const imagePartSchema = z.object({
   type: z.literal("image_url"),
   image_url: z.object({
-    url: z.string({ error: "must be a string" }).min(1, "must not be empty"),
-    detail: z.string({ error: "must be a string" }).optional(),
+    url: imageUrlSchema,
+    detail: shortString.optional(),
   }, { error: "must be an object with a url string" }),
 });
 
-const partsSchema = z.array(
+const partsSchema = cappedArray(
   z.discriminatedUnion("type", [textPartSchema, imagePartSchema], {
     error: 'must be a part of type "text" or "image_url"',
   }),
-).min(1, "must hold at least one part");
+  {
+    max: MAX_CONTENT_PARTS,
+    items: "content parts",
+    tooFew: { min: 1, problem: "must hold at least one part" },
+  },
+);
 
 // A union of string and parts would report only "no option matched"; choosing the
 // schema by the value's kind keeps errors on the exact part, e.g. content[1].text.
 const contentSchema = z.unknown().transform((value, ctx): string | ContentPart[] => {
-  if (typeof value === "string") return value;
+  if (typeof value === "string") {
+    if (value.length <= MAX_TEXT_CHARS) return value;
+    ctx.addIssue({ code: "custom", input: value, message: TOO_LONG });
+    return z.NEVER;
+  }
   if (Array.isArray(value)) {
     const result = partsSchema.safeParse(value, { reportInput: true });
     if (result.success) return result.data.map(toContentPart);
@@ -46,13 +69,16 @@ const messageSchema = z.object({
     error: 'must be "system", "user", "assistant" or "developer"',
   }).refine((role) => role !== "tool", "tool messages are not supported"),
   content: contentSchema,
-  name: z.string({ error: "must be a string" }).optional(),
+  name: shortString.optional(),
 }, { error: "must be an object with role and content" });
 
 const completionRequestSchema = z.looseObject({
-  model: z.string({ error: "must be a string" }).nullish(),
-  messages: z.array(messageSchema, { error: "must be an array of messages" })
-    .min(1, "must hold at least one message"),
+  model: shortString.nullish(),
+  messages: cappedArray(messageSchema, {
+    max: MAX_MESSAGES,
+    items: "messages",
+    tooFew: { min: 1, problem: "must hold at least one message" },
+  }),
   stream: z.boolean({ error: "must be a boolean" }).nullish(),
   temperature: z.number({ error: "must be a number" })
     .min(0, "must be between 0 and 2")
@@ -67,9 +93,12 @@ const completionRequestSchema = z.looseObject({
     .positive("must be positive")
     .nullish(),
   stop: z.union([
-    z.string(),
-    z.array(z.string()).max(MAX_STOP_SEQUENCES),
-  ], { error: `must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings` }).nullish(),
+    shortString,
+    cappedArray(shortString, { max: MAX_STOP_SEQUENCES, items: "strings" }),
+  ], {
+    error:
+      `must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings of at most ${MAX_SHORT_CHARS} characters`,
+  }).nullish(),
   stream_options: z.looseObject({}, { error: "must be an object" }).nullish(),
 }, { error: "must be a JSON object" });
 
@@ -87,6 +116,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   const problems = result.success ? [] : zodProblems(result.error.issues);
   const lastRole = lastRoleProblem(body);
   if (lastRole) problems.push(lastRole);
+  if (result.success) problems.push(...imageCountProblems(result.data.messages));
   if (!result.success || problems.length > 0) throw invalidRequest(problems);
 
   const data = result.data;
@@ -121,6 +151,31 @@ function lastRoleProblem(body: unknown): FieldProblem | undefined {
     param: `messages[${last}].role`,
     message: `must be "user": the last message is the one answered, got "${role}"`,
   };
+}
+
+/** Images are fetched for the backend: a few in the message answered, a bounded number in all. */
+function imageCountProblems(
+  messages: readonly { content: string | ContentPart[] }[],
+): FieldProblem[] {
+  const counts = messages.map((m) =>
+    typeof m.content === "string" ? 0 : m.content.filter((p) => p.type === "image_url").length
+  );
+  const problems: FieldProblem[] = [];
+  const last = counts.length - 1;
+  if (counts[last] > MAX_IMAGES) {
+    problems.push({
+      param: `messages[${last}].content`,
+      message: `must hold at most ${MAX_IMAGES} images, got ${counts[last]}`,
+    });
+  }
+  const total = counts.reduce((sum, n) => sum + n, 0);
+  if (total > MAX_REQUEST_IMAGES) {
+    problems.push({
+      param: "messages",
+      message: `must hold at most ${MAX_REQUEST_IMAGES} images in all, got ${total}`,
+    });
+  }
+  return problems;
 }
 
 function contentMessage(value: unknown): string {

@@ -2,6 +2,7 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "../core/log.ts";
+import { shorten } from "../core/text.ts";
 
 /** One problem with a request, tied to the field it concerns. */
 export interface FieldProblem {
@@ -53,13 +54,26 @@ export interface ErrorBody {
   };
 }
 
-/** A 400 listing every problem found in a request body. */
+/** Problems listed in one 400; a body with more gets a count of the rest. */
+export const MAX_LISTED_PROBLEMS = 10;
+
+/**
+ * A 400 listing the problems found in a request body: the first
+ * {@linkcode MAX_LISTED_PROBLEMS}, and how many more there are, so a small
+ * body with thousands of mistakes cannot produce a huge answer.
+ */
 export function invalidRequest(problems: FieldProblem[]): ApiError {
-  const summary = problems.map((p) => `${p.param}: ${p.message}`).join("; ");
+  const listed = problems.slice(0, MAX_LISTED_PROBLEMS).map((p) => ({
+    param: shorten(p.param, 200),
+    message: shorten(p.message, 300),
+  }));
+  const more = problems.length - listed.length;
+  const summary = listed.map((p) => `${p.param}: ${p.message}`).join("; ") +
+    (more > 0 ? `; and ${more} more problem${more === 1 ? "" : "s"}` : "");
   return new ApiError(400, `Invalid request: ${summary}`, {
     code: "invalid_field",
-    param: problems[0]?.param,
-    details: problems,
+    param: listed[0]?.param,
+    details: listed,
   });
 }
 

@@ -10,7 +10,7 @@ import type { RouteDeps } from "./route_deps.ts";
 export function getJob({ services }: RouteDeps): Handler<GatewayEnv> {
   const { store, config } = services;
   return async function handleGetJob(c) {
-    const jobId = c.req.param("job_id")!;
+    const jobId = jobIdParam(c.req.param("job_id"));
     const waitSeconds = parseWait(c.req.query("wait"), config.syncTimeoutMs / 1000);
     let job = await ownJob(store, jobId, c.get("owner"));
     if (!job) throw jobNotFound(jobId);
@@ -28,7 +28,7 @@ export function getJob({ services }: RouteDeps): Handler<GatewayEnv> {
 export function cancelJob({ services, logger }: RouteDeps): Handler<GatewayEnv> {
   const { store } = services;
   return async function handleCancelJob(c) {
-    const jobId = c.req.param("job_id")!;
+    const jobId = jobIdParam(c.req.param("job_id"));
     const job = await ownJob(store, jobId, c.get("owner"));
     if (!job) throw jobNotFound(jobId);
     const canceled = await store.cancelJob(jobId);
@@ -43,6 +43,17 @@ export function cancelJob({ services, logger }: RouteDeps): Handler<GatewayEnv> 
     logger.info("Job canceled", { request_id: c.get("requestId"), job_id: jobId });
     return c.json(jobView(canceled));
   };
+}
+
+/** A job id as `newJob` makes them (a UUID); the store holds other items that no route may read. */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The route's job id; anything else is no job (and is not echoed back). */
+function jobIdParam(value: string | undefined): string {
+  if (value !== undefined && JOB_ID.test(value)) return value;
+  throw new ApiError(404, "Job not found: that is not a job id as POST /chat returns them", {
+    param: "job_id",
+  });
 }
 
 function jobNotFound(jobId: string): ApiError {

@@ -15,6 +15,7 @@ import type { ChatMessage } from "../core/messages.ts";
 import { chunkObject, completionObject, modelList } from "./completion_objects.ts";
 import { type CompletionRequest, parseCompletionRequest } from "./completion_request.ts";
 import { ModelDirectory } from "./model_directory.ts";
+import { idProblem } from "./request_fields.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { readJson } from "./validation.ts";
 
@@ -125,9 +126,8 @@ function conversationFromHeaders(header: (name: string) => string | undefined): 
   for (const name of CONVERSATION_HEADERS) {
     const value = header(name)?.trim();
     if (!value) continue;
-    if (value.length > 256) {
-      throw invalidRequest([{ param: name, message: "must be at most 256 characters" }]);
-    }
+    const problem = idProblem(value);
+    if (problem) throw invalidRequest([{ param: name, message: problem }]);
     return value;
   }
   return undefined;

@@ -6,15 +6,10 @@
  */
 import { errorMessage } from "../core/error_message.ts";
 import { shorten } from "../core/text.ts";
-import { forbiddenKind, parseIpv4 } from "./ip_address.ts";
+import { forbiddenKind } from "./ip_address.ts";
+import { checkUrlLiterally, isAllowedHost, literalAddress, OutboundRefusal } from "./url_rules.ts";
 
-/** Why a URL may not be requested; `message` is the bare reason, without the URL. */
-export class OutboundRefusal extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = "OutboundRefusal";
-  }
-}
+export { isAllowedHost, OutboundRefusal };
 
 /** What {@linkcode checkOutboundUrl} needs. */
 export interface AddressCheckOptions {
@@ -29,33 +24,43 @@ export interface AddressCheckOptions {
 }
 
 /**
+ * A URL that passed the checks, with the addresses it was judged by: a
+ * connection must go to one of these, never to what a second lookup says.
+ * `addresses` is absent for a host the operator allowed by name, which is
+ * reached through the system's resolver.
+ */
+export interface VettedTarget {
+  readonly url: URL;
+  readonly addresses?: readonly string[];
+}
+
+/**
  * Checks that an http(s) URL may be requested: its scheme, no credentials,
  * and a public address for every address its host resolves to (or an allowed
- * host). Returns the parsed URL; throws {@linkcode OutboundRefusal}.
+ * host). Returns the parsed URL; throws {@linkcode OutboundRefusal}. Connect
+ * with {@linkcode vetOutboundUrl}'s addresses: DNS may answer differently the
+ * next time it is asked.
  */
 export async function checkOutboundUrl(
   url: string | URL,
   options: AddressCheckOptions,
 ): Promise<URL> {
-  const target = parseUrl(url);
-  if (target.protocol !== "http:" && target.protocol !== "https:") {
-    throw new OutboundRefusal(
-      `scheme "${shorten(target.protocol, 20)}" is not accepted; ${
-        options.schemeHint ?? "use http or https"
-      }`,
-    );
-  }
-  if (target.username || target.password) {
-    throw new OutboundRefusal("URLs with a user name or password are not accepted");
-  }
-  if (isAllowedHost(target, options.allowedHosts)) return target;
+  return (await vetOutboundUrl(url, options)).url;
+}
+
+/**
+ * Resolves a URL's host once and checks every address, as
+ * {@linkcode checkOutboundUrl} does, and returns the addresses to connect to.
+ */
+export async function vetOutboundUrl(
+  url: string | URL,
+  options: AddressCheckOptions,
+): Promise<VettedTarget> {
+  const target = checkUrlLiterally(url, options);
+  if (isAllowedHost(target, options.allowedHosts)) return { url: target };
+  const literal = literalAddress(target);
+  if (literal) return { url: target, addresses: [literal] };
   const host = target.hostname;
-  const literal = host.startsWith("[") ? host.slice(1, -1) : parseIpv4(host) ? host : undefined;
-  if (literal) {
-    const kind = forbiddenKind(literal);
-    if (kind) throw new OutboundRefusal(`${literal} is not a public address (${kind})`);
-    return target;
-  }
   const { signal } = options;
   const resolve = options.resolve ?? ((name: string) => resolveWithDns(name, signal));
   let addresses: string[];
@@ -76,40 +81,7 @@ export async function checkOutboundUrl(
       );
     }
   }
-  return target;
-}
-
-function parseUrl(url: string | URL): URL {
-  if (url instanceof URL) return url;
-  try {
-    return new URL(url);
-  } catch {
-    throw new OutboundRefusal("not a valid URL");
-  }
-}
-
-/** Whether the operator allowed this URL's host (and port) by name. */
-export function isAllowedHost(target: URL, allowedHosts: readonly string[]): boolean {
-  const host = withoutFinalDot(target.hostname);
-  const port = target.port || (target.protocol === "https:" ? "443" : "80");
-  return allowedHosts.some((entry) => {
-    const match = /^(\[[^\]]*\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(entry.trim().toLowerCase());
-    if (!match) return false;
-    const entryPort = match[2] === undefined ? undefined : String(Number(match[2]));
-    return canonicalHost(match[1]) === host && (entryPort === undefined || entryPort === port);
-  });
-}
-
-function canonicalHost(host: string): string | undefined {
-  try {
-    return withoutFinalDot(new URL(`http://${host}/`).hostname);
-  } catch {
-    return undefined;
-  }
-}
-
-function withoutFinalDot(host: string): string {
-  return host.endsWith(".") ? host.slice(0, -1) : host;
+  return { url: target, addresses: Object.freeze([...addresses]) };
 }
 
 /** The default resolver; a failed lookup other than "no such record" refuses, rather than trusting half an answer. */

@@ -1,15 +1,17 @@
 /**
  * POSTs a finished job to the `callback_url` its client gave. The URL comes
  * from the client, so it gets the same address checks as an image URL, before
- * every attempt (DNS may change between attempts); redirects are not followed,
- * and retries are few and spaced out, so a dead receiver costs little.
+ * every attempt (DNS may change between attempts), and each POST goes to the
+ * address that attempt's check approved; redirects are not followed, and
+ * retries are few and spaced out, so a dead receiver costs little.
  */
 import { jobView } from "../core/job_view.ts";
 import type { Job } from "../core/jobs.ts";
 import type { Logger } from "../core/log.ts";
 import type { Services } from "../core/services.ts";
 import { describeUrl, shorten } from "../core/text.ts";
-import { checkOutboundUrl, OutboundRefusal } from "../outbound/address_check.ts";
+import { OutboundRefusal, vetOutboundUrl, type VettedTarget } from "../outbound/address_check.ts";
+import { requestPinned } from "../outbound/guarded_client.ts";
 import { sleep } from "../core/sleep.ts";
 
 /** Limits and permissions for {@linkcode deliverCallback}. */
@@ -44,7 +46,7 @@ type Outcome =
   | { kind: "retry"; reason: string }
   | { kind: "stop"; reason: string };
 
-type Check = { target: URL } | { refusal: string };
+type Check = { target: VettedTarget } | { refusal: string };
 
 /** POSTs `payload` as JSON to a client's callback URL, retrying transient failures; never throws. */
 export async function deliverCallback(
@@ -123,7 +125,7 @@ function serialise(payload: unknown): string | { problem: string } {
 async function checkCallbackUrl(url: string, options: CallbackOptions): Promise<Check> {
   const timeout = AbortSignal.timeout(options.timeoutMs);
   try {
-    const target = await checkOutboundUrl(url, {
+    const target = await vetOutboundUrl(url, {
       allowedHosts: options.allowedHosts,
       resolve: options.resolve,
       signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout,
@@ -139,15 +141,18 @@ async function checkCallbackUrl(url: string, options: CallbackOptions): Promise<
   }
 }
 
-async function postOnce(target: URL, body: string, options: CallbackOptions): Promise<Outcome> {
+async function postOnce(
+  target: VettedTarget,
+  body: string,
+  options: CallbackOptions,
+): Promise<Outcome> {
   const timeout = AbortSignal.timeout(options.timeoutMs);
   const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
   let response: Response;
   try {
-    response = await fetch(target, {
+    response = await requestPinned(target, {
       method: "POST",
       body,
-      redirect: "manual",
       signal,
       headers: { "content-type": "application/json", "user-agent": USER_AGENT },
     });
@@ -159,7 +164,7 @@ async function postOnce(target: URL, body: string, options: CallbackOptions): Pr
     if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
       return { kind: "stop", reason: `not permitted: ${messageOf(err)}` };
     }
-    return { kind: "retry", reason: `cannot connect: ${fetchFailure(err, target)}` };
+    return { kind: "retry", reason: `cannot connect: ${messageOf(err)}` };
   }
   await response.body?.cancel().catch(() => {});
   return judge(response);
@@ -168,22 +173,13 @@ async function postOnce(target: URL, body: string, options: CallbackOptions): Pr
 function judge(response: Response): Outcome {
   const { status } = response;
   if (status >= 200 && status < 300) return { kind: "delivered", status };
-  if (response.type === "opaqueredirect" || (status >= 300 && status < 400)) {
+  if (status >= 300 && status < 400) {
     return { kind: "stop", reason: `answered ${status}, a redirect, which is not followed` };
   }
   if (status >= 500 || RETRIED_CLIENT_ERRORS.has(status)) {
     return { kind: "retry", reason: `answered ${status}` };
   }
   return { kind: "stop", reason: `answered ${status}` };
-}
-
-/** The detail of a failed fetch, whose cause quotes the full URL (query included), without that URL. */
-function fetchFailure(err: unknown, target: URL): string {
-  const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : "";
-  const afterUrl = cause.indexOf(`${target.href}): `);
-  if (afterUrl !== -1) return messageOf(cause.slice(afterUrl + target.href.length + 3));
-  if (cause && !cause.includes("for url (")) return messageOf(cause);
-  return messageOf(err);
 }
 
 function messageOf(err: unknown): string {

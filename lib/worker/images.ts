@@ -9,18 +9,29 @@ import { Buffer } from "node:buffer";
 import { errorMessage } from "../core/error_message.ts";
 import type { ChatMessage, ContentPart } from "../core/messages.ts";
 import { describeUrl, shorten } from "../core/text.ts";
-import { abortable, checkOutboundUrl, OutboundRefusal } from "../outbound/address_check.ts";
+import { abortable, OutboundRefusal } from "../outbound/address_check.ts";
+import { guardedFetch } from "../outbound/guarded_client.ts";
+import type { CachedImage, ImageCache } from "./image_cache.ts";
 
 /** Limits and permissions for {@linkcode inlineImages}. */
 export interface ImageFetchOptions {
   /** Largest image accepted, in bytes (decoded, for data: URLs). */
   maxBytes: number;
-  /** Time allowed for one image: resolving, every redirect and the whole body. */
+  /**
+   * Time allowed for all of a job's images together: resolving, every
+   * redirect and every body.
+   */
   timeoutMs: number;
+  /** Bytes allowed for all of a job's images together (decoded); default no budget beyond `maxBytes` each. */
+  jobMaxBytes?: number;
   /** `host` or `host:port` (IPv6 in brackets) fetched without the public-address check. */
   allowedHosts: readonly string[];
   /** Looks up a host's addresses; default DNS A and AAAA records. */
   resolve?: (hostname: string) => Promise<string[]>;
+  /** Images fetched for earlier jobs, so a conversation's images are fetched once, not every turn. */
+  cache?: ImageCache;
+  /** Whose job this is: a cached image is shared only within one owner's jobs. */
+  owner?: string;
 }
 
 /** Why an image could not be used; the message names the URL, shortened, never the image bytes. */
@@ -36,24 +47,38 @@ export class ImageError extends Error {
 }
 
 const MAX_REDIRECTS = 3;
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const ACCEPTED = "PNG, JPEG or WebP";
 const ACCEPTED_TYPES = new Set(["image/png", "image/jpeg", "image/webp"]);
 const DATA_URL = /^\s*data:/i;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-/** Returns copies of the messages with every http(s) image fetched into a data: URL. */
+/** What is left of a job's time and bytes for images. */
+interface Budget {
+  bytesLeft: number;
+  /** Aborts when the job's time for images is over. */
+  signal: AbortSignal;
+}
+
+/**
+ * Returns copies of the messages with every http(s) image fetched into a
+ * data: URL. The newest message goes first and must be complete; an older
+ * image that cannot be had within the job's time and bytes (or at all) is
+ * replaced by a short text note, so a long conversation with images still
+ * gets its answer.
+ */
 export async function inlineImages(
   messages: readonly ChatMessage[],
   options: ImageFetchOptions,
 ): Promise<ChatMessage[]> {
+  const budget: Budget = {
+    bytesLeft: options.jobMaxBytes ?? Infinity,
+    signal: AbortSignal.timeout(options.timeoutMs),
+  };
   const inlined = new Map<string, string>();
-  const result: ChatMessage[] = [];
-  for (const message of messages) {
-    if (!Array.isArray(message.content)) {
-      result.push({ ...message });
-      continue;
-    }
+  const result: ChatMessage[] = messages.map((message) => ({ ...message }));
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const message = messages[i];
+    if (!Array.isArray(message.content)) continue;
     const content: ContentPart[] = [];
     for (const part of message.content) {
       if (part.type !== "image_url") {
@@ -61,14 +86,22 @@ export async function inlineImages(
         continue;
       }
       const url = part.image_url.url;
-      let dataUrl = inlined.get(url);
-      if (dataUrl === undefined) {
-        dataUrl = await inlineImage(url, options);
-        inlined.set(url, dataUrl);
+      try {
+        let dataUrl = inlined.get(url);
+        if (dataUrl === undefined) {
+          dataUrl = await inlineImage(url, options, budget);
+          inlined.set(url, dataUrl);
+        }
+        content.push({ ...part, image_url: { ...part.image_url, url: dataUrl } });
+      } catch (err) {
+        if (i === messages.length - 1 || !(err instanceof ImageError)) throw err;
+        content.push({
+          type: "text",
+          text: `[image ${describeUrl(url)} not shown: ${err.reason}]`,
+        });
       }
-      content.push({ ...part, image_url: { ...part.image_url, url: dataUrl } });
     }
-    result.push({ ...message, content });
+    result[i] = { ...message, content };
   }
   return result;
 }
@@ -76,29 +109,65 @@ export async function inlineImages(
 /** Thrown inside this module with a bare reason; the caller's URL is added on the way out. */
 const Refusal = OutboundRefusal;
 
-async function inlineImage(url: string, options: ImageFetchOptions): Promise<string> {
+/** One image as a data: URL, from the cache or fetched, counted against the job's budget. */
+async function inlineImage(
+  url: string,
+  options: ImageFetchOptions,
+  budget: Budget,
+): Promise<string> {
+  const limit = Math.min(options.maxBytes, budget.bytesLeft);
+  const tooBig = (size?: number) =>
+    limit < options.maxBytes
+      ? `the job's images would pass their ${options.jobMaxBytes}-byte budget`
+      : size === undefined
+      ? `image is larger than the ${options.maxBytes}-byte limit`
+      : `image is ${size} bytes, more than the ${options.maxBytes}-byte limit`;
+  let image: CachedImage;
   if (DATA_URL.test(url)) {
-    await explainRefusals(
+    const bytes = await explainRefusals(
       url,
       options,
       undefined,
-      () => Promise.resolve(checkDataUrl(url, options)),
+      () => Promise.resolve(checkDataUrl(url, limit, tooBig)),
     );
-    return url;
+    image = { dataUrl: url, bytes };
+  } else {
+    const key = `${options.owner ?? ""} ${url}`;
+    const cached = options.cache?.get(key);
+    if (cached && cached.bytes > limit) throw new ImageError(url, tooBig(cached.bytes));
+    image = cached ?? await explainRefusals(url, options, budget.signal, async () => {
+      if (limit <= 0) throw new Refusal(tooBig());
+      if (budget.signal.aborted) {
+        throw new Refusal(
+          `not fetched: the job's ${options.timeoutMs / 1000} s for images ran out`,
+        );
+      }
+      const fetched = await fetchAsDataUrl(url, options, limit, tooBig, budget.signal);
+      options.cache?.set(key, fetched);
+      return fetched;
+    });
   }
-  const signal = AbortSignal.timeout(options.timeoutMs);
-  return await explainRefusals(url, options, signal, async () => {
-    const response = await fetchFollowingRedirects(url, options, signal);
-    const bytes = await readBody(response, options.maxBytes, signal);
-    const type = sniffImageType(bytes);
-    if (type === undefined) {
-      const sentAs = response.headers.get("content-type");
-      const label = sentAs ? ` (sent as "${shorten(sentAs, 80)}")` : "";
-      throw new Refusal(`content${label} is not a ${ACCEPTED} image`);
-    }
-    const base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
-    return `data:${type};base64,${base64}`;
-  });
+  budget.bytesLeft -= image.bytes;
+  return image.dataUrl;
+}
+
+async function fetchAsDataUrl(
+  url: string,
+  options: ImageFetchOptions,
+  limit: number,
+  tooBig: (size?: number) => string,
+  signal: AbortSignal,
+): Promise<CachedImage> {
+  const response = await fetchImage(url, options, signal);
+  const bytes = await readBody(response, limit, tooBig, signal);
+  const type = sniffImageType(bytes);
+  if (type === undefined) {
+    const sentAs = response.headers.get("content-type");
+    const label = sentAs ? ` (sent as "${shorten(sentAs, 80)}")` : "";
+    throw new Refusal(`content${label} is not a ${ACCEPTED} image`);
+  }
+  const base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+  return { dataUrl: `data:${type};base64,${base64}`, bytes: bytes.byteLength };
 }
 
 async function explainRefusals<T>(
@@ -118,7 +187,8 @@ async function explainRefusals<T>(
   }
 }
 
-function checkDataUrl(url: string, options: ImageFetchOptions): void {
+/** Checks a data: URL's type, encoding and size, and returns its size in bytes, decoded. */
+function checkDataUrl(url: string, limit: number, tooBig: (size: number) => string): number {
   const comma = url.indexOf(",");
   if (comma === -1) throw new Refusal("data: URL has no comma before its data");
   const [type, ...parameters] = url.slice(url.indexOf(":") + 1, comma).split(";").map((s) =>
@@ -136,72 +206,48 @@ function checkDataUrl(url: string, options: ImageFetchOptions): void {
   }
   const padding = data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0;
   const size = data.length / 4 * 3 - padding;
-  if (size > options.maxBytes) throw new Refusal(tooBig(size, options.maxBytes));
+  if (size > limit) throw new Refusal(tooBig(size));
   if (sniffImageType(Buffer.from(data.slice(0, 16), "base64")) === undefined) {
     throw new Refusal(`data: URL content is not a ${ACCEPTED} image`);
   }
+  return size;
 }
 
-function check(url: string | URL, options: ImageFetchOptions, signal: AbortSignal): Promise<URL> {
-  return checkOutboundUrl(url, {
-    allowedHosts: options.allowedHosts,
-    resolve: options.resolve,
-    signal,
-    schemeHint: "use http, https or data:",
-  });
-}
-
-async function fetchFollowingRedirects(
-  start: string,
+async function fetchImage(
+  url: string,
   options: ImageFetchOptions,
   signal: AbortSignal,
 ): Promise<Response> {
-  let url = await check(start, options, signal);
-  for (let redirects = 0;; redirects++) {
-    const response = await fetchOnce(url, signal);
-    if (!REDIRECT_STATUSES.has(response.status)) {
-      if (response.ok) return response;
-      await response.body?.cancel();
-      throw new Refusal(`server answered ${statusLabel(response)}`);
-    }
-    await response.body?.cancel();
-    if (redirects === MAX_REDIRECTS) throw new Refusal(`more than ${MAX_REDIRECTS} redirects`);
-    const location = response.headers.get("location");
-    if (location === null) {
-      throw new Refusal(`server answered ${response.status} without a Location header`);
-    }
-    try {
-      url = await check(new URL(location, url), options, signal);
-    } catch (err) {
-      if (!(err instanceof OutboundRefusal) && !(err instanceof TypeError)) throw err;
-      const reason = err instanceof OutboundRefusal ? err.message : "not a valid URL";
-      throw new Refusal(`redirected to "${describeUrl(location)}": ${reason}`);
-    }
-  }
-}
-
-async function fetchOnce(url: URL, signal: AbortSignal): Promise<Response> {
+  let response: Response;
   try {
-    return await fetch(url, {
-      redirect: "manual",
-      signal,
+    response = await guardedFetch(url, {
+      method: "GET",
       headers: { accept: [...ACCEPTED_TYPES].join(", ") },
+      maxRedirects: MAX_REDIRECTS,
+      allowedHosts: options.allowedHosts,
+      resolve: options.resolve,
+      signal,
+      schemeHint: "use http, https or data:",
     });
   } catch (err) {
-    if (signal.aborted) throw err;
+    if (err instanceof OutboundRefusal || signal.aborted) throw err;
     throw new Refusal(`cannot fetch: ${errorMessage(err)}`);
   }
+  if (response.ok) return response;
+  await response.body?.cancel();
+  throw new Refusal(`server answered ${statusLabel(response)}`);
 }
 
 async function readBody(
   response: Response,
-  maxBytes: number,
+  limit: number,
+  tooBig: (size?: number) => string,
   signal: AbortSignal,
 ): Promise<Uint8Array> {
   const declared = Number(response.headers.get("content-length") ?? Number.NaN);
-  if (declared > maxBytes) {
+  if (declared > limit) {
     await response.body?.cancel();
-    throw new Refusal(tooBig(declared, maxBytes));
+    throw new Refusal(tooBig(declared));
   }
   if (response.body === null) return new Uint8Array();
   const reader = response.body.getReader();
@@ -212,7 +258,7 @@ async function readBody(
       const { done, value } = await abortable(reader.read(), signal);
       if (done) break;
       size += value.byteLength;
-      if (size > maxBytes) throw new Refusal(`image is larger than the ${maxBytes}-byte limit`);
+      if (size > limit) throw new Refusal(tooBig());
       chunks.push(value);
     }
   } catch (err) {
@@ -236,10 +282,6 @@ function sniffImageType(bytes: Uint8Array): string | undefined {
     return "image/webp";
   }
   return undefined;
-}
-
-function tooBig(size: number, maxBytes: number): string {
-  return `image is ${size} bytes, more than the ${maxBytes}-byte limit`;
 }
 
 function statusLabel(response: Response): string {

@@ -2,6 +2,7 @@
 import { errorMessage } from "../core/error_message.ts";
 import { type Backend, backendNamed, configuredModels } from "../core/backends.ts";
 import { type ModelInfo, takesImages } from "../core/catalogue.ts";
+import type { ImageCache } from "./image_cache.ts";
 import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import type { Logger } from "../core/log.ts";
@@ -37,6 +38,14 @@ export interface RunJobContext {
   backendPlace?: (route: string) => Promise<() => void>;
   /** What the worker last learnt its backends serve: whether a model takes images. */
   catalogue?: { model(backend: string, id: string): ModelInfo | undefined };
+  /**
+   * Takes a finished job's callback delivery off the run: the worker delivers
+   * it outside the job's place, so a receiver that never answers holds no
+   * backend. Without it, the callback is delivered before the run ends.
+   */
+  deliverCallback?: (job: Job) => void;
+  /** Images inlined for earlier jobs; without it every job fetches its images again. */
+  imageCache?: ImageCache;
 }
 
 /** How a job run ended. */
@@ -156,10 +165,12 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
       ms: Math.round(performance.now() - started),
       already_completed: result === "already_completed" || undefined,
     });
-    await notifyCallback(job, context);
+    await callBack(job, context);
     return "succeeded";
   } catch (err) {
     const reason = errorMessage(err);
+    // Only the log sees the backend's URL and its own words; the job record gets the reason.
+    const detail = err instanceof BackendError ? err.detail : undefined;
     if (context.signal.aborted) {
       await store.retryJob(jobId, "Interrupted: the worker stopped before the job finished");
       context.logger.warn("Job interrupted by shutdown; returned for another worker", fields);
@@ -175,8 +186,9 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
       context.logger.error("Job failed; message moved to the dead-letter queue", {
         ...fields,
         error: why,
+        detail,
       });
-      await notifyCallback(job, context);
+      await callBack(job, context);
       return "failed";
     }
     const delay = retryDelaySeconds(
@@ -191,10 +203,18 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     context.logger.warn("Job attempt failed; will retry", {
       ...fields,
       error: reason,
+      detail,
       retry_in_s: delay,
     });
     return await finish("retrying", delay);
   }
+}
+
+/** Hands a finished job's callback to the worker, or delivers it here. */
+async function callBack(job: Job, context: RunJobContext): Promise<void> {
+  if (!job.callback_url) return;
+  if (context.deliverCallback) context.deliverCallback(job);
+  else await notifyCallback(job, context);
 }
 
 /**
@@ -257,8 +277,11 @@ async function askBackend(
   const prepared = modelTakesImages(backend, job.model, context)
     ? await inlineImages(messages, {
       maxBytes: config.imageMaxBytes,
+      jobMaxBytes: config.imageJobMaxBytes,
       timeoutMs: config.imageTimeoutMs,
       allowedHosts: config.imageAllowedHosts,
+      cache: context.imageCache,
+      owner: job.owner,
     })
     : withoutImages(messages);
   const release = await (context.backendPlace?.(job.route) ?? Promise.resolve(() => {}));

@@ -11,6 +11,8 @@
  */
 import type { Backend } from "../core/backends.ts";
 import type { WorkerRecord } from "../core/catalogue.ts";
+import { notifyCallback } from "./callbacks.ts";
+import { ImageCache, WORKER_IMAGE_CACHE } from "./image_cache.ts";
 import { sweepDeadLetters } from "./dead_letters.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { runJob } from "./job_runner.ts";
@@ -18,6 +20,7 @@ import type { Logger } from "../core/log.ts";
 import { longPollAll } from "./long_poll.ts";
 import { ModelCatalogue } from "./model_catalogue.ts";
 import { OutageTracker, type PauseSchedule } from "./outage.ts";
+import type { Job } from "../core/jobs.ts";
 import { LANES, type QueueRef, queuesOf, type ReceivedJob } from "../core/queue.ts";
 import { Semaphore } from "./semaphore.ts";
 import type { Services } from "../core/services.ts";
@@ -80,6 +83,12 @@ export class JobWorker {
   #waiting: ReceivedJob[] = [];
   #held = new Map<string, Held>();
   #running = new Set<Promise<void>>();
+  /** Callback deliveries: outside the runs, so they hold no backend place, and awaited on stop. */
+  #callbacks = new Set<Promise<void>>();
+  /** Aborted when the grace period is over: callbacks still being delivered give up. */
+  #stopCallbacks = new AbortController();
+  /** Images of earlier turns, so a conversation's images are not fetched on every turn. */
+  #imageCache = new ImageCache(WORKER_IMAGE_CACHE);
   /** Receives in flight: never abandoned, so what they bring is never lost. */
   #receiving = new Set<Promise<unknown>>();
   #catalogue: ModelCatalogue;
@@ -183,18 +192,15 @@ export class JobWorker {
       .then(() => Promise.allSettled([...this.#receiving]));
     const waiting = this.#waiting.splice(0);
     await Promise.all(waiting.map((m) => this.#putBack(m)));
+    const grace = this.#services.config.shutdownGraceMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const graceEnds = new Promise<void>((resolve) => timer = setTimeout(resolve, grace));
     if (this.#running.size > 0) {
-      const grace = this.#services.config.shutdownGraceMs;
       this.#logger.info("Waiting for running jobs", {
         running: this.#running.size,
         grace_ms: grace,
       });
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.#running]),
-        new Promise((resolve) => timer = setTimeout(resolve, grace)),
-      ]);
-      clearTimeout(timer);
+      await Promise.race([Promise.allSettled([...this.#running]), graceEnds]);
       if (this.#running.size > 0) {
         this.#logger.warn("Grace period over; handing running jobs back", {
           running: this.#running.size,
@@ -203,6 +209,14 @@ export class JobWorker {
         await Promise.allSettled([...this.#running]);
       }
     }
+    // Jobs that finished during the grace period may have added deliveries; they share its end.
+    if (this.#callbacks.size > 0) {
+      this.#logger.info("Waiting for callback deliveries", { deliveries: this.#callbacks.size });
+      await Promise.race([Promise.allSettled([...this.#callbacks]), graceEnds]);
+      this.#stopCallbacks.abort();
+      await Promise.allSettled([...this.#callbacks]);
+    }
+    clearTimeout(timer);
     await receivesEnded;
     await this.#sweeping;
     await leaving;
@@ -343,6 +357,8 @@ export class JobWorker {
       backendPlace: (route) =>
         this.#places.get(route)?.acquire(message.lane === "priority") ?? Promise.resolve(() => {}),
       catalogue: this.#catalogue,
+      deliverCallback: (job) => this.#deliverCallback(job),
+      imageCache: this.#imageCache,
     }).then(
       () => {},
       (err) =>
@@ -363,6 +379,21 @@ export class JobWorker {
 
   #wakeAll(): void {
     for (const poller of this.#pollers) poller.wake?.();
+  }
+
+  /** Delivers a finished job's callback on its own, tracked so that stopping waits for it. */
+  #deliverCallback(job: Job): void {
+    const delivery = notifyCallback(job, {
+      services: this.#services,
+      logger: this.#logger,
+      signal: this.#stopCallbacks.signal,
+    }).catch((err) =>
+      this.#logger.warn("Callback delivery failed", {
+        job_id: job.job_id,
+        error: errorMessage(err),
+      })
+    ).finally(() => this.#callbacks.delete(delivery));
+    this.#callbacks.add(delivery);
   }
 
   /** Keeps held messages hidden and running jobs leased, and publishes what the worker serves. */

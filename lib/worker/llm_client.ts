@@ -3,19 +3,27 @@ import type { Backend } from "../core/backends.ts";
 import { errorMessage } from "../core/error_message.ts";
 import type { CompletionParams } from "../core/jobs.ts";
 import type { ChatMessage } from "../core/messages.ts";
+import { describeUrl, shorten } from "../core/text.ts";
 import { readCompletionStream } from "./completion_stream.ts";
 
 /** Statuses that may succeed on a later try, though they are 4xx. */
 const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
 
-/** Why a backend call failed; `status` is the HTTP status when the backend answered. */
+/**
+ * Why a backend call failed; `status` is the HTTP status when the backend
+ * answered. The message names the backend and a short reason, fit for the
+ * job record a client reads; `detail` holds what only the log may see: the URL
+ * (without user name or password) and the backend's own words.
+ */
 export class BackendError extends Error {
   readonly status?: number;
+  readonly detail: string;
 
-  constructor(message: string, status?: number) {
+  constructor(message: string, options: { status?: number; detail: string }) {
     super(message);
     this.name = "BackendError";
-    this.status = status;
+    this.status = options.status;
+    this.detail = options.detail;
   }
 
   /** Whether trying again could help: no answer, 5xx, 429 and a few others yes; other 4xx no. */
@@ -48,6 +56,9 @@ export async function chatCompletion(
   options: ChatCompletionOptions,
 ): Promise<ChatMessage> {
   const url = `${backend.baseUrl}/chat/completions`;
+  const shownUrl = describeUrl(url);
+  /** Error text from fetch quotes the URL it was given, credentials and all. */
+  const scrub = (text: string) => shorten(text.replaceAll(url, shownUrl), 500);
   let response: Response;
   try {
     response = await fetch(url, {
@@ -70,13 +81,13 @@ export async function chatCompletion(
     if (options.signal?.aborted) throw err;
     if (err instanceof Error && err.name === "TimeoutError") {
       throw new BackendError(
-        `Backend "${backend.name}" did not answer within ${options.timeoutMs / 1000} s at ${url}`,
+        `Backend "${backend.name}" did not answer within ${options.timeoutMs / 1000} s`,
+        { detail: `no answer from ${shownUrl}` },
       );
     }
     throw new BackendError(
-      `Cannot reach backend "${backend.name}" at ${url} (set by ${backend.baseUrlVariable}): ${
-        errorMessage(err)
-      }`,
+      `Cannot reach backend "${backend.name}" (check ${backend.baseUrlVariable} on the worker)`,
+      { detail: `${shownUrl}: ${scrub(errorMessage(err))}` },
     );
   }
   if (
@@ -85,23 +96,21 @@ export async function chatCompletion(
   ) {
     return {
       role: "assistant",
-      content: await readStreamedReply(backend, url, response, options.onText),
+      content: await readStreamedReply(backend, shownUrl, response, options.onText),
     };
   }
   const text = await response.text();
   if (!response.ok) {
-    throw new BackendError(
-      `Backend "${backend.name}" answered ${response.status} at ${url}: ${upstreamMessage(text)}`,
-      response.status,
-    );
+    throw new BackendError(`Backend "${backend.name}" answered ${response.status}`, {
+      status: response.status,
+      detail: `${shownUrl} answered ${response.status}: ${upstreamMessage(text)}`,
+    });
   }
   const content = parseReply(text);
   if (content === undefined) {
     throw new BackendError(
-      `Backend "${backend.name}" sent a reply without choices[0].message.content at ${url}: ${
-        text.slice(0, 200)
-      }`,
-      response.status,
+      `Backend "${backend.name}" sent a reply without choices[0].message.content`,
+      { status: response.status, detail: `${shownUrl} sent: ${text.slice(0, 200)}` },
     );
   }
   return { role: "assistant", content };
@@ -109,7 +118,7 @@ export async function chatCompletion(
 
 async function readStreamedReply(
   backend: Backend,
-  url: string,
+  shownUrl: string,
   response: Response,
   onText: (soFar: string) => void,
 ): Promise<string> {
@@ -123,9 +132,9 @@ async function readStreamedReply(
     if (err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError")) {
       throw err;
     }
-    throw new BackendError(
-      `Backend "${backend.name}" broke off its stream at ${url}: ${errorMessage(err)}`,
-    );
+    throw new BackendError(`Backend "${backend.name}" broke off its stream`, {
+      detail: `${shownUrl}: ${shorten(errorMessage(err), 500)}`,
+    });
   }
   return soFar;
 }

@@ -78,7 +78,8 @@ export const RUN_FLAGS = [
   "--allow-env",
   "--allow-read",
   "--allow-write",
-  "--allow-sys=osRelease",
+  // node:https (the worker's pinned client) reads the root certificates, which needs all of sys.
+  "--allow-sys",
 ];
 
 /** Polls a URL until it answers 200, for at most `timeoutMs`. */

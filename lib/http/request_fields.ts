@@ -1,0 +1,139 @@
+/**
+ * Limits on what one request may hold, and the schemas that enforce them,
+ * shared by `POST /chat` and `POST /v1/chat/completions`. A body is at most
+ * `MAX_BODY_BYTES`; these bound the work and the answer a body can cause
+ * within that (thousands of empty messages, one problem each, once made a
+ * 1 MB body answer with a 99 MB error).
+ */
+import { type Infer, type Schema, z } from "./schema.ts";
+import { errorMessage } from "../core/error_message.ts";
+import {
+  checkUrlLiterally,
+  isAllowedHost,
+  isLoopbackName,
+  OutboundRefusal,
+  parseHttpUrl,
+} from "../outbound/url_rules.ts";
+
+/** Longest conversation id, in characters. */
+export const MAX_ID_CHARS = 256;
+/**
+ * Most messages in one `/v1/chat/completions` request. Open WebUI sends the
+ * whole chat each time, so this leaves room for long chats.
+ */
+export const MAX_MESSAGES = 5000;
+/** Most content parts in one message. */
+export const MAX_CONTENT_PARTS = 64;
+/** Most images in the message answered: each is fetched and inlined for the backend. */
+export const MAX_IMAGES = 8;
+/** Most images in one request, history included. */
+export const MAX_REQUEST_IMAGES = 32;
+/** Longest http(s) URL of an image or a callback; data: URLs are bounded by the body's size. */
+export const MAX_URL_CHARS = 2048;
+/** Longest text of one message or content part, in characters. */
+export const MAX_TEXT_CHARS = 1_000_000;
+/** Longest model name, message name, image detail or stop sequence. */
+export const MAX_SHORT_CHARS = 256;
+
+/**
+ * Why a string cannot be an id, or undefined when it can: too long, control
+ * characters, or a lone surrogate (which no store keeps as it was sent).
+ */
+export function idProblem(value: string, maxChars = MAX_ID_CHARS): string | undefined {
+  if (value.length === 0) return "must not be empty";
+  if (value.length > maxChars) return `must be at most ${maxChars} characters`;
+  if (/\p{Cc}/u.test(value)) return "must not hold control characters";
+  if (!value.isWellFormed()) return "must be valid Unicode text (it holds a lone surrogate)";
+  return undefined;
+}
+
+/** A conversation id: trimmed, 1 to 256 characters, printable, valid Unicode. */
+export const conversationIdSchema = z.string({ error: "must be a string" })
+  .trim()
+  .transform((value, ctx) => {
+    const problem = idProblem(value);
+    if (!problem) return value;
+    ctx.addIssue({ code: "custom", input: value, message: problem });
+    return z.NEVER;
+  });
+
+/** The limits and the problems of a {@linkcode cappedArray}. */
+export interface ArrayLimits {
+  max: number;
+  /** Named in the problems, plural: "messages". */
+  items: string;
+  /** Said of an array with fewer items; none is too few when absent. */
+  tooFew?: { min: number; problem: string };
+  /** Said of a value that is not an array; default "must be an array of <items>". */
+  notArray?: string;
+}
+
+/**
+ * An array of at most `max` items. Its length is checked before any item, so
+ * an array of a million bad items costs one problem, not a million.
+ */
+export function cappedArray<S extends Schema<unknown>>(item: S, limits: ArrayLimits) {
+  const array = z.array(item as Schema<Infer<S>>);
+  return z.unknown().transform((value, ctx): Infer<S>[] => {
+    const fail = (message: string) => {
+      ctx.addIssue({ code: "custom", input: value, message });
+      return z.NEVER;
+    };
+    if (value === undefined) return fail("is required");
+    if (!Array.isArray(value)) {
+      return fail(limits.notArray ?? `must be an array of ${limits.items}`);
+    }
+    if (value.length > limits.max) {
+      return fail(`must hold at most ${limits.max} ${limits.items}, got ${value.length}`);
+    }
+    if (limits.tooFew && value.length < limits.tooFew.min) return fail(limits.tooFew.problem);
+    const result = array.safeParse(value, { reportInput: true });
+    if (result.success) return result.data;
+    for (const issue of result.error.issues) ctx.addIssue({ ...issue });
+    return z.NEVER;
+  });
+}
+
+/**
+ * An image URL: http or https without credentials, or a data: URL (the
+ * worker checks its type and size). Other schemes are refused here at once,
+ * not when the job runs.
+ */
+export const imageUrlSchema = z.string({ error: "must be a string" })
+  .min(1, "must not be empty")
+  .transform((url, ctx) => {
+    if (/^\s*data:/i.test(url)) return url;
+    const problem = url.length > MAX_URL_CHARS
+      ? `must be at most ${MAX_URL_CHARS} characters`
+      : refusal(() => parseHttpUrl(url, "use http, https or data:"));
+    if (!problem) return url;
+    ctx.addIssue({ code: "custom", input: url, message: problem });
+    return z.NEVER;
+  });
+
+/**
+ * Why the front door refuses a callback URL, or undefined: another scheme,
+ * credentials, or an address that is plainly not public (an IP literal or a
+ * `localhost` name) and not in `allowedHosts`. Names are resolved only by the
+ * worker, before each attempt.
+ */
+export function callbackUrlProblem(
+  url: string,
+  allowedHosts: readonly string[],
+): string | undefined {
+  return refusal(() => {
+    const target = checkUrlLiterally(url, { allowedHosts });
+    if (isLoopbackName(target.hostname) && !isAllowedHost(target, allowedHosts)) {
+      throw new OutboundRefusal(`${target.hostname} is not a public address (loopback)`);
+    }
+  });
+}
+
+function refusal(check: () => unknown): string | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (err) {
+    return errorMessage(err);
+  }
+}

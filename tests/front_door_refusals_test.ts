@@ -1,0 +1,221 @@
+/**
+ * What the front door refuses at once rather than failing later: ids the
+ * store cannot hold or that are not ids at all, image URLs of other schemes,
+ * callbacks to plainly private addresses; and what `/healthz` tells anyone.
+ */
+import assert from "node:assert/strict";
+import type { ErrorBody } from "../lib/http/errors.ts";
+import { createApp } from "../lib/http/app.ts";
+import { createLogger } from "../lib/core/log.ts";
+import { backendTest, type TestGateway } from "./support/gateway.ts";
+
+async function assertRefused(res: Response, status: number, param: string, pattern?: RegExp) {
+  const text = await res.text();
+  assert.equal(res.status, status, text);
+  const { error } = JSON.parse(text) as ErrorBody;
+  assert.equal(error.param, param, text);
+  if (pattern) assert.match(error.message, pattern);
+}
+
+async function nothingQueued(gateway: TestGateway) {
+  assert.deepEqual(await gateway.jobRecords(), [], "no job record was written");
+  assert.equal((await gateway.depth("default")).waiting, 0, "nothing was queued");
+}
+
+function completion(gateway: TestGateway, body: unknown, headers: Record<string, string> = {}) {
+  return gateway.app.request("/v1/chat/completions", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+backendTest(
+  "conversation ids with control characters, lone surrogates or too many characters get a 400",
+  async (t, start) => {
+    const gateway = await start();
+    const bad = ["a\u0000b", "tab\there", "\ud800alone", "x".repeat(257), "\u0085next"];
+
+    await t.step("in the body of POST /chat", async () => {
+      for (const id of bad) {
+        await assertRefused(
+          await gateway.postChat({ conversation_id: id, user_message: "hi" }),
+          400,
+          "conversation_id",
+        );
+      }
+    });
+
+    await t.step("in the query of GET /conversation, however long", async () => {
+      // A URL carries no lone surrogate: it is encoded as U+FFFD.
+      for (const id of [...bad.filter((id) => id.isWellFormed()), "y".repeat(3000)]) {
+        const query = new URLSearchParams({ conversation_id: id });
+        await assertRefused(
+          await gateway.app.request(`/conversation?${query}`),
+          400,
+          "conversation_id",
+        );
+      }
+    });
+
+    await t.step("in the X-Conversation-Id and X-OpenWebUI-Chat-Id headers", async () => {
+      const body = { messages: [{ role: "user", content: "hi" }] };
+      for (const header of ["x-conversation-id", "x-openwebui-chat-id"]) {
+        await assertRefused(await completion(gateway, body, { [header]: "a\u0001b" }), 400, header);
+        await assertRefused(
+          await completion(gateway, body, { [header]: "z".repeat(300) }),
+          400,
+          header,
+          /at most 256 characters/,
+        );
+      }
+    });
+    await nothingQueued(gateway);
+  },
+);
+
+backendTest(
+  "GET /jobs/:id answers only for job ids: a conversation's line item is never shown",
+  async (t, start) => {
+    const gateway = await start();
+    const first = await gateway.send({ conversation_id: "busy", user_message: "one" });
+    await gateway.send({ conversation_id: "busy", user_message: "two" });
+
+    await t.step("a job id works", async () => {
+      const res = await gateway.app.request(`/jobs/${first.job_id}`);
+      assert.equal(res.status, 200);
+    });
+
+    await t.step("the line item of the conversation is not a job", async () => {
+      for (const path of ["/jobs/line%23busy", "/jobs/line%23busy/cancel"]) {
+        const res = await gateway.app.request(path, {
+          method: path.endsWith("cancel") ? "POST" : "GET",
+        });
+        const text = await res.text();
+        assert.equal(res.status, 404, text);
+        assert.ok(!text.includes(first.job_id), text);
+      }
+    });
+
+    await t.step("an id far longer than the store allows is a 404, not a 500", async () => {
+      const res = await gateway.app.request(`/jobs/${"j".repeat(5000)}`);
+      assert.equal(res.status, 404);
+      assert.equal((await res.json() as ErrorBody).error.param, "job_id");
+    });
+  },
+);
+
+backendTest(
+  "image URLs of other schemes and callbacks to private addresses are refused at once",
+  async (t, start) => {
+    const gateway = await start();
+    const chat = (extra: Record<string, unknown>) =>
+      gateway.postChat({ conversation_id: "c", user_message: "hi", ...extra });
+
+    await t.step("POST /chat images other than http, https or data:", async () => {
+      for (const url of ["ftp://files.example/a.png", "file:///etc/passwd", "javascript:1"]) {
+        await assertRefused(
+          await chat({ images: [{ image_url: url }] }),
+          400,
+          "images[0].image_url",
+          /is not accepted; use http, https or data:/,
+        );
+      }
+      await assertRefused(
+        await chat({ images: [{ image_url: "https://me:pw@images.example/a.png" }] }),
+        400,
+        "images[0].image_url",
+        /user name or password/,
+      );
+    });
+
+    await t.step("an image part of /v1/chat/completions of another scheme", async () => {
+      const content = [{ type: "text", text: "hi" }, {
+        type: "image_url",
+        image_url: { url: "file:///etc/passwd" },
+      }];
+      await assertRefused(
+        await completion(gateway, { messages: [{ role: "user", content }] }),
+        400,
+        "messages[0].content[1].image_url.url",
+      );
+    });
+
+    await t.step("callback URLs on loopback, private or metadata addresses", async () => {
+      for (
+        const url of [
+          "http://127.0.0.1:9/hook",
+          "http://localhost:9/hook",
+          "http://app.localhost/hook",
+          "http://[::1]/hook",
+          "http://10.1.2.3/hook",
+          "http://169.254.169.254/latest",
+          "http://0x7f000001/hook",
+        ]
+      ) {
+        await assertRefused(
+          await chat({ callback_url: url }),
+          400,
+          "callback_url",
+          /is not a public address/,
+        );
+      }
+    });
+    await nothingQueued(gateway);
+
+    await t.step("a callback host listed in CALLBACK_ALLOWED_HOSTS is accepted", async () => {
+      const allowed = await start({ env: { CALLBACK_ALLOWED_HOSTS: "127.0.0.1:9,localhost" } });
+      for (const url of ["http://127.0.0.1:9/hook", "http://localhost:9/hook"]) {
+        const res = await allowed.postChat({
+          conversation_id: url,
+          user_message: "hi",
+          callback_url: url,
+        });
+        assert.equal(res.status, 202, await res.text());
+      }
+    });
+  },
+);
+
+backendTest(
+  "GET /healthz says degraded without the store's error, which goes to the log",
+  async (t, start) => {
+    const gateway = await start();
+    const lines: string[] = [];
+    const failingQueue = {
+      ...gateway.services.queue,
+      depth: () => Promise.reject(new Error("AccessDenied for arn:aws:sqs:us-east-1:123456789012")),
+    };
+    const app = createApp(
+      { ...gateway.services, queue: failingQueue },
+      { logger: createLogger({ write: (l) => lines.push(l) }) },
+    );
+
+    await t.step("the answer says degraded, and nothing of why", async () => {
+      const res = await app.request("/healthz");
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.equal(JSON.parse(text).status, "degraded");
+      assert.ok(!text.includes("AccessDenied") && !text.includes("123456789012"), text);
+    });
+
+    await t.step("the log says why", () => {
+      assert.ok(lines.some((l) => l.includes("AccessDenied for arn:aws:sqs")), lines.join("\n"));
+    });
+
+    await t.step("with keys, only a caller with a key sees queues and worker", async () => {
+      const keyed = await start({ env: { GATEWAY_API_KEYS: "k-1" } });
+      const anonymous = await (await keyed.app.request("/healthz")).json();
+      assert.deepEqual(anonymous, { status: "ok" });
+      const wrongKey = await (await keyed.app.request("/healthz", {
+        headers: { authorization: "Bearer nope" },
+      })).json();
+      assert.deepEqual(wrongKey, { status: "ok" });
+      const withKey = await (await keyed.app.request("/healthz", {
+        headers: { authorization: "Bearer k-1" },
+      })).json();
+      assert.equal(withKey.status, "ok");
+      assert.ok(withKey.queues && withKey.worker, JSON.stringify(withKey));
+    });
+  },
+);
