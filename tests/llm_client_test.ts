@@ -18,10 +18,15 @@ Deno.test("chatCompletion() sends the backend's API key, and a backend that want
   try {
     const reply = await chatCompletion(backendWith("sk-backend"), messages, {
       model: "m",
-      timeoutMs: 5_000,
+      idleTimeoutMs: 5_000,
+      maxReplyMs: 30_000,
     });
     assert.deepEqual(reply, { role: "assistant", content: "cloud says: hi" });
-    const err = await chatCompletion(backendWith(), messages, { model: "m", timeoutMs: 5_000 })
+    const err = await chatCompletion(backendWith(), messages, {
+      model: "m",
+      idleTimeoutMs: 5_000,
+      maxReplyMs: 30_000,
+    })
       .then(() => undefined, (err) => err);
     assert.ok(err instanceof BackendError);
     assert.equal(err.status, 401);

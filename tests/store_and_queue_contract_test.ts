@@ -7,7 +7,7 @@ import { type Job, newJob } from "../lib/core/jobs.ts";
 import { userMessage } from "../lib/core/messages.ts";
 import type { WorkerRecord } from "../lib/core/catalogue.ts";
 import type { JobQueue, QueueDepth, QueueRef, ReceiveOptions } from "../lib/core/queue.ts";
-import { isFinished, JobNotFoundError, type Store } from "../lib/core/store.ts";
+import { isFinished, JobNotFoundError, type JobResult, type Store } from "../lib/core/store.ts";
 import { KvJobQueue } from "../lib/storage/embedded/kv_queue.ts";
 import { backendTest } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
@@ -44,6 +44,15 @@ async function depthBecomes(
   }, `${of.backend}'s ${of.lane} queue to hold ${JSON.stringify(expected)}`).catch((err) => {
     throw new Error(`${err.message}; last seen ${JSON.stringify(last)}`);
   });
+}
+
+/** A plain text reply, as a job's result. */
+function replied(text: string): JobResult {
+  return {
+    reply: { role: "assistant", content: text },
+    finishReason: "stop",
+    usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+  };
 }
 
 /** Claims a job that must be startable, and returns its record. */
@@ -137,11 +146,11 @@ backendTest(
         await store.createJob(job);
         const running = await started(store, job.job_id);
         assert.equal(
-          await store.completeJob(running, { role: "assistant", content: "hi there" }),
+          await store.completeJob(running, replied("hi there")),
           "completed",
         );
         assert.equal(
-          await store.completeJob(running, { role: "assistant", content: "again" }),
+          await store.completeJob(running, replied("again")),
           "already_completed",
         );
         const conversation = await store.getConversation("once");
@@ -167,10 +176,7 @@ backendTest(
         const jobs = [aJob("busy"), aJob("busy"), aJob("busy"), aJob("busy")];
         for (const job of jobs) await store.createJob(job);
         await Promise.all(jobs.map(async (job, i) => {
-          await store.completeJob(await started(store, job.job_id), {
-            role: "assistant",
-            content: `reply ${i}`,
-          });
+          await store.completeJob(await started(store, job.job_id), replied(`reply ${i}`));
         }));
         const messages = (await store.getConversation("busy"))?.messages ?? [];
         assert.equal(messages.length, 8);
@@ -205,10 +211,7 @@ backendTest(
 
       const succeeded = aJob();
       await store.createJob(succeeded);
-      await store.completeJob(await started(store, succeeded.job_id), {
-        role: "assistant",
-        content: "ok",
-      });
+      await store.completeJob(await started(store, succeeded.job_id), replied("ok"));
       await store.failJob(succeeded.job_id, "late failure from a duplicate delivery");
       assert.equal((await store.getJob(succeeded.job_id))?.status, "succeeded");
     });
@@ -282,7 +285,7 @@ backendTest(
     await t.step("the table's other items never read as jobs", async () => {
       const job = aJob("others");
       await store.createJob(job);
-      await store.savePartial(job.job_id, "so far");
+      await store.savePartial(job.job_id, { content: "so far" });
       for (const id of [`partial#${job.job_id}`, "line#others", "workers"]) {
         assert.equal(await store.getJob(id), undefined, id);
       }
@@ -311,10 +314,10 @@ backendTest(
           await follower.saw("the queued job", (j) => j.status === "queued");
           const running = await started(store, job.job_id);
           await follower.saw("the running job", (j) => j.status === "running");
-          await store.savePartial(job.job_id, "Hel");
-          await store.savePartial(job.job_id, "Hello");
+          await store.savePartial(job.job_id, { content: "Hel" });
+          await store.savePartial(job.job_id, { content: "Hello" });
           await follower.saw("the reply so far", (j) => j.partial === "Hello");
-          await store.completeJob(running, { role: "assistant", content: "Hello there" });
+          await store.completeJob(running, replied("Hello there"));
           await follower.done;
           const last = follower.seen.at(-1);
           assert.equal(last?.status, "succeeded");

@@ -108,8 +108,10 @@ export interface Config {
   readonly allowedHosts: readonly string[];
   /** How long a request's body may take to arrive after its headers. */
   readonly bodyTimeoutMs: number;
-  /** How long the worker waits for one backend answer. */
+  /** The longest silence from a backend: before its first byte, and between two pieces of a reply. */
   readonly llmTimeoutMs: number;
+  /** The longest a whole reply may take, however steadily it flows (`LLM_MAX_REPLY_S`). */
+  readonly llmMaxReplyMs: number;
   /** SQS long-poll wait when the worker is idle (0 to 20). */
   readonly pollWaitSeconds: number;
   /** How long a received message stays hidden; a heartbeat renews it while the job runs. */
@@ -122,6 +124,11 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** Most recent history messages sent to a backend. */
   readonly historyMaxMessages: number;
+  /**
+   * Most JSON bytes of a chat sent to a backend, images included
+   * (`HISTORY_MAX_BYTES`): older turns lose their images, then go.
+   */
+  readonly historyMaxBytes: number;
   /** Largest user message (text and image URLs, UTF-8 bytes) the front door accepts. */
   readonly maxMessageBytes: number;
   /** Largest request body the front door reads. */
@@ -208,12 +215,14 @@ export function loadConfig(env: Env = processEnv()): Config {
     allowedHosts: read.list("ALLOWED_HOSTS", { lowercase: true }),
     bodyTimeoutMs: read.integer("BODY_TIMEOUT_S", 30, 1, 3600) * 1000,
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
+    llmMaxReplyMs: read.integer("LLM_MAX_REPLY_S", 1800, 1, 86_400) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
     visibilityTimeoutSeconds: read.integer("VISIBILITY_TIMEOUT_S", 60, 2, 43200),
     retryDelaySeconds: read.integer("RETRY_DELAY_S", 10, 0, 43200),
     retryMaxDelaySeconds: read.integer("RETRY_MAX_DELAY_S", 900, 0, 43200),
     shutdownGraceMs: read.integer("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
     historyMaxMessages: read.integer("HISTORY_MAX_MESSAGES", 50, 0, 100_000),
+    historyMaxBytes: read.integer("HISTORY_MAX_BYTES", 2_000_000, 1024, 100_000_000),
     maxMessageBytes: read.integer("MAX_MESSAGE_BYTES", 32_768, 1, 10_000_000),
     maxBodyBytes: read.integer("MAX_BODY_BYTES", 1_048_576, 1024, 100_000_000),
     conversationMaxBytes: read.integer("CONVERSATION_MAX_BYTES", 300_000, 1024, 390_000),

@@ -1,16 +1,17 @@
 /** Job records: what the front door promised and what the worker did about it. */
-import type { ChatMessage } from "./messages.ts";
+import type { ChatMessage, Usage } from "./messages.ts";
 
 /** Where a job is in its life; the last three are final. */
 export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
 
-/** Sampling settings passed through to the backend. */
-export interface CompletionParams {
-  temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
-  stop?: string | string[];
-}
+/**
+ * The fields of a client's request passed through to the backend as they
+ * are: sampling (`temperature`, `top_p`, penalties, `seed`, `stop`,
+ * `max_tokens`…), `tools` and `tool_choice`, `response_format`,
+ * `reasoning_effort` and the like. The front door checks them and leaves out
+ * what the gateway itself handles (`model`, `messages`, `stream`).
+ */
+export type CompletionParams = Readonly<Record<string, unknown>>;
 
 /** How urgently a job should run. */
 export type Priority = "high" | "normal";
@@ -31,8 +32,14 @@ export interface Job {
   updated_at: string;
   started_at?: string;
   finished_at?: string;
-  /** The assistant's answer, once succeeded. */
+  /** The assistant's answer, once succeeded: its text. */
   reply?: string;
+  /** The whole reply message, when it holds more than text (tool calls, reasoning). */
+  reply_message?: ChatMessage;
+  /** Why the reply ended: "stop", "length", "tool_calls", … */
+  finish_reason?: string;
+  /** The reply's token counts: the backend's, or counted by the gateway when it gave none. */
+  usage?: Usage;
   /** Why the last attempt failed; on a failed job, why it was given up. */
   error?: string;
   /** Epoch seconds after which the store may delete the record (DynamoDB TTL). */
@@ -42,17 +49,25 @@ export interface Job {
   /** Who created the job: a digest of the API key, never the key. Absent without keys. */
   owner?: string;
   /**
-   * "stateless" jobs (OpenAI-style requests without a conversation) keep no
-   * history: `context` holds what the client sent before `user_message`.
+   * How the job uses history. "conversation" (the default): the stored
+   * history, then `user_message`, and the exchange is appended to it.
+   * "synced": the client sent the whole chat (`context`, then
+   * `user_message`), and the stored conversation becomes what it sent plus
+   * the reply. "stateless": `context` and `user_message`, nothing stored.
    */
-  mode?: "conversation" | "stateless";
-  /** Messages sent to the backend before the stored history (a client's system prompt, say). */
+  mode?: "conversation" | "synced" | "stateless";
+  /**
+   * Messages before `user_message`: the client's whole chat ("synced",
+   * "stateless"), or its system messages, sent before the stored history.
+   */
   context?: ChatMessage[];
   params?: CompletionParams;
   /** Whether the worker streams the reply into `partial` as the backend produces it. */
   stream?: boolean;
   /** The reply so far, while a streamed job runs. */
   partial?: string;
+  /** The reasoning so far, while a streamed job runs. */
+  partial_reasoning?: string;
   /** Where the finished job is POSTed. */
   callback_url?: string;
 }

@@ -5,13 +5,16 @@ import { type ModelInfo, takesImages } from "../core/catalogue.ts";
 import type { ImageCache } from "./image_cache.ts";
 import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
+import { fitContext } from "./context_fit.ts";
+import type { AssembledReply } from "./reply_assembler.ts";
+import { estimateUsage } from "./usage_estimate.ts";
 import type { Logger } from "../core/log.ts";
-import { type ChatMessage, jsonBytes, withoutImages } from "../core/messages.ts";
-import { isStateless, type Job } from "../core/jobs.ts";
+import { type ChatMessage, jsonBytes, messageText, withoutImages } from "../core/messages.ts";
+import type { Job } from "../core/jobs.ts";
 import type { ReceivedJob } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
-import { JobNotFoundError, type StartResult } from "../core/store.ts";
+import { JobNotFoundError, type JobResult, type StartResult } from "../core/store.ts";
 import { advanceTurn, unblockLine } from "../core/turns.ts";
 import { notifyCallback } from "./callbacks.ts";
 import { streamedReplyWriter } from "./streamed_reply.ts";
@@ -155,8 +158,8 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
   const job = claim.job;
   const started = performance.now();
   try {
-    const { reply, historyCount } = await askBackend(job, await history, context);
-    const result = await store.completeJob(job, reply);
+    const { result: outcome, historyCount } = await askBackend(job, await history, context);
+    const result = await store.completeJob(job, outcome);
     await finish("succeeded");
     context.logger.info("Job succeeded", {
       ...fields,
@@ -259,23 +262,30 @@ export function isRetryable(err: unknown): boolean {
   return true;
 }
 
+/** The most messages a synced conversation keeps when stored (the client keeps them all). */
+const STORED_MAX_MESSAGES = 400;
+
 async function askBackend(
   job: Job,
   history: ChatMessage[],
   context: RunJobContext,
-): Promise<{ reply: ChatMessage; historyCount: number }> {
+): Promise<{ result: JobResult; historyCount: number }> {
   const { backends, config } = context.services;
   const backend = backendNamed(backends, job.route);
   if (!backend) {
     throw new PermanentJobError(`No backend named "${job.route}" is configured on this worker`);
   }
-  const messages = [
-    ...(job.context ?? []),
-    ...recentHistory(history, config.historyMaxMessages),
-    job.user_message,
-  ];
+  const mode = job.mode ?? "conversation";
+  // The client's whole chat ("synced", "stateless"), or its system messages and the stored history.
+  const before = mode === "conversation"
+    ? [...(job.context ?? []), ...history]
+    : [...(job.context ?? [])];
+  const fitted = fitContext([...before, job.user_message], {
+    maxMessages: config.historyMaxMessages,
+    maxBytes: config.historyMaxBytes,
+  });
   const prepared = modelTakesImages(backend, job.model, context)
-    ? await inlineImages(messages, {
+    ? await inlineImages(fitted.messages, {
       maxBytes: config.imageMaxBytes,
       jobMaxBytes: config.imageJobMaxBytes,
       timeoutMs: config.imageTimeoutMs,
@@ -283,27 +293,56 @@ async function askBackend(
       cache: context.imageCache,
       owner: job.owner,
     })
-    : withoutImages(messages);
+    : withoutImages(fitted.messages);
+  const continuing = job.user_message.role === "assistant";
   const release = await (context.backendPlace?.(job.route) ?? Promise.resolve(() => {}));
-  let reply: ChatMessage;
+  let reply: AssembledReply;
   try {
     reply = await chatCompletion(backend, prepared, {
       model: job.model,
-      timeoutMs: config.llmTimeoutMs,
+      idleTimeoutMs: config.llmTimeoutMs,
+      maxReplyMs: config.llmMaxReplyMs,
       signal: context.signal,
-      params: job.params,
-      onText: job.stream ? streamedReplyWriter(job.job_id, context) : undefined,
+      params: continuing && backend.kind === "vllm"
+        ? { ...job.params, continue_final_message: true, add_generation_prompt: false }
+        : job.params,
+      onProgress: job.stream ? streamedReplyWriter(job.job_id, context) : undefined,
     });
   } finally {
     release();
   }
-  const bytes = jsonBytes([...history, job.user_message, reply]);
-  if (!isStateless(job) && bytes > CONVERSATION_HARD_LIMIT_BYTES) {
-    throw new PermanentJobError(
-      `Cannot store the reply: conversation "${job.conversation_id}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
-    );
+  const result: JobResult = {
+    reply: reply.message,
+    finishReason: reply.finishReason,
+    usage: reply.usage ?? estimateUsage(prepared, reply.message),
+  };
+  if (mode === "synced") {
+    // What the client sent plus the reply; a continued reply joins the message it continues.
+    const last = continuing ? continued(job.user_message, reply.message) : reply.message;
+    const whole = continuing ? [...before, last] : [...before, job.user_message, reply.message];
+    result.conversation = fitContext(whole, {
+      maxMessages: STORED_MAX_MESSAGES,
+      maxBytes: config.conversationMaxBytes,
+    }).messages;
+  } else if (mode === "conversation") {
+    const bytes = jsonBytes([...history, job.user_message, reply.message]);
+    if (bytes > CONVERSATION_HARD_LIMIT_BYTES) {
+      throw new PermanentJobError(
+        `Cannot store the reply: conversation "${job.conversation_id}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
+      );
+    }
   }
-  return { reply, historyCount: history.length };
+  return { result, historyCount: fitted.messages.length - 1 };
+}
+
+/** An assistant message continued: its text followed by the continuation's. */
+function continued(partial: ChatMessage, continuation: ChatMessage): ChatMessage {
+  const message: ChatMessage = {
+    ...continuation,
+    content: messageText(partial) + messageText(continuation),
+  };
+  if (continuation.tool_calls === undefined) delete message.tool_calls;
+  return message;
 }
 
 /**
@@ -315,12 +354,4 @@ function modelTakesImages(backend: Backend, model: string, context: RunJobContex
   const known = context.catalogue?.model(backend.name, model) ??
     configuredModels(backend).find((m) => m.id === model);
   return known ? takesImages(known) : backend.kind === "ollama";
-}
-
-/** The last `max` messages, starting at a user message so no reply comes without its question. */
-export function recentHistory(history: readonly ChatMessage[], max: number): ChatMessage[] {
-  if (max <= 0) return [];
-  const recent = history.slice(-max);
-  const firstUser = recent.findIndex((m) => m.role === "user");
-  return firstUser < 0 ? [] : recent.slice(firstUser);
 }

@@ -5,7 +5,7 @@
  * the Ollama one also answers `POST /api/show` with the model's capabilities
  * and refuses http(s) image URLs with Ollama's own error.
  */
-import type { ChatMessage } from "../../lib/core/messages.ts";
+import { type ChatMessage, messageText } from "../../lib/core/messages.ts";
 
 /** One request the stand-in received. */
 export interface RecordedRequest {
@@ -67,9 +67,7 @@ export const OLLAMA_IMAGE_URL_ERROR =
 export function echoAnswer(name: string) {
   return (request: RecordedRequest): StandInAnswer => {
     const last = request.messages.at(-1);
-    const text = typeof last?.content === "string"
-      ? last.content
-      : last?.content.map((p) => (p.type === "text" ? p.text : "")).join("") ?? "";
+    const text = last ? messageText(last) : "";
     return { reply: `${name} says: ${text}` };
   };
 }

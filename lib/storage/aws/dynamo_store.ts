@@ -12,14 +12,15 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
-import { followJob } from "../../core/job_changes.ts";
+import { followJob, type ReplySoFar, withReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
-import { type ChatMessage, replyText } from "../../core/messages.ts";
+import { replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
   type Conversation,
   isFinished,
   JobNotFoundError,
+  type JobResult,
   type StartResult,
   type Store,
 } from "../../core/store.ts";
@@ -191,11 +192,11 @@ export class DynamoStore implements Store {
     await this.#settle(jobId, "failed", error);
   }
 
-  async completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult> {
-    if (isStateless(job)) return await this.#completeStateless(job, reply);
+  async completeJob(job: Job, result: JobResult): Promise<CompleteResult> {
+    if (isStateless(job)) return await this.#completeStateless(job, result);
     for (let attempt = 1;; attempt++) {
       try {
-        return await this.#completeOnce(job, reply);
+        return await this.#completeOnce(job, result);
       } catch (err) {
         if (!(err instanceof TransactionCanceledException)) throw err;
         if ((await this.getJob(job.job_id))?.status === "succeeded") return "already_completed";
@@ -207,8 +208,24 @@ export class DynamoStore implements Store {
     }
   }
 
-  async #completeOnce(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+  async #completeOnce(job: Job, result: JobResult): Promise<CompleteResult> {
     const now = new Date().toISOString();
+    const conversation = result.conversation
+      ? {
+        // A synced conversation becomes what the client last sent, plus the reply.
+        UpdateExpression: "SET messages = :all, updated_at = :now",
+        ExpressionAttributeValues: { ":all": result.conversation, ":now": now },
+      }
+      : {
+        // list_append on the server: concurrent writers never overwrite each other.
+        UpdateExpression:
+          "SET messages = list_append(if_not_exists(messages, :empty), :new), updated_at = :now",
+        ExpressionAttributeValues: {
+          ":empty": [],
+          ":new": [job.user_message, result.reply],
+          ":now": now,
+        },
+      };
     await this.#db.send(
       new TransactWriteCommand({
         TransactItems: [
@@ -216,27 +233,20 @@ export class DynamoStore implements Store {
             Update: {
               TableName: this.#tables.conversations,
               Key: { conversation_id: job.conversation_id },
-              // list_append on the server: concurrent writers never overwrite each other.
-              UpdateExpression:
-                "SET messages = list_append(if_not_exists(messages, :empty), :new), updated_at = :now",
-              ExpressionAttributeValues: {
-                ":empty": [],
-                ":new": [job.user_message, reply],
-                ":now": now,
-              },
+              ...conversation,
             },
           },
-          { Update: this.#markSucceeded(job, reply, now) },
+          { Update: this.#markSucceeded(job, result, now) },
         ],
       }),
     );
     return "completed";
   }
 
-  async #completeStateless(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+  async #completeStateless(job: Job, result: JobResult): Promise<CompleteResult> {
     try {
       await this.#db.send(
-        new UpdateCommand(this.#markSucceeded(job, reply, new Date().toISOString())),
+        new UpdateCommand(this.#markSucceeded(job, result, new Date().toISOString())),
       );
       return "completed";
     } catch (err) {
@@ -246,18 +256,30 @@ export class DynamoStore implements Store {
   }
 
   /** The update that records a job's success; its condition makes it happen at most once. */
-  #markSucceeded(job: Job, reply: ChatMessage, now: string) {
+  #markSucceeded(job: Job, result: JobResult, now: string) {
+    const message = richReply(result.reply);
     return {
       TableName: this.#tables.jobs,
       Key: { job_id: job.job_id },
       UpdateExpression:
-        "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial",
+        "SET #status = :succeeded, reply = :reply, finish_reason = :finish, #usage = :usage, " +
+        (message ? "reply_message = :message, " : "") +
+        "finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial" +
+        (message ? "" : ", reply_message"),
       ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
-      ExpressionAttributeNames: { "#status": "status", "#error": "error", "#partial": "partial" },
+      ExpressionAttributeNames: {
+        "#status": "status",
+        "#error": "error",
+        "#partial": "partial",
+        "#usage": "usage",
+      },
       ExpressionAttributeValues: {
         ":succeeded": "succeeded" satisfies JobStatus,
-        ":reply": replyText(reply),
+        ":reply": replyText(result.reply),
+        ":finish": result.finishReason,
+        ":usage": result.usage,
         ":now": now,
+        ...(message ? { ":message": message } : {}),
       },
     };
   }
@@ -287,7 +309,7 @@ export class DynamoStore implements Store {
     }
   }
 
-  async savePartial(jobId: string, text: string): Promise<void> {
+  async savePartial(jobId: string, soFar: ReplySoFar): Promise<void> {
     // Unconditional: a late write after the job ended is never read, since
     // only a running job's reply so far is, and TTL deletes it.
     await this.#db.send(
@@ -295,7 +317,8 @@ export class DynamoStore implements Store {
         TableName: this.#tables.jobs,
         Item: {
           ...partialKey(jobId),
-          text,
+          text: soFar.content,
+          reasoning: soFar.reasoning || undefined,
           expires_at: Math.floor(Date.now() / 1000) + PARTIAL_TTL_S,
         },
       }),
@@ -327,10 +350,15 @@ export class DynamoStore implements Store {
     for (const id of jobIds) {
       const job = items.get(id) as Job | undefined;
       if (!job || !("status" in job)) continue;
-      const partial = items.get(partialKey(id).job_id)?.text;
+      const partial = items.get(partialKey(id).job_id);
       jobs.set(
         id,
-        job.status === "running" && typeof partial === "string" ? { ...job, partial } : job,
+        job.status === "running" && typeof partial?.text === "string"
+          ? withReplySoFar(job, {
+            content: partial.text,
+            reasoning: typeof partial.reasoning === "string" ? partial.reasoning : undefined,
+          })
+          : job,
       );
     }
     return { jobs, unprocessed };

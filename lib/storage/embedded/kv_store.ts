@@ -1,31 +1,39 @@
 /** The store in a local Deno KV file: conversations and job records that survive a restart. */
 import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
-import { followJob, JobChanges } from "../../core/job_changes.ts";
+import { followJob, JobChanges, type ReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
-import { type ChatMessage, replyText } from "../../core/messages.ts";
+import { type ChatMessage, replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
   type Conversation,
   isFinished,
   JobNotFoundError,
+  type JobResult,
   type StartResult,
   type Store,
 } from "../../core/store.ts";
 
 /**
  * A conversation's header: how many messages it has and its line of
- * unfinished jobs. Its messages are separate entries (`["message", id, n]`),
- * since one KV value holds at most 64 KiB.
+ * unfinished jobs. Its messages are kept as JSON cut into `chunks` pieces
+ * (`["conversation_chunk", id, n]`, bytes), since one KV value holds at most
+ * 64 KiB and a single message may hold more. A conversation written before
+ * chunks has no `chunks` and a message per entry (`["message", id, n]`); it
+ * is rewritten in chunks the next time it changes.
  */
 interface ConversationHead {
   conversation_id: string;
   updated_at?: string;
   count: number;
   pending: string[];
+  chunks?: number;
 }
 
 const conversationKey = (id: string) => ["conversation", id];
 const messagesPrefix = (id: string) => ["message", id];
+const chunkKey = (id: string, n: number) => ["conversation_chunk", id, n];
+/** The most bytes of a conversation's JSON one KV value holds here. */
+const CHUNK_BYTES = 60_000;
 const jobKey = (id: string) => ["job", id];
 const workerKey = (id: string) => ["worker", id];
 
@@ -62,13 +70,50 @@ export class KvStore implements Store {
   async getConversation(conversationId: string): Promise<Conversation | undefined> {
     const head = await this.#kv.get<ConversationHead>(conversationKey(conversationId));
     if (!head.value?.updated_at) return undefined;
-    const messages: ChatMessage[] = [];
-    for await (
-      const entry of this.#kv.list<ChatMessage>({ prefix: messagesPrefix(conversationId) })
-    ) {
-      messages.push(entry.value);
-    }
+    const messages = await this.#messagesOf(head.value);
     return { conversation_id: conversationId, messages, updated_at: head.value.updated_at };
+  }
+
+  /** A conversation's messages, from its chunks or, written before chunks, its entries. */
+  async #messagesOf(head: ConversationHead): Promise<ChatMessage[]> {
+    const id = head.conversation_id;
+    if (head.chunks === undefined) {
+      return await Array.fromAsync(
+        this.#kv.list<ChatMessage>({ prefix: messagesPrefix(id) }),
+        (entry) => entry.value,
+      );
+    }
+    const pieces: Uint8Array[] = [];
+    for (let n = 0; n < head.chunks; n++) {
+      const chunk = await this.#kv.get<Uint8Array>(chunkKey(id, n));
+      if (!chunk.value) throw new Error(`Cannot read conversation "${id}": chunk ${n} is missing`);
+      pieces.push(chunk.value);
+    }
+    return head.chunks === 0 ? [] : JSON.parse(new TextDecoder().decode(concat(pieces)));
+  }
+
+  /**
+   * Adds to `atomic` the writes that make a conversation hold `messages`, in
+   * chunks, and returns its new header (for the caller to set, with its own
+   * changes). Old chunks past the new end, and entries of the layout before
+   * chunks, are deleted.
+   */
+  #writeMessages(
+    atomic: Deno.AtomicOperation,
+    head: ConversationHead,
+    messages: readonly ChatMessage[],
+  ): ConversationHead {
+    const id = head.conversation_id;
+    const bytes = new TextEncoder().encode(JSON.stringify(messages));
+    const chunks = Math.ceil(bytes.length / CHUNK_BYTES);
+    for (let n = 0; n < chunks; n++) {
+      atomic.set(chunkKey(id, n), bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES));
+    }
+    for (let n = chunks; n < (head.chunks ?? 0); n++) atomic.delete(chunkKey(id, n));
+    if (head.chunks === undefined) {
+      for (let n = 0; n < head.count; n++) atomic.delete([...messagesPrefix(id), n]);
+    }
+    return { ...head, count: messages.length, chunks };
   }
 
   async createJob(job: Job): Promise<{ first: boolean }> {
@@ -141,7 +186,7 @@ export class KvStore implements Store {
     await this.#settle(jobId, "failed", error);
   }
 
-  async completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+  async completeJob(job: Job, result: JobResult): Promise<CompleteResult> {
     while (true) {
       const now = new Date().toISOString();
       const [current, head] = await this.#kv.getMany<[Job, ConversationHead]>([
@@ -151,11 +196,22 @@ export class KvStore implements Store {
       if (!current.value) throw new JobNotFoundError(job.job_id);
       if (current.value.status === "succeeded") return "already_completed";
       const conversation = head.value ?? emptyHead(job.conversation_id);
-      const { error: _error, lease_until: _lease, partial: _partial, ...rest } = current.value;
+      const {
+        error: _error,
+        lease_until: _lease,
+        partial: _partial,
+        partial_reasoning: _reasoning,
+        ...rest
+      } = current.value;
+      const { reply_message: _message, ...previous } = rest;
+      const message = richReply(result.reply);
       const done: Job = {
-        ...rest,
+        ...previous,
         status: "succeeded",
-        reply: replyText(reply),
+        reply: replyText(result.reply),
+        ...(message ? { reply_message: message } : {}),
+        finish_reason: result.finishReason,
+        usage: result.usage,
         finished_at: now,
         updated_at: now,
       };
@@ -166,15 +222,16 @@ export class KvStore implements Store {
         this.#changed(done);
         return "completed";
       }
-      const count = conversation.count;
-      const result = await this.#kv.atomic()
-        .check(current, head)
-        .set(head.key, { ...conversation, updated_at: now, count: count + 2 })
-        .set([...messagesPrefix(job.conversation_id), count], job.user_message)
-        .set([...messagesPrefix(job.conversation_id), count + 1], reply)
+      // The header's version check covers the chunks: every write of them changes it.
+      const messages = result.conversation ??
+        [...await this.#messagesOf(conversation), job.user_message, result.reply];
+      const atomic = this.#kv.atomic().check(current, head);
+      const written = this.#writeMessages(atomic, conversation, messages);
+      const commit = await atomic
+        .set(head.key, { ...written, updated_at: now })
         .set(current.key, done, expiry(done))
         .commit();
-      if (result.ok) {
+      if (commit.ok) {
         this.#changed(done);
         return "completed";
       }
@@ -192,8 +249,8 @@ export class KvStore implements Store {
     return canceled;
   }
 
-  savePartial(jobId: string, text: string): Promise<void> {
-    this.#changes.publish(jobId, { partial: text });
+  savePartial(jobId: string, soFar: ReplySoFar): Promise<void> {
+    this.#changes.publish(jobId, { partial: soFar });
     return Promise.resolve();
   }
 
@@ -272,4 +329,14 @@ export class KvStore implements Store {
   #changed(job: Job): void {
     this.#changes.publish(job.job_id, { job });
   }
+}
+
+function concat(pieces: readonly Uint8Array[]): Uint8Array {
+  const whole = new Uint8Array(pieces.reduce((sum, p) => sum + p.length, 0));
+  let offset = 0;
+  for (const piece of pieces) {
+    whole.set(piece, offset);
+    offset += piece.length;
+  }
+  return whole;
 }
