@@ -64,7 +64,11 @@ const partsSchema = cappedArray(
 // A union of string and parts would report only "no option matched"; choosing the
 // schema by the value's kind keeps errors on the exact part, e.g. content[1].text.
 const contentSchema = z.unknown().transform((value, ctx): string | ContentPart[] | null => {
-  if (value === null || value === undefined) return null; // allowed or not by the role: see below
+  if (value === null) return null; // allowed or not by the role: see messageProblems
+  if (value === undefined) {
+    ctx.addIssue({ code: "custom", input: value, message: "is required" });
+    return z.NEVER;
+  }
   if (typeof value === "string") {
     if (value.length <= MAX_TEXT_CHARS) return value;
     ctx.addIssue({ code: "custom", input: value, message: TOO_LONG });
@@ -93,7 +97,7 @@ const toolCallSchema = z.object({
   }, { error: "must be an object with name and arguments" }),
 }, { error: "must be a tool call object" });
 
-const messageSchema = z.object({
+const messageObject = z.object({
   role: z.enum(["system", "user", "assistant", "tool", "developer"], {
     error: 'must be "system", "user", "assistant", "tool" or "developer"',
   }),
@@ -104,6 +108,18 @@ const messageSchema = z.object({
   tool_call_id: shortString.min(1, "must not be empty").optional(),
   reasoning_content: longText.optional(),
 }, { error: "must be an object with role and content" });
+
+/** A message; OpenAI lets an assistant message that calls tools leave its content out. */
+const messageSchema = z.unknown().transform((value, ctx) => {
+  const message = value as { role?: unknown; content?: unknown; tool_calls?: unknown } | null;
+  const callsTools = message?.role === "assistant" && Array.isArray(message.tool_calls) &&
+    message.tool_calls.length > 0;
+  const input = callsTools && message.content === undefined ? { ...message, content: null } : value;
+  const result = messageObject.safeParse(input, { reportInput: true });
+  if (result.success) return result.data;
+  for (const issue of result.error.issues) ctx.addIssue({ ...issue });
+  return z.NEVER;
+});
 
 const functionToolSchema = z.looseObject({
   type: z.literal("function", { error: 'must be "function"' }),
@@ -246,7 +262,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   return request;
 }
 
-type ParsedMessage = Infer<typeof messageSchema>;
+type ParsedMessage = Infer<typeof messageObject>;
 
 function normalizeMessage(m: ParsedMessage): ChatMessage {
   const message: ChatMessage = {
