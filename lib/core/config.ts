@@ -58,6 +58,11 @@ export interface Config {
   readonly logFile?: string;
   /** Bearer keys the front door accepts; empty means no authentication. Never logged. */
   readonly apiKeys: readonly string[];
+  /**
+   * Bearer keys that may also retry dead letters and redrive them; accepted
+   * as API keys too. Empty means nobody may. Never logged.
+   */
+  readonly adminKeys: readonly string[];
   /** How long the worker waits for one backend answer. */
   readonly llmTimeoutMs: number;
   /** SQS long-poll wait when the worker is idle (0 to 20). */
@@ -160,6 +165,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     },
     logFile: env.LOG_FILE?.trim() || undefined,
     apiKeys: read.list("GATEWAY_API_KEYS"),
+    adminKeys: read.list("GATEWAY_ADMIN_KEYS"),
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
     visibilityTimeoutSeconds: read.integer("VISIBILITY_TIMEOUT_S", 60, 2, 43200),
@@ -208,6 +214,9 @@ export function describeConfig(config: Config): Record<string, unknown> {
     api_keys: config.apiKeys.length > 0
       ? `${config.apiKeys.length} configured`
       : "none: no authentication",
+    admin_keys: config.adminKeys.length > 0
+      ? `${config.adminKeys.length} configured`
+      : "none: nobody may retry or redrive dead letters",
     vllm_base_url: config.vllm.baseUrl,
     vllm_model: config.vllm.model,
     ollama_base_url: config.ollama.baseUrl,

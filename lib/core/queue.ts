@@ -61,6 +61,21 @@ export interface QueueDepth {
   dead: number;
 }
 
+/** How a lane's dead letters were moved back to it. */
+export interface RedriveResult {
+  /**
+   * "move_task": SQS's own message move task, which goes on after the call;
+   * "copy": received, sent again and deleted, one batch at a time (Moto, which
+   * lacks move tasks, and any SQS that refuses one); "dead_lane": the
+   * embedded queue's dead-letter lane.
+   */
+  method: "move_task" | "copy" | "dead_lane";
+  /** Messages moved by this call; unknown for a move task, which runs on its own. */
+  moved?: number;
+  /** The move task's handle. */
+  task?: string;
+}
+
 /** A two-lane job queue with at-least-once delivery. */
 export interface JobQueue {
   send(lane: Lane, ticket: JobTicket, options?: SendOptions): Promise<void>;
@@ -85,4 +100,10 @@ export interface JobQueue {
    * calls page through the queue and then start again.
    */
   receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]>;
+  /**
+   * Moves the messages of the lane's dead-letter queue back to the lane, as
+   * they are: the worker decides what each one means (see lib/core/retry.ts).
+   * Messages hidden by a reader at that moment stay where they are.
+   */
+  redriveDeadLetters(lane: Lane): Promise<RedriveResult>;
 }

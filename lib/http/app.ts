@@ -3,14 +3,19 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { Logger } from "../core/log.ts";
 import type { Services } from "../core/services.ts";
-import { apiKeyAuth } from "./auth.ts";
+import { retryDeadLetters } from "./admin_routes.ts";
+import { adminKeyAuth, apiKeyAuth } from "./auth.ts";
 import { limitPostBodies } from "./body_limit.ts";
 import { getConversation, postChat } from "./chat_routes.ts";
+import { CONSOLE_PATHS, consoleFile } from "./console_routes.ts";
 import { errorHandler, notFoundBody } from "./errors.ts";
 import { getHealth } from "./health_route.ts";
 import type { GatewayEnv } from "./http_context.ts";
+import { jobStats, listJobs } from "./job_list_routes.ts";
 import { cancelJob, getJob } from "./job_routes.ts";
+import { getMetrics } from "./metrics_route.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
+import { countRequests, RequestCounts } from "./request_metrics.ts";
 import { requestLog } from "./request_log.ts";
 
 /** Options for {@linkcode createApp}. */
@@ -23,8 +28,10 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   const { config } = services;
   const deps = { services, logger: options.logger };
   const app = new Hono<GatewayEnv>();
+  const requests = new RequestCounts();
 
   app.use(requestLog({ logger: options.logger }));
+  app.use(countRequests(requests));
   if (config.corsOrigins.length > 0) {
     app.use(cors({
       origin: [...config.corsOrigins],
@@ -34,16 +41,28 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
       maxAge: 600,
     }));
   }
-  app.use(apiKeyAuth({ keys: config.apiKeys }));
+  // Admin keys are API keys too, once keys are required at all.
+  app.use(apiKeyAuth({
+    keys: config.apiKeys.length > 0 ? [...config.apiKeys, ...config.adminKeys] : [],
+    openPaths: ["/healthz", ...CONSOLE_PATHS],
+  }));
+  app.use("/admin/*", adminKeyAuth({ keys: config.adminKeys }));
   app.use(limitPostBodies({ maxBytes: config.maxBodyBytes, variable: "MAX_BODY_BYTES" }));
 
+  app.get("/", consoleFile("page"));
+  app.get("/console.js", consoleFile("script"));
+  app.get("/console.css", consoleFile("style"));
   app.get("/healthz", getHealth(deps));
+  app.get("/metrics", getMetrics(deps, requests));
   app.post("/chat", postChat(deps));
   app.get("/conversation", getConversation(deps));
   app.get("/jobs/:job_id", getJob(deps));
   app.post("/jobs/:job_id/cancel", cancelJob(deps));
   app.get("/v1/models", listModels(deps));
   app.post("/v1/chat/completions", createCompletion(deps));
+  app.get("/v1/jobs", listJobs(deps));
+  app.get("/v1/jobs/stats", jobStats(deps));
+  app.post("/admin/dead-letters/retry", retryDeadLetters(deps));
 
   app.notFound((c) => c.json(notFoundBody(c.req.method, c.req.path), 404));
   app.onError(errorHandler(options.logger));

@@ -23,20 +23,56 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<Gatewa
     if (options.keys.length === 0 || openPaths.has(c.req.path) || c.req.method === "OPTIONS") {
       return await next();
     }
-    const header = c.req.header("authorization") ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header.trim());
-    if (!match) {
-      throw new ApiError(401, "Missing API key: send it as `Authorization: Bearer <key>`", {
-        code: "missing_api_key",
-      });
-    }
-    const given = await digest(match[1]);
+    const given = await digest(bearerKey(c.req.header("authorization")));
     if (!(await digests).some((known) => sameBytes(known, given))) {
       throw new ApiError(401, "Invalid API key", { code: "invalid_api_key" });
     }
     c.set("owner", ownerFromDigest(given));
     await next();
   };
+}
+
+/** Options for {@linkcode adminKeyAuth}. */
+export interface AdminKeyAuthOptions {
+  /** Keys that may use the admin routes; when empty, nobody may. */
+  keys: readonly string[];
+}
+
+/**
+ * Requires one of the admin keys (`GATEWAY_ADMIN_KEYS`), for the routes that
+ * retry and redrive dead letters; answers 403 to any other key.
+ */
+export function adminKeyAuth(options: AdminKeyAuthOptions): MiddlewareHandler<GatewayEnv> {
+  const digests = Promise.all(options.keys.map(digest));
+  return async function requireAdminKey(c, next) {
+    if (options.keys.length === 0) {
+      throw new ApiError(
+        403,
+        "Forbidden: no admin keys are configured; set GATEWAY_ADMIN_KEYS to retry or redrive dead letters",
+        { code: "no_admin_keys", type: "permission_error" },
+      );
+    }
+    const given = await digest(bearerKey(c.req.header("authorization")));
+    if (!(await digests).some((known) => sameBytes(known, given))) {
+      throw new ApiError(
+        403,
+        "Forbidden: this key may not retry or redrive dead letters; use a key from GATEWAY_ADMIN_KEYS",
+        { code: "not_admin", type: "permission_error" },
+      );
+    }
+    await next();
+  };
+}
+
+/** The key of an `Authorization: Bearer <key>` header, or a 401 when there is none. */
+function bearerKey(header: string | undefined): string {
+  const match = /^Bearer\s+(.+)$/i.exec((header ?? "").trim());
+  if (!match) {
+    throw new ApiError(401, "Missing API key: send it as `Authorization: Bearer <key>`", {
+      code: "missing_api_key",
+    });
+  }
+  return match[1];
 }
 
 /** Hashing first makes every comparison the same length, so timing tells nothing about the key. */

@@ -4,7 +4,8 @@
  * `maxReceiveCount` times: when the worker running its last delivery died,
  * say. No code of ours runs then, so the worker looks through the dead-letter
  * queues now and then, fails each such job with its reason and hands its
- * conversation's turn on. The messages stay where they are, for a redrive.
+ * conversation's turn on. The messages stay where they are, for a redrive
+ * (see lib/core/retry.ts); one from before its job was retried is left alone.
  */
 import { errorMessage } from "../core/error_message.ts";
 import { notifyCallback } from "./callbacks.ts";
@@ -42,6 +43,8 @@ export async function sweepDeadLetters(services: Services, options: SweepOptions
         if (!ticket.job_id || ticket.line_check) continue;
         const job = await store.getJob(ticket.job_id);
         if (!job || isFinished(job)) continue;
+        // A message from before the job was sent back to run: a newer one runs it.
+        if ((ticket.generation ?? 0) !== (job.generation ?? 0)) continue;
         const reason = `Gave up: delivered ${
           options.maxReceiveCount[lane]
         } times without finishing; its message is in the ${lane} dead-letter queue`;

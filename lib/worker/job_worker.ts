@@ -11,6 +11,7 @@ import { sweepDeadLetters } from "./dead_letters.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { runJob } from "./job_runner.ts";
 import type { Logger } from "../core/log.ts";
+import { WorkerMetrics } from "./metrics.ts";
 import { OutageTracker, type PauseSchedule } from "./outage.ts";
 import { type Lane, LANES, type ReceivedJob } from "../core/queue.ts";
 import { Semaphore } from "./semaphore.ts";
@@ -45,6 +46,7 @@ export class JobWorker {
   #services: Services;
   #logger: Logger;
   #id = crypto.randomUUID();
+  #metrics = new WorkerMetrics(this.#id);
   #maxReceiveCount?: Record<Lane, number>;
   #holdLimit: number;
   /** Started runs per backend route: at most its places times JOBS_PER_PLACE. */
@@ -97,6 +99,7 @@ export class JobWorker {
   async start(): Promise<void> {
     this.#maxReceiveCount = await this.#readRedriveLimits();
     await this.#services.store.markWorkerSeen(this.#id);
+    this.#publishMetrics();
     const everyMs = Math.max(500, (this.#services.config.visibilityTimeoutSeconds * 1000) / 3);
     this.#heartbeat = setInterval(() => this.#beat(), everyMs);
     this.#sweeper = setInterval(
@@ -153,6 +156,8 @@ export class JobWorker {
     await receivesEnded;
     await this.#sweeping;
     clearInterval(this.#heartbeat);
+    // The last counts, so the runs since the last heartbeat are not lost.
+    await this.#publishMetrics();
     this.#done.resolve();
   }
 
@@ -299,14 +304,17 @@ export class JobWorker {
       stopHolding: () => this.#held.delete(message.receipt),
       backendPlace: (route) =>
         this.#places.get(route)?.acquire(message.lane === "priority") ?? Promise.resolve(() => {}),
+      onRun: (run) => this.#metrics.timeRun(run),
     }).then(
-      () => {},
-      (err) =>
+      (outcome) => this.#metrics.countRun(route, outcome),
+      (err) => {
+        this.#metrics.countRun(route, "error");
         // The message stays hidden until its visibility runs out, then comes back: nothing is lost.
         this.#logger.error("Job run failed before it could settle its message", {
           job_id: message.ticket.job_id,
           error: errorMessage(err),
-        }),
+        });
+      },
     ).finally(() => {
       this.#held.delete(message.receipt);
       this.#runsPerRoute.set(route, (this.#runsPerRoute.get(route) ?? 1) - 1);
@@ -340,6 +348,14 @@ export class JobWorker {
     store.markWorkerSeen(this.#id).then(
       () => this.#storeOutage.succeeded(),
       (err) => this.#storeOutage.failed(err),
+    );
+    this.#publishMetrics();
+  }
+
+  /** Publishes the worker's counters for `GET /metrics`; a failure costs one heartbeat's worth. */
+  #publishMetrics(): Promise<void> {
+    return this.#services.store.saveWorkerMetrics(this.#metrics.snapshot()).catch((err) =>
+      this.#logger.warn("Could not publish the worker's metrics", { error: errorMessage(err) })
     );
   }
 

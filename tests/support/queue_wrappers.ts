@@ -11,6 +11,7 @@ import type {
   QueueDepth,
   ReceivedJob,
   ReceiveOptions,
+  RedriveResult,
   SendOptions,
 } from "../../lib/core/queue.ts";
 
@@ -78,5 +79,8 @@ export class ObservedQueue implements JobQueue {
   }
   receiveDeadLetters(lane: Lane, options: DeadLetterOptions): Promise<JobTicket[]> {
     return this.#inner.receiveDeadLetters(lane, options);
+  }
+  redriveDeadLetters(lane: Lane): Promise<RedriveResult> {
+    return this.#inner.redriveDeadLetters(lane);
   }
 }

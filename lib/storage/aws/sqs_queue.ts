@@ -1,12 +1,15 @@
 /** The job queue on Amazon SQS: one queue per lane, each with its dead-letter queue. */
 import {
   ChangeMessageVisibilityCommand,
+  DeleteMessageBatchCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
   ReceiveMessageCommand,
+  SendMessageBatchCommand,
   SendMessageCommand,
   type SQSClient,
+  StartMessageMoveTaskCommand,
 } from "@aws-sdk/client-sqs";
 import type { JobTicket } from "../../core/jobs.ts";
 import type {
@@ -16,11 +19,15 @@ import type {
   QueueDepth,
   ReceivedJob,
   ReceiveOptions,
+  RedriveResult,
   SendOptions,
 } from "../../core/queue.ts";
 
 /** SQS's longest delay for one message. */
 const MAX_DELAY_SECONDS = 900;
+
+/** How long a copying redrive goes on in one call, so it ends well within a Lambda's timeout. */
+const COPY_BUDGET_MS = 15_000;
 
 /** The queue name or URL of each lane. */
 export type LaneQueues = Readonly<Record<Lane, string>>;
@@ -32,6 +39,8 @@ export class SqsJobQueue implements JobQueue {
   #urls = new Map<Lane, Promise<string>>();
   /** Each lane's dead-letter queue URL, or undefined without a redrive policy. */
   #deadLetterUrls = new Map<Lane, Promise<string | undefined>>();
+  /** False once SQS has shown it has no message move tasks (Moto): redrives copy from then on. */
+  #moveTasks = true;
 
   constructor(sqs: SQSClient, queues: LaneQueues) {
     this.#sqs = sqs;
@@ -136,6 +145,90 @@ export class SqsJobQueue implements JobQueue {
     return (out.Messages ?? []).map((m) => parseTicket(m.Body));
   }
 
+  /**
+   * Starts an SQS message move task from the dead-letter queue back to the
+   * lane. Where SQS has none (Moto answers 500 with an HTML page), copies
+   * instead: receive, send again, delete, for up to 15 s per call.
+   */
+  async redriveDeadLetters(lane: Lane): Promise<RedriveResult> {
+    const dlqUrl = await this.#deadLetterUrl(lane);
+    if (!dlqUrl) return { method: "copy", moved: 0 };
+    const laneUrl = await this.#url(lane);
+    if (this.#moveTasks) {
+      try {
+        const [source, destination] = await Promise.all(
+          [dlqUrl, laneUrl].map((url) => this.#arn(url)),
+        );
+        const out = await this.#sqs.send(
+          new StartMessageMoveTaskCommand({ SourceArn: source, DestinationArn: destination }),
+        );
+        return { method: "move_task", task: out.TaskHandle };
+      } catch (err) {
+        if (!lacksMoveTasks(err)) throw err;
+        this.#moveTasks = false;
+      }
+    }
+    return await this.#copyBack(dlqUrl, laneUrl);
+  }
+
+  async #copyBack(dlqUrl: string, laneUrl: string): Promise<RedriveResult> {
+    const deadline = Date.now() + COPY_BUDGET_MS;
+    let moved = 0;
+    while (Date.now() < deadline) {
+      const out = await this.#sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: dlqUrl,
+          MaxNumberOfMessages: 10,
+          // A short long poll asks every SQS server, so an empty answer means empty.
+          WaitTimeSeconds: 1,
+          VisibilityTimeout: 60,
+          MessageAttributeNames: ["All"],
+        }),
+      );
+      const messages = out.Messages ?? [];
+      if (messages.length === 0) return { method: "copy", moved };
+      const sent = await this.#sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl: laneUrl,
+          Entries: messages.map((m, i) => ({
+            Id: String(i),
+            MessageBody: m.Body ?? "",
+            MessageAttributes: m.MessageAttributes,
+          })),
+        }),
+      );
+      const copied = (sent.Successful ?? []).map((entry) => messages[Number(entry.Id)]);
+      if (copied.length > 0) {
+        await this.#sqs.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: dlqUrl,
+            Entries: copied.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+          }),
+        );
+      }
+      moved += copied.length;
+      const failed = sent.Failed ?? [];
+      if (failed.length > 0) {
+        // What was not sent stays in the dead-letter queue and shows again after 60 s.
+        throw new Error(
+          `Cannot redrive every dead letter: ${failed.length} could not be sent back (${
+            failed[0].Code
+          }: ${failed[0].Message}); ${moved} were`,
+        );
+      }
+    }
+    return { method: "copy", moved };
+  }
+
+  async #arn(queueUrl: string): Promise<string> {
+    const out = await this.#sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["QueueArn"] }),
+    );
+    const arn = out.Attributes?.QueueArn;
+    if (!arn) throw new Error(`Cannot find queue ARN: none for "${queueUrl}"`);
+    return arn;
+  }
+
   /** Looked up once per lane (a queue's redrive target does not move), and again after a failure. */
   #deadLetterUrl(lane: Lane): Promise<string | undefined> {
     return cached(this.#deadLetterUrls, lane, async () => {
@@ -201,6 +294,17 @@ export async function resolveQueueUrl(sqs: SQSClient, nameOrUrl: string): Promis
   return out.QueueUrl;
 }
 
+/**
+ * Whether an error says this SQS has no message move tasks: Moto answers 500
+ * with an HTML page, which the SDK fails to read as JSON ("SyntaxError").
+ */
+function lacksMoveTasks(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e?.$metadata?.httpStatusCode ?? 0;
+  return (e?.name === "SyntaxError" && status >= 500) ||
+    e?.name === "NotImplemented" || e?.name === "InvalidAction";
+}
+
 function queueNameFromArn(arn: string): string {
   return arn.split(":").pop() ?? arn;
 }
@@ -220,6 +324,9 @@ function parseTicket(body: string | undefined): JobTicket {
         route: typeof value.route === "string" ? value.route : "",
         ...(value.stateless === true ? { stateless: true } : {}),
         ...(value.line_check === true ? { line_check: true } : {}),
+        ...(Number.isInteger(value.generation) && value.generation > 0
+          ? { generation: value.generation }
+          : {}),
       };
     }
   } catch {

@@ -12,6 +12,7 @@ import type {
   QueueDepth,
   ReceivedJob,
   ReceiveOptions,
+  RedriveResult,
   SendOptions,
 } from "../../core/queue.ts";
 
@@ -129,6 +130,27 @@ export class KvJobQueue implements JobQueue {
       }
     }
     return tickets;
+  }
+
+  async redriveDeadLetters(lane: Lane): Promise<RedriveResult> {
+    let moved = 0;
+    const now = Date.now();
+    for await (const entry of this.#kv.list<Entry>({ prefix: ["dead", lane] })) {
+      if (entry.value.visibleAt > now) continue; // hidden by a reader, as on SQS
+      // A new message, as SQS makes on a redrive: sent now, never delivered yet.
+      const key = ["queue", lane, now, this.#sequence++, crypto.randomUUID()];
+      const fresh: Entry = {
+        ticket: entry.value.ticket,
+        receiveCount: 0,
+        visibleAt: 0,
+        receipt: "",
+      };
+      if ((await this.#kv.atomic().check(entry).delete(entry.key).set(key, fresh).commit()).ok) {
+        moved++;
+      }
+    }
+    if (moved > 0) this.#wake.dispatchEvent(new Event(lane));
+    return { method: "dead_lane", moved };
   }
 
   /** Takes up to `maxMessages` visible messages, moving those past the limit to the dead lane. */
