@@ -74,6 +74,8 @@ export interface RedriveResult {
   moved?: number;
   /** The move task's handle. */
   task?: string;
+  /** Messages in the dead-letter queue when the call ended: held by a reader, or dead again already. */
+  left?: number;
 }
 
 /** A two-lane job queue with at-least-once delivery. */
@@ -103,7 +105,8 @@ export interface JobQueue {
   /**
    * Moves the messages of the lane's dead-letter queue back to the lane, as
    * they are: the worker decides what each one means (see lib/core/retry.ts).
-   * Messages hidden by a reader at that moment stay where they are.
+   * A message a reader holds (the worker's dead-letter sweep hides what it
+   * reads for a few seconds) is waited for, up to a limit.
    */
   redriveDeadLetters(lane: Lane): Promise<RedriveResult>;
 }

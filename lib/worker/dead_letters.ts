@@ -18,6 +18,8 @@ import { advanceTurn } from "../core/turns.ts";
 /** Messages read per sweep and lane at most, so a huge dead-letter queue costs a bounded amount each time. */
 const MAX_PER_SWEEP = 100;
 const BATCH = 10;
+/** The longest a sweep hides a dead letter it has read. */
+const MAX_HIDE_SECONDS = 10;
 
 /** Options for {@linkcode sweepDeadLetters}. */
 export interface SweepOptions {
@@ -34,8 +36,9 @@ export async function sweepDeadLetters(services: Services, options: SweepOptions
     for (let read = 0; read < MAX_PER_SWEEP;) {
       const tickets = await queue.receiveDeadLetters(lane, {
         maxMessages: BATCH,
-        // Hidden until the next sweep, so this one pages through the whole queue.
-        hideSeconds: config.deadLetterSweepSeconds,
+        // Hidden long enough for this sweep to page through the queue, and no
+        // longer: a redrive moves only the messages nobody is reading.
+        hideSeconds: Math.min(config.deadLetterSweepSeconds, MAX_HIDE_SECONDS),
       });
       if (tickets.length === 0) break;
       read += tickets.length;

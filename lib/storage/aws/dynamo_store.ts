@@ -377,7 +377,7 @@ export class DynamoStore implements Store {
         : "#owner = :owner",
       ExpressionAttributeNames: {
         "#owner": OWNER_INDEX.partitionKey,
-        "#created": OWNER_INDEX.sortKey,
+        ...(options.since ? { "#created": OWNER_INDEX.sortKey } : {}),
         ...(options.status ? { "#status": "status" } : {}),
       },
       ExpressionAttributeValues: {

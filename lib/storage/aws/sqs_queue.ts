@@ -148,11 +148,12 @@ export class SqsJobQueue implements JobQueue {
   /**
    * Starts an SQS message move task from the dead-letter queue back to the
    * lane. Where SQS has none (Moto answers 500 with an HTML page), copies
-   * instead: receive, send again, delete, for up to 15 s per call.
+   * instead: receive, send again, delete, for up to 15 s per call, waiting for
+   * messages a reader holds for a moment.
    */
   async redriveDeadLetters(lane: Lane): Promise<RedriveResult> {
     const dlqUrl = await this.#deadLetterUrl(lane);
-    if (!dlqUrl) return { method: "copy", moved: 0 };
+    if (!dlqUrl) return { method: "copy", moved: 0, left: 0 };
     const laneUrl = await this.#url(lane);
     if (this.#moveTasks) {
       try {
@@ -173,12 +174,15 @@ export class SqsJobQueue implements JobQueue {
 
   async #copyBack(dlqUrl: string, laneUrl: string): Promise<RedriveResult> {
     const deadline = Date.now() + COPY_BUDGET_MS;
+    // Those there now, not those the worker dead-letters again while this runs.
+    const before = await this.#counts(dlqUrl);
+    const limit = before.visible + before.hidden;
     let moved = 0;
-    while (Date.now() < deadline) {
+    while (moved < limit && Date.now() < deadline) {
       const out = await this.#sqs.send(
         new ReceiveMessageCommand({
           QueueUrl: dlqUrl,
-          MaxNumberOfMessages: 10,
+          MaxNumberOfMessages: Math.min(10, limit - moved),
           // A short long poll asks every SQS server, so an empty answer means empty.
           WaitTimeSeconds: 1,
           VisibilityTimeout: 60,
@@ -186,7 +190,11 @@ export class SqsJobQueue implements JobQueue {
         }),
       );
       const messages = out.Messages ?? [];
-      if (messages.length === 0) return { method: "copy", moved };
+      if (messages.length === 0) {
+        const { visible, hidden } = await this.#counts(dlqUrl);
+        if (visible + hidden === 0) return { method: "copy", moved, left: 0 };
+        continue; // held by a reader for a moment (the worker's sweep): wait for them
+      }
       const sent = await this.#sqs.send(
         new SendMessageBatchCommand({
           QueueUrl: laneUrl,
@@ -217,7 +225,8 @@ export class SqsJobQueue implements JobQueue {
         );
       }
     }
-    return { method: "copy", moved };
+    const { visible, hidden } = await this.#counts(dlqUrl);
+    return { method: "copy", moved, left: visible + hidden };
   }
 
   async #arn(queueUrl: string): Promise<string> {

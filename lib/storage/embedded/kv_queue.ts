@@ -135,8 +135,10 @@ export class KvJobQueue implements JobQueue {
   async redriveDeadLetters(lane: Lane): Promise<RedriveResult> {
     let moved = 0;
     const now = Date.now();
-    for await (const entry of this.#kv.list<Entry>({ prefix: ["dead", lane] })) {
-      if (entry.value.visibleAt > now) continue; // hidden by a reader, as on SQS
+    // Those there now, not those dead-lettered again while this runs. Hidden ones
+    // too: here a reader (the sweep) hides dead letters only to page through them.
+    const dead = await Array.fromAsync(this.#kv.list<Entry>({ prefix: ["dead", lane] }));
+    for (const entry of dead) {
       // A new message, as SQS makes on a redrive: sent now, never delivered yet.
       const key = ["queue", lane, now, this.#sequence++, crypto.randomUUID()];
       const fresh: Entry = {
@@ -150,7 +152,7 @@ export class KvJobQueue implements JobQueue {
       }
     }
     if (moved > 0) this.#wake.dispatchEvent(new Event(lane));
-    return { method: "dead_lane", moved };
+    return { method: "dead_lane", moved, left: 0 };
   }
 
   /** Takes up to `maxMessages` visible messages, moving those past the limit to the dead lane. */
