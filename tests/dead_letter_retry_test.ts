@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { ticketFor } from "../lib/core/jobs.ts";
 import { backendTest, type TestGateway, type TestGatewayFactory } from "./support/gateway.ts";
 import type { RecordedRequest, StandInAnswer } from "./support/stand_in_llm.ts";
+import { startDeno } from "./support/child_deno.ts";
 import { eventually } from "./support/wait.ts";
 
 const USER_KEY = "user-key";
@@ -283,5 +284,34 @@ backendTest(
       assert.deepEqual([after?.status, after?.attempts, after?.retries], ["failed", 1, undefined]);
       assert.deepEqual(await texts(gateway, "redrive-d"), []);
     });
+  },
+);
+
+backendTest(
+  "deno task redrive moves the dead letters back, and the worker runs their jobs again",
+  async (_t, start) => {
+    const { gateway, backend } = await startGateway(start);
+    await gateway.startWorker();
+    const jobId = await chat(gateway, "by-task", "doomed by the task");
+    assert.equal((await gateway.waitForJob(jobId)).status, "failed");
+    await gateway.depthBecomes("default", { waiting: 0, in_flight: 0, dead: 1 });
+    backend.broken = false;
+
+    const env = Object.fromEntries(
+      Object.entries(gateway.env).filter(([name]) => !name.startsWith("GATEWAY_")),
+    );
+    const { code, output } = await startDeno(["task", "redrive"], { env }).exited;
+    assert.equal(code, 0, output);
+    assert.match(output, /Dead letters moved back/);
+    assert.match(output, gateway.backend === "aws" ? /"method":"copy"/ : /"method":"dead_lane"/);
+    assert.doesNotMatch(output, /AWS_SECRET|"test"/, "no credentials in the log");
+    await eventually(
+      async () => (await gateway.services.store.getJob(jobId))?.status === "succeeded",
+      "the redriven job to succeed",
+    );
+    assert.deepEqual(await texts(gateway, "by-task"), [
+      "doomed by the task",
+      "vllm says: doomed by the task",
+    ]);
   },
 );
