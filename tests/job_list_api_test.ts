@@ -1,5 +1,6 @@
 /** `GET /v1/jobs` and `GET /v1/jobs/stats`: a key's own recent jobs, newest first, and its last hour. */
 import assert from "node:assert/strict";
+import { SUMMARY_FIELDS } from "../lib/core/job_list.ts";
 import { median } from "../lib/http/job_list_routes.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
@@ -134,4 +135,13 @@ Deno.test("median() takes the middle value, or the mean of the two middle ones",
   assert.equal(median([undefined, 5]), 5);
   assert.equal(median([9, 1, 5]), 5);
   assert.equal(median([4, 1, 2, 3]), 3);
+});
+
+Deno.test("template.yaml's by-owner index projects exactly the fields of a job summary", async () => {
+  const template = await Deno.readTextFile(new URL("../template.yaml", import.meta.url));
+  const block = /IndexName: by-owner[\s\S]*?NonKeyAttributes:\n((?:\s+- \w+\n)+)/.exec(template);
+  assert.ok(block, "the index is in the template");
+  const projected = [...block[1].matchAll(/- (\w+)/g)].map((m) => m[1]);
+  const keys = ["job_id", "created_at"];
+  assert.deepEqual(projected.sort(), SUMMARY_FIELDS.filter((f) => !keys.includes(f)).sort());
 });
