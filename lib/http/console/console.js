@@ -241,11 +241,12 @@ function drawChart(stats) {
     bar.firstChild.textContent = `${b.jobs} jobs at ${new Date(b.start).toLocaleTimeString()}`;
     parts.push(bar);
   });
+  // A step per minute, so a minute with no neighbours still shows.
   for (const [field, cls] of [["wait_p50_ms", "wait"], ["run_p50_ms", "run"]]) {
-    const points = buckets.flatMap((b, i) =>
-      b[field] === null ? [] : [`${pad + (i + 0.5) * step},${y(b[field], maxMs)}`]
+    const steps = buckets.flatMap((b, i) =>
+      b[field] === null ? [] : [`M${pad + i * step},${y(b[field], maxMs)}h${step}`]
     );
-    if (points.length > 0) parts.push(svg("polyline", { class: cls, points: points.join(" ") }));
+    if (steps.length > 0) parts.push(svg("path", { class: cls, d: steps.join("") }));
   }
   $("chart").replaceChildren(...parts);
   const total = buckets.reduce((sum, b) => sum + b.jobs, 0);
@@ -384,11 +385,14 @@ async function retryJob(jobId, button, outcome) {
       body: JSON.stringify({ job_id: jobId }),
     });
     const body = await res.json().catch(() => null);
-    outcome.textContent = res.ok
+    const said = res.ok
       ? body.retry === "sent"
-        ? "Sent back to run."
-        : `Waits in its conversation behind ${body.behind}.`
+        ? "sent back to run"
+        : `waits in its conversation behind ${body.behind}`
       : body?.error?.message ?? `The gateway answered ${res.status}`;
+    outcome.textContent = said;
+    // Kept where a refresh of the list (which drops a job no longer failed) leaves it.
+    $("dead-result").textContent = `Job ${jobId}: ${said}`;
     if (res.ok) setTimeout(refreshJobs, 1000);
   } catch (err) {
     if (err instanceof KeyRefused) askForKey(err.message);
