@@ -95,3 +95,15 @@ Deno.test("loadConfig() reads comma-separated settings trimmed, without empty en
   assert.deepEqual(config.apiKeys, ["Key-One", "key-two"], "keys keep their case");
   assert.deepEqual(config.corsOrigins, []);
 });
+
+Deno.test("loadConfig() reads GATEWAY_ADMIN_KEYS as a list, and describeConfig() only counts them", () => {
+  assert.deepEqual(loadConfig({}).adminKeys, []);
+  const config = loadConfig({
+    GATEWAY_API_KEYS: "user-key",
+    GATEWAY_ADMIN_KEYS: " boss-1 , boss-2 ,",
+  });
+  assert.deepEqual(config.adminKeys, ["boss-1", "boss-2"]);
+  const described = JSON.stringify(describeConfig(config));
+  assert.match(described, /"admin_keys":"2 configured"/);
+  assert.ok(!described.includes("boss-1") && !described.includes("user-key"));
+});
