@@ -1,27 +1,40 @@
 /**
- * `deno task bench`: the worker's throughput against a backend with a fixed
- * latency, on Moto (default) or the embedded backend, then the Lambda
- * bundle's size and cold import time under Node.js.
+ * `deno task bench`: issue 13's figures, each with its goal.
  *
- * Settings: BENCH_BACKEND (aws | embedded; BACKEND=embedded works too),
- * BENCH_JOBS (400), BENCH_LATENCY_MS (200), VLLM_CONCURRENCY (16),
- * BENCH_CONVERSATIONS (one per job), BENCH_SUBMITTERS (16 POSTs at once),
- * BENCH_AWS_ENDPOINT_URL (a Moto already running on 127.0.0.1, instead of a fresh one).
+ * - latency: the added latency of a queued non-streamed completion on the
+ *   embedded backend, against calling the stand-in directly and against a
+ *   bare forwarding proxy;
+ * - wait: on the AWS backend (DynamoDB Local, Moto for SQS), the time from the
+ *   worker's completing write to the client's answer;
+ * - stream: how a streamed reply's pieces reach the client, on both backends;
+ * - lambda: the Lambda bundle's size and cold start against the bare
+ *   dependencies' floor, both built here;
+ * - throughput: the worker against a backend with a fixed latency.
+ *
+ * Settings: BENCH_SECTIONS (latency,wait,stream,lambda,throughput: all by
+ * default), BENCH_LATENCY_REQUESTS (300), BENCH_WAIT_REQUESTS (200),
+ * BENCH_STREAMS (5), BENCH_COLD_RUNS (9); for the throughput run BENCH_BACKEND
+ * (aws | embedded; BACKEND=embedded works too), BENCH_JOBS (400),
+ * BENCH_LATENCY_MS (200), VLLM_CONCURRENCY (16), BENCH_CONVERSATIONS (one per
+ * job), BENCH_SUBMITTERS (16), BENCH_AWS_ENDPOINT_URL (a Moto already running
+ * on 127.0.0.1, instead of fresh emulators).
  */
+import { type AwsEmulators, startAwsEmulators } from "../tests/support/aws_emulators.ts";
+import { type BenchFigures, figuresWithGoals, printFigures } from "./bench/goals.ts";
 import { measureLambdaCold } from "./bench/lambda_cold.ts";
+import { measureAwsWait, measureQueuedPath, measureStreams } from "./bench/latency.ts";
 import { runLoad } from "./bench/load.ts";
-import { readBenchOptions } from "./bench/options.ts";
-import { printLambda, printThroughput, summarize, withLambda } from "./bench/report.ts";
+import { type BenchOptions, readBenchOptions } from "./bench/options.ts";
+import { printRows, printThroughput, summarize } from "./bench/report.ts";
 import { startBenchStack } from "./bench/stack.ts";
 
-/** Fresh Node.js processes the cold import is timed in. */
-const IMPORT_RUNS = 3;
+/** Callers at once in the AWS wait run: the front door's one read loop serves them all. */
+const WAIT_CLIENTS = 4;
 
-if (import.meta.main) {
-  const options = readBenchOptions(Deno.env.toObject());
+async function runThroughput(options: BenchOptions) {
   console.log(
-    `Bench: ${options.jobs} jobs on ${options.backend}, backend latency ${options.latencyMs} ms, ` +
-      `VLLM_CONCURRENCY=${options.concurrency}`,
+    `\n## Throughput: ${options.jobs} jobs on ${options.backend}, backend latency ` +
+      `${options.latencyMs} ms, VLLM_CONCURRENCY=${options.concurrency}`,
   );
   if (options.conversations < options.concurrency) {
     console.log(
@@ -29,24 +42,83 @@ if (import.meta.main) {
         `so at most ${options.conversations} jobs can run at once`,
     );
   }
-
   const stack = await startBenchStack(options);
-  let result;
   try {
     const timings = await runLoad(stack, options);
-    result = summarize(options, timings, {
+    const result = summarize(options, timings, {
       maxInFlight: stack.llm.maxInFlight,
       busyMs: stack.llm.busyMs,
       retries: stack.watch.retries,
     });
+    printThroughput(result);
+    return result;
   } finally {
     await stack.stop();
   }
-  printThroughput(result);
+}
 
-  console.log("Lambda bundle: building and importing it under Node.js");
-  const cold = await measureLambdaCold(IMPORT_RUNS);
-  printLambda(cold);
+async function runSections(options: BenchOptions, emulators: () => Promise<AwsEmulators>) {
+  const figures: BenchFigures = {};
+  const run = (section: BenchOptions["sections"][number]) => options.sections.includes(section);
+  if (run("latency")) {
+    console.log(`\n## Queued path (embedded): ${options.latencyRequests} requests per path`);
+    figures.queued = await measureQueuedPath(options.latencyRequests);
+    printRows(Object.entries(figures.queued).map(([k, v]) => [k, String(v)]));
+  }
+  if (run("wait")) {
+    console.log(
+      `\n## Completing write to answer (aws): ${options.waitRequests} requests, ` +
+        `${WAIT_CLIENTS} callers at once`,
+    );
+    figures.wait = await measureAwsWait(await emulators(), options.waitRequests, WAIT_CLIENTS);
+    printRows(Object.entries(figures.wait).map(([k, v]) => [k, String(v)]));
+  }
+  if (run("stream")) {
+    figures.streams = [];
+    for (const backend of ["embedded", "aws"] as const) {
+      console.log(`\n## Streamed replies (${backend}): ${options.streams} streams`);
+      const result = await measureStreams(
+        backend,
+        options.streams,
+        backend === "aws" ? await emulators() : undefined,
+      );
+      figures.streams.push(result);
+      printRows(Object.entries(result).map(([k, v]) => [k, String(v)]));
+    }
+  }
+  if (run("lambda")) {
+    console.log(`\n## Lambda bundle against its floor: ${options.coldRuns} cold starts each`);
+    figures.lambda = await measureLambdaCold(options.coldRuns, await emulators());
+    if ("skipped" in figures.lambda) {
+      printRows([["lambda", `skipped: ${figures.lambda.skipped}`]]);
+    } else {
+      for (const which of ["gateway", "floor"] as const) {
+        const f = figures.lambda[which];
+        printRows([
+          [`${which} bytes`, String(f.bytes)],
+          [`${which} cold ms`, f.cold_ms.join(", ")],
+          [`${which} import ms`, f.import_ms.join(", ")],
+          [`${which} rss MiB`, f.rss_mb.join(", ")],
+        ]);
+      }
+    }
+  }
+  if (run("throughput")) figures.throughput = await runThroughput(options);
+  return figures;
+}
 
-  console.log(JSON.stringify(withLambda(result, cold)));
+if (import.meta.main) {
+  const options = readBenchOptions(Deno.env.toObject());
+  console.log(`Bench: ${options.sections.join(", ")} (Deno ${Deno.version.deno})`);
+  let started: Promise<AwsEmulators> | undefined;
+  const emulators = () => started ??= startAwsEmulators();
+  let figures: BenchFigures;
+  try {
+    figures = await runSections(options, emulators);
+  } finally {
+    if (started) await (await started).stop();
+  }
+  console.log("\n## Issue 13's figures\n");
+  printFigures(figuresWithGoals(figures));
+  console.log(`\n${JSON.stringify(figures)}`);
 }

@@ -7,8 +7,14 @@
 
 const ROOT = new URL("../", import.meta.url);
 
-/** Writes the bundle to `outFile` (relative to the project root) and returns its size in bytes. */
-export async function buildLambdaBundle(outFile: string): Promise<number> {
+/**
+ * Writes the bundle of `entry` (default the Lambda entry point) to `outFile`,
+ * both relative to the project root, and returns its size in bytes.
+ */
+export async function buildLambdaBundle(
+  outFile: string,
+  entry = "lib/http/lambda.ts",
+): Promise<number> {
   // --quiet hides the "experimental" banner; errors are still printed. Not
   // --keep-names: with it `deno bundle` leaves out its `createRequire` banner,
   // and Node.js then fails on the SDK's `require("node:crypto")`.
@@ -21,14 +27,14 @@ export async function buildLambdaBundle(outFile: string): Promise<number> {
       "--minify",
       "--output",
       outFile,
-      "lib/http/lambda.ts",
+      entry,
     ],
     cwd: ROOT,
     stdout: "null",
     stderr: "piped",
   }).output();
   if (code !== 0) {
-    throw new Error(`Cannot bundle lib/http/lambda.ts: ${new TextDecoder().decode(stderr).trim()}`);
+    throw new Error(`Cannot bundle ${entry}: ${new TextDecoder().decode(stderr).trim()}`);
   }
   await ensureRequire(new URL(outFile, ROOT));
   return (await Deno.stat(new URL(outFile, ROOT))).size;

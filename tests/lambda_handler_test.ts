@@ -45,6 +45,37 @@ Deno.test({
         ]);
       });
 
+      await t.step(
+        "a streamed completion comes back whole, and the worker streams nothing into the store",
+        async () => {
+          const result = await invoke(httpApiEvent("POST", "/v1/chat/completions", {
+            body: { messages: [{ role: "user", content: "Stream me" }], stream: true },
+          }));
+          assert.equal(result.statusCode, 200, result.body);
+          // Hono's adapter base64-encodes an event stream; API Gateway decodes it for the client.
+          const body = result.isBase64Encoded
+            ? new TextDecoder().decode(Uint8Array.from(atob(result.body), (c) => c.charCodeAt(0)))
+            : result.body as string;
+          const chunks = body.split("\n\n")
+            .filter((e) => e.startsWith("data: {"))
+            .map((e) => JSON.parse(e.slice("data: ".length)));
+          assert.equal(
+            chunks.map((c) => c.choices[0].delta.content ?? "").join(""),
+            "vllm says: Stream me",
+          );
+          // HTTP API hands the client the whole response at once: a reply so far would be waste.
+          assert.notEqual(
+            gateway.vllm.requests.at(-1)?.stream,
+            true,
+            "the backend was not asked to stream",
+          );
+          const jobId = chunks[0].id.replace(/^chatcmpl-/, "");
+          const job = (await gateway.jobRecords()).find((j) => j.job_id === jobId);
+          assert.equal(job?.status, "succeeded");
+          assert.equal(job?.stream, false);
+        },
+      );
+
       await t.step("a bad body gets its 400 in OpenAI's error shape", async () => {
         const result = await invoke(
           httpApiEvent("POST", "/chat", { body: { conversation_id: "x" } }),

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { type Job, newJob } from "../lib/core/jobs.ts";
 import { userMessage } from "../lib/core/messages.ts";
 import type { JobQueue, Lane, QueueDepth, ReceiveOptions } from "../lib/core/queue.ts";
-import { JobNotFoundError, type Store } from "../lib/core/store.ts";
+import { isFinished, JobNotFoundError, type Store } from "../lib/core/store.ts";
 import { backendTest } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
 
@@ -43,6 +43,28 @@ async function started(store: Store, jobId: string): Promise<Job> {
   const claim = await store.startJob(jobId, LEASE_MS);
   assert.equal(claim.state, "started");
   return (claim as { job: Job }).job;
+}
+
+/** Follows a job in the background, recording each state, until it ends or is stopped. */
+function follow(store: Store, jobId: string) {
+  const controller = new AbortController();
+  const seen: (Job | undefined)[] = [];
+  const done = (async () => {
+    for await (const job of store.watchJob(jobId, controller.signal)) {
+      seen.push(job);
+      if (!job || isFinished(job)) return;
+    }
+  })();
+  return {
+    seen,
+    done,
+    saw: (what: string, test: (job: Job) => boolean) =>
+      eventually(() => seen.some((job) => job && test(job)), what, 10_000),
+    stop: () => {
+      controller.abort();
+      return done;
+    },
+  };
 }
 
 backendTest(
@@ -210,11 +232,83 @@ backendTest(
       );
     });
 
+    await t.step("the table's other items never read as jobs", async () => {
+      const job = aJob("others");
+      await store.createJob(job);
+      await store.savePartial(job.job_id, "so far");
+      for (const id of [`partial#${job.job_id}`, "line#others", "worker-heartbeat"]) {
+        assert.equal(await store.getJob(id), undefined, id);
+      }
+    });
+
     await t.step("workers are seen by their heartbeat", async () => {
       const before = Date.now();
       await store.markWorkerSeen("worker-a");
       const seen = await store.lastWorkerSeen();
       assert.ok(seen && seen.getTime() >= before - 1000, String(seen));
+    });
+  },
+);
+
+backendTest(
+  "watchJob() follows a job: its state now, each change, a streamed reply so far, its end",
+  async (t, start) => {
+    const { services: { store } } = await start();
+
+    await t.step("an unknown job yields undefined and the follow ends", async () => {
+      const follower = follow(store, "no-such-job");
+      await follower.done;
+      assert.deepEqual(follower.seen, [undefined]);
+    });
+
+    await t.step(
+      "a streamed job is seen queued, running with its reply so far, then succeeded",
+      async () => {
+        const job = { ...aJob("watched"), stream: true };
+        await store.createJob(job);
+        const follower = follow(store, job.job_id);
+        try {
+          await follower.saw("the queued job", (j) => j.status === "queued");
+          assert.deepEqual(follower.seen[0], job, "the record as it was written, nothing more");
+          const running = await started(store, job.job_id);
+          await follower.saw("the running job", (j) => j.status === "running");
+          await store.savePartial(job.job_id, "Hel");
+          await store.savePartial(job.job_id, "Hello");
+          await follower.saw("the reply so far", (j) => j.partial === "Hello");
+          await store.completeJob(running, { role: "assistant", content: "Hello there" });
+          await follower.done;
+          const last = follower.seen.at(-1);
+          assert.equal(last?.status, "succeeded");
+          assert.equal(last?.reply, "Hello there");
+          const partials = follower.seen.flatMap((j) => j?.partial ? [j.partial] : []);
+          assert.deepEqual(
+            partials.filter((p, i) => p !== partials[i - 1]),
+            partials.includes("Hel") ? ["Hel", "Hello"] : ["Hello"],
+            "the reply so far only grows, and a state is never shown twice in a row",
+          );
+        } finally {
+          await follower.stop();
+        }
+      },
+    );
+
+    await t.step("every follower of a job sees its end; a stopped one ends at once", async () => {
+      const job = aJob("many");
+      await store.createJob(job);
+      const followers = [follow(store, job.job_id), follow(store, job.job_id)];
+      const leaving = follow(store, job.job_id);
+      try {
+        for (const f of [...followers, leaving]) await f.saw("the job", () => true);
+        await leaving.stop();
+        await store.failJob(job.job_id, "given up");
+        for (const f of followers) {
+          await f.done;
+          assert.equal(f.seen.at(-1)?.status, "failed");
+        }
+        assert.ok(leaving.seen.every((j) => j?.status === "queued"), "the stopped one saw no more");
+      } finally {
+        await Promise.all([...followers, leaving].map((f) => f.stop()));
+      }
     });
   },
 );

@@ -89,8 +89,24 @@ export interface Store {
   headOfLine(conversationId: string): Promise<string | undefined>;
   /** Cancels a job that is queued, not running; returns it canceled, or undefined when it could not be. */
   cancelJob(jobId: string): Promise<Job | undefined>;
-  /** Records the reply so far of a running, streamed job. */
+  /**
+   * Records the reply so far of a running, streamed job, for the requests
+   * that follow it with {@linkcode Store.watchJob}.
+   */
   savePartial(jobId: string, text: string): Promise<void>;
+  /**
+   * How often a streamed reply so far is worth recording, at most (ms): 0 for
+   * every piece, when it only travels in-process; more when each write costs.
+   */
+  readonly partialEveryMs: number;
+  /**
+   * Follows a job: yields its record now, then each newer state as the store
+   * learns of it (intermediate states may be skipped), with a running streamed
+   * job's reply so far in `partial`. Yields undefined and ends when there is no
+   * such job; ends when `signal` aborts. Waiting requests use it instead of
+   * reading the record in a loop of their own.
+   */
+  watchJob(jobId: string, signal: AbortSignal): AsyncIterable<Job | undefined>;
   /** Records that a worker was alive at this moment. */
   markWorkerSeen(workerId: string): Promise<void>;
   /** When any worker was last seen. */

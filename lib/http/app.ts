@@ -21,12 +21,23 @@ import { requestLog } from "./request_log.ts";
 /** Options for {@linkcode createApp}. */
 export interface AppOptions {
   logger: Logger;
+  /**
+   * Whether a response can reach the client while it is written. False behind
+   * API Gateway's HTTP API, which hands the client the whole response at once:
+   * a streamed completion is then not streamed by the worker either, so no
+   * reply-so-far is written and read for nothing. Default true.
+   */
+  streamsResponses?: boolean;
 }
 
 /** Builds the gateway's HTTP app on the given services. */
 export function createApp(services: Services, options: AppOptions): Hono<GatewayEnv> {
   const { config } = services;
-  const deps = { services, logger: options.logger };
+  const deps = {
+    services,
+    logger: options.logger,
+    streamsResponses: options.streamsResponses ?? true,
+  };
   const app = new Hono<GatewayEnv>();
   const requests = new RequestCounts();
 

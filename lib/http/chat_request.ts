@@ -1,5 +1,5 @@
 /** The body of `POST /chat`, checked against a schema. */
-import { z } from "zod";
+import { z } from "./schema.ts";
 import { invalidRequest } from "./errors.ts";
 import { zodProblems } from "./validation.ts";
 import type { Priority } from "../core/jobs.ts";

@@ -1,5 +1,5 @@
 /** The body of `POST /v1/chat/completions`, checked against a schema and normalized. */
-import { z } from "zod";
+import { type Infer, z } from "./schema.ts";
 import { type FieldProblem, invalidRequest } from "./errors.ts";
 import type { CompletionParams } from "../core/jobs.ts";
 import type { ChatMessage, ContentPart } from "../core/messages.ts";
@@ -130,7 +130,7 @@ function contentMessage(value: unknown): string {
 }
 
 function toContentPart(
-  part: z.infer<typeof textPartSchema> | z.infer<typeof imagePartSchema>,
+  part: Infer<typeof textPartSchema> | Infer<typeof imagePartSchema>,
 ): ContentPart {
   if (part.type === "text") return { type: "text", text: part.text };
   return { type: "image_url", image_url: { url: part.image_url.url } };

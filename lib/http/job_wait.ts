@@ -1,6 +1,5 @@
 /** Reading a caller's job, and waiting for it to end. */
 import type { Job } from "../core/jobs.ts";
-import { sleep } from "../core/sleep.ts";
 import { isFinished, type Store } from "../core/store.ts";
 
 /** A job only its owner may see: another key's job reads as missing. */
@@ -14,8 +13,10 @@ export async function ownJob(
 }
 
 /**
- * Reads a job until it is finished or `timeoutMs` has passed, and returns
- * its last state. `onChange` sees every state read, e.g. to stream `partial`.
+ * Follows a job until it is finished or `timeoutMs` has passed, and returns
+ * its last state. `onChange` sees each new state as the store learns of it,
+ * e.g. to stream `partial`; the store decides how it learns (in-process
+ * notices on the embedded backend, one shared read loop on DynamoDB).
  */
 export async function waitForJobEnd(
   store: Store,
@@ -26,13 +27,22 @@ export async function waitForJobEnd(
     onChange?: (job: Job) => void | Promise<void>;
   },
 ): Promise<Job | undefined> {
-  const deadline = Date.now() + options.timeoutMs;
-  let delay = 50;
-  while (true) {
-    const job = await store.getJob(jobId);
-    if (job) await options.onChange?.(job);
-    if (!job || isFinished(job) || Date.now() >= deadline || options.signal?.aborted) return job;
-    await sleep(Math.min(delay, deadline - Date.now()), options.signal);
-    delay = Math.min(delay * 2, job.stream ? 200 : 500);
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), options.timeoutMs);
+  const abort = () => stop.abort();
+  options.signal?.addEventListener("abort", abort);
+  if (options.signal?.aborted) stop.abort();
+  let last: Job | undefined;
+  try {
+    for await (const job of store.watchJob(jobId, stop.signal)) {
+      last = job;
+      if (!job) return undefined;
+      await options.onChange?.(job);
+      if (isFinished(job)) return job;
+    }
+    return last;
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", abort);
   }
 }

@@ -17,7 +17,8 @@ function buildHandler(): LambdaHandler {
     throw new Error(`Cannot start on Lambda: BACKEND must be "aws", got "${config.backend}"`);
   }
   const logger = createLogger({ file: config.logFile });
-  return handle(createApp(openAwsServices(config), { logger }));
+  // HTTP API buffers the whole response, so a streamed completion arrives in one piece anyway.
+  return handle(createApp(openAwsServices(config), { logger, streamsResponses: false }));
 }
 
 /** The handler Lambda calls; the app is built on the first invocation, not at import. */

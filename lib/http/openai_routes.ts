@@ -35,14 +35,18 @@ export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
  * `POST /v1/chat/completions`: queues the request as a job and answers with
  * its reply when it ends, whole or streamed as server-sent events.
  */
-export function createCompletion({ services, logger }: RouteDeps): Handler<GatewayEnv> {
+export function createCompletion(
+  { services, logger, streamsResponses = true }: RouteDeps,
+): Handler<GatewayEnv> {
   const { backends, config, store } = services;
   return async function handleCreateCompletion(c) {
     const request = parseCompletionRequest(await readJson(c.req.raw));
     const conversationId = conversationFromHeaders((name) => c.req.header(name));
+    // Where responses are buffered anyway, the worker need not stream the reply into the store.
+    const workerStreams = request.stream && streamsResponses;
     const accepted = await submitJob(
       services,
-      jobSpec(request, conversationId, backends, c.get("owner")),
+      jobSpec({ ...request, stream: workerStreams }, conversationId, backends, c.get("owner")),
     );
     logger.info("Completion accepted", {
       request_id: c.get("requestId"),

@@ -6,4 +6,6 @@ import type { Services } from "../core/services.ts";
 export interface RouteDeps {
   services: Services;
   logger: Logger;
+  /** Whether a response reaches the client while it is written (see `AppOptions`). */
+  streamsResponses?: boolean;
 }

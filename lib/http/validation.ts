@@ -1,10 +1,10 @@
-/** Reading request bodies: JSON, then zod issues as field problems for one 400. */
-import type { z } from "zod";
+/** Reading request bodies: JSON, then schema issues (zod's shape) as field problems for one 400. */
+import type { Issue } from "./schema.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { ApiError, type FieldProblem } from "./errors.ts";
 
-/** Turns zod issues into field problems named like `messages[2].content`. */
-export function zodProblems(issues: readonly z.core.$ZodIssue[]): FieldProblem[] {
+/** Turns schema issues into field problems named like `messages[2].content`. */
+export function zodProblems(issues: readonly Issue[]): FieldProblem[] {
   return issues.map((issue) => {
     const param = issue.path.length === 0
       ? "body"

@@ -9,29 +9,29 @@ export interface StreamedReplyContext {
   logger: Logger;
 }
 
-/** How often a streamed job's reply so far is written to its record, at most. */
-const PARTIAL_EVERY_MS = 150;
-
 /**
- * Writes a streamed reply to the job record as it grows, at most every
- * {@linkcode PARTIAL_EVERY_MS} and one write at a time, so the front door can
- * pass the pieces on; the complete reply is written when the job succeeds.
+ * Records a streamed reply as it grows, at most every `partialEveryMs` of the
+ * store (every piece on the embedded backend, where it only travels
+ * in-process) and one write at a time, so the front door can pass the pieces
+ * on; the complete reply is written when the job succeeds.
  */
 export function streamedReplyWriter(
   jobId: string,
   context: StreamedReplyContext,
 ): (soFar: string) => void {
+  const everyMs = context.services.store.partialEveryMs;
   let latest = "";
   let writing = false;
   let lastWrite = 0;
+  let written = "";
   const write = async () => {
     writing = true;
     try {
-      while (Date.now() - lastWrite >= PARTIAL_EVERY_MS && latest) {
+      while (Date.now() - lastWrite >= everyMs && latest && latest !== written) {
         const text = latest;
         lastWrite = Date.now();
         await context.services.store.savePartial(jobId, text);
-        if (latest === text) break;
+        written = text;
       }
     } catch (err) {
       context.logger.warn("Could not record a streamed reply so far", {
@@ -44,6 +44,6 @@ export function streamedReplyWriter(
   };
   return (soFar) => {
     latest = soFar;
-    if (!writing && Date.now() - lastWrite >= PARTIAL_EVERY_MS) write();
+    if (!writing && Date.now() - lastWrite >= everyMs) write();
   };
 }

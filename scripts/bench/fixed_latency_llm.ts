@@ -1,8 +1,21 @@
 /**
  * A stand-in LLM for the bench: an OpenAI-compatible server on 127.0.0.1 that
- * answers every chat completion after a fixed delay, and counts how many
- * requests it holds at once.
+ * answers every chat completion after a fixed delay (plus an optional random
+ * jitter), or streams a reply a token at a time; it counts how many requests
+ * it holds at once and notes when it sent each streamed token.
  */
+
+/** Options for {@linkcode startFixedLatencyLlm}. */
+export interface FixedLatencyOptions {
+  /** Delay before a whole answer. */
+  latencyMs: number;
+  /** A random extra delay from 0 up to this, so answers do not fall in step with a poll. Default 0. */
+  jitterMs?: number;
+  /** Tokens in a streamed reply. Default 50. */
+  streamTokens?: number;
+  /** Pause before each streamed token. Default 20 ms (50 tokens a second). */
+  tokenIntervalMs?: number;
+}
 
 /** A running fixed-latency backend. */
 export interface FixedLatencyLlm {
@@ -16,15 +29,26 @@ export interface FixedLatencyLlm {
   readonly answered: number;
   /** Sum of every request's time in the server, in ms. */
   readonly busyMs: number;
+  /** performance.now() when each token of a streamed reply was sent, by the request's last user message. */
+  readonly tokenSentAt: Map<string, number[]>;
   stop(): Promise<void>;
 }
 
+/** The text of the i-th streamed token: short words, so a piece's length says which token it ends with. */
+export function streamToken(i: number): string {
+  return `w${String(i).padStart(3, "0")} `;
+}
+
 /** Starts the stand-in on a free loopback port. */
-export function startFixedLatencyLlm(latencyMs: number): FixedLatencyLlm {
+export function startFixedLatencyLlm(options: FixedLatencyOptions | number): FixedLatencyLlm {
+  const settings = typeof options === "number" ? { latencyMs: options } : options;
+  const tokens = settings.streamTokens ?? 50;
+  const tokenIntervalMs = settings.tokenIntervalMs ?? 20;
   let inFlight = 0;
   let maxInFlight = 0;
   let answered = 0;
   let busyMs = 0;
+  const tokenSentAt = new Map<string, number[]>();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     async function answer(req) {
@@ -37,15 +61,32 @@ export function startFixedLatencyLlm(latencyMs: number): FixedLatencyLlm {
       const started = performance.now();
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
+      let streaming = false;
       try {
-        const body = await req.json() as { model?: string };
-        await new Promise((resolve) => setTimeout(resolve, latencyMs));
+        const body = await req.json() as {
+          model?: string;
+          stream?: boolean;
+          messages?: { content?: unknown }[];
+        };
+        const model = body.model ?? "bench-model";
+        if (body.stream) {
+          streaming = true;
+          const sentAt: number[] = [];
+          tokenSentAt.set(String(body.messages?.at(-1)?.content ?? ""), sentAt);
+          return streamedReply(model, tokens, tokenIntervalMs, sentAt, () => {
+            inFlight--;
+            answered++;
+            busyMs += performance.now() - started;
+          });
+        }
+        const jitter = settings.jitterMs ? Math.random() * settings.jitterMs : 0;
+        await new Promise((resolve) => setTimeout(resolve, settings.latencyMs + jitter));
         answered++;
         return Response.json({
           id: `chatcmpl-bench-${answered}`,
           object: "chat.completion",
           created: Math.floor(Date.now() / 1000),
-          model: body.model ?? "bench-model",
+          model,
           choices: [{
             index: 0,
             message: { role: "assistant", content: "ok" },
@@ -54,8 +95,10 @@ export function startFixedLatencyLlm(latencyMs: number): FixedLatencyLlm {
           usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
         });
       } finally {
-        inFlight--;
-        busyMs += performance.now() - started;
+        if (!streaming) {
+          inFlight--;
+          busyMs += performance.now() - started;
+        }
       }
     },
   );
@@ -74,6 +117,46 @@ export function startFixedLatencyLlm(latencyMs: number): FixedLatencyLlm {
     get busyMs() {
       return busyMs;
     },
+    tokenSentAt,
     stop: () => stopped ??= server.shutdown(),
   };
+}
+
+/** Server-sent events as vLLM sends them, one token every `intervalMs`. */
+function streamedReply(
+  model: string,
+  tokens: number,
+  intervalMs: number,
+  sentAt: number[],
+  done: () => void,
+): Response {
+  const encoder = new TextEncoder();
+  const event = (delta: Record<string, string>, finish: string | null = null) =>
+    encoder.encode(
+      `data: ${
+        JSON.stringify({
+          object: "chat.completion.chunk",
+          model,
+          choices: [{ index: 0, delta, finish_reason: finish }],
+        })
+      }\n\n`,
+    );
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      try {
+        controller.enqueue(event({ role: "assistant" }));
+        for (let i = 0; i < tokens; i++) {
+          await new Promise((r) => setTimeout(r, intervalMs));
+          sentAt.push(performance.now());
+          controller.enqueue(event({ content: streamToken(i) }));
+        }
+        controller.enqueue(event({}, "stop"));
+        controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+        controller.close();
+      } finally {
+        done();
+      }
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/event-stream" } });
 }

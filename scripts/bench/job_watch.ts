@@ -11,6 +11,8 @@ export interface JobWatch {
   readonly store: Store;
   /** performance.now() when each job's success was stored. */
   readonly doneAt: Map<string, number>;
+  /** performance.now() when the worker sent each job's completing write (the first time). */
+  readonly completingAt: Map<string, number>;
   /** Failed attempts that will be retried. */
   readonly retries: number;
   /** Resolves when `jobIds` have all succeeded; rejects on the first failed job. */
@@ -20,6 +22,7 @@ export interface JobWatch {
 /** Wraps a store; every call still goes to it unchanged. */
 export function watchJobs(inner: Store): JobWatch {
   const doneAt = new Map<string, number>();
+  const completingAt = new Map<string, number>();
   let retries = 0;
   let failure: Error | undefined;
   const listeners = new Set<() => void>();
@@ -32,6 +35,9 @@ export function watchJobs(inner: Store): JobWatch {
       const method = (value as (...args: unknown[]) => unknown).bind(target);
       if (property === "completeJob") {
         return async (...args: Parameters<Store["completeJob"]>) => {
+          if (!completingAt.has(args[0].job_id)) {
+            completingAt.set(args[0].job_id, performance.now());
+          }
           const result = await method(...args);
           if (!doneAt.has(args[0].job_id)) doneAt.set(args[0].job_id, performance.now());
           notify();
@@ -58,6 +64,7 @@ export function watchJobs(inner: Store): JobWatch {
   return {
     store,
     doneAt,
+    completingAt,
     get retries() {
       return retries;
     },

@@ -1,58 +1,127 @@
-/** The Lambda bundle's size and how long a fresh Node.js process takes to import it. */
+/**
+ * The Lambda bundle against its floor (scripts/bench/lambda_floor.ts: Hono,
+ * its Lambda adapter, the SQS client and the DynamoDB document client and
+ * nothing else): the size of each, and each one's cold start, the import plus
+ * the first `POST /chat` in a fresh Node.js process, against the emulators.
+ */
+import { fileURLToPath } from "node:url";
+import { loadConfig } from "../../lib/core/config.ts";
+import { silentLogger } from "../../lib/core/log.ts";
+import { createAwsClients } from "../../lib/storage/aws/clients.ts";
+import { provisionAws } from "../../lib/storage/aws/provision.ts";
+import { resolveQueueUrl } from "../../lib/storage/aws/sqs_queue.ts";
+import { type AwsEmulators, uniqueAwsEnv } from "../../tests/support/aws_emulators.ts";
+import { httpApiEvent } from "../../tests/support/lambda_events.ts";
 import { buildLambdaBundle } from "../build_lambda.ts";
+import { median, round } from "./stats.ts";
+
+const INVOKE = fileURLToPath(new URL("./lambda_invoke.mjs", import.meta.url));
+
+/** One bundle's figures. */
+export interface BundleFigures {
+  bytes: number;
+  /** Import plus first invocation, per fresh process (ms). */
+  cold_ms: number[];
+  import_ms: number[];
+  rss_mb: number[];
+}
 
 /** What was measured, or why it was skipped. */
 export type LambdaColdResult =
-  | { bundleBytes: number; importMs: number[] }
+  | { gateway: BundleFigures; floor: BundleFigures; runs: number }
   | { skipped: string };
 
-/** Times the import in a child process, so nothing is cached; `performance.now()` runs inside Node. */
-const IMPORT_SCRIPT = `
-const { pathToFileURL } = await import("node:url");
-const url = pathToFileURL(process.argv[1]).href;
-const started = performance.now();
-await import(url);
-console.log(performance.now() - started);
-`;
-
-/** Builds the bundle in a temporary directory and imports it `runs` times, each in a new `node`. */
-export async function measureLambdaCold(runs: number): Promise<LambdaColdResult> {
+/** Builds both bundles and starts each `runs` times, alternating, each in a new `node`. */
+export async function measureLambdaCold(
+  runs: number,
+  emulators: AwsEmulators,
+): Promise<LambdaColdResult> {
   const missing = await nodeMissing();
   if (missing) return { skipped: missing };
   const dir = await Deno.makeTempDir({ prefix: "gateway-bench-lambda-" });
   try {
-    const bundle = `${dir}/lambda.mjs`;
-    const bundleBytes = await buildLambdaBundle(bundle);
-    const importMs: number[] = [];
-    for (let i = 0; i < runs; i++) importMs.push(await importOnce(bundle));
-    return { bundleBytes, importMs };
+    const env = await lambdaEnv(emulators);
+    const bundles = {
+      gateway: `${dir}/lambda.mjs`,
+      floor: `${dir}/floor.mjs`,
+    };
+    const figures = {
+      gateway: empty(await buildLambdaBundle(bundles.gateway)),
+      floor: empty(await buildLambdaBundle(bundles.floor, "scripts/bench/lambda_floor.ts")),
+    };
+    for (let i = 0; i < runs; i++) {
+      for (
+        const which of i % 2 === 0 ? ["floor", "gateway"] as const : ["gateway", "floor"] as const
+      ) {
+        const run = await coldStart(bundles[which], env, `cold-${which}-${i}`);
+        figures[which].cold_ms.push(round(run.import_ms + run.first_ms));
+        figures[which].import_ms.push(round(run.import_ms));
+        figures[which].rss_mb.push(round(run.rss_mb));
+      }
+    }
+    return { ...figures, runs };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 }
 
-async function importOnce(bundle: string): Promise<number> {
-  // Only PATH and HOME: with no gateway settings the bundle's lazy set-up has nothing to do.
-  const env: Record<string, string> = { PATH: Deno.env.get("PATH") ?? "" };
+/** The median cold start of a bundle. */
+export function medianCold(figures: BundleFigures): number {
+  return median(figures.cold_ms);
+}
+
+function empty(bytes: number): BundleFigures {
+  return { bytes, cold_ms: [], import_ms: [], rss_mb: [] };
+}
+
+/** Fresh tables and queues, given to both handlers by URL as the SAM template gives them. */
+async function lambdaEnv(emulators: AwsEmulators): Promise<Record<string, string>> {
+  const aws = uniqueAwsEnv(emulators, "Cold");
+  const config = loadConfig(aws);
+  await provisionAws(config, silentLogger);
+  const clients = createAwsClients(config);
+  try {
+    return {
+      ...aws,
+      JOBS_QUEUE: await resolveQueueUrl(clients.sqs, config.jobsQueue),
+      PRIORITY_QUEUE: await resolveQueueUrl(clients.sqs, config.priorityQueue),
+      WORKER_STALE_S: "0",
+    };
+  } finally {
+    clients.destroy();
+  }
+}
+
+async function coldStart(
+  bundle: string,
+  awsEnv: Record<string, string>,
+  conversationId: string,
+): Promise<{ import_ms: number; first_ms: number; status: number; rss_mb: number }> {
+  const env: Record<string, string> = { ...awsEnv, PATH: Deno.env.get("PATH") ?? "" };
   const home = Deno.env.get("HOME");
   if (home) env.HOME = home;
+  const event = httpApiEvent("POST", "/chat", {
+    body: { conversation_id: conversationId, user_message: "Hi" },
+  });
   const { code, stdout, stderr } = await new Deno.Command("node", {
-    args: ["--input-type=module", "-e", IMPORT_SCRIPT, bundle],
+    args: [INVOKE, bundle, JSON.stringify(event)],
     env,
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",
   }).output();
-  const out = new TextDecoder().decode(stdout).trim();
-  const ms = Number(out);
-  if (code !== 0 || !Number.isFinite(ms)) {
-    throw new Error(
-      `Cannot import the Lambda bundle under Node.js: exit ${code}: ${
-        new TextDecoder().decode(stderr).trim() || out
-      }`,
-    );
+  const lines = new TextDecoder().decode(stdout).trim().split("\n");
+  try {
+    const run = JSON.parse(lines.at(-1) ?? "");
+    if (code === 0 && run.status === 202) return run;
+  } catch {
+    // reported below
   }
-  return ms;
+  throw new Error(
+    `Cannot cold-start ${bundle} under Node.js: exit ${code}: ${
+      new TextDecoder().decode(stderr).trim() || lines.join("\n")
+    }`,
+  );
 }
 
 async function nodeMissing(): Promise<string | undefined> {

@@ -3,8 +3,25 @@
 /** Which storage the bench runs the gateway on. */
 export type BenchBackend = "aws" | "embedded";
 
+/** The parts of the bench, in the order they run. */
+export const SECTIONS = ["latency", "wait", "stream", "lambda", "throughput"] as const;
+
+/** One part of the bench. */
+export type BenchSection = typeof SECTIONS[number];
+
 /** What one bench run does. */
 export interface BenchOptions {
+  /** The parts to run (BENCH_SECTIONS, comma-separated; all by default). */
+  sections: readonly BenchSection[];
+  /** Sequential requests per path when timing the queued path (BENCH_LATENCY_REQUESTS). */
+  latencyRequests: number;
+  /** Completions timed on the AWS backend (BENCH_WAIT_REQUESTS). */
+  waitRequests: number;
+  /** Streamed replies timed per backend (BENCH_STREAMS). */
+  streams: number;
+  /** Fresh Node.js processes per bundle for the cold start (BENCH_COLD_RUNS). */
+  coldRuns: number;
+  /** The throughput run's backend. */
   backend: BenchBackend;
   /** Jobs sent through the front door (N). */
   jobs: number;
@@ -36,6 +53,11 @@ export function readBenchOptions(env: Readonly<Record<string, string | undefined
   const backend = readBackend(env, problems);
   const jobs = int("BENCH_JOBS", 400, 1, 1_000_000);
   const options: BenchOptions = {
+    sections: readSections(env, problems),
+    latencyRequests: int("BENCH_LATENCY_REQUESTS", 300, 1, 100_000),
+    waitRequests: int("BENCH_WAIT_REQUESTS", 200, 1, 100_000),
+    streams: int("BENCH_STREAMS", 5, 1, 1000),
+    coldRuns: int("BENCH_COLD_RUNS", 9, 1, 1000),
     backend,
     jobs,
     latencyMs: int("BENCH_LATENCY_MS", 200, 0, 600_000),
@@ -48,6 +70,20 @@ export function readBenchOptions(env: Readonly<Record<string, string | undefined
     throw new RangeError(`Cannot start bench: ${problems.join("; ")}`);
   }
   return options;
+}
+
+function readSections(
+  env: Readonly<Record<string, string | undefined>>,
+  problems: string[],
+): BenchSection[] {
+  const raw = env.BENCH_SECTIONS?.trim();
+  if (!raw) return [...SECTIONS];
+  const names = raw.split(",").map((name) => name.trim()).filter(Boolean);
+  const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    problems.push(`BENCH_SECTIONS may list ${SECTIONS.join(", ")}, got "${unknown.join(", ")}"`);
+  }
+  return SECTIONS.filter((section) => names.includes(section));
 }
 
 /** BENCH_BACKEND wins; `BACKEND=embedded` also works, as the issue puts it; aws otherwise. */

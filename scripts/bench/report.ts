@@ -1,7 +1,7 @@
 /** Turns the bench's raw timings into the numbers the issue asks for, and prints them. */
-import type { LambdaColdResult } from "./lambda_cold.ts";
 import type { LoadTimings } from "./load.ts";
 import type { BenchOptions } from "./options.ts";
+import { percentile, round } from "./stats.ts";
 
 /** Everything one bench run measured. */
 export interface BenchResult {
@@ -23,8 +23,6 @@ export interface BenchResult {
   /** Backend busy time over the run's duration: the slots actually kept full on average. */
   mean_backend_concurrency: number;
   retries: number;
-  bundle_bytes?: number;
-  cold_import_ms?: number;
 }
 
 /** What the stand-in and the watch counted besides the timings. */
@@ -70,16 +68,6 @@ export function summarize(
   };
 }
 
-/** Adds the Lambda numbers to a result. */
-export function withLambda(result: BenchResult, cold: LambdaColdResult): BenchResult {
-  if ("skipped" in cold) return result;
-  return {
-    ...result,
-    bundle_bytes: cold.bundleBytes,
-    cold_import_ms: Math.round(median(cold.importMs)),
-  };
-}
-
 /** Prints the throughput table. */
 export function printThroughput(result: BenchResult): void {
   const rows: [string, string][] = [
@@ -106,39 +94,8 @@ export function printThroughput(result: BenchResult): void {
   printRows(rows);
 }
 
-/** Prints the Lambda bundle's numbers, or why they were skipped. */
-export function printLambda(cold: LambdaColdResult): void {
-  if ("skipped" in cold) {
-    printRows([["lambda bundle", `skipped: ${cold.skipped}`]]);
-    return;
-  }
-  printRows([
-    ["lambda bundle size", `${cold.bundleBytes} bytes (${(cold.bundleBytes / 1e6).toFixed(2)} MB)`],
-    [
-      "cold import under node",
-      `${Math.round(median(cold.importMs))} ms median of ${cold.importMs.length} (${
-        cold.importMs.map((ms) => Math.round(ms)).join(", ")
-      } ms)`,
-    ],
-  ]);
-}
-
-function printRows(rows: [string, string][]): void {
+/** Prints label/value rows, the labels aligned. */
+export function printRows(rows: [string, string][]): void {
   const width = Math.max(...rows.map(([label]) => label.length));
   for (const [label, value] of rows) console.log(`  ${label.padEnd(width)}  ${value}`);
-}
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: number[], p: number): number {
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[rank - 1];
-}
-
-function median(values: number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 50);
-}
-
-function round(value: number, digits: number): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
 }

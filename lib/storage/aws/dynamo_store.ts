@@ -4,6 +4,7 @@ import {
   TransactionCanceledException,
 } from "@aws-sdk/client-dynamodb";
 import {
+  BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
@@ -12,6 +13,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
+import { followJob } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
 import {
   type JobPage,
@@ -32,6 +34,7 @@ import {
   type StartResult,
   type Store,
 } from "../../core/store.ts";
+import { type BatchRead, JobPoller } from "./job_poller.ts";
 
 /** The table names the store uses. */
 export interface DynamoTables {
@@ -79,18 +82,40 @@ function lineKey(conversationId: string) {
 }
 
 /**
+ * The jobs-table key of a streamed job's reply so far: an item of its own,
+ * so that each write costs the size of the reply (1 WRU per KB), not of the
+ * whole job record with its context.
+ */
+function partialKey(jobId: string) {
+  return { job_id: `partial#${jobId}` };
+}
+
+/**
+ * How often a streamed reply so far is written, at most: with reads every
+ * 30 ms while it runs, pieces reach the client about every 70 ms.
+ */
+export const PARTIAL_EVERY_MS = 60;
+
+/** How long a reply-so-far item is kept (s); DynamoDB's TTL deletes it later. */
+const PARTIAL_TTL_S = 86_400;
+
+/**
  * A {@linkcode Store} on two DynamoDB tables: conversations (messages only)
  * and jobs (job records, each conversation's line, the worker heartbeat).
  */
 export class DynamoStore implements Store {
+  readonly partialEveryMs = PARTIAL_EVERY_MS;
   #db: DynamoDBDocumentClient;
   #tables: DynamoTables;
+  /** The one read loop of this process for every request that waits on a job. */
+  readonly poller: JobPoller;
   /** Whether this store has dropped old worker reports yet: once, with its first report. */
   #metricsPruned = false;
 
   constructor(db: DynamoDBDocumentClient, tables: DynamoTables) {
     this.#db = db;
     this.#tables = tables;
+    this.poller = new JobPoller((ids, withPartial) => this.#readJobs(ids, withPartial));
   }
 
   async getConversation(conversationId: string): Promise<Conversation | undefined> {
@@ -126,7 +151,9 @@ export class DynamoStore implements Store {
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
-    if (NOT_JOBS.has(jobId)) return undefined;
+    // Job ids are UUIDs; the table's other items (lines, replies so far, the heartbeat, the
+    // workers' counters, the redrive request) are no jobs.
+    if (NOT_JOBS.has(jobId) || jobId.includes("#")) return undefined;
     const out = await this.#db.send(
       new GetCommand({
         TableName: this.#tables.jobs,
@@ -303,16 +330,52 @@ export class DynamoStore implements Store {
   }
 
   async savePartial(jobId: string, text: string): Promise<void> {
+    // Unconditional: a late write after the job ended is never read, since
+    // only a running job's reply so far is, and TTL deletes it.
     await this.#db.send(
-      new UpdateCommand({
+      new PutCommand({
         TableName: this.#tables.jobs,
-        Key: { job_id: jobId },
-        UpdateExpression: "SET #partial = :text",
-        ConditionExpression: "#status = :running",
-        ExpressionAttributeNames: { "#status": "status", "#partial": "partial" },
-        ExpressionAttributeValues: { ":text": text, ":running": "running" satisfies JobStatus },
+        Item: {
+          ...partialKey(jobId),
+          text,
+          expires_at: Math.floor(Date.now() / 1000) + PARTIAL_TTL_S,
+        },
       }),
-    ).catch(ignoreConditionFailure);
+    );
+  }
+
+  watchJob(jobId: string, signal: AbortSignal): AsyncIterable<Job | undefined> {
+    return followJob(this.poller, jobId, signal);
+  }
+
+  /** One BatchGetItem: the jobs, and the replies so far of those in `withPartial`. */
+  async #readJobs(jobIds: string[], withPartial: ReadonlySet<string>): Promise<BatchRead> {
+    const table = this.#tables.jobs;
+    const keys = [
+      ...jobIds.map((id) => ({ job_id: id })),
+      ...[...withPartial].map(partialKey),
+    ];
+    const out = await this.#db.send(
+      new BatchGetCommand({ RequestItems: { [table]: { Keys: keys, ConsistentRead: true } } }),
+    );
+    const items = new Map<string, Record<string, unknown>>();
+    for (const item of out.Responses?.[table] ?? []) items.set(item.job_id as string, item);
+    const unprocessed = new Set<string>();
+    for (const key of out.UnprocessedKeys?.[table]?.Keys ?? []) {
+      const id = String(key.job_id);
+      unprocessed.add(id.startsWith("partial#") ? id.slice("partial#".length) : id);
+    }
+    const jobs = new Map<string, Job>();
+    for (const id of jobIds) {
+      const job = asJob(items.get(id));
+      if (!job || !("status" in job)) continue;
+      const partial = items.get(partialKey(id).job_id)?.text;
+      jobs.set(
+        id,
+        job.status === "running" && typeof partial === "string" ? { ...job, partial } : job,
+      );
+    }
+    return { jobs, unprocessed };
   }
 
   async passTurn(conversationId: string, jobId: string): Promise<string | undefined> {

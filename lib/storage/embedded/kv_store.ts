@@ -1,4 +1,5 @@
 /** The store in a local Deno KV file: conversations and job records that survive a restart. */
+import { followJob, JobChanges } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
 import {
   type JobPage,
@@ -47,6 +48,13 @@ const workerMetricsKey = (id: string) => ["worker_metrics", id];
 /** Job records read per listing at most, so a page of a rare status costs a bounded amount. */
 const MAX_LISTING_READS = 2000;
 
+/**
+ * How often a waiting request reads its job anyway: every change this store
+ * makes is told at once, in-process; this only catches a write by another
+ * process on the same file.
+ */
+const RECHECK_MS = 1000;
+
 /** Keeps a job record only until its `expires_at`, like DynamoDB's TTL. */
 function expiry(job: Job): { expireIn: number } {
   return { expireIn: Math.max(1000, job.expires_at * 1000 - Date.now()) };
@@ -61,9 +69,15 @@ function emptyHead(conversationId: string): ConversationHead {
   return { conversation_id: conversationId, count: 0, pending: [] };
 }
 
-/** A {@linkcode Store} on Deno KV; every change is one atomic, version-checked commit. */
+/**
+ * A {@linkcode Store} on Deno KV; every change is one atomic, version-checked
+ * commit, told at once to the requests that follow the job. A streamed reply
+ * so far is only told, never written: the worker runs in this process.
+ */
 export class KvStore implements Store {
+  readonly partialEveryMs = 0;
   #kv: Deno.Kv;
+  #changes = new JobChanges();
 
   constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -93,6 +107,7 @@ export class KvStore implements Store {
         .set(jobKey(job.job_id), job, expiry(job))
         .set(ownerIndexKey(job), job.job_id, expiry(job)).commit();
       if (!result.ok) throw new Error(`Cannot create job: job "${job.job_id}" already exists`);
+      this.#changed(job);
       return { first: true };
     }
     while (true) {
@@ -104,7 +119,10 @@ export class KvStore implements Store {
         .set(ownerIndexKey(job), job.job_id, expiry(job))
         .set(head.key, { ...current, pending: [...current.pending, job.job_id] })
         .commit();
-      if (result.ok) return { first: current.pending.length === 0 };
+      if (result.ok) {
+        this.#changed(job);
+        return { first: current.pending.length === 0 };
+      }
       if ((await this.#kv.get(jobKey(job.job_id))).value) {
         throw new Error(`Cannot create job: job "${job.job_id}" already exists`);
       }
@@ -137,6 +155,7 @@ export class KvStore implements Store {
         lease_until: now + leaseMs,
       };
       if ((await this.#kv.atomic().check(entry).set(entry.key, job, expiry(job)).commit()).ok) {
+        this.#changed(job);
         return { state: "started", job };
       }
     }
@@ -178,8 +197,9 @@ export class KvStore implements Store {
       if (isStateless(job)) {
         const ok =
           (await this.#kv.atomic().check(current).set(current.key, done, expiry(done)).commit()).ok;
-        if (ok) return "completed";
-        continue;
+        if (!ok) continue;
+        this.#changed(done);
+        return "completed";
       }
       const count = conversation.count;
       const result = await this.#kv.atomic()
@@ -194,7 +214,10 @@ export class KvStore implements Store {
         .set([...messagesPrefix(job.conversation_id), count + 1], reply)
         .set(current.key, done, expiry(done))
         .commit();
-      if (result.ok) return "completed";
+      if (result.ok) {
+        this.#changed(done);
+        return "completed";
+      }
     }
   }
 
@@ -209,8 +232,16 @@ export class KvStore implements Store {
     return canceled;
   }
 
-  async savePartial(jobId: string, text: string): Promise<void> {
-    await this.#update(jobId, (job) => job.status === "running" ? { ...job, partial: text } : job);
+  savePartial(jobId: string, text: string): Promise<void> {
+    this.#changes.publish(jobId, { partial: text });
+    return Promise.resolve();
+  }
+
+  watchJob(jobId: string, signal: AbortSignal): AsyncIterable<Job | undefined> {
+    return followJob(this.#changes, jobId, signal, {
+      read: () => this.getJob(jobId),
+      recheckMs: RECHECK_MS,
+    });
   }
 
   async passTurn(conversationId: string, jobId: string): Promise<string | undefined> {
@@ -385,8 +416,13 @@ export class KvStore implements Store {
       const next = change(entry.value);
       if (next === entry.value) return;
       if ((await this.#kv.atomic().check(entry).set(entry.key, next, expiry(next)).commit()).ok) {
+        this.#changed(next);
         return;
       }
     }
+  }
+
+  #changed(job: Job): void {
+    this.#changes.publish(job.job_id, { job });
   }
 }
