@@ -44,6 +44,9 @@ export interface Page {
   /** Waits until no request has been in flight for `idleTime` ms. */
   waitForNetworkIdle(options?: { idleTime?: number; timeout?: number }): Promise<void>;
   screenshot(options: { path: `${string}.png`; fullPage?: boolean }): Promise<unknown>;
+  close(): Promise<void>;
+  /** Makes this the tab in front, as a user switching to it. */
+  bringToFront(): Promise<void>;
 }
 
 export interface Browser {

@@ -129,41 +129,109 @@ function refreshStatus() {
   }, $("status-updated"));
 }
 
-/** One table row per queue the gateway reports; more queues (or backends) are more rows. */
+const LANES = ["priority", "default"];
+const STATE_LABELS = { up: "up", down: "down", no_worker: "no worker" };
+
+/** A summary line, then one card per backend: its state, queues, live workers and models. */
 function renderStatus(health) {
+  const backends = Object.entries(health.backends ?? {});
+  const up = backends.filter(([, b]) => b.status === "up").length;
+  const summary = health.status !== "ok"
+    ? ["degraded", "store or queue unreadable"]
+    : backends.length === 0
+    ? ["degraded", "no backend configured"]
+    : [up === backends.length ? "alive" : "stale", `${up} of ${backends.length} backends up`];
+  $("status-summary").className = `badge ${summary[0]}`;
+  $("status-summary").textContent = summary[1];
   const worker = health.worker ?? {};
-  const workerState = health.status !== "ok"
-    ? "degraded"
-    : worker.last_seen === null
-    ? "stale"
-    : worker.stale
-    ? "stale"
-    : "alive";
-  $("worker-state").className = `badge ${workerState}`;
-  $("worker-state").textContent = workerState === "alive"
-    ? "worker alive"
-    : workerState === "degraded"
-    ? "store or queue unreadable"
-    : "no live worker";
-  $("worker-seen").textContent = worker.last_seen
-    ? `last seen ${seconds((worker.seconds_ago ?? 0) * 1000)} ago`
+  $("status-seen").textContent = worker.last_seen
+    ? `a worker was last seen ${seconds((worker.seconds_ago ?? 0) * 1000)} ago`
     : "no worker seen yet";
-  let dead = 0;
-  const rows = Object.entries(health.queues ?? {}).map(([name, depth]) => {
-    dead += depth.dead;
+  $("backends").replaceChildren(...backends.map(([name, b]) => backendCard(name, b)));
+  const dead = Object.values(health.queues ?? {}).reduce((sum, depth) => sum + depth.dead, 0);
+  $("dead-count").textContent = `${dead} message${dead === 1 ? "" : "s"} in the dead-letter queues`;
+  $("status-updated").textContent = health.error ??
+    `Store: ${health.backend}; updated ${new Date().toLocaleTimeString()}, every ${
+      STATUS_EVERY_MS / 1000
+    } s`;
+}
+
+function backendCard(name, backend) {
+  const state = backend.status;
+  const rows = LANES.map((lane) => {
+    const depth = backend.queues?.[lane] ?? { waiting: 0, in_flight: 0, dead: 0 };
     return el(
       "tr",
-      { "data-queue": name },
-      el("th", { scope: "row", textContent: name }),
+      { "data-lane": lane },
+      el("th", { scope: "row", textContent: lane }),
       el("td", { class: "num waiting", textContent: String(depth.waiting) }),
       el("td", { class: "num in-flight", textContent: String(depth.in_flight) }),
       el("td", { class: "num dead", textContent: String(depth.dead) }),
     );
   });
-  $("queues").tBodies[0].replaceChildren(...rows);
-  $("dead-count").textContent = `${dead} message${dead === 1 ? "" : "s"} in the dead-letter queues`;
-  $("status-updated").textContent = health.error ??
-    `Backend ${health.backend}; updated ${new Date().toLocaleTimeString()}`;
+  const queues = el(
+    "table",
+    { class: "queues" },
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        ...["Queue", "Waiting", "In flight", "Dead"].map((h) =>
+          el("th", { scope: "col", textContent: h })
+        ),
+      ),
+    ),
+    el("tbody", {}, ...rows),
+  );
+  const workers = backend.workers?.length
+    ? el(
+      "ul",
+      { class: "workers" },
+      ...backend.workers.map((w) =>
+        el("li", {
+          "data-worker": w.worker_id,
+          title: w.worker_id,
+          textContent: `worker ${w.worker_id.slice(0, 8)} · seen ${
+            seconds(w.seconds_ago * 1000)
+          } ago`,
+        })
+      ),
+    )
+    : el("p", {
+      class: "workers none",
+      textContent: backend.last_seen
+        ? `No live worker; one was last seen ${seconds(backend.seconds_ago * 1000)} ago`
+        : "No worker has been seen yet",
+    });
+  return el(
+    "article",
+    { class: `backend ${state}`, "data-backend": name },
+    el(
+      "h3",
+      {},
+      el("span", { class: "name", textContent: name }),
+      el("span", { class: `badge ${state}`, textContent: STATE_LABELS[state] ?? state }),
+    ),
+    state === "down"
+      ? el("p", { class: "reason error-text", textContent: backend.error ?? "no reason reported" })
+      : null,
+    backend.stale
+      ? el("p", {
+        class: "hint stale-note",
+        textContent: "New messages for it are refused until a worker is seen (WORKER_STALE_S).",
+      })
+      : null,
+    el("div", { class: "table-wrap" }, queues),
+    workers,
+    el("p", {
+      class: "models",
+      textContent: backend.models?.length
+        ? `Models: ${backend.models.join(", ")}`
+        : "Models: none reported",
+    }),
+  );
 }
 
 // --- recent jobs --------------------------------------------------------
