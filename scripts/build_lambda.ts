@@ -36,7 +36,26 @@ export async function buildLambdaBundle(
   if (code !== 0) {
     throw new Error(`Cannot bundle ${entry}: ${new TextDecoder().decode(stderr).trim()}`);
   }
+  await ensureRequire(new URL(outFile, ROOT));
   return (await Deno.stat(new URL(outFile, ROOT))).size;
+}
+
+/**
+ * The SDK's CommonJS code calls `require("node:crypto")` through esbuild's
+ * shim, which needs a `require` in scope. `deno bundle` (2.9.6) swaps the
+ * shim for a `createRequire` banner, but only when the minifier names the
+ * shim with word characters: named `$t`, say, it is left as it is and Node.js
+ * fails with "Dynamic require of node:crypto is not supported". Then the
+ * bundle gets a `require` of its own, which the shim finds.
+ */
+async function ensureRequire(file: URL): Promise<void> {
+  const code = await Deno.readTextFile(file);
+  if (code.includes("__deno_internal_createRequire")) return;
+  await Deno.writeTextFile(
+    file,
+    'import{createRequire as __gatewayCreateRequire}from"node:module";' +
+      "const require=__gatewayCreateRequire(import.meta.url);\n" + code,
+  );
 }
 
 if (import.meta.main) {

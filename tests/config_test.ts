@@ -175,3 +175,22 @@ Deno.test("loadConfig() reads key digests and refuses one that is not a SHA-256 
     /IMAGE_JOB_MAX_BYTES must be at least IMAGE_MAX_BYTES/,
   );
 });
+
+Deno.test("loadConfig() reads admin keys and their digests, and describeConfig() only counts them", () => {
+  assert.deepEqual(loadConfig({}).adminKeys, []);
+  const digest = "b".repeat(64);
+  const config = loadConfig({
+    GATEWAY_API_KEYS: "user-key",
+    GATEWAY_ADMIN_KEYS: " boss-1 , boss-2 ,",
+    GATEWAY_ADMIN_KEY_SHA256: digest.toUpperCase(),
+  });
+  assert.deepEqual(config.adminKeys, ["boss-1", "boss-2"]);
+  assert.deepEqual(config.adminKeyDigests, [digest]);
+  const described = JSON.stringify(describeConfig(config));
+  assert.match(described, /"admin_keys":"3 configured"/);
+  assert.ok(!described.includes("boss-1") && !described.includes("user-key"));
+  assert.throws(
+    () => loadConfig({ GATEWAY_ADMIN_KEY_SHA256: "boss-1" }),
+    /GATEWAY_ADMIN_KEY_SHA256 must hold SHA-256 digests as 64 hex digits, got one of 6 characters/,
+  );
+});

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { silentLogger } from "../lib/core/log.ts";
 import type { ReceivedJob } from "../lib/core/queue.ts";
 import type { Services } from "../lib/core/services.ts";
+import { retryFailedJob } from "../lib/core/retry.ts";
 import { ENDINGS, runJob, type RunOutcome } from "../lib/worker/job_runner.ts";
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from "./support/gateway.ts";
 
@@ -191,6 +192,30 @@ Deno.test("runJob() dead-letters an unreadable message and nothing else", async 
     const { outcome, calls } = await runNext(gateway);
     assert.equal(outcome, "unreadable");
     assert.deepEqual(calls, ["stopHolding", "queue.deadLetter"]);
+  });
+});
+
+Deno.test("runJob() deletes a message from before its job was retried, starting nothing", async () => {
+  await withGateway({}, async (gateway) => {
+    const { store, queue } = gateway.services;
+    const { job_id: jobId } = await gateway.send({ conversation_id: "c", user_message: "hi" });
+    const [old] = await queue.receive({ backend: "vllm", lane: "default" }, {
+      maxMessages: 1,
+      waitSeconds: 0,
+      visibilitySeconds: 60,
+    });
+    // The job fails while this message is held, and an admin sends it back to run.
+    await store.startJob(jobId, 60_000);
+    await store.failJob(jobId, "down");
+    await store.passTurn(old.ticket.conversation_id, jobId);
+    assert.equal((await retryFailedJob(gateway.services, jobId))?.state, "sent");
+    const { outcome, calls } = await runNext(gateway, { message: old });
+    assert.equal(outcome, "stale");
+    assert.deepEqual(calls, ["stopHolding", "queue.delete"]);
+    const job = await store.getJob(jobId);
+    assert.deepEqual([job?.status, job?.attempts, job?.generation], ["queued", 0, 1]);
+    const { outcome: fresh } = await runNext(gateway);
+    assert.equal(fresh, "succeeded", "the retry's own message runs it");
   });
 });
 

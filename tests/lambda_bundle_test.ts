@@ -113,6 +113,34 @@ Deno.test({
         assert.equal(error.param, "user_message");
       });
 
+      await t.step("GET / serves the console page and its files without a key", async () => {
+        const [page, script, style] = await invoke(
+          httpApiEvent("GET", "/"),
+          httpApiEvent("GET", "/console.js"),
+          httpApiEvent("GET", "/console.css"),
+        );
+        assert.equal(page.statusCode, 200, page.body);
+        assert.match(page.headers["content-type"], /^text\/html/);
+        assert.match(page.headers["content-security-policy"], /script-src 'self'/);
+        assert.match(page.body, /<script src="\/console.js" defer><\/script>/);
+        assert.match(script.headers["content-type"], /^text\/javascript/);
+        assert.match(script.body, /sessionStorage/);
+        assert.match(style.headers["content-type"], /^text\/css/);
+      });
+
+      await t.step("GET /v1/jobs lists the key's jobs from the index", async () => {
+        const [result] = await invoke(httpApiEvent("GET", "/v1/jobs", { apiKey: API_KEY }));
+        assert.equal(result.statusCode, 200, result.body);
+        const { data } = JSON.parse(result.body);
+        assert.deepEqual(
+          data.map((job: { conversation_id: string; status: string }) => [
+            job.conversation_id,
+            job.status,
+          ]),
+          [["bundle-1", "succeeded"]],
+        );
+      });
+
       await t.step("a request without the key gets its 401", async () => {
         const [result] = await invoke(httpApiEvent("POST", "/chat", {
           body: { conversation_id: "bundle-3", user_message: "Hi" },

@@ -265,7 +265,16 @@ backendTest(
       assert.deepEqual(await byId(), { "worker-a": a });
       const b = record("worker-b", Date.now(), ["m2", "m3"]);
       await store.saveWorker(b);
-      const a2 = record("worker-a", Date.now() + 1, ["m1", "m4"]);
+      // A record carries the worker's counters too (lib/core/metrics.ts), kept as they are.
+      const a2: WorkerRecord = {
+        ...record("worker-a", Date.now() + 1, ["m1", "m4"]),
+        counters: {
+          started_at: new Date().toISOString(),
+          runs: { vllm: { succeeded: 2, failed: 1 } },
+          wait_seconds: { vllm: { counts: [1, 0, 2], sum: 0.75, count: 3 } },
+          run_seconds: {},
+        },
+      };
       await store.saveWorker(a2);
       assert.deepEqual(await byId(), { "worker-a": a2, "worker-b": b });
     });
@@ -312,6 +321,7 @@ backendTest(
         const follower = follow(store, job.job_id);
         try {
           await follower.saw("the queued job", (j) => j.status === "queued");
+          assert.deepEqual(follower.seen[0], job, "the record as it was written, nothing more");
           const running = await started(store, job.job_id);
           await follower.saw("the running job", (j) => j.status === "running");
           await store.savePartial(job.job_id, { content: "Hel" });
@@ -551,3 +561,222 @@ Deno.test("KvJobQueue.adoptLegacyMessages() moves messages of the shared-lane la
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A job of an owner, created at a given time, so listings have a known order. */
+function ownedJob(owner: string | undefined, createdAt: Date, conversationId = "listed") {
+  return newJob({
+    conversationId,
+    route: "vllm",
+    model: "m",
+    priority: "normal",
+    userMessage: userMessage("hello"),
+    ttlDays: 1,
+    now: createdAt,
+    recordFields: owner ? { owner } : undefined,
+  });
+}
+
+backendTest("the store lists an owner's jobs newest first, a page at a time", async (t, start) => {
+  const { services: { store } } = await start();
+  const base = Date.now() - 60_000;
+  const mine = [0, 1, 2, 3, 4].map((i) => ownedJob("owner-a", new Date(base + i * 1000)));
+  const theirs = ownedJob("owner-b", new Date(base + 500));
+  const keyless = ownedJob(undefined, new Date(base + 700));
+  for (const job of [...mine, theirs, keyless]) await store.createJob(job);
+  const newestFirst = mine.map((j) => j.job_id).reverse();
+
+  await t.step("a page holds the newest jobs, and its cursor leads to the rest", async () => {
+    let first: Awaited<ReturnType<Store["listJobs"]>> | undefined;
+    // DynamoDB's index is eventually consistent: the new jobs show up shortly after.
+    await eventually(async () => {
+      first = await store.listJobs("owner-a", { limit: 3 });
+      return first.jobs.length === 3;
+    }, "the jobs to be listed");
+    assert.deepEqual(first!.jobs.map((j) => j.job_id), newestFirst.slice(0, 3));
+    assert.ok(first!.next, "a cursor to the next page");
+    const second = await store.listJobs("owner-a", { limit: 3, after: first!.next });
+    assert.deepEqual(second.jobs.map((j) => j.job_id), newestFirst.slice(3));
+    assert.equal(second.next, undefined, "the last page has no cursor");
+  });
+
+  await t.step(
+    "a listing shows a summary: no message, owner or reply",
+    () =>
+      store.listJobs("owner-a", { limit: 1 }).then(({ jobs: [job] }) => {
+        assert.deepEqual(Object.keys(job).sort(), [
+          "attempts",
+          "conversation_id",
+          "created_at",
+          "job_id",
+          "model",
+          "priority",
+          "route",
+          "status",
+          "updated_at",
+        ]);
+      }),
+  );
+
+  await t.step("each owner sees only its own jobs; jobs made without keys are apart", async () => {
+    assert.deepEqual((await store.listJobs("owner-b", { limit: 10 })).jobs.map((j) => j.job_id), [
+      theirs.job_id,
+    ]);
+    assert.deepEqual((await store.listJobs(undefined, { limit: 10 })).jobs.map((j) => j.job_id), [
+      keyless.job_id,
+    ]);
+    assert.deepEqual((await store.listJobs("owner-c", { limit: 10 })).jobs, []);
+  });
+
+  await t.step("status and since narrow a listing", async () => {
+    await started(store, mine[1].job_id);
+    await store.failJob(mine[1].job_id, "broken");
+    await eventually(
+      async () =>
+        (await store.listJobs("owner-a", { limit: 10, status: "failed" })).jobs.length === 1,
+      "the failed job to be listed as failed",
+    );
+    const [failed] = (await store.listJobs("owner-a", { limit: 10, status: "failed" })).jobs;
+    assert.deepEqual([failed.job_id, failed.error], [mine[1].job_id, "broken"]);
+    const recent = await store.listJobs("owner-a", { limit: 10, since: mine[3].created_at });
+    assert.deepEqual(recent.jobs.map((j) => j.job_id), newestFirst.slice(0, 2));
+  });
+});
+
+backendTest(
+  "a failed job goes back into its line by plan, and only while nothing changed",
+  async (t, start) => {
+    const { services: { store } } = await start();
+    const base = Date.now() - 60_000;
+    const [failed, later] = [1, 2].map((i) =>
+      ownedJob(undefined, new Date(base + i * 1000), "requeue")
+    );
+    // The first job runs and fails and hands its turn on; a later one joins the line.
+    await store.createJob(failed);
+    await started(store, failed.job_id);
+    await store.failJob(failed.job_id, "backend down");
+    await store.passTurn("requeue", failed.job_id);
+    await store.createJob(later);
+    const line = await store.lineOf("requeue");
+
+    await t.step("the line lists the unfinished jobs in order", () => {
+      assert.deepEqual(line, [later.job_id]);
+    });
+
+    await t.step("a plan made on another line changes nothing", async () => {
+      const job = (await store.getJob(failed.job_id))!;
+      assert.equal(
+        await store.requeueFailedJob(job, { line: [], position: 0, displaced: [] }),
+        undefined,
+      );
+      assert.equal((await store.getJob(failed.job_id))?.status, "failed");
+      assert.deepEqual(await store.lineOf("requeue"), line);
+    });
+
+    await t.step("a job that is not failed is not requeued", async () => {
+      const job = (await store.getJob(later.job_id))!;
+      assert.equal(
+        await store.requeueFailedJob(job, { line, position: 0, displaced: [] }),
+        undefined,
+      );
+    });
+
+    await t.step(
+      "the job goes before the later job, whose generation is counted, in one step",
+      async () => {
+        const job = (await store.getJob(failed.job_id))!;
+        const queued = await store.requeueFailedJob(job, {
+          line,
+          position: 0,
+          displaced: [{ job_id: later.job_id, generation: 0 }],
+        });
+        assert.equal(queued?.status, "queued");
+        assert.deepEqual(
+          [queued?.attempts, queued?.retries, queued?.generation, queued?.finished_at],
+          [0, 1, 1, undefined],
+        );
+        assert.ok(queued?.retried_at);
+        assert.deepEqual(await store.lineOf("requeue"), [failed.job_id, ...line]);
+        assert.equal((await store.getJob(later.job_id))?.generation, 1);
+      },
+    );
+
+    await t.step("a ticket of an older generation starts nothing", async () => {
+      const stale = await store.startJob(later.job_id, LEASE_MS);
+      assert.equal(stale.state, "stale");
+      assert.equal((await store.getJob(later.job_id))?.status, "queued", "not claimed");
+      const current = await store.startJob(later.job_id, LEASE_MS, { generation: 1 });
+      assert.equal(current.state, "started");
+    });
+
+    await t.step("a displaced job that has started makes the plan fail", async () => {
+      const other = ownedJob(undefined, new Date(base + 5000), "requeue-2");
+      const next = ownedJob(undefined, new Date(base + 6000), "requeue-2");
+      await store.createJob(other);
+      await store.createJob(next);
+      await started(store, other.job_id);
+      await store.failJob(other.job_id, "down");
+      await store.passTurn("requeue-2", other.job_id);
+      await started(store, next.job_id);
+      const job = (await store.getJob(other.job_id))!;
+      assert.equal(
+        await store.requeueFailedJob(job, {
+          line: [next.job_id],
+          position: 0,
+          displaced: [{ job_id: next.job_id, generation: 0 }],
+        }),
+        undefined,
+      );
+      assert.deepEqual(await store.lineOf("requeue-2"), [next.job_id]);
+      assert.equal((await store.getJob(other.job_id))?.status, "failed");
+    });
+
+    await t.step("a completed exchange records the creation time of its job", async () => {
+      const job = ownedJob(undefined, new Date(base + 9000), "answered");
+      await store.createJob(job);
+      await store.completeJob(await started(store, job.job_id), replied("ok"));
+      assert.equal((await store.getConversation("answered"))?.latest_job_at, job.created_at);
+    });
+  },
+);
+
+backendTest("the store remembers when a redrive was asked for", async (_t, start) => {
+  const { services: { store } } = await start();
+  assert.equal(await store.lastRedriveRequest(), undefined);
+  const asked = await store.requestRedrive();
+  assert.equal((await store.lastRedriveRequest())?.getTime(), asked.getTime());
+  assert.equal(await store.getJob("redrive-request"), undefined, "the request is no job");
+});
+
+backendTest(
+  "a redrive moves a queue's dead letters back to it as new messages, and no other queue's",
+  async (_t, start) => {
+    const { services: { queue }, backend } = await start();
+    const OLLAMA: QueueRef = { backend: "ollama", lane: "default" };
+    const ticket = (jobId: string, route = "vllm") => ({
+      job_id: jobId,
+      conversation_id: "c",
+      route,
+    });
+    for (const id of ["d1", "d2"]) await queue.send("default", ticket(id));
+    await queue.send("default", ticket("o1", "ollama"));
+    for (const message of await queue.receive(DEFAULT, now)) await queue.deadLetter(message);
+    for (const message of await queue.receive(OLLAMA, now)) await queue.deadLetter(message);
+    await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 0, dead: 2 });
+    await depthBecomes(queue, OLLAMA, { waiting: 0, in_flight: 0, dead: 1 });
+
+    const result = await queue.redriveDeadLetters(DEFAULT);
+    // Moto has no SQS move tasks: the queue copies instead. On AWS a move task runs.
+    assert.equal(result.method, backend === "embedded" ? "dead_lane" : "copy");
+    assert.deepEqual([result.moved, result.left], [2, 0]);
+    await depthBecomes(queue, DEFAULT, { waiting: 2, in_flight: 0, dead: 0 });
+    const back = await queue.receive(DEFAULT, now);
+    assert.deepEqual(back.map((m) => m.ticket.job_id).sort(), ["d1", "d2"]);
+    assert.deepEqual(back.map((m) => m.receiveCount), [1, 1], "delivered as new messages");
+    await depthBecomes(queue, OLLAMA, { waiting: 0, in_flight: 0, dead: 1 });
+    assert.deepEqual(await queue.redriveDeadLetters(PRIORITY), {
+      method: backend === "embedded" ? "dead_lane" : "copy",
+      moved: 0,
+      left: 0,
+    });
+  },
+);

@@ -5,6 +5,7 @@
  * these records to list models, route by model and tell who is alive.
  */
 import type { LlmKind } from "./config.ts";
+import type { WorkerCounters } from "./metrics.ts";
 
 /** One model a backend serves. */
 export interface ModelInfo {
@@ -31,7 +32,10 @@ export interface BackendReport {
   models: ModelInfo[];
 }
 
-/** A worker's heartbeat: when it was seen, until when it counts as live, and what it serves. */
+/**
+ * A worker's heartbeat: when it was seen, until when it counts as live, what
+ * it serves, and what it has counted since it started (for `GET /metrics`).
+ */
 export interface WorkerRecord {
   worker_id: string;
   /** When the worker last wrote this record (ISO 8601). */
@@ -39,6 +43,8 @@ export interface WorkerRecord {
   /** Epoch ms until which the worker counts as live; a worker that stops sets it to now. */
   live_until: number;
   backends: BackendReport[];
+  /** Absent in the records of workers older than the counters. */
+  counters?: WorkerCounters;
 }
 
 /** How long a store keeps a worker's record after its last heartbeat. */

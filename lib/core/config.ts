@@ -108,6 +108,13 @@ export interface Config {
   readonly allowedHosts: readonly string[];
   /** How long a request's body may take to arrive after its headers. */
   readonly bodyTimeoutMs: number;
+  /**
+   * Bearer keys that may also retry dead letters and redrive them; accepted
+   * as API keys too. Empty means nobody may. Never logged.
+   */
+  readonly adminKeys: readonly string[];
+  /** SHA-256 digests (lowercase hex) of further admin keys (`GATEWAY_ADMIN_KEY_SHA256`). */
+  readonly adminKeyDigests: readonly string[];
   /** The longest silence from a backend: before its first byte, and between two pieces of a reply. */
   readonly llmTimeoutMs: number;
   /** The longest a whole reply may take, however steadily it flows (`LLM_MAX_REPLY_S`). */
@@ -214,6 +221,8 @@ export function loadConfig(env: Env = processEnv()): Config {
     apiKeyDigests: read.list("GATEWAY_API_KEY_SHA256", { lowercase: true }),
     allowedHosts: read.list("ALLOWED_HOSTS", { lowercase: true }),
     bodyTimeoutMs: read.integer("BODY_TIMEOUT_S", 30, 1, 3600) * 1000,
+    adminKeys: read.list("GATEWAY_ADMIN_KEYS"),
+    adminKeyDigests: read.list("GATEWAY_ADMIN_KEY_SHA256", { lowercase: true }),
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
     llmMaxReplyMs: read.integer("LLM_MAX_REPLY_S", 1800, 1, 86_400) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
@@ -242,11 +251,18 @@ export function loadConfig(env: Env = processEnv()): Config {
   if (config.imageJobMaxBytes < config.imageMaxBytes) {
     problems.push("IMAGE_JOB_MAX_BYTES must be at least IMAGE_MAX_BYTES");
   }
-  const badDigest = config.apiKeyDigests.find((d) => !/^[0-9a-f]{64}$/.test(d));
-  if (badDigest !== undefined) {
-    problems.push(
-      `GATEWAY_API_KEY_SHA256 must hold SHA-256 digests as 64 hex digits, got one of ${badDigest.length} characters`,
-    );
+  for (
+    const [variable, digests] of [
+      ["GATEWAY_API_KEY_SHA256", config.apiKeyDigests],
+      ["GATEWAY_ADMIN_KEY_SHA256", config.adminKeyDigests],
+    ] as const
+  ) {
+    const badDigest = digests.find((d) => !/^[0-9a-f]{64}$/.test(d));
+    if (badDigest !== undefined) {
+      problems.push(
+        `${variable} must hold SHA-256 digests as 64 hex digits, got one of ${badDigest.length} characters`,
+      );
+    }
   }
   if (config.jobsQueue === config.priorityQueue) {
     problems.push("PRIORITY_QUEUE must differ from JOBS_QUEUE");
@@ -274,6 +290,9 @@ export function describeConfig(config: Config): Record<string, unknown> {
     api_keys: hasApiKeys(config)
       ? `${config.apiKeys.length + config.apiKeyDigests.length} configured`
       : "none: no authentication",
+    admin_keys: hasAdminKeys(config)
+      ? `${config.adminKeys.length + config.adminKeyDigests.length} configured`
+      : "none: nobody may retry or redrive dead letters",
     llm_backends: config.llmBackends.map((b) => ({
       name: b.name,
       kind: b.kind,
@@ -287,6 +306,11 @@ export function describeConfig(config: Config): Record<string, unknown> {
 /** Whether the front door asks for a key: keys or their digests are configured. */
 export function hasApiKeys(config: Config): boolean {
   return config.apiKeys.length > 0 || config.apiKeyDigests.length > 0;
+}
+
+/** Whether anyone may retry and redrive dead letters: admin keys or their digests are configured. */
+export function hasAdminKeys(config: Config): boolean {
+  return config.adminKeys.length > 0 || config.adminKeyDigests.length > 0;
 }
 
 /** A URL for the log: as given, unless it holds a user name, password or query, which may be secrets. */

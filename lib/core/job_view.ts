@@ -5,7 +5,7 @@ import { clientConversationId } from "./owners.ts";
 /** A job as `GET /jobs/:id` shows it. */
 export type JobView = Omit<
   Job,
-  "owner" | "lease_until" | "partial" | "context" | "params" | "mode" | "stream"
+  "owner" | "lease_until" | "partial" | "context" | "params" | "mode" | "stream" | "generation"
 >;
 
 /** The client's view of a job. */
@@ -18,6 +18,7 @@ export function jobView(job: Job): JobView {
     params: _params,
     mode: _mode,
     stream: _stream,
+    generation: _generation,
     ...view
   } = job;
   return { ...view, conversation_id: clientConversationId(owner, job.conversation_id) };

@@ -70,6 +70,16 @@ export interface Job {
   partial_reasoning?: string;
   /** Where the finished job is POSTed. */
   callback_url?: string;
+  /** How many times an operator sent the failed job back to run (see lib/core/retry.ts). */
+  retries?: number;
+  /** When the job was last sent back to run. */
+  retried_at?: string;
+  /**
+   * How many times the job's messages were made out of date: by a retry, or
+   * by an older job retried ahead of it in its line. Its tickets carry it,
+   * and a ticket of an older generation starts nothing. Absent for 0.
+   */
+  generation?: number;
 }
 
 /** What travels on the queue: enough to find the job record and its backend. */
@@ -85,6 +95,8 @@ export interface JobTicket {
    * (see lib/turns.ts), in case the job at its head was never enqueued.
    */
   line_check?: true;
+  /** The job's `generation` when this ticket was sent; absent for 0. */
+  generation?: number;
 }
 
 /** Options for {@linkcode newJob}. */
@@ -128,6 +140,7 @@ export function ticketFor(job: Job): JobTicket {
     route: job.route,
   };
   if (isStateless(job)) ticket.stateless = true;
+  if (job.generation) ticket.generation = job.generation;
   return ticket;
 }
 

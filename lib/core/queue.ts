@@ -92,6 +92,23 @@ export interface QueueDepth {
   dead: number;
 }
 
+/** How a queue's dead letters were moved back to it. */
+export interface RedriveResult {
+  /**
+   * "move_task": SQS's own message move task, which goes on after the call;
+   * "copy": received, sent again and deleted, one batch at a time (Moto, which
+   * lacks move tasks, and any SQS that refuses one); "dead_lane": the
+   * embedded queue's dead-letter lane.
+   */
+  method: "move_task" | "copy" | "dead_lane";
+  /** Messages moved by this call; unknown for a move task, which runs on its own. */
+  moved?: number;
+  /** The move task's handle. */
+  task?: string;
+  /** Messages in the dead-letter queue when the call ended: held by a reader, or dead again already. */
+  left?: number;
+}
+
 /** Two lanes per backend, with at-least-once delivery. */
 export interface JobQueue {
   /** Sends a ticket to the lane of its backend (`ticket.route`). */
@@ -117,4 +134,11 @@ export interface JobQueue {
    * calls page through the queue and then start again.
    */
   receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]>;
+  /**
+   * Moves the messages of the queue's dead-letter queue back to the queue, as
+   * they are: the worker decides what each one means (see lib/core/retry.ts).
+   * A message a reader holds (the worker's dead-letter sweep hides what it
+   * reads for a few seconds) is waited for, up to a limit.
+   */
+  redriveDeadLetters(queue: QueueRef): Promise<RedriveResult>;
 }

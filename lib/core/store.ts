@@ -3,12 +3,15 @@ import type { WorkerRecord } from "./catalogue.ts";
 import type { ReplySoFar } from "./job_changes.ts";
 import type { ChatMessage, Usage } from "./messages.ts";
 import type { Job } from "./jobs.ts";
+import type { JobPage, ListJobsOptions } from "./job_list.ts";
 
 /** A conversation as stored: its messages in order. */
 export interface Conversation {
   conversation_id: string;
   messages: ChatMessage[];
   updated_at: string;
+  /** `created_at` of the newest job whose exchange it holds; absent on conversations older than it. */
+  latest_job_at?: string;
 }
 
 /** What a job's success records. */
@@ -34,7 +37,29 @@ export type StartResult =
   /** Succeeded or failed already: a duplicate or late delivery. */
   | { state: "finished"; job: Job }
   /** Another run holds the job's lease until `leaseUntil` (epoch ms). */
-  | { state: "busy"; leaseUntil: number };
+  | { state: "busy"; leaseUntil: number }
+  /** The job was sent back to run after this message was sent: the message is out of date. */
+  | { state: "stale"; job: Job };
+
+/** Options for {@linkcode Store.startJob}. */
+export interface StartOptions {
+  /** The ticket's `generation`: a job whose generation moved on is not started by it. */
+  generation?: number;
+}
+
+/** How a failed job goes back into its conversation's line (see lib/core/retry.ts). */
+export interface RequeuePlan {
+  /** The line as the caller read it; it must still be exactly this. */
+  line: readonly string[];
+  /** Where in the line the job goes. */
+  position: number;
+  /**
+   * The jobs from that position on: not started, they wait behind the job
+   * now, and their messages already sent go out of date. Each must still be
+   * queued, unstarted and of this generation.
+   */
+  displaced: readonly { job_id: string; generation: number }[];
+}
 
 /**
  * Conversations, job records, and each conversation's line of unfinished
@@ -57,7 +82,7 @@ export interface Store {
    * is no such record. A delivery that never starts the job (handed back
    * unrun, or a duplicate) is not an attempt.
    */
-  startJob(jobId: string, leaseMs: number): Promise<StartResult>;
+  startJob(jobId: string, leaseMs: number, options?: StartOptions): Promise<StartResult>;
   /** Extends the lease of a running job. */
   renewLease(jobId: string, leaseMs: number): Promise<void>;
   /** Puts a job back to `queued` with the reason its attempt failed, releasing its lease. */
@@ -107,6 +132,22 @@ export interface Store {
    * read (the front door reads it for each message it routes).
    */
   listWorkers(): Promise<WorkerRecord[]>;
+  /** An owner's jobs (undefined: those made without API keys), newest first, a page at a time. */
+  listJobs(owner: string | undefined, options: ListJobsOptions): Promise<JobPage>;
+  /** The ids in a conversation's line of unfinished jobs, head first. */
+  lineOf(conversationId: string): Promise<string[]>;
+  /**
+   * Sends a failed job back to run, in one step: `queued`, its attempts
+   * cleared, its `retries` and `generation` counted, and (unless stateless)
+   * put in its conversation's line as `plan` says, the generation of each
+   * displaced job counted too. Only if the job is still failed and the plan
+   * still holds; returns the job, or undefined when something changed.
+   */
+  requeueFailedJob(job: Job, plan: RequeuePlan): Promise<Job | undefined>;
+  /** Records that an operator asked to redrive the dead letters now; returns when. */
+  requestRedrive(): Promise<Date>;
+  /** When an operator last asked to redrive the dead letters. */
+  lastRedriveRequest(): Promise<Date | undefined>;
 }
 
 /** Thrown when a job record that should exist does not. */

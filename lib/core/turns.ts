@@ -91,7 +91,9 @@ export async function unblockLine(
   const job = await store.getJob(head);
   const unsentSince = Date.now() - config.lineCheckSeconds * 1000;
   const unstarted = job?.status === "queued" && job.attempts === 0;
-  if (unstarted && (options.lineCheck || Date.parse(job.created_at) <= unsentSince)) {
+  // A retried job has waited since it was sent back, not since it was created.
+  const queuedAt = Date.parse(job?.retried_at ?? job?.created_at ?? "");
+  if (unstarted && (options.lineCheck || queuedAt <= unsentSince)) {
     await queue.send(laneFor(job.priority), ticketFor(job));
     return;
   }

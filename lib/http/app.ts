@@ -4,17 +4,22 @@ import { cors } from "hono/cors";
 import type { Logger } from "../core/log.ts";
 import type { Services } from "../core/services.ts";
 import { hasApiKeys } from "../core/config.ts";
-import { apiKeyAuth } from "./auth.ts";
+import { retryDeadLetters } from "./admin_routes.ts";
+import { adminKeyAuth, apiKeyAuth } from "./auth.ts";
 import { limitPostBodies } from "./body_limit.ts";
 import { limitBodyReadTime } from "./body_timeout.ts";
 import { getConversation, postChat } from "./chat_routes.ts";
+import { CONSOLE_PATHS, consoleFile } from "./console_routes.ts";
 import { errorHandler, notFoundBody } from "./errors.ts";
 import { getHealth } from "./health_route.ts";
 import type { GatewayEnv } from "./http_context.ts";
+import { jobStats, listJobs } from "./job_list_routes.ts";
 import { cancelJob, getJob } from "./job_routes.ts";
 import { requireJsonBodies } from "./json_body.ts";
 import { guardLocalGateway } from "./local_guard.ts";
+import { getMetrics } from "./metrics_route.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
+import { countRequests, RequestCounts } from "./request_metrics.ts";
 import { requestLog } from "./request_log.ts";
 
 /** Options for {@linkcode createApp}. */
@@ -38,8 +43,10 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
     streamsResponses: options.streamsResponses ?? true,
   };
   const app = new Hono<GatewayEnv>();
+  const requests = new RequestCounts();
 
   app.use(requestLog({ logger: options.logger }));
+  app.use(countRequests(requests));
   // Without keys, anything that can reach the gateway may use it: web pages too, unless refused here.
   if (!hasApiKeys(config)) {
     app.use(guardLocalGateway({
@@ -56,18 +63,32 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
       maxAge: 600,
     }));
   }
-  app.use(apiKeyAuth({ keys: config.apiKeys, digests: config.apiKeyDigests }));
+  // Admin keys are API keys too, once keys are required at all.
+  const keysRequired = hasApiKeys(config);
+  app.use(apiKeyAuth({
+    keys: keysRequired ? [...config.apiKeys, ...config.adminKeys] : [],
+    digests: keysRequired ? [...config.apiKeyDigests, ...config.adminKeyDigests] : [],
+    openPaths: ["/healthz", ...CONSOLE_PATHS],
+  }));
+  app.use("/admin/*", adminKeyAuth({ keys: config.adminKeys, digests: config.adminKeyDigests }));
   app.use(limitBodyReadTime({ timeoutMs: config.bodyTimeoutMs, variable: "BODY_TIMEOUT_S" }));
   app.use(limitPostBodies({ maxBytes: config.maxBodyBytes, variable: "MAX_BODY_BYTES" }));
 
   const json = requireJsonBodies();
+  app.get("/", consoleFile("page"));
+  app.get("/console.js", consoleFile("script"));
+  app.get("/console.css", consoleFile("style"));
   app.get("/healthz", getHealth(deps));
+  app.get("/metrics", getMetrics(deps, requests));
   app.post("/chat", json, postChat(deps));
   app.get("/conversation", getConversation(deps));
   app.get("/jobs/:job_id", getJob(deps));
   app.post("/jobs/:job_id/cancel", json, cancelJob(deps));
   app.get("/v1/models", listModels(deps));
   app.post("/v1/chat/completions", json, createCompletion(deps));
+  app.get("/v1/jobs", listJobs(deps));
+  app.get("/v1/jobs/stats", jobStats(deps));
+  app.post("/admin/dead-letters/retry", json, retryDeadLetters(deps));
 
   app.notFound((c) => c.json(notFoundBody(c.req.method, c.req.path), 404));
   app.onError(errorHandler(options.logger));

@@ -25,27 +25,74 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<Gatewa
   const required = options.keys.length > 0 || configured.length > 0;
   return async function requireApiKey(c, next) {
     if (!required || c.req.method === "OPTIONS") return await next();
-    const header = c.req.header("authorization") ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header.trim());
     if (openPaths.has(c.req.path)) {
-      const given = match ? await digest(match[1]) : undefined;
+      const key = bearerKeyOf(c.req.header("authorization"));
+      const given = key === undefined ? undefined : await digest(key);
       if (given && (await digests).some((known) => sameBytes(known, given))) {
         c.set("owner", ownerFromDigest(given));
       }
       return await next();
     }
-    if (!match) {
-      throw new ApiError(401, "Missing API key: send it as `Authorization: Bearer <key>`", {
-        code: "missing_api_key",
-      });
-    }
-    const given = await digest(match[1]);
+    const given = await digest(bearerKey(c.req.header("authorization")));
     if (!(await digests).some((known) => sameBytes(known, given))) {
       throw new ApiError(401, "Invalid API key", { code: "invalid_api_key" });
     }
     c.set("owner", ownerFromDigest(given));
     await next();
   };
+}
+
+/** Options for {@linkcode adminKeyAuth}. */
+export interface AdminKeyAuthOptions {
+  /** Keys that may use the admin routes; when these and `digests` are empty, nobody may. */
+  keys: readonly string[];
+  /** SHA-256 digests (hex) of further admin keys. */
+  digests?: readonly string[];
+}
+
+/**
+ * Requires one of the admin keys (`GATEWAY_ADMIN_KEYS`, or a key whose digest
+ * is in `GATEWAY_ADMIN_KEY_SHA256`), for the routes that retry and redrive
+ * dead letters; answers 403 to any other key.
+ */
+export function adminKeyAuth(options: AdminKeyAuthOptions): MiddlewareHandler<GatewayEnv> {
+  const configured = (options.digests ?? []).map(fromHex);
+  const digests = Promise.all(options.keys.map(digest)).then((d) => [...d, ...configured]);
+  const none = options.keys.length === 0 && configured.length === 0;
+  return async function requireAdminKey(c, next) {
+    if (none) {
+      throw new ApiError(
+        403,
+        "Forbidden: no admin keys are configured; set GATEWAY_ADMIN_KEYS or GATEWAY_ADMIN_KEY_SHA256 to retry or redrive dead letters",
+        { code: "no_admin_keys", type: "permission_error" },
+      );
+    }
+    const given = await digest(bearerKey(c.req.header("authorization")));
+    if (!(await digests).some((known) => sameBytes(known, given))) {
+      throw new ApiError(
+        403,
+        "Forbidden: this key may not retry or redrive dead letters; use an admin key (GATEWAY_ADMIN_KEYS)",
+        { code: "not_admin", type: "permission_error" },
+      );
+    }
+    await next();
+  };
+}
+
+/** The key of an `Authorization: Bearer <key>` header, if it has one. */
+function bearerKeyOf(header: string | undefined): string | undefined {
+  return /^Bearer\s+(.+)$/i.exec((header ?? "").trim())?.[1];
+}
+
+/** The key of an `Authorization: Bearer <key>` header, or a 401 when there is none. */
+function bearerKey(header: string | undefined): string {
+  const key = bearerKeyOf(header);
+  if (key === undefined) {
+    throw new ApiError(401, "Missing API key: send it as `Authorization: Bearer <key>`", {
+      code: "missing_api_key",
+    });
+  }
+  return key;
 }
 
 /** Hashing first makes every comparison the same length, so timing tells nothing about the key. */

@@ -47,6 +47,7 @@ export function getConversation({ services }: RouteDeps): Handler<GatewayEnv> {
         param: "conversation_id",
       });
     }
-    return c.json({ ...conversation, conversation_id: conversationId });
+    const { latest_job_at: _latest, ...stored } = conversation;
+    return c.json({ ...stored, conversation_id: conversationId });
   };
 }

@@ -48,9 +48,14 @@ export function cancelJob({ services, logger }: RouteDeps): Handler<GatewayEnv> 
 /** A job id as `newJob` makes them (a UUID); the store holds other items that no route may read. */
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** Whether a string is a job id as `newJob` makes them; no other item of the store is. */
+export function isJobId(value: string | undefined): value is string {
+  return value !== undefined && JOB_ID.test(value);
+}
+
 /** The route's job id; anything else is no job (and is not echoed back). */
 function jobIdParam(value: string | undefined): string {
-  if (value !== undefined && JOB_ID.test(value)) return value;
+  if (isJobId(value)) return value;
   throw new ApiError(404, "Job not found: that is not a job id as POST /chat returns them", {
     param: "job_id",
   });

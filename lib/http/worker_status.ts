@@ -15,10 +15,16 @@ export interface Seen {
   stale: boolean;
 }
 
+/** What a backend's live workers last found it: "up", "down", or "no_worker" when none is live. */
+export type BackendState = "up" | "down" | "no_worker";
+
+/** Every {@linkcode BackendState}, in the order `GET /metrics` lists them. */
+export const BACKEND_STATES: readonly BackendState[] = ["up", "down", "no_worker"];
+
 /** One backend in `GET /healthz`. */
 export interface BackendHealth extends Seen {
   /** "up" or "down" as its live workers last found it; "no_worker" when none is live. */
-  status: "up" | "down" | "no_worker";
+  status: BackendState;
   /** Why it is down, as a worker reported it. */
   error?: string;
   queues: Record<Lane, QueueDepth>;
@@ -91,12 +97,8 @@ function backendHealth(
   config: Config,
   now: number,
 ): BackendHealth {
-  const reports = directory.liveReportsOf(backend);
-  const up = reports.some((r) => r.status === "up");
-  const status = reports.length === 0 ? "no_worker" : up ? "up" : "down";
   return {
-    status,
-    ...(status === "down" && reports[0].error ? { error: reports[0].error } : {}),
+    ...backendState(backend, directory),
     ...seen(directory.lastSeen(backend), config, now),
     queues,
     workers: directory.liveWorkersOf(backend).map((w) => ({
@@ -106,6 +108,17 @@ function backendHealth(
     })),
     models: directory.liveModelsOf(backend).map((m) => m.id),
   };
+}
+
+/** A backend's state as its live workers report it: up if any finds it up; why it is down. */
+export function backendState(
+  backend: Backend,
+  directory: ModelDirectory,
+): { status: BackendState; error?: string } {
+  const reports = directory.liveReportsOf(backend);
+  const up = reports.some((r) => r.status === "up");
+  const status = reports.length === 0 ? "no_worker" : up ? "up" : "down";
+  return { status, ...(status === "down" && reports[0].error ? { error: reports[0].error } : {}) };
 }
 
 /**

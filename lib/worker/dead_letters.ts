@@ -4,7 +4,8 @@
  * `maxReceiveCount` times: when the worker running its last delivery died,
  * say. No code of ours runs then, so the worker looks through the dead-letter
  * queues now and then, fails each such job with its reason and hands its
- * conversation's turn on. The messages stay where they are, for a redrive.
+ * conversation's turn on. The messages stay where they are, for a redrive
+ * (see lib/core/retry.ts); one from before its job was retried is left alone.
  */
 import { errorMessage } from "../core/error_message.ts";
 import { notifyCallback } from "./callbacks.ts";
@@ -17,6 +18,8 @@ import { advanceTurn } from "../core/turns.ts";
 /** Messages read per sweep and queue at most, so a huge dead-letter queue costs a bounded amount each time. */
 const MAX_PER_SWEEP = 100;
 const BATCH = 10;
+/** The longest a sweep hides a dead letter it has read. */
+const MAX_HIDE_SECONDS = 10;
 
 /** Options for {@linkcode sweepDeadLetters}. */
 export interface SweepOptions {
@@ -35,8 +38,9 @@ export async function sweepDeadLetters(services: Services, options: SweepOptions
     for (let read = 0; read < MAX_PER_SWEEP;) {
       const tickets = await queue.receiveDeadLetters(from, {
         maxMessages: BATCH,
-        // Hidden until the next sweep, so this one pages through the whole queue.
-        hideSeconds: config.deadLetterSweepSeconds,
+        // Hidden long enough for this sweep to page through the queue, and no
+        // longer: a redrive moves only the messages nobody is reading.
+        hideSeconds: Math.min(config.deadLetterSweepSeconds, MAX_HIDE_SECONDS),
       });
       if (tickets.length === 0) break;
       read += tickets.length;
@@ -44,6 +48,8 @@ export async function sweepDeadLetters(services: Services, options: SweepOptions
         if (!ticket.job_id || ticket.line_check) continue;
         const job = await store.getJob(ticket.job_id);
         if (!job || isFinished(job)) continue;
+        // A message from before the job was sent back to run: a newer one runs it.
+        if ((ticket.generation ?? 0) !== (job.generation ?? 0)) continue;
         const reason = `Gave up: delivered ${
           options.maxReceiveCount(from)
         } times without finishing; its message is in backend "${from.backend}"'s ${from.lane} dead-letter queue`;

@@ -15,6 +15,7 @@ import type { ReceivedJob } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
 import { JobNotFoundError, type JobResult, type StartResult } from "../core/store.ts";
+import { isRedriven, retryFailedJob } from "../core/retry.ts";
 import { advanceTurn, unblockLine } from "../core/turns.ts";
 import { notifyCallback } from "./callbacks.ts";
 import { streamedReplyWriter } from "./streamed_reply.ts";
@@ -49,6 +50,8 @@ export interface RunJobContext {
   deliverCallback?: (job: Job) => void;
   /** Images inlined for earlier jobs; without it every job fetches its images again. */
   imageCache?: ImageCache;
+  /** Told of each run that started the job, when it ends: for the worker's metrics. */
+  onRun?: (run: { job: Job; outcome: RunOutcome; ms: number }) => void;
 }
 
 /** How a job run ended. */
@@ -60,7 +63,13 @@ export type RunOutcome =
   | "duplicate"
   | "line_checked"
   | "missing"
-  | "unreadable";
+  | "unreadable"
+  /** The job was sent back to run after this message was sent: a newer one runs it. */
+  | "stale"
+  /** A redriven dead letter whose job was sent back to run (see lib/core/retry.ts). */
+  | "redriven"
+  /** A redriven dead letter whose job cannot run again now: back to the dead-letter queue. */
+  | "redrive_refused";
 
 /** What each ending does, in this order: hand the turn on, stop holding, settle the message. */
 export const ENDINGS: Readonly<
@@ -75,6 +84,9 @@ export const ENDINGS: Readonly<
   line_checked: { handOn: false, message: "delete" },
   missing: { handOn: true, message: "dead_letter" },
   unreadable: { handOn: false, message: "dead_letter" },
+  stale: { handOn: false, message: "delete" },
+  redriven: { handOn: false, message: "delete" },
+  redrive_refused: { handOn: false, message: "dead_letter" },
 };
 
 /** A failure that no retry can mend: the job is given up at once. */
@@ -135,10 +147,12 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
   let history = readHistory();
   let claim;
   try {
-    claim = await store.startJob(jobId, config.visibilityTimeoutSeconds * 1000);
+    claim = await store.startJob(jobId, config.visibilityTimeoutSeconds * 1000, {
+      generation: message.ticket.generation,
+    });
     if (claim.state === "busy") {
       context.logger.info("Job is held by another run; waiting for it to finish or lapse", fields);
-      claim = await waitForClaim(jobId, claim.leaseUntil, context);
+      claim = await waitForClaim(message, claim.leaseUntil, context);
       history = readHistory();
     }
   } catch (err) {
@@ -147,8 +161,15 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     return await finish("missing");
   }
   if (claim.state === "finished") {
+    if (await isRedriven(store, claim.job)) return await finish(await redrive(claim.job, context));
     context.logger.info("Job already finished or canceled; dropping this delivery", fields);
     return await finish("duplicate");
+  }
+  if (claim.state === "stale") {
+    context.logger.info("Job was sent back to run after this message; dropping it", fields);
+    // Should the newer message have been lost on its way, the line sends the job again.
+    if (!message.ticket.stateless) await unblockLine(context.services, conversationId);
+    return await finish("stale");
   }
   if (claim.state === "busy") {
     // Only when the worker is stopping: the message goes back for another worker.
@@ -157,9 +178,12 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
 
   const job = claim.job;
   const started = performance.now();
+  const ran = (outcome: RunOutcome) =>
+    context.onRun?.({ job, outcome, ms: performance.now() - started });
   try {
     const { result: outcome, historyCount } = await askBackend(job, await history, context);
     const result = await store.completeJob(job, outcome);
+    ran("succeeded");
     await finish("succeeded");
     context.logger.info("Job succeeded", {
       ...fields,
@@ -175,6 +199,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     // Only the log sees the backend's URL and its own words; the job record gets the reason.
     const detail = err instanceof BackendError ? err.detail : undefined;
     if (context.signal.aborted) {
+      ran("interrupted");
       await store.retryJob(jobId, "Interrupted: the worker stopped before the job finished");
       context.logger.warn("Job interrupted by shutdown; returned for another worker", fields);
       return await finish("interrupted");
@@ -185,6 +210,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
         ? `Gave up after ${job.attempts} attempts: ${reason}`
         : `Failed for good: ${reason}`;
       await store.failJob(jobId, why);
+      ran("failed");
       await finish("failed");
       context.logger.error("Job failed; message moved to the dead-letter queue", {
         ...fields,
@@ -194,6 +220,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
       await callBack(job, context);
       return "failed";
     }
+    ran("retrying");
     const delay = retryDelaySeconds(
       job.attempts,
       config.retryDelaySeconds,
@@ -221,6 +248,28 @@ async function callBack(job: Job, context: RunJobContext): Promise<void> {
 }
 
 /**
+ * A dead letter an operator asked to redrive: its job is sent back to run by
+ * the rule of lib/core/retry.ts, with a message of its own, and this one goes;
+ * when the rule refuses, this one goes back to the dead-letter queue.
+ */
+async function redrive(job: Job, context: RunJobContext): Promise<RunOutcome> {
+  const fields = { job_id: job.job_id };
+  const result = await retryFailedJob(context.services, job.job_id);
+  if (result?.state === "refused" && result.code !== "not_failed") {
+    context.logger.warn(
+      "Redriven job not retried; its message goes back to the dead-letter queue",
+      {
+        ...fields,
+        error: result.reason,
+      },
+    );
+    return "redrive_refused";
+  }
+  context.logger.info("Redriven job sent back to run", { ...fields, retry: result?.state });
+  return "redriven";
+}
+
+/**
  * Another run holds the job's lease: a duplicate delivery, or a run whose
  * worker died. The message is kept (the heartbeat keeps it hidden) rather
  * than put back, since putting it back would spend one of its deliveries.
@@ -228,7 +277,7 @@ async function callBack(job: Job, context: RunJobContext): Promise<void> {
  * lapses (the holder died: this delivery runs it), or when the worker stops.
  */
 async function waitForClaim(
-  jobId: string,
+  message: ReceivedJob,
   leaseUntil: number,
   context: RunJobContext,
 ): Promise<StartResult> {
@@ -241,7 +290,9 @@ async function waitForClaim(
     );
     await sleep(waitMs, context.signal);
     if (context.signal.aborted) break;
-    claim = await store.startJob(jobId, config.visibilityTimeoutSeconds * 1000);
+    claim = await store.startJob(message.ticket.job_id, config.visibilityTimeoutSeconds * 1000, {
+      generation: message.ticket.generation,
+    });
   }
   return claim;
 }

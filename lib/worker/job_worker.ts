@@ -19,6 +19,7 @@ import { runJob } from "./job_runner.ts";
 import type { Logger } from "../core/log.ts";
 import { longPollAll } from "./long_poll.ts";
 import { ModelCatalogue } from "./model_catalogue.ts";
+import { WorkerMetrics } from "./metrics.ts";
 import { OutageTracker, type PauseSchedule } from "./outage.ts";
 import type { Job } from "../core/jobs.ts";
 import { LANES, type QueueRef, queuesOf, type ReceivedJob } from "../core/queue.ts";
@@ -72,6 +73,8 @@ export class JobWorker {
   #services: Services;
   #logger: Logger;
   #id = crypto.randomUUID();
+  /** What became of its runs, published with its record for `GET /metrics`. */
+  #metrics = new WorkerMetrics();
   /** Deliveries before each queue dead-letters a message, by queue. */
   #maxReceiveCount = new Map<string, number>();
   #pollers: Poller[];
@@ -221,6 +224,12 @@ export class JobWorker {
     await this.#sweeping;
     await leaving;
     clearInterval(this.#heartbeat);
+    // Once more with the last counts, so the runs since the last heartbeat are not lost.
+    await this.#publish().catch((err) =>
+      this.#logger.warn("Could not publish the worker's last counts", {
+        error: errorMessage(err),
+      })
+    );
     this.#done.resolve();
   }
 
@@ -359,14 +368,17 @@ export class JobWorker {
       catalogue: this.#catalogue,
       deliverCallback: (job) => this.#deliverCallback(job),
       imageCache: this.#imageCache,
+      onRun: (run) => this.#metrics.timeRun(run),
     }).then(
-      () => {},
-      (err) =>
+      (outcome) => this.#metrics.countRun(key, outcome),
+      (err) => {
+        this.#metrics.countRun(key, "error");
         // The message stays hidden until its visibility runs out, then comes back: nothing is lost.
         this.#logger.error("Job run failed before it could settle its message", {
           job_id: message.ticket.job_id,
           error: errorMessage(err),
-        }),
+        });
+      },
     ).finally(() => {
       this.#held.delete(message.receipt);
       this.#runsPerBackend.set(key, (this.#runsPerBackend.get(key) ?? 1) - 1);
@@ -424,7 +436,8 @@ export class JobWorker {
 
   /**
    * Writes this worker's record: seen now, live for a few heartbeats (until
-   * now once it is stopping), with the latest report of each backend.
+   * now once it is stopping), with the latest report of each backend and the
+   * counters of its runs so far.
    */
   #publish(): Promise<void> {
     const write = this.#publishing.then(() => {
@@ -434,6 +447,7 @@ export class JobWorker {
         seen_at: new Date(now).toISOString(),
         live_until: this.#stopping.signal.aborted ? now : now + LIVE_FOR_BEATS * this.#beatEveryMs,
         backends: this.#catalogue.reports(),
+        counters: this.#metrics.snapshot(),
       };
       return this.#services.store.saveWorker(record);
     });

@@ -12,6 +12,7 @@ import type {
   QueueRef,
   ReceivedJob,
   ReceiveOptions,
+  RedriveResult,
   SendOptions,
 } from "../../lib/core/queue.ts";
 
@@ -83,5 +84,8 @@ export class ObservedQueue implements JobQueue {
   }
   receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]> {
     return this.#inner.receiveDeadLetters(queue, options);
+  }
+  redriveDeadLetters(queue: QueueRef): Promise<RedriveResult> {
+    return this.#inner.redriveDeadLetters(queue);
   }
 }

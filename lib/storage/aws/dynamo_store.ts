@@ -8,12 +8,21 @@ import {
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
+  QueryCommand,
+  type QueryCommandInput,
   TransactWriteCommand,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
 import { followJob, type ReplySoFar, withReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
+import {
+  type JobPage,
+  type JobSummary,
+  type ListJobsOptions,
+  ownerIndexValue,
+  summarize,
+} from "../../core/job_list.ts";
 import { replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
@@ -21,6 +30,8 @@ import {
   isFinished,
   JobNotFoundError,
   type JobResult,
+  type RequeuePlan,
+  type StartOptions,
   type StartResult,
   type Store,
 } from "../../core/store.ts";
@@ -38,6 +49,28 @@ export interface DynamoTables {
  * GetItem. Records not renewed for a day are dropped when a worker starts.
  */
 const WORKERS_ID = "workers";
+/** The jobs-table item recording when an operator last asked for a redrive. */
+const REDRIVE_ID = "redrive-request";
+/** Items of the jobs table that are no job. */
+const NOT_JOBS = new Set([WORKERS_ID, REDRIVE_ID]);
+/** A redrive request is kept as long as SQS keeps a dead letter: 14 days. */
+const REDRIVE_KEEP_S = 14 * 86_400;
+/** Index entries read per listing at most, so a page of a rare status costs a bounded amount. */
+const MAX_LISTING_READS = 2000;
+
+/**
+ * The jobs table's global secondary index of job records by owner and
+ * creation time, for `GET /v1/jobs`. Its partition key is an attribute of its
+ * own (`owner_key`), since jobs made without API keys have no `owner`; the
+ * line, reply-so-far and workers items lack it, so they are not in the index.
+ * It projects only a job's summary, so the frequent writes of other fields (a
+ * streamed reply, a lease) do not write the index too.
+ */
+export const OWNER_INDEX = {
+  name: "by-owner",
+  partitionKey: "owner_key",
+  sortKey: "created_at",
+} as const;
 
 /**
  * The jobs-table key of a conversation's line: `pending` lists its unfinished
@@ -100,7 +133,7 @@ export class DynamoStore implements Store {
     await this.#db.send(
       new PutCommand({
         TableName: this.#tables.jobs,
-        Item: job,
+        Item: { ...job, [OWNER_INDEX.partitionKey]: ownerIndexValue(job.owner) },
         ConditionExpression: "attribute_not_exists(job_id)",
       }),
     );
@@ -118,8 +151,9 @@ export class DynamoStore implements Store {
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
-    // Job ids are UUIDs; the table's other items (lines, replies so far, the workers' records) are no jobs.
-    if (jobId === WORKERS_ID || jobId.includes("#")) return undefined;
+    // Job ids are UUIDs; the table's other items (lines, replies so far, the workers' records,
+    // the redrive request) are no jobs.
+    if (NOT_JOBS.has(jobId) || jobId.includes("#")) return undefined;
     const out = await this.#db.send(
       new GetCommand({
         TableName: this.#tables.jobs,
@@ -127,11 +161,12 @@ export class DynamoStore implements Store {
         ConsistentRead: true,
       }),
     );
-    return out.Item as Job | undefined;
+    return asJob(out.Item);
   }
 
-  async startJob(jobId: string, leaseMs: number): Promise<StartResult> {
+  async startJob(jobId: string, leaseMs: number, options: StartOptions = {}): Promise<StartResult> {
     const now = Date.now();
+    const generation = options.generation ?? 0;
     try {
       const out = await this.#db.send(
         new UpdateCommand({
@@ -141,9 +176,13 @@ export class DynamoStore implements Store {
             "SET #status = :running, attempts = if_not_exists(attempts, :zero) + :one, started_at = :iso, updated_at = :iso, lease_until = :lease",
           ConditionExpression:
             "attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed, :canceled) " +
-            "AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+            "AND (attribute_not_exists(lease_until) OR lease_until < :now) AND " +
+            (generation === 0
+              ? "(attribute_not_exists(generation) OR generation = :generation)"
+              : "generation = :generation"),
           ExpressionAttributeNames: { "#status": "status" },
           ExpressionAttributeValues: {
+            ":generation": generation,
             ":running": "running" satisfies JobStatus,
             ":succeeded": "succeeded" satisfies JobStatus,
             ":failed": "failed" satisfies JobStatus,
@@ -157,13 +196,14 @@ export class DynamoStore implements Store {
           ReturnValues: "ALL_NEW",
         }),
       );
-      return { state: "started", job: out.Attributes as Job };
+      return { state: "started", job: asJob(out.Attributes)! };
     } catch (err) {
       if (!(err instanceof ConditionalCheckFailedException)) throw err;
       // The rare path: read the record to say why it could not be claimed.
       const job = await this.getJob(jobId);
       if (!job) throw new JobNotFoundError(jobId);
       if (isFinished(job)) return { state: "finished", job };
+      if ((job.generation ?? 0) !== generation) return { state: "stale", job };
       return { state: "busy", leaseUntil: job.lease_until ?? now };
     }
   }
@@ -213,17 +253,22 @@ export class DynamoStore implements Store {
     const conversation = result.conversation
       ? {
         // A synced conversation becomes what the client last sent, plus the reply.
-        UpdateExpression: "SET messages = :all, updated_at = :now",
-        ExpressionAttributeValues: { ":all": result.conversation, ":now": now },
+        UpdateExpression: "SET messages = :all, updated_at = :now, latest_job_at = :created",
+        ExpressionAttributeValues: {
+          ":all": result.conversation,
+          ":now": now,
+          ":created": job.created_at,
+        },
       }
       : {
         // list_append on the server: concurrent writers never overwrite each other.
         UpdateExpression:
-          "SET messages = list_append(if_not_exists(messages, :empty), :new), updated_at = :now",
+          "SET messages = list_append(if_not_exists(messages, :empty), :new), updated_at = :now, latest_job_at = :created",
         ExpressionAttributeValues: {
           ":empty": [],
           ":new": [job.user_message, result.reply],
           ":now": now,
+          ":created": job.created_at,
         },
       };
     await this.#db.send(
@@ -302,7 +347,7 @@ export class DynamoStore implements Store {
           ReturnValues: "ALL_NEW",
         }),
       );
-      return out.Attributes as Job;
+      return asJob(out.Attributes);
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) return undefined;
       throw err;
@@ -348,7 +393,7 @@ export class DynamoStore implements Store {
     }
     const jobs = new Map<string, Job>();
     for (const id of jobIds) {
-      const job = items.get(id) as Job | undefined;
+      const job = asJob(items.get(id));
       if (!job || !("status" in job)) continue;
       const partial = items.get(partialKey(id).job_id);
       jobs.set(
@@ -458,6 +503,169 @@ export class DynamoStore implements Store {
     return Object.entries(workers).filter(([, record]) => !isKept(record)).map(([id]) => id);
   }
 
+  async listJobs(owner: string | undefined, options: ListJobsOptions): Promise<JobPage> {
+    const query: QueryCommandInput = {
+      TableName: this.#tables.jobs,
+      IndexName: OWNER_INDEX.name,
+      KeyConditionExpression: options.since
+        ? "#owner = :owner AND #created >= :since"
+        : "#owner = :owner",
+      ExpressionAttributeNames: {
+        "#owner": OWNER_INDEX.partitionKey,
+        ...(options.since ? { "#created": OWNER_INDEX.sortKey } : {}),
+        ...(options.status ? { "#status": "status" } : {}),
+      },
+      ExpressionAttributeValues: {
+        ":owner": ownerIndexValue(owner),
+        ...(options.since ? { ":since": options.since } : {}),
+        ...(options.status ? { ":status": options.status } : {}),
+      },
+      FilterExpression: options.status ? "#status = :status" : undefined,
+      ScanIndexForward: false,
+      // One more than asked for tells whether there is a next page.
+      Limit: options.status ? 100 : options.limit + 1,
+    };
+    let start: Record<string, unknown> | undefined = options.after && {
+      [OWNER_INDEX.partitionKey]: ownerIndexValue(owner),
+      created_at: options.after.created_at,
+      job_id: options.after.job_id,
+    };
+    const found: JobSummary[] = [];
+    let reads = 0;
+    do {
+      const out = await this.#db.send(new QueryCommand({ ...query, ExclusiveStartKey: start }));
+      found.push(...(out.Items ?? []).map((item) => summarize(item as Job)));
+      reads += out.ScannedCount ?? 0;
+      start = out.LastEvaluatedKey;
+    } while (start && found.length <= options.limit && reads < MAX_LISTING_READS);
+    if (found.length > options.limit) {
+      const jobs = found.slice(0, options.limit);
+      const last = jobs.at(-1)!;
+      return { jobs, next: { created_at: last.created_at, job_id: last.job_id } };
+    }
+    // Out of read budget before the page was full: the next page goes on from there.
+    if (start) {
+      return {
+        jobs: found,
+        next: { created_at: String(start.created_at), job_id: String(start.job_id) },
+      };
+    }
+    return { jobs: found };
+  }
+
+  async lineOf(conversationId: string): Promise<string[]> {
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: lineKey(conversationId),
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item?.pending ?? [];
+  }
+
+  async requeueFailedJob(job: Job, plan: RequeuePlan): Promise<Job | undefined> {
+    const now = new Date().toISOString();
+    const names = { "#status": "status" };
+    const requeue = {
+      TableName: this.#tables.jobs,
+      Key: { job_id: job.job_id },
+      UpdateExpression: "SET #status = :queued, attempts = :zero, " +
+        "retries = if_not_exists(retries, :zero) + :one, " +
+        "generation = if_not_exists(generation, :zero) + :one, retried_at = :now, updated_at = :now " +
+        "REMOVE finished_at, started_at, lease_until, #partial",
+      ConditionExpression: "#status = :failed",
+      ExpressionAttributeNames: { ...names, "#partial": "partial" },
+      ExpressionAttributeValues: {
+        ":queued": "queued" satisfies JobStatus,
+        ":failed": "failed" satisfies JobStatus,
+        ":zero": 0,
+        ":one": 1,
+        ":now": now,
+      },
+    };
+    if (isStateless(job)) return await this.#requeue([{ Update: requeue }], job.job_id);
+    const { line, position } = plan;
+    // The line must still be what the caller saw: element by element, since lines are short.
+    const sameLine = line.length === 0
+      ? "attribute_not_exists(pending) OR size(pending) = :size"
+      : ["size(pending) = :size", ...line.map((_, i) => `pending[${i}] = :p${i}`)].join(" AND ");
+    const reorder = {
+      TableName: this.#tables.jobs,
+      Key: lineKey(job.conversation_id),
+      UpdateExpression: "SET pending = :pending",
+      ConditionExpression: sameLine,
+      ExpressionAttributeValues: {
+        ":pending": [...line.slice(0, position), job.job_id, ...line.slice(position)],
+        ":size": line.length,
+        ...Object.fromEntries(line.map((id, i) => [`:p${i}`, id])),
+      },
+    };
+    // A displaced job's messages go out of date: its next one is sent when its turn comes.
+    const displace = plan.displaced.map(({ job_id, generation }) => ({
+      Update: {
+        TableName: this.#tables.jobs,
+        Key: { job_id },
+        UpdateExpression: "SET generation = :next",
+        ConditionExpression: "#status = :queued AND attempts = :zero AND " +
+          (generation === 0
+            ? "(attribute_not_exists(generation) OR generation = :generation)"
+            : "generation = :generation"),
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: {
+          ":queued": "queued" satisfies JobStatus,
+          ":zero": 0,
+          ":generation": generation,
+          ":next": generation + 1,
+        },
+      },
+    }));
+    return await this.#requeue(
+      [{ Update: requeue }, { Update: reorder }, ...displace],
+      job.job_id,
+    );
+  }
+
+  /** Runs a requeue's transaction; the job after it, or undefined when a condition failed. */
+  async #requeue(
+    items: NonNullable<ConstructorParameters<typeof TransactWriteCommand>[0]["TransactItems"]>,
+    jobId: string,
+  ): Promise<Job | undefined> {
+    try {
+      await this.#db.send(new TransactWriteCommand({ TransactItems: items }));
+    } catch (err) {
+      if (err instanceof TransactionCanceledException) return undefined;
+      throw err;
+    }
+    return await this.getJob(jobId);
+  }
+
+  async requestRedrive(): Promise<Date> {
+    const now = new Date();
+    await this.#db.send(
+      new PutCommand({
+        TableName: this.#tables.jobs,
+        Item: {
+          job_id: REDRIVE_ID,
+          requested_at: now.toISOString(),
+          expires_at: Math.floor(now.getTime() / 1000) + REDRIVE_KEEP_S,
+        },
+      }),
+    );
+    return now;
+  }
+
+  async lastRedriveRequest(): Promise<Date | undefined> {
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: REDRIVE_ID },
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item?.requested_at ? new Date(out.Item.requested_at) : undefined;
+  }
+
   async #settle(jobId: string, status: JobStatus, error: string): Promise<void> {
     const now = new Date().toISOString();
     await this.#db.send(
@@ -480,6 +688,13 @@ export class DynamoStore implements Store {
       }),
     ).catch(ignoreConditionFailure);
   }
+}
+
+/** A job record as stored, without the owner index's attribute. */
+function asJob(item: Record<string, unknown> | undefined): Job | undefined {
+  if (!item) return undefined;
+  const { [OWNER_INDEX.partitionKey]: _owner, ...job } = item;
+  return job as unknown as Job;
 }
 
 function ignoreConditionFailure(err: unknown): void {

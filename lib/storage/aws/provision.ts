@@ -1,8 +1,11 @@
 /** Creates the tables and queues the gateway needs; safe to run again. */
 import {
+  type AttributeDefinition,
   CreateTableCommand,
   DescribeTableCommand,
+  type GlobalSecondaryIndex,
   ResourceInUseException,
+  UpdateTableCommand,
   UpdateTimeToLiveCommand,
   waitUntilTableExists,
 } from "@aws-sdk/client-dynamodb";
@@ -13,9 +16,12 @@ import {
   QueueDoesNotExist,
 } from "@aws-sdk/client-sqs";
 import type { Config } from "../../core/config.ts";
+import { SUMMARY_FIELDS } from "../../core/job_list.ts";
 import { queueNameFor } from "../../core/queue.ts";
 import type { Logger } from "../../core/log.ts";
+import { sleep } from "../../core/sleep.ts";
 import { type AwsClients, createAwsClients } from "./clients.ts";
+import { OWNER_INDEX } from "./dynamo_store.ts";
 
 /** Seconds a dead-letter queue keeps a message: SQS's maximum, 14 days. */
 const DLQ_RETENTION_SECONDS = 1_209_600;
@@ -36,7 +42,8 @@ export async function provisionAws(config: Config, logger: Logger): Promise<void
 
 async function provisionWith(clients: AwsClients, config: Config, logger: Logger): Promise<void> {
   await ensureTable(clients, config.conversationsTable, "conversation_id", logger);
-  await ensureTable(clients, config.jobsTable, "job_id", logger);
+  await ensureTable(clients, config.jobsTable, "job_id", logger, ownerIndex());
+  await ensureIndex(clients, config.jobsTable, ownerIndex(), logger);
   await clients.dynamo.send(
     new UpdateTimeToLiveCommand({
       TableName: config.jobsTable,
@@ -63,14 +70,46 @@ export function queueName(nameOrUrl: string): string {
   return nameOrUrl.replace(/\/+$/, "").split("/").pop() ?? nameOrUrl;
 }
 
-async function ensureTable(clients: AwsClients, name: string, key: string, logger: Logger) {
+/** The jobs table's index by owner and creation time (see `OWNER_INDEX`), with its attributes. */
+function ownerIndex(): { index: GlobalSecondaryIndex; attributes: AttributeDefinition[] } {
+  const keys: string[] = [OWNER_INDEX.partitionKey, OWNER_INDEX.sortKey, "job_id"];
+  return {
+    index: {
+      IndexName: OWNER_INDEX.name,
+      KeySchema: [
+        { AttributeName: OWNER_INDEX.partitionKey, KeyType: "HASH" },
+        { AttributeName: OWNER_INDEX.sortKey, KeyType: "RANGE" },
+      ],
+      Projection: {
+        ProjectionType: "INCLUDE",
+        NonKeyAttributes: SUMMARY_FIELDS.filter((field) => !keys.includes(field)),
+      },
+    },
+    attributes: [
+      { AttributeName: OWNER_INDEX.partitionKey, AttributeType: "S" },
+      { AttributeName: OWNER_INDEX.sortKey, AttributeType: "S" },
+    ],
+  };
+}
+
+async function ensureTable(
+  clients: AwsClients,
+  name: string,
+  key: string,
+  logger: Logger,
+  index?: { index: GlobalSecondaryIndex; attributes: AttributeDefinition[] },
+) {
   try {
     await clients.dynamo.send(
       new CreateTableCommand({
         TableName: name,
         BillingMode: "PAY_PER_REQUEST",
-        AttributeDefinitions: [{ AttributeName: key, AttributeType: "S" }],
+        AttributeDefinitions: [
+          { AttributeName: key, AttributeType: "S" },
+          ...index?.attributes ?? [],
+        ],
         KeySchema: [{ AttributeName: key, KeyType: "HASH" }],
+        GlobalSecondaryIndexes: index && [index.index],
       }),
     );
     logger.info("Created table", { table: name });
@@ -86,6 +125,43 @@ async function ensureTable(clients: AwsClients, name: string, key: string, logge
     logger.info("Table already exists", { table: name });
   }
   await waitUntilTableExists({ client: clients.dynamo, maxWaitTime: 120 }, { TableName: name });
+}
+
+/**
+ * Adds an index to a table made before it existed, and waits until it is
+ * active (DynamoDB fills it from the existing items first).
+ */
+async function ensureIndex(
+  clients: AwsClients,
+  table: string,
+  { index, attributes }: { index: GlobalSecondaryIndex; attributes: AttributeDefinition[] },
+  logger: Logger,
+) {
+  const status = async () =>
+    (await clients.dynamo.send(new DescribeTableCommand({ TableName: table }))).Table
+      ?.GlobalSecondaryIndexes?.find((i) => i.IndexName === index.IndexName)?.IndexStatus;
+  if (!(await status())) {
+    await clients.dynamo.send(
+      new UpdateTableCommand({
+        TableName: table,
+        AttributeDefinitions: attributes,
+        GlobalSecondaryIndexUpdates: [{ Create: index }],
+      }),
+    );
+    logger.info("Adding index to table; waiting until it is active", {
+      table,
+      index: index.IndexName,
+    });
+  }
+  const deadline = Date.now() + 600_000;
+  for (let state = await status(); state !== "ACTIVE"; state = await status()) {
+    if (Date.now() > deadline) {
+      throw new Error(
+        `Cannot use table "${table}": index "${index.IndexName}" is still ${state} after 10 minutes; run setup again later`,
+      );
+    }
+    await sleep(2000);
+  }
 }
 
 async function ensureQueueWithDlq(

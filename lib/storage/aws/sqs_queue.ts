@@ -1,12 +1,15 @@
 /** The job queue on Amazon SQS: one queue per backend and lane, each with its dead-letter queue. */
 import {
   ChangeMessageVisibilityCommand,
+  DeleteMessageBatchCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
   ReceiveMessageCommand,
+  SendMessageBatchCommand,
   SendMessageCommand,
   type SQSClient,
+  StartMessageMoveTaskCommand,
 } from "@aws-sdk/client-sqs";
 import type { JobTicket } from "../../core/jobs.ts";
 import {
@@ -18,11 +21,15 @@ import {
   type QueueRef,
   type ReceivedJob,
   type ReceiveOptions,
+  type RedriveResult,
   type SendOptions,
 } from "../../core/queue.ts";
 
 /** SQS's longest delay for one message. */
 const MAX_DELAY_SECONDS = 900;
+
+/** How long a copying redrive goes on in one call, so it ends well within a Lambda's timeout. */
+const COPY_BUDGET_MS = 15_000;
 
 /** The base queue name or URL of each lane; each backend's queue is named from it. */
 export type LaneQueues = Readonly<Record<Lane, string>>;
@@ -34,6 +41,8 @@ export class SqsJobQueue implements JobQueue {
   #urls = new Map<string, Promise<string>>();
   /** Each queue's dead-letter queue URL, or undefined without a redrive policy. */
   #deadLetterUrls = new Map<string, Promise<string | undefined>>();
+  /** False once SQS has shown it has no message move tasks (Moto): redrives copy from then on. */
+  #moveTasks = true;
 
   constructor(sqs: SQSClient, bases: LaneQueues) {
     this.#sqs = sqs;
@@ -144,6 +153,99 @@ export class SqsJobQueue implements JobQueue {
     return (out.Messages ?? []).map((m) => parseTicket(m.Body));
   }
 
+  /**
+   * Starts an SQS message move task from the dead-letter queue back to its
+   * queue. Where SQS has none (Moto answers 500 with an HTML page), copies
+   * instead: receive, send again, delete, for up to 15 s per call, waiting for
+   * messages a reader holds for a moment.
+   */
+  async redriveDeadLetters(queue: QueueRef): Promise<RedriveResult> {
+    const dlqUrl = await this.#deadLetterUrl(queue);
+    if (!dlqUrl) return { method: "copy", moved: 0, left: 0 };
+    const queueUrl = await this.#url(queue);
+    if (this.#moveTasks) {
+      try {
+        const [source, destination] = await Promise.all(
+          [dlqUrl, queueUrl].map((url) => this.#arn(url)),
+        );
+        const out = await this.#sqs.send(
+          new StartMessageMoveTaskCommand({ SourceArn: source, DestinationArn: destination }),
+        );
+        return { method: "move_task", task: out.TaskHandle };
+      } catch (err) {
+        if (!lacksMoveTasks(err)) throw err;
+        this.#moveTasks = false;
+      }
+    }
+    return await this.#copyBack(dlqUrl, queueUrl);
+  }
+
+  async #copyBack(dlqUrl: string, queueUrl: string): Promise<RedriveResult> {
+    const deadline = Date.now() + COPY_BUDGET_MS;
+    // Those there now, not those the worker dead-letters again while this runs.
+    const before = await this.#counts(dlqUrl);
+    const limit = before.visible + before.hidden;
+    let moved = 0;
+    while (moved < limit && Date.now() < deadline) {
+      const out = await this.#sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: dlqUrl,
+          MaxNumberOfMessages: Math.min(10, limit - moved),
+          // A short long poll asks every SQS server, so an empty answer means empty.
+          WaitTimeSeconds: 1,
+          VisibilityTimeout: 60,
+          MessageAttributeNames: ["All"],
+        }),
+      );
+      const messages = out.Messages ?? [];
+      if (messages.length === 0) {
+        const { visible, hidden } = await this.#counts(dlqUrl);
+        if (visible + hidden === 0) return { method: "copy", moved, left: 0 };
+        continue; // held by a reader for a moment (the worker's sweep): wait for them
+      }
+      const sent = await this.#sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl: queueUrl,
+          Entries: messages.map((m, i) => ({
+            Id: String(i),
+            MessageBody: m.Body ?? "",
+            MessageAttributes: m.MessageAttributes,
+          })),
+        }),
+      );
+      const copied = (sent.Successful ?? []).map((entry) => messages[Number(entry.Id)]);
+      if (copied.length > 0) {
+        await this.#sqs.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: dlqUrl,
+            Entries: copied.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+          }),
+        );
+      }
+      moved += copied.length;
+      const failed = sent.Failed ?? [];
+      if (failed.length > 0) {
+        // What was not sent stays in the dead-letter queue and shows again after 60 s.
+        throw new Error(
+          `Cannot redrive every dead letter: ${failed.length} could not be sent back (${
+            failed[0].Code
+          }: ${failed[0].Message}); ${moved} were`,
+        );
+      }
+    }
+    const { visible, hidden } = await this.#counts(dlqUrl);
+    return { method: "copy", moved, left: visible + hidden };
+  }
+
+  async #arn(queueUrl: string): Promise<string> {
+    const out = await this.#sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["QueueArn"] }),
+    );
+    const arn = out.Attributes?.QueueArn;
+    if (!arn) throw new Error(`Cannot find queue ARN: none for "${queueUrl}"`);
+    return arn;
+  }
+
   /** Looked up once per queue (a queue's redrive target does not move), and again after a failure. */
   #deadLetterUrl(queue: QueueRef): Promise<string | undefined> {
     return cached(this.#deadLetterUrls, key(queue), async () => {
@@ -221,6 +323,17 @@ export async function resolveQueueUrl(sqs: SQSClient, nameOrUrl: string): Promis
   return out.QueueUrl;
 }
 
+/**
+ * Whether an error says this SQS has no message move tasks: Moto answers 500
+ * with an HTML page, which the SDK fails to read as JSON ("SyntaxError").
+ */
+function lacksMoveTasks(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e?.$metadata?.httpStatusCode ?? 0;
+  return (e?.name === "SyntaxError" && status >= 500) ||
+    e?.name === "NotImplemented" || e?.name === "InvalidAction";
+}
+
 function queueNameFromArn(arn: string): string {
   return arn.split(":").pop() ?? arn;
 }
@@ -240,6 +353,9 @@ function parseTicket(body: string | undefined): JobTicket {
         route: typeof value.route === "string" ? value.route : "",
         ...(value.stateless === true ? { stateless: true } : {}),
         ...(value.line_check === true ? { line_check: true } : {}),
+        ...(Number.isInteger(value.generation) && value.generation > 0
+          ? { generation: value.generation }
+          : {}),
       };
     }
   } catch {

@@ -13,6 +13,7 @@ import type {
   QueueRef,
   ReceivedJob,
   ReceiveOptions,
+  RedriveResult,
   SendOptions,
 } from "../../core/queue.ts";
 
@@ -160,6 +161,29 @@ export class KvJobQueue implements JobQueue {
       }
     }
     return moved;
+  }
+
+  async redriveDeadLetters(queue: QueueRef): Promise<RedriveResult> {
+    let moved = 0;
+    const now = Date.now();
+    // Those there now, not those dead-lettered again while this runs. Hidden ones
+    // too: here a reader (the sweep) hides dead letters only to page through them.
+    const dead = await Array.fromAsync(this.#kv.list<Entry>({ prefix: prefix("dead", queue) }));
+    for (const entry of dead) {
+      // A new message, as SQS makes on a redrive: sent now, never delivered yet.
+      const key = [...prefix("queue", queue), now, this.#sequence++, crypto.randomUUID()];
+      const fresh: Entry = {
+        ticket: entry.value.ticket,
+        receiveCount: 0,
+        visibleAt: 0,
+        receipt: "",
+      };
+      if ((await this.#kv.atomic().check(entry).delete(entry.key).set(key, fresh).commit()).ok) {
+        moved++;
+      }
+    }
+    if (moved > 0) this.#wake.dispatchEvent(new Event(eventName(queue)));
+    return { method: "dead_lane", moved, left: 0 };
   }
 
   /** Takes up to `maxMessages` visible messages, moving those past the limit to the dead lane. */

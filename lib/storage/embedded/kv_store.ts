@@ -2,6 +2,13 @@
 import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
 import { followJob, JobChanges, type ReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
+import {
+  type JobPage,
+  type JobSummary,
+  type ListJobsOptions,
+  ownerIndexValue,
+  summarize,
+} from "../../core/job_list.ts";
 import { type ChatMessage, replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
@@ -9,6 +16,8 @@ import {
   isFinished,
   JobNotFoundError,
   type JobResult,
+  type RequeuePlan,
+  type StartOptions,
   type StartResult,
   type Store,
 } from "../../core/store.ts";
@@ -24,6 +33,7 @@ import {
 interface ConversationHead {
   conversation_id: string;
   updated_at?: string;
+  latest_job_at?: string;
   count: number;
   pending: string[];
   chunks?: number;
@@ -36,6 +46,14 @@ const chunkKey = (id: string, n: number) => ["conversation_chunk", id, n];
 const CHUNK_BYTES = 60_000;
 const jobKey = (id: string) => ["job", id];
 const workerKey = (id: string) => ["worker", id];
+/** The owner index: `["job_by_owner", owner, created_at, job_id]` holds the job id. */
+const ownerIndexPrefix = (owner: string | undefined) => ["job_by_owner", ownerIndexValue(owner)];
+const ownerIndexKey = (job: Job) => [...ownerIndexPrefix(job.owner), job.created_at, job.job_id];
+const REDRIVE_KEY = ["redrive", "requested"];
+/** A redrive request is kept as long as SQS keeps a dead letter: 14 days. */
+const REDRIVE_KEEP_MS = 14 * 86_400_000;
+/** Job records read per listing at most, so a page of a rare status costs a bounded amount. */
+const MAX_LISTING_READS = 2000;
 
 /**
  * How often a waiting request reads its job anyway: every change this store
@@ -47,6 +65,11 @@ const RECHECK_MS = 1000;
 /** Keeps a job record only until its `expires_at`, like DynamoDB's TTL. */
 function expiry(job: Job): { expireIn: number } {
   return { expireIn: Math.max(1000, job.expires_at * 1000 - Date.now()) };
+}
+
+/** The cursor of an owner index key (`[…prefix, created_at, job_id]`). */
+function cursorOfKey(key: Deno.KvKey): { created_at: string; job_id: string } {
+  return { created_at: String(key.at(-2)), job_id: String(key.at(-1)) };
 }
 
 function emptyHead(conversationId: string): ConversationHead {
@@ -71,7 +94,13 @@ export class KvStore implements Store {
     const head = await this.#kv.get<ConversationHead>(conversationKey(conversationId));
     if (!head.value?.updated_at) return undefined;
     const messages = await this.#messagesOf(head.value);
-    return { conversation_id: conversationId, messages, updated_at: head.value.updated_at };
+    const { updated_at, latest_job_at } = head.value;
+    return {
+      conversation_id: conversationId,
+      messages,
+      updated_at,
+      ...(latest_job_at ? { latest_job_at } : {}),
+    };
   }
 
   /** A conversation's messages, from its chunks or, written before chunks, its entries. */
@@ -119,7 +148,8 @@ export class KvStore implements Store {
   async createJob(job: Job): Promise<{ first: boolean }> {
     if (isStateless(job)) {
       const result = await this.#kv.atomic().check({ key: jobKey(job.job_id), versionstamp: null })
-        .set(jobKey(job.job_id), job, expiry(job)).commit();
+        .set(jobKey(job.job_id), job, expiry(job))
+        .set(ownerIndexKey(job), job.job_id, expiry(job)).commit();
       if (!result.ok) throw new Error(`Cannot create job: job "${job.job_id}" already exists`);
       this.#changed(job);
       return { first: true };
@@ -130,6 +160,7 @@ export class KvStore implements Store {
       const result = await this.#kv.atomic()
         .check({ key: jobKey(job.job_id), versionstamp: null }, head)
         .set(jobKey(job.job_id), job, expiry(job))
+        .set(ownerIndexKey(job), job.job_id, expiry(job))
         .set(head.key, { ...current, pending: [...current.pending, job.job_id] })
         .commit();
       if (result.ok) {
@@ -146,12 +177,15 @@ export class KvStore implements Store {
     return (await this.#kv.get<Job>(jobKey(jobId))).value ?? undefined;
   }
 
-  async startJob(jobId: string, leaseMs: number): Promise<StartResult> {
+  async startJob(jobId: string, leaseMs: number, options: StartOptions = {}): Promise<StartResult> {
     while (true) {
       const now = Date.now();
       const entry = await this.#kv.get<Job>(jobKey(jobId));
       if (!entry.value) throw new JobNotFoundError(jobId);
       if (isFinished(entry.value)) return { state: "finished", job: entry.value };
+      if ((entry.value.generation ?? 0) !== (options.generation ?? 0)) {
+        return { state: "stale", job: entry.value };
+      }
       if ((entry.value.lease_until ?? 0) >= now) {
         return { state: "busy", leaseUntil: entry.value.lease_until! };
       }
@@ -228,7 +262,7 @@ export class KvStore implements Store {
       const atomic = this.#kv.atomic().check(current, head);
       const written = this.#writeMessages(atomic, conversation, messages);
       const commit = await atomic
-        .set(head.key, { ...written, updated_at: now })
+        .set(head.key, { ...written, updated_at: now, latest_job_at: job.created_at })
         .set(current.key, done, expiry(done))
         .commit();
       if (commit.ok) {
@@ -294,6 +328,113 @@ export class KvStore implements Store {
       if (Array.isArray(entry.value?.backends) && isKept(entry.value)) records.push(entry.value);
     }
     return records;
+  }
+
+  async listJobs(owner: string | undefined, options: ListJobsOptions): Promise<JobPage> {
+    const prefix = ownerIndexPrefix(owner);
+    const start = options.since ? [...prefix, options.since] : undefined;
+    const end = options.after
+      ? [...prefix, options.after.created_at, options.after.job_id]
+      : undefined;
+    const selector = start && end
+      ? { start, end }
+      : start
+      ? { prefix, start }
+      : end
+      ? { prefix, end }
+      : { prefix };
+    const found: JobSummary[] = [];
+    let batch: Deno.KvEntry<string>[] = [];
+    let reads = 0;
+    let lastRead: Deno.KvKey | undefined;
+    const readBatch = async () => {
+      const entries = await this.#kv.getMany<Job[]>(batch.map((entry) => jobKey(entry.value)));
+      for (const { value } of entries) {
+        if (value && (!options.status || value.status === options.status)) {
+          found.push(summarize(value));
+        }
+      }
+      lastRead = batch.at(-1)?.key ?? lastRead;
+      batch = [];
+    };
+    const iterator = this.#kv.list<string>(selector, { reverse: true, batchSize: 100 });
+    for await (const entry of iterator) {
+      batch.push(entry);
+      reads++;
+      if (batch.length === 10) await readBatch();
+      // One more than asked for tells whether there is a next page.
+      if (found.length > options.limit || reads >= MAX_LISTING_READS) break;
+    }
+    if (batch.length > 0) await readBatch();
+    if (found.length > options.limit) {
+      const jobs = found.slice(0, options.limit);
+      const last = jobs.at(-1)!;
+      return { jobs, next: { created_at: last.created_at, job_id: last.job_id } };
+    }
+    // Out of read budget before the page was full: the next page goes on from there.
+    if (reads >= MAX_LISTING_READS && lastRead) return { jobs: found, next: cursorOfKey(lastRead) };
+    return { jobs: found };
+  }
+
+  async lineOf(conversationId: string): Promise<string[]> {
+    return (await this.#kv.get<ConversationHead>(conversationKey(conversationId))).value
+      ?.pending ?? [];
+  }
+
+  async requeueFailedJob(job: Job, plan: RequeuePlan): Promise<Job | undefined> {
+    const [current, head, ...displaced] = await this.#kv.getMany<[Job, ConversationHead, ...Job[]]>(
+      [
+        jobKey(job.job_id),
+        conversationKey(job.conversation_id),
+        ...plan.displaced.map((d) => jobKey(d.job_id)),
+      ],
+    );
+    if (current.value?.status !== "failed") return undefined;
+    const now = new Date().toISOString();
+    const { finished_at: _f, started_at: _s, lease_until: _l, partial: _p, ...rest } =
+      current.value;
+    const queued: Job = {
+      ...rest,
+      status: "queued",
+      attempts: 0,
+      retries: (rest.retries ?? 0) + 1,
+      generation: (rest.generation ?? 0) + 1,
+      retried_at: now,
+      updated_at: now,
+    };
+    const atomic = this.#kv.atomic().check(current).set(current.key, queued, expiry(queued));
+    if (!isStateless(job)) {
+      const pending = head.value?.pending ?? [];
+      const { line, position } = plan;
+      if (pending.length !== line.length || pending.some((id, i) => id !== line[i])) {
+        return undefined;
+      }
+      atomic.check(head).set(head.key, {
+        ...(head.value ?? emptyHead(job.conversation_id)),
+        pending: [...line.slice(0, position), job.job_id, ...line.slice(position)],
+      });
+      for (const [i, entry] of displaced.entries()) {
+        const other = entry.value;
+        const unstarted = other?.status === "queued" && other.attempts === 0 &&
+          (other.generation ?? 0) === plan.displaced[i].generation;
+        if (!unstarted) return undefined;
+        // Its messages go out of date: its next one is sent when its turn comes.
+        const next = { ...other, generation: (other.generation ?? 0) + 1 };
+        atomic.check(entry).set(entry.key, next, expiry(next));
+      }
+    }
+    return (await atomic.commit()).ok ? queued : undefined;
+  }
+
+  async requestRedrive(): Promise<Date> {
+    const now = new Date();
+    await this.#kv.set(REDRIVE_KEY, now.toISOString(), { expireIn: REDRIVE_KEEP_MS });
+    return now;
+  }
+
+  async lastRedriveRequest(): Promise<Date | undefined> {
+    const at = (await this.#kv.get<string>(REDRIVE_KEY)).value;
+    return at ? new Date(at) : undefined;
   }
 
   async #settle(jobId: string, status: JobStatus, error: string): Promise<void> {
