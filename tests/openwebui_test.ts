@@ -398,3 +398,56 @@ function lastText(request: RecordedRequest): string {
   const last = request.messages.at(-1)!;
   return typeof last.content === "string" ? last.content : "";
 }
+
+backendTest(
+  "a 2 MB base64 image reaches Ollama as a data URL, and records keep a reference, not the image",
+  async (_t, start) => {
+    const gateway = await start();
+    await gateway.startWorker();
+    const http = serve(gateway);
+    // A PNG signature, then 2 MB: what the worker checks of an image is its type and size.
+    const image = new Uint8Array(2 * 1024 * 1024);
+    image.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    for (let i = 8; i < image.length; i++) image[i] = i % 251;
+    const encoded = encodeBase64(image);
+    try {
+      const openai = openWebUi(http.base, "big-image");
+      const completion = await openai.chat.completions.create({
+        model: "test-vision-model",
+        messages: [{
+          role: "user",
+          content: [
+            { type: "text", text: "What is in this picture?" },
+            { type: "image_url", image_url: { url: `data:image/png;base64,${encoded}` } },
+          ],
+        }],
+      });
+      assert.equal(completion.choices[0].message.content, "ollama says: What is in this picture?");
+      const sent = gateway.ollama.requests[0].messages[0].content as {
+        type: string;
+        image_url?: { url: string };
+      }[];
+      assert.equal(sent[1].image_url?.url, `data:image/png;base64,${encoded}`, "every byte");
+
+      const stored = await (await gateway.app.request("/conversation?conversation_id=big-image"))
+        .json();
+      const storedUrl = stored.messages[0].content[1].image_url.url as string;
+      assert.match(storedUrl, /^gateway-blob:_\/[0-9a-f]{64}\.png$/, "a reference, never base64");
+      const records = await gateway.jobRecords();
+      assert.ok(
+        records.every((job) => JSON.stringify(job).length < 20_000),
+        "no record holds the image",
+      );
+    } finally {
+      await http.stop();
+    }
+  },
+);
+
+function encodeBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}

@@ -5,7 +5,16 @@ import { clientConversationId } from "./owners.ts";
 /** A job as `GET /jobs/:id` shows it. */
 export type JobView = Omit<
   Job,
-  "owner" | "lease_until" | "partial" | "context" | "params" | "mode" | "stream" | "generation"
+  | "owner"
+  | "lease_until"
+  | "partial"
+  | "partial_reasoning"
+  | "context"
+  | "context_ref"
+  | "params"
+  | "mode"
+  | "stream"
+  | "generation"
 >;
 
 /** The client's view of a job. */
@@ -14,7 +23,9 @@ export function jobView(job: Job): JobView {
     owner,
     lease_until: _lease,
     partial: _partial,
+    partial_reasoning: _reasoning,
     context: _context,
+    context_ref: _contextRef,
     params: _params,
     mode: _mode,
     stream: _stream,

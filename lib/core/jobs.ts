@@ -38,6 +38,11 @@ export interface Job {
   reply_message?: ChatMessage;
   /** Why the reply ended: "stop", "length", "tool_calls", … */
   finish_reason?: string;
+  /**
+   * Set only inside the embedded store: the reply was too long for the
+   * record's KV value and is kept beside it in this many chunks.
+   */
+  reply_chunks?: number;
   /** The reply's token counts: the backend's, or counted by the gateway when it gave none. */
   usage?: Usage;
   /** Why the last attempt failed; on a failed job, why it was given up. */
@@ -61,6 +66,8 @@ export interface Job {
    * "stateless"), or its system messages, sent before the stored history.
    */
   context?: ChatMessage[];
+  /** `context` in the blob store, when it is too long to keep in the record (see lib/http/payloads.ts). */
+  context_ref?: string;
   params?: CompletionParams;
   /** Whether the worker streams the reply into `partial` as the backend produces it. */
   stream?: boolean;
@@ -107,7 +114,10 @@ export interface NewJobOptions {
   priority: Priority;
   userMessage: ChatMessage;
   /** Optional fields of the job record, copied as they are. */
-  recordFields?: Pick<Job, "owner" | "mode" | "context" | "params" | "stream" | "callback_url">;
+  recordFields?: Pick<
+    Job,
+    "owner" | "mode" | "context" | "context_ref" | "params" | "stream" | "callback_url"
+  >;
   ttlDays: number;
   now?: Date;
 }

@@ -85,7 +85,7 @@ export function messageText(message: Pick<ChatMessage, "content">): string {
 }
 
 function describeImage(url: string): string {
-  return url.startsWith("data:") ? "inline image" : url;
+  return url.startsWith("data:") || url.startsWith("gateway-blob:") ? "inline image" : url;
 }
 
 /** The text a job record keeps of an assistant's reply: its content, as JSON when in parts. */

@@ -3,6 +3,7 @@ import { errorMessage } from "../core/error_message.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
 import { ModelDirectory, type Target } from "./model_directory.ts";
+import { setPayloadsAside } from "./payloads.ts";
 import { ensureWorkerAlive } from "./worker_status.ts";
 import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "../core/jobs.ts";
 import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
@@ -69,6 +70,12 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
   const target = directory.route({ model: spec.model, images });
   spec.checkTarget?.(target);
   ensureWorkerAlive(target.backend, { directory, config });
+  const aside = await setPayloadsAside(
+    services.blobs,
+    spec.owner,
+    message,
+    spec.recordFields?.context,
+  );
   const mode = spec.recordFields?.mode ?? "conversation";
   const storedId = mode === "stateless"
     ? spec.conversationId
@@ -77,7 +84,7 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
   const history = mode === "conversation"
     ? (await store.getConversation(storedId))?.messages ?? []
     : [];
-  const messageBytes = jsonBytes(message);
+  const messageBytes = jsonBytes(aside.userMessage);
   if (mode === "conversation" && jsonBytes(history) + messageBytes > config.conversationMaxBytes) {
     throw new ApiError(
       413,
@@ -93,9 +100,14 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
     route: target.backend.name,
     model: target.model,
     priority: spec.priority,
-    userMessage: message,
+    userMessage: aside.userMessage,
     ttlDays: config.jobTtlDays,
-    recordFields: { ...spec.recordFields, owner: spec.owner },
+    recordFields: {
+      ...spec.recordFields,
+      context: aside.context,
+      context_ref: aside.contextRef,
+      owner: spec.owner,
+    },
   });
   const { first } = await store.createJob(job);
   try {
@@ -117,7 +129,9 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
     route: job.route,
     model: job.model,
     priority: job.priority,
-    history_messages: mode === "conversation" ? history.length : job.context?.length ?? 0,
+    history_messages: mode === "conversation"
+      ? history.length
+      : spec.recordFields?.context?.length ?? 0,
     waiting_behind: !first,
   };
 }

@@ -1,4 +1,5 @@
 /** Runs one received job: claim, history, backend call, atomic append, and what to do when it fails. */
+import type { BlobStore } from "../core/blobs.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { type Backend, backendNamed, configuredModels } from "../core/backends.ts";
 import { type ModelInfo, takesImages } from "../core/catalogue.ts";
@@ -327,10 +328,9 @@ async function askBackend(
     throw new PermanentJobError(`No backend named "${job.route}" is configured on this worker`);
   }
   const mode = job.mode ?? "conversation";
+  const sent = await clientChat(job, context.services.blobs);
   // The client's whole chat ("synced", "stateless"), or its system messages and the stored history.
-  const before = mode === "conversation"
-    ? [...(job.context ?? []), ...history]
-    : [...(job.context ?? [])];
+  const before = mode === "conversation" ? [...sent, ...history] : sent;
   const fitted = fitContext([...before, job.user_message], {
     maxMessages: config.historyMaxMessages,
     maxBytes: config.historyMaxBytes,
@@ -343,6 +343,7 @@ async function askBackend(
       allowedHosts: config.imageAllowedHosts,
       cache: context.imageCache,
       owner: job.owner,
+      blobs: context.services.blobs,
     })
     : withoutImages(fitted.messages);
   const continuing = job.user_message.role === "assistant";
@@ -384,6 +385,18 @@ async function askBackend(
     }
   }
   return { result, historyCount: fitted.messages.length - 1 };
+}
+
+/** The messages the client sent before the job's own, from the record or the blob store. */
+async function clientChat(job: Job, blobs: BlobStore): Promise<ChatMessage[]> {
+  if (!job.context_ref) return [...(job.context ?? [])];
+  const blob = await blobs.get(job.context_ref);
+  if (!blob) {
+    throw new PermanentJobError(
+      "Cannot run the job: the chat sent with it is no longer kept (BLOB_TTL_DAYS)",
+    );
+  }
+  return JSON.parse(new TextDecoder().decode(blob.bytes));
 }
 
 /** An assistant message continued: its text followed by the continuation's. */

@@ -1,6 +1,7 @@
 /** AWS SDK clients built from the configuration; creating them does no I/O. */
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Config } from "../../core/config.ts";
 
@@ -9,11 +10,12 @@ export interface AwsClients {
   dynamo: DynamoDBClient;
   documents: DynamoDBDocumentClient;
   sqs: SQSClient;
+  s3: S3Client;
   /** Closes the clients' sockets. */
   destroy(): void;
 }
 
-/** Creates DynamoDB and SQS clients for the configured region and endpoint. */
+/** Creates DynamoDB, SQS and S3 clients for the configured region and endpoints. */
 export function createAwsClients(config: Config): AwsClients {
   const common = {
     region: config.awsRegion,
@@ -33,14 +35,22 @@ export function createAwsClients(config: Config): AwsClients {
     marshallOptions: { removeUndefinedValues: true },
   });
   const sqs = new SQSClient({ ...common, endpoint: config.awsEndpoints.sqs });
+  const s3 = new S3Client({
+    ...common,
+    endpoint: config.awsEndpoints.s3,
+    // An emulator answers at one address, not at a host name per bucket.
+    forcePathStyle: config.awsEndpoints.s3 !== undefined,
+  });
   return {
     dynamo,
     documents,
     sqs,
+    s3,
     destroy() {
       documents.destroy();
       dynamo.destroy();
       sqs.destroy();
+      s3.destroy();
     },
   };
 }

@@ -1,9 +1,10 @@
-/** The services on DynamoDB and SQS. */
+/** The services on DynamoDB, SQS and S3. */
 import { backendsFromConfig } from "../../core/backends.ts";
 import type { Config } from "../../core/config.ts";
 import type { Services } from "../../core/services.ts";
 import { createAwsClients } from "./clients.ts";
 import { DynamoStore } from "./dynamo_store.ts";
+import { S3BlobStore } from "./s3_blobs.ts";
 import { SqsJobQueue } from "./sqs_queue.ts";
 
 /** Builds the AWS services for a configuration; no connection is opened until first used. */
@@ -19,6 +20,7 @@ export function openAwsServices(config: Config): Services {
       priority: config.priorityQueue,
       default: config.jobsQueue,
     }),
+    blobs: new S3BlobStore(clients.s3, config.blobBucket),
     backends: backendsFromConfig(config),
     close: () => clients.destroy(),
   };

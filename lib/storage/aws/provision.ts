@@ -15,7 +15,14 @@ import {
   GetQueueUrlCommand,
   QueueDoesNotExist,
 } from "@aws-sdk/client-sqs";
+import {
+  BucketAlreadyOwnedByYou,
+  CreateBucketCommand,
+  PutBucketLifecycleConfigurationCommand,
+  PutPublicAccessBlockCommand,
+} from "@aws-sdk/client-s3";
 import type { Config } from "../../core/config.ts";
+import { BLOB_PREFIX } from "./s3_blobs.ts";
 import { SUMMARY_FIELDS } from "../../core/job_list.ts";
 import { queueNameFor } from "../../core/queue.ts";
 import type { Logger } from "../../core/log.ts";
@@ -56,6 +63,53 @@ async function provisionWith(clients: AwsClients, config: Config, logger: Logger
   for (const name of backendQueueNames(config)) {
     await ensureQueueWithDlq(clients, name, config.maxAttempts, logger);
   }
+  await ensureBlobBucket(clients, config, logger);
+}
+
+/**
+ * The blob bucket: private, and its blobs expire after `BLOB_TTL_DAYS` (a
+ * stored conversation then shows a note where an expired image was).
+ */
+async function ensureBlobBucket(clients: AwsClients, config: Config, logger: Logger) {
+  const Bucket = config.blobBucket;
+  try {
+    await clients.s3.send(
+      new CreateBucketCommand({
+        Bucket,
+        ...(config.awsRegion === "us-east-1"
+          ? {}
+          : { CreateBucketConfiguration: { LocationConstraint: config.awsRegion as never } }),
+      }),
+    );
+    logger.info("Created bucket", { bucket: Bucket });
+  } catch (err) {
+    if (!(err instanceof BucketAlreadyOwnedByYou)) throw err;
+    logger.info("Bucket already exists", { bucket: Bucket });
+  }
+  await clients.s3.send(
+    new PutPublicAccessBlockCommand({
+      Bucket,
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        IgnorePublicAcls: true,
+        BlockPublicPolicy: true,
+        RestrictPublicBuckets: true,
+      },
+    }),
+  );
+  await clients.s3.send(
+    new PutBucketLifecycleConfigurationCommand({
+      Bucket,
+      LifecycleConfiguration: {
+        Rules: [{
+          ID: "expire-blobs",
+          Status: "Enabled",
+          Filter: { Prefix: BLOB_PREFIX },
+          Expiration: { Days: config.blobTtlDays },
+        }],
+      },
+    }),
+  );
 }
 
 /** The names of every configured backend's queues (without their dead-letter queues), priority first. */

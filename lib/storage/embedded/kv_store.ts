@@ -42,6 +42,7 @@ interface ConversationHead {
 const conversationKey = (id: string) => ["conversation", id];
 const messagesPrefix = (id: string) => ["message", id];
 const chunkKey = (id: string, n: number) => ["conversation_chunk", id, n];
+const replyChunkKey = (id: string, n: number) => ["job_reply_chunk", id, n];
 /** The most bytes of a conversation's JSON one KV value holds here. */
 const CHUNK_BYTES = 60_000;
 const jobKey = (id: string) => ["job", id];
@@ -174,7 +175,45 @@ export class KvStore implements Store {
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
-    return (await this.#kv.get<Job>(jobKey(jobId))).value ?? undefined;
+    const job = (await this.#kv.get<Job>(jobKey(jobId))).value ?? undefined;
+    return job?.reply_chunks ? await this.#withReply(job) : job;
+  }
+
+  /** A succeeded job whose reply was too long for its record, with the reply read back in. */
+  async #withReply(job: Job): Promise<Job> {
+    const pieces: Uint8Array[] = [];
+    for (let n = 0; n < job.reply_chunks!; n++) {
+      const chunk = await this.#kv.get<Uint8Array>(replyChunkKey(job.job_id, n));
+      if (!chunk.value) {
+        throw new Error(`Cannot read job "${job.job_id}": reply chunk ${n} is missing`);
+      }
+      pieces.push(chunk.value);
+    }
+    const { reply_chunks: _chunks, ...rest } = job;
+    return { ...rest, ...JSON.parse(new TextDecoder().decode(concat(pieces))) };
+  }
+
+  /**
+   * Adds to `atomic` the write of a succeeded job's record. A reply too long
+   * for one KV value (64 KiB) is kept beside it, in chunks that expire with it.
+   */
+  #writeDone(atomic: Deno.AtomicOperation, done: Job): void {
+    const record = new TextEncoder().encode(JSON.stringify(done));
+    if (record.length <= CHUNK_BYTES) {
+      atomic.set(jobKey(done.job_id), done, expiry(done));
+      return;
+    }
+    const { reply, reply_message, ...rest } = done;
+    const bytes = new TextEncoder().encode(JSON.stringify({ reply, reply_message }));
+    const chunks = Math.ceil(bytes.length / CHUNK_BYTES);
+    for (let n = 0; n < chunks; n++) {
+      atomic.set(
+        replyChunkKey(done.job_id, n),
+        bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES),
+        expiry(done),
+      );
+    }
+    atomic.set(jobKey(done.job_id), { ...rest, reply_chunks: chunks }, expiry(done));
   }
 
   async startJob(jobId: string, leaseMs: number, options: StartOptions = {}): Promise<StartResult> {
@@ -250,9 +289,9 @@ export class KvStore implements Store {
         updated_at: now,
       };
       if (isStateless(job)) {
-        const ok =
-          (await this.#kv.atomic().check(current).set(current.key, done, expiry(done)).commit()).ok;
-        if (!ok) continue;
+        const atomic = this.#kv.atomic().check(current);
+        this.#writeDone(atomic, done);
+        if (!(await atomic.commit()).ok) continue;
         this.#changed(done);
         return "completed";
       }
@@ -261,10 +300,9 @@ export class KvStore implements Store {
         [...await this.#messagesOf(conversation), job.user_message, result.reply];
       const atomic = this.#kv.atomic().check(current, head);
       const written = this.#writeMessages(atomic, conversation, messages);
-      const commit = await atomic
-        .set(head.key, { ...written, updated_at: now, latest_job_at: job.created_at })
-        .set(current.key, done, expiry(done))
-        .commit();
+      atomic.set(head.key, { ...written, updated_at: now, latest_job_at: job.created_at });
+      this.#writeDone(atomic, done);
+      const commit = await atomic.commit();
       if (commit.ok) {
         this.#changed(done);
         return "completed";
