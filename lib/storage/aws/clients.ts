@@ -1,23 +1,24 @@
 /** AWS SDK clients built from the configuration; creating them does no I/O. */
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Config } from "../../core/config.ts";
+import { S3Objects } from "./s3_objects.ts";
 
 /** The clients the AWS store and queue use. */
 export interface AwsClients {
   dynamo: DynamoDBClient;
   documents: DynamoDBDocumentClient;
   sqs: SQSClient;
-  s3: S3Client;
+  /** The blob bucket's objects, signed with the SQS client's region and credentials. */
+  blobObjects: S3Objects;
   /** Closes the clients' sockets. */
   destroy(): void;
 }
 
-/** Creates DynamoDB, SQS and S3 clients for the configured region and endpoints. */
-export function createAwsClients(config: Config): AwsClients {
-  const common = {
+/** The settings every SDK client gets: region, credentials, attempts and timeouts. */
+export function sdkClientSettings(config: Config) {
+  return {
     region: config.awsRegion,
     // A copy: the SDK writes bookkeeping onto the credentials object, and the config is frozen.
     credentials: config.awsCredentials && { ...config.awsCredentials },
@@ -30,27 +31,34 @@ export function createAwsClients(config: Config): AwsClients {
       throwOnRequestTimeout: true,
     },
   };
+}
+
+/** Creates DynamoDB and SQS clients and S3 object access for the configured region and endpoints. */
+export function createAwsClients(config: Config): AwsClients {
+  const common = sdkClientSettings(config);
   const dynamo = new DynamoDBClient({ ...common, endpoint: config.awsEndpoints.dynamodb });
   const documents = DynamoDBDocumentClient.from(dynamo, {
     marshallOptions: { removeUndefinedValues: true },
   });
   const sqs = new SQSClient({ ...common, endpoint: config.awsEndpoints.sqs });
-  const s3 = new S3Client({
-    ...common,
+  const blobObjects = new S3Objects({
+    bucket: config.blobBucket,
+    region: sqs.config.region,
+    // The default provider chain as SQS resolved it (Lambda's role, the Mac's profile), refreshed as it is.
+    credentials: sqs.config.credentials,
     endpoint: config.awsEndpoints.s3,
-    // An emulator answers at one address, not at a host name per bucket.
-    forcePathStyle: config.awsEndpoints.s3 !== undefined,
+    timeoutMs: common.requestHandler.requestTimeout,
+    maxAttempts: common.maxAttempts,
   });
   return {
     dynamo,
     documents,
     sqs,
-    s3,
+    blobObjects,
     destroy() {
       documents.destroy();
       dynamo.destroy();
       sqs.destroy();
-      s3.destroy();
     },
   };
 }

@@ -20,7 +20,7 @@ export function openAwsServices(config: Config): Services {
       priority: config.priorityQueue,
       default: config.jobsQueue,
     }),
-    blobs: new S3BlobStore(clients.s3, config.blobBucket),
+    blobs: new S3BlobStore(clients.blobObjects),
     backends: backendsFromConfig(config),
     close: () => clients.destroy(),
   };
