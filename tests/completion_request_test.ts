@@ -153,6 +153,22 @@ Deno.test("parseCompletionRequest() refuses n other than 1, naming it", () => {
   assert.match(problems[0].message, /one choice/);
 });
 
+Deno.test("parseCompletionRequest() refuses log probabilities it cannot return, and takes them off", () => {
+  const problems = problemsOf({
+    messages: [{ role: "user", content: "Hi" }],
+    logprobs: true,
+    top_logprobs: 5,
+  });
+  assert.deepEqual(problems.map((p) => p.param), ["logprobs", "top_logprobs"]);
+  assert.match(problems[0].message, /not returned by this gateway/);
+  const off = parseCompletionRequest({
+    messages: [{ role: "user", content: "Hi" }],
+    logprobs: false,
+    top_logprobs: 0,
+  });
+  assert.deepEqual(off.params, { logprobs: false, top_logprobs: 0 });
+});
+
 Deno.test("parseCompletionRequest() maps max_completion_tokens to max_tokens unless max_tokens is given", () => {
   const messages = [{ role: "user", content: "Hi" }];
   assert.deepEqual(

@@ -199,6 +199,22 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "the streaming URL serves only the OpenAI door: the console and /chat are 404 there",
+        async () => {
+          for (const [method, path] of [["GET", "/"], ["POST", "/chat"], ["GET", "/v1/jobs"]]) {
+            const event = httpApiEvent(method, path, {
+              body: method === "POST" ? { conversation_id: "x", user_message: "Hi" } : undefined,
+              apiKey: API_KEY,
+              host: "abcdefgh.lambda-url.us-east-1.on.aws",
+            });
+            const result = await invokeStreamingUnderNode(bundle, gateway!, event);
+            assert.equal(result.prelude?.statusCode, 404, `${method} ${path}: ${result.body}`);
+            assert.match(JSON.parse(result.body).error.message, /use the API URL/);
+          }
+        },
+      );
+
       await t.step("a request without the key gets its 401", async () => {
         const [result] = await invoke(httpApiEvent("POST", "/chat", {
           body: { conversation_id: "bundle-3", user_message: "Hi" },

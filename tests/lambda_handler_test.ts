@@ -74,6 +74,27 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "a wait ends in time to answer before the function's own timeout, with the job id",
+        async () => {
+          // 10 s left: exactly the margin kept back, so the wait ends at once.
+          const context = { getRemainingTimeInMillis: () => 10_000 };
+          const result = await (handler as (e: unknown, c: unknown) => Promise<
+            { statusCode: number; body: string }
+          >)(
+            httpApiEvent("POST", "/v1/chat/completions", {
+              body: { messages: [{ role: "user", content: "Late" }] },
+            }),
+            context,
+          );
+          assert.equal(result.statusCode, 504, result.body);
+          const { error } = JSON.parse(result.body);
+          assert.equal(error.code, "timeout");
+          assert.match(error.message, /time is nearly up/);
+          assert.equal((await gateway.waitForJob(error.job_id)).status, "succeeded", "it goes on");
+        },
+      );
+
       await t.step("a bad body gets its 400 in OpenAI's error shape", async () => {
         const result = await invoke(
           httpApiEvent("POST", "/chat", { body: { conversation_id: "x" } }),

@@ -184,6 +184,72 @@ backendTest(
   },
 );
 
+backendTest(
+  "X-Conversation-Id refuses what it cannot store right: a continue, several tool results at once",
+  async (_t, start) => {
+    const gateway = await start();
+    const post = (messages: unknown[]) =>
+      gateway.app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-conversation-id": "memory-2" },
+        body: JSON.stringify({ model: "test-text-model", messages }),
+      });
+    const toolCall = (id: string) => ({
+      id,
+      type: "function",
+      function: { name: "weather", arguments: "{}" },
+    });
+    const refusals = [
+      await post([{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello, I" }]),
+      await post([
+        { role: "assistant", content: null, tool_calls: [toolCall("a"), toolCall("b")] },
+        { role: "tool", tool_call_id: "a", content: "sunny" },
+        { role: "tool", tool_call_id: "b", content: "rainy" },
+      ]),
+    ];
+    for (const res of refusals) {
+      assert.equal(res.status, 400);
+      const { error } = await res.json();
+      assert.equal(error.code, "invalid_field");
+      assert.match(error.message, /X-Conversation-Id|continue/);
+    }
+    assert.deepEqual(await gateway.jobRecords(), []);
+    assert.deepEqual(await gateway.storedMessages("memory-2"), []);
+  },
+);
+
+backendTest(
+  "an agent's 80 KB of tools reach the backend whole, kept beside the job record",
+  async (_t, start) => {
+    const gateway = await start();
+    await gateway.startWorker();
+    const tools = Array.from({ length: 40 }, (_, i) => ({
+      type: "function",
+      function: {
+        name: `tool_${i}`,
+        description: `Tool ${i}. ${"Says what it does at length. ".repeat(70)}`,
+        parameters: { type: "object", properties: { city: { type: "string" } } },
+      },
+    }));
+    const res = await gateway.app.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "test-text-model",
+        messages: [{ role: "user", content: "Which tool?" }],
+        tools,
+      }),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.equal((await res.json()).choices[0].message.content, "vllm says: Which tool?");
+    assert.ok(JSON.stringify(tools).length > 80_000);
+    assert.deepEqual(gateway.vllm.requests.at(-1)!.tools, tools);
+    const [record] = await gateway.jobRecords();
+    assert.equal(record.params, undefined);
+    assert.match(record.params_ref ?? "", /^gateway-blob:/);
+  },
+);
+
 backendTest("the completions route checks its body and bounds its wait", async (t, start) => {
   const gateway = await start({
     env: { SYNC_TIMEOUT_S: "1" },

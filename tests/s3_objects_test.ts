@@ -209,3 +209,35 @@ Deno.test("S3Objects tries again after a 503, and not after a 404 on a put", asy
     await server.shutdown();
   }
 });
+
+Deno.test("S3Objects names the account that must own the bucket, in a signed header", async () => {
+  const seen: Headers[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    await req.arrayBuffer();
+    seen.push(req.headers);
+    return new Response(null, { status: 200 });
+  });
+  try {
+    let asked = 0;
+    const objects = new S3Objects({
+      bucket: "b",
+      region: "us-east-1",
+      credentials: EXAMPLE_SIGNER.credentials,
+      endpoint: `http://127.0.0.1:${server.addr.port}`,
+      expectedBucketOwner: () => Promise.resolve(String(++asked).padStart(12, "0")),
+    });
+    await objects.put("k", new Uint8Array([1]), "image/png");
+    await objects.get("k");
+    assert.deepEqual(seen.map((h) => h.get("x-amz-expected-bucket-owner")), [
+      "000000000001",
+      "000000000001",
+    ]);
+    assert.match(
+      seen[0].get("authorization") ?? "",
+      /SignedHeaders=[^,]*x-amz-expected-bucket-owner/,
+    );
+    assert.equal(asked, 1, "asked once");
+  } finally {
+    await server.shutdown();
+  }
+});

@@ -12,6 +12,7 @@ export type JobView = Omit<
   | "context"
   | "context_ref"
   | "params"
+  | "params_ref"
   | "mode"
   | "stream"
   | "generation"
@@ -27,6 +28,7 @@ export function jobView(job: Job): JobView {
     context: _context,
     context_ref: _contextRef,
     params: _params,
+    params_ref: _paramsRef,
     mode: _mode,
     stream: _stream,
     generation: _generation,

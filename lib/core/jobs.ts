@@ -1,5 +1,5 @@
 /** Job records: what the front door promised and what the worker did about it. */
-import type { ChatMessage, Usage } from "./messages.ts";
+import type { ChatMessage, StoredReplyMessage, Usage } from "./messages.ts";
 
 /** Where a job is in its life; the last three are final. */
 export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
@@ -34,8 +34,11 @@ export interface Job {
   finished_at?: string;
   /** The assistant's answer, once succeeded: its text. */
   reply?: string;
-  /** The whole reply message, when it holds more than text (tool calls, reasoning). */
-  reply_message?: ChatMessage;
+  /**
+   * The reply message, when it holds more than text (tool calls, reasoning);
+   * without its content when that is `reply` (see `replyMessage`).
+   */
+  reply_message?: StoredReplyMessage;
   /** Why the reply ended: "stop", "length", "tool_calls", … */
   finish_reason?: string;
   /**
@@ -69,6 +72,8 @@ export interface Job {
   /** `context` in the blob store, when it is too long to keep in the record (see lib/http/payloads.ts). */
   context_ref?: string;
   params?: CompletionParams;
+  /** `params` in the blob store, when they are too long to keep in the record. */
+  params_ref?: string;
   /** Whether the worker streams the reply into `partial` as the backend produces it. */
   stream?: boolean;
   /** The reply so far, while a streamed job runs. */
@@ -104,6 +109,13 @@ export interface JobTicket {
   line_check?: true;
   /** The job's `generation` when this ticket was sent; absent for 0. */
   generation?: number;
+  /**
+   * Set on a redriven dead letter whose job could not be retried, as it goes
+   * back to the dead-letter queue: when that redrive was asked for (ISO). The
+   * same redrive, still copying, then leaves it there instead of sending it
+   * round again in place of a dead letter it has not reached yet.
+   */
+  refused_redrive?: string;
 }
 
 /** Options for {@linkcode newJob}. */
@@ -116,7 +128,14 @@ export interface NewJobOptions {
   /** Optional fields of the job record, copied as they are. */
   recordFields?: Pick<
     Job,
-    "owner" | "mode" | "context" | "context_ref" | "params" | "stream" | "callback_url"
+    | "owner"
+    | "mode"
+    | "context"
+    | "context_ref"
+    | "params"
+    | "params_ref"
+    | "stream"
+    | "callback_url"
   >;
   ttlDays: number;
   now?: Date;

@@ -94,9 +94,31 @@ export function replyText(reply: ChatMessage): string {
   return typeof reply.content === "string" ? reply.content : JSON.stringify(reply.content);
 }
 
-/** The whole reply message, when it holds more than its text (tool calls, reasoning); else undefined. */
-export function richReply(reply: ChatMessage): ChatMessage | undefined {
-  return reply.tool_calls?.length || reply.reasoning_content ? reply : undefined;
+/** A reply message as a job record keeps it beside `reply`: without its text when that is a string. */
+export type StoredReplyMessage = Omit<ChatMessage, "content"> & {
+  content?: ChatMessage["content"];
+};
+
+/**
+ * What a job record keeps of a reply besides its text (`replyText`): the
+ * message, when it holds more (tool calls, reasoning), with its content only
+ * when that is not the plain string `reply` already holds, so a long answer
+ * is not kept twice. Undefined for a plain answer.
+ */
+export function richReply(reply: ChatMessage): StoredReplyMessage | undefined {
+  if (!reply.tool_calls?.length && !reply.reasoning_content) return undefined;
+  if (typeof reply.content !== "string") return reply;
+  const { content: _text, ...rest } = reply;
+  return rest;
+}
+
+/** The reply message again, from a record's `reply` and `reply_message`. */
+export function replyMessage(
+  reply: string | undefined,
+  stored: StoredReplyMessage | undefined,
+): ChatMessage {
+  if (!stored) return { role: "assistant", content: reply ?? "" };
+  return { ...stored, content: "content" in stored ? stored.content! : reply ?? "" };
 }
 
 /** The UTF-8 size of a value as JSON. */

@@ -158,6 +158,14 @@ export class JobNotFoundError extends Error {
   }
 }
 
+/** A record over its store's size limit (DynamoDB's 400 KB item): trying again cannot help. */
+export class RecordTooLargeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RecordTooLargeError";
+  }
+}
+
 /** Whether a job has reached an end state. */
 export function isFinished(job: Job): boolean {
   return job.status === "succeeded" || job.status === "failed" || job.status === "canceled";

@@ -203,10 +203,14 @@ const completionRequestSchema = z.looseObject({
     1,
     "must be 1: the gateway answers with one choice",
   ).nullish(),
-  logprobs: z.boolean({ error: "must be a boolean" }).nullish(),
-  top_logprobs: z.int({ error: "must be an integer" }).min(0, "must be from 0 to 20").max(
-    20,
-    "must be from 0 to 20",
+  // The worker keeps the reply's text, not its tokens: asking for them would get nothing back.
+  logprobs: z.boolean({ error: "must be a boolean" }).refine(
+    (on) => !on,
+    "log probabilities are not returned by this gateway: leave logprobs out or false",
+  ).nullish(),
+  top_logprobs: z.int({ error: "must be an integer" }).refine(
+    (n) => n === 0,
+    "log probabilities are not returned by this gateway: leave top_logprobs out or 0",
   ).nullish(),
   response_format: z.looseObject({
     type: z.enum(["text", "json_object", "json_schema"], {

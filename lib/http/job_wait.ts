@@ -21,6 +21,8 @@ export interface WaitOptions {
    */
   timeoutMs: number;
   idle?: boolean;
+  /** When the wait ends whatever happens (epoch ms): before a Lambda's own timeout, say. */
+  endBy?: number;
   signal?: AbortSignal;
   /** Sees each new state, e.g. to stream the reply so far. */
   onChange?: (job: Job) => void | Promise<void>;
@@ -42,7 +44,8 @@ export async function waitForJobEnd(
   const abort = () => stop.abort();
   options.signal?.addEventListener("abort", abort);
   if (options.signal?.aborted) stop.abort();
-  let deadline = Date.now() + options.timeoutMs;
+  const endBy = options.endBy ?? Infinity;
+  let deadline = Math.min(Date.now() + options.timeoutMs, endBy);
   const states = store.watchJob(jobId, stop.signal)[Symbol.asyncIterator]();
   let last: Job | undefined;
   try {
@@ -66,7 +69,7 @@ export async function waitForJobEnd(
       const job = woke.value;
       last = job;
       if (!job) return undefined;
-      if (options.idle) deadline = Date.now() + options.timeoutMs;
+      if (options.idle) deadline = Math.min(Date.now() + options.timeoutMs, endBy);
       await options.onChange?.(job);
       if (isFinished(job)) return job;
     }

@@ -6,8 +6,10 @@
  * function's timeout. Neither needs a Deno global, so `deno task build` can
  * bundle them for Node.js; the app is built on the first invocation.
  */
+import { Hono } from "hono";
 import { handle, streamHandle } from "hono/aws-lambda";
 import { createApp } from "./app.ts";
+import { ApiError, toBody } from "./errors.ts";
 import { loadConfig } from "../core/config.ts";
 import { createLogger } from "../core/log.ts";
 import { openAwsServices } from "../storage/aws/open.ts";
@@ -40,6 +42,36 @@ export const handler: LambdaHandler = (event, context) => {
   return lambda(event, context);
 };
 
+/**
+ * What the streaming function URL serves: the OpenAI-compatible door, for
+ * Open WebUI and other streaming clients. The URL has no API Gateway (and so
+ * no throttling) in front of it, only the functions' reserved concurrency, so
+ * the rest of the app (`/chat`, the console, admin) stays behind the API URL.
+ */
+export const STREAMING_PATHS = ["/v1/chat/completions", "/v1/models"] as const;
+
+function streamingDoor(
+  app: { fetch(request: Request, env?: unknown): Response | Promise<Response> },
+) {
+  const door = new Hono();
+  for (const path of STREAMING_PATHS) door.all(path, (c) => app.fetch(c.req.raw, c.env));
+  door.notFound((c) =>
+    c.json(
+      toBody(
+        new ApiError(
+          404,
+          `Not served on the streaming URL, which serves ${
+            STREAMING_PATHS.join(" and ")
+          }: use the API URL`,
+          { code: "not_found" },
+        ),
+      ),
+      404,
+    )
+  );
+  return door;
+}
+
 /** The Lambda runtime's `awslambda`, when it has one (the AWS SDK makes an empty one of its own). */
 const runtime = (globalThis as { awslambda?: Partial<LambdaRuntime> }).awslambda;
 
@@ -51,7 +83,7 @@ const runtime = (globalThis as { awslambda?: Partial<LambdaRuntime> }).awslambda
 export const streamingHandler: StreamingHandler | undefined =
   typeof runtime?.streamifyResponse === "function"
     ? runtime.streamifyResponse<StreamingHandler>(async (event, responseStream, context) => {
-      streaming ??= streamHandle(buildApp({ streamsResponses: true }));
+      streaming ??= streamHandle(streamingDoor(buildApp({ streamsResponses: true })));
       await streaming(event, responseStream, context);
     })
     : undefined;

@@ -7,11 +7,11 @@ import { errorMessage } from "../core/error_message.ts";
 import type { Handler } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { type JobSpec, submitJob } from "./submit.ts";
-import { ApiError, invalidRequest, toBody } from "./errors.ts";
+import { ApiError, type FieldProblem, invalidRequest, toBody } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { waitForJobEnd } from "./job_wait.ts";
 import type { Job } from "../core/jobs.ts";
-import type { ChatMessage } from "../core/messages.ts";
+import { type ChatMessage, replyMessage } from "../core/messages.ts";
 import {
   type ChunkDelta,
   chunkObject,
@@ -80,20 +80,20 @@ export function createCompletion(
     });
     const id = `chatcmpl-${accepted.job_id}`;
     const model = request.model ?? accepted.model;
-    // The wait ends after SYNC_TIMEOUT_S without progress: a reply that keeps flowing never times out.
-    const wait = { timeoutMs: config.syncTimeoutMs, idle: true, signal: c.req.raw.signal };
+    // The wait ends after SYNC_TIMEOUT_S without progress: a reply that keeps flowing never times
+    // out, except on Lambda, where it ends in time to say so before the function's own timeout.
+    const endBy = lambdaEndBy(c.env);
+    const wait = { timeoutMs: config.syncTimeoutMs, idle: true, endBy, signal: c.req.raw.signal };
+    const finished = (job: Job | undefined) =>
+      finishedJob(job, accepted.job_id, config.syncTimeoutMs, endBy);
 
     if (!request.stream) {
-      const job = finishedJob(
-        await waitForJobEnd(store, accepted.job_id, wait),
-        accepted.job_id,
-        config.syncTimeoutMs,
-      );
+      const job = finished(await waitForJobEnd(store, accepted.job_id, wait));
       return c.json(
         completionObject({
           id,
           model,
-          message: job.reply_message ?? { role: "assistant", content: job.reply ?? "" },
+          message: replyMessage(job.reply, job.reply_message),
           finishReason: job.finish_reason,
           usage: job.usage,
         }),
@@ -129,7 +129,12 @@ export function createCompletion(
             const content = job.partial ?? "";
             const reasoning = job.partial_reasoning ?? "";
             // A new attempt begins from nothing: wait for it to pass what was sent.
-            if (content.length < sent.content.length && sent.content.startsWith(content)) return;
+            const behind = (now: string, before: string) =>
+              now.length < before.length && before.startsWith(now);
+            if (
+              behind(content, sent.content) ||
+              (content === sent.content && behind(reasoning, sent.reasoning))
+            ) return;
             await passOn(content, reasoning);
           },
           onQuiet: {
@@ -139,8 +144,8 @@ export function createCompletion(
             },
           },
         });
-        const job = finishedJob(last, accepted.job_id, config.syncTimeoutMs);
-        const reply = job.reply_message ?? { role: "assistant", content: job.reply ?? "" };
+        const job = finished(last);
+        const reply = replyMessage(job.reply, job.reply_message);
         await passOn(
           typeof reply.content === "string" ? reply.content : job.reply ?? "",
           reply.reasoning_content ?? "",
@@ -205,6 +210,8 @@ function jobSpec(
   };
   const fields = { params: request.params, stream: request.stream };
   if (identity.kind === "conversation" && identity.header === "x-conversation-id") {
+    const problems = memoryModeProblems(request.messages);
+    if (problems.length > 0) throw invalidRequest(problems);
     return {
       ...common,
       conversationId: identity.conversationId,
@@ -225,13 +232,56 @@ function jobSpec(
   };
 }
 
+/**
+ * With the gateway's memory one message a turn is new, and the stored history
+ * holds the rest, so two cases cannot be told apart from a re-sent history and
+ * are refused rather than stored wrong: several tool results at once (the
+ * earlier ones would be dropped) and a continue (the stored reply and the sent
+ * part of it would both stay).
+ */
+function memoryModeProblems(messages: readonly ChatMessage[]): FieldProblem[] {
+  const last = messages.length - 1;
+  const whole = "send the whole chat without X-Conversation-Id (or with X-OpenWebUI-Chat-Id)";
+  if (messages[last].role === "assistant") {
+    return [{
+      param: `messages[${last}]`,
+      message: `a last message from the assistant (continue) needs the chat it continues: ${whole}`,
+    }];
+  }
+  if (messages[last].role === "tool" && messages[last - 1]?.role === "tool") {
+    return [{
+      param: `messages[${last - 1}]`,
+      message:
+        `with X-Conversation-Id one message a turn is new, and this request ends with several tool results: send them one a request, set parallel_tool_calls to false, or ${whole}`,
+    }];
+  }
+  return [];
+}
+
 function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] {
   const end = messages.findIndex((m) => m.role !== "system");
   return messages.slice(0, end < 0 ? messages.length : end).slice(0, messages.length - 1);
 }
 
+/** Time kept back from a Lambda's timeout to end a stream with its error and `[DONE]`. */
+const LAMBDA_MARGIN_MS = 10_000;
+
+/** When a wait on Lambda must end (epoch ms), from the function's remaining time; else undefined. */
+function lambdaEndBy(env: unknown): number | undefined {
+  const context =
+    (env as { lambdaContext?: { getRemainingTimeInMillis?: () => number } } | undefined)
+      ?.lambdaContext;
+  const remaining = context?.getRemainingTimeInMillis?.();
+  return typeof remaining === "number" ? Date.now() + remaining - LAMBDA_MARGIN_MS : undefined;
+}
+
 /** A job that succeeded, or the error that says why there is no reply. */
-function finishedJob(job: Job | undefined, jobId: string, timeoutMs: number): Job {
+function finishedJob(
+  job: Job | undefined,
+  jobId: string,
+  timeoutMs: number,
+  endBy?: number,
+): Job {
   if (job?.status === "succeeded") return job;
   if (job?.status === "failed") {
     throw new ApiError(502, `Job failed: ${job.error ?? "no reason recorded"}`, {
@@ -241,6 +291,13 @@ function finishedJob(job: Job | undefined, jobId: string, timeoutMs: number): Jo
   }
   if (job?.status === "canceled") {
     throw new ApiError(409, "Job was canceled", { code: "job_canceled", jobId });
+  }
+  if (endBy !== undefined && Date.now() >= endBy) {
+    throw new ApiError(
+      504,
+      `The function's time is nearly up, so the answer ends here; job ${jobId} goes on: read it with GET /jobs/${jobId}`,
+      { code: "timeout", jobId },
+    );
   }
   throw new ApiError(
     504,

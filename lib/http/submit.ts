@@ -75,6 +75,7 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
     spec.owner,
     message,
     spec.recordFields?.context,
+    spec.recordFields?.params,
   );
   const mode = spec.recordFields?.mode ?? "conversation";
   const storedId = mode === "stateless"
@@ -106,6 +107,8 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
       ...spec.recordFields,
       context: aside.context,
       context_ref: aside.contextRef,
+      params: aside.params,
+      params_ref: aside.paramsRef,
       owner: spec.owner,
     },
   });

@@ -11,12 +11,17 @@ import type { AssembledReply } from "./reply_assembler.ts";
 import { estimateUsage } from "./usage_estimate.ts";
 import type { Logger } from "../core/log.ts";
 import { type ChatMessage, jsonBytes, messageText, withoutImages } from "../core/messages.ts";
-import type { Job } from "../core/jobs.ts";
+import type { CompletionParams, Job } from "../core/jobs.ts";
 import type { ReceivedJob } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
-import { JobNotFoundError, type JobResult, type StartResult } from "../core/store.ts";
-import { isRedriven, retryFailedJob } from "../core/retry.ts";
+import {
+  JobNotFoundError,
+  type JobResult,
+  RecordTooLargeError,
+  type StartResult,
+} from "../core/store.ts";
+import { redriveRequestFor, retryFailedJob } from "../core/retry.ts";
 import { advanceTurn, unblockLine } from "../core/turns.ts";
 import { notifyCallback } from "./callbacks.ts";
 import { streamedReplyWriter } from "./streamed_reply.ts";
@@ -162,7 +167,8 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     return await finish("missing");
   }
   if (claim.state === "finished") {
-    if (await isRedriven(store, claim.job)) return await finish(await redrive(claim.job, context));
+    const redriveAsked = await redriveRequestFor(store, claim.job);
+    if (redriveAsked) return await finish(await redrive(message, claim.job, redriveAsked, context));
     context.logger.info("Job already finished or canceled; dropping this delivery", fields);
     return await finish("duplicate");
   }
@@ -253,10 +259,17 @@ async function callBack(job: Job, context: RunJobContext): Promise<void> {
  * the rule of lib/core/retry.ts, with a message of its own, and this one goes;
  * when the rule refuses, this one goes back to the dead-letter queue.
  */
-async function redrive(job: Job, context: RunJobContext): Promise<RunOutcome> {
+async function redrive(
+  message: ReceivedJob,
+  job: Job,
+  requestedAt: Date,
+  context: RunJobContext,
+): Promise<RunOutcome> {
   const fields = { job_id: job.job_id };
   const result = await retryFailedJob(context.services, job.job_id);
   if (result?.state === "refused" && result.code !== "not_failed") {
+    // Marked, so the redrive that sent it, if still copying, does not send it round again.
+    message.ticket = { ...message.ticket, refused_redrive: requestedAt.toISOString() };
     context.logger.warn(
       "Redriven job not retried; its message goes back to the dead-letter queue",
       {
@@ -309,7 +322,10 @@ export function retryDelaySeconds(
 
 /** Whether another attempt could succeed. */
 export function isRetryable(err: unknown): boolean {
-  if (err instanceof PermanentJobError || err instanceof ImageError) return false;
+  if (
+    err instanceof PermanentJobError || err instanceof ImageError ||
+    err instanceof RecordTooLargeError
+  ) return false;
   if (err instanceof BackendError) return err.retryable;
   return true;
 }
@@ -328,7 +344,10 @@ async function askBackend(
     throw new PermanentJobError(`No backend named "${job.route}" is configured on this worker`);
   }
   const mode = job.mode ?? "conversation";
-  const sent = await clientChat(job, context.services.blobs);
+  const [sent, params] = await Promise.all([
+    clientChat(job, context.services.blobs),
+    requestFields(job, context.services.blobs),
+  ]);
   // The client's whole chat ("synced", "stateless"), or its system messages and the stored history.
   const before = mode === "conversation" ? [...sent, ...history] : sent;
   const fitted = fitContext([...before, job.user_message], {
@@ -356,8 +375,8 @@ async function askBackend(
       maxReplyMs: config.llmMaxReplyMs,
       signal: context.signal,
       params: continuing && backend.kind === "vllm"
-        ? { ...job.params, continue_final_message: true, add_generation_prompt: false }
-        : job.params,
+        ? { ...params, continue_final_message: true, add_generation_prompt: false }
+        : params,
       onProgress: job.stream ? streamedReplyWriter(job.job_id, context) : undefined,
     });
   } finally {
@@ -394,6 +413,18 @@ async function clientChat(job: Job, blobs: BlobStore): Promise<ChatMessage[]> {
   if (!blob) {
     throw new PermanentJobError(
       "Cannot run the job: the chat sent with it is no longer kept (BLOB_TTL_DAYS)",
+    );
+  }
+  return JSON.parse(new TextDecoder().decode(blob.bytes));
+}
+
+/** The request's other fields (tools, `response_format`…), from the record or the blob store. */
+async function requestFields(job: Job, blobs: BlobStore): Promise<CompletionParams | undefined> {
+  if (!job.params_ref) return job.params;
+  const blob = await blobs.get(job.params_ref);
+  if (!blob) {
+    throw new PermanentJobError(
+      "Cannot run the job: the fields sent with it are no longer kept (BLOB_TTL_DAYS)",
     );
   }
   return JSON.parse(new TextDecoder().decode(blob.bytes));

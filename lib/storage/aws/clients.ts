@@ -3,7 +3,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Config } from "../../core/config.ts";
-import { S3Objects } from "./s3_objects.ts";
+import { S3Objects, type S3ObjectsOptions } from "./s3_objects.ts";
 
 /** The clients the AWS store and queue use. */
 export interface AwsClients {
@@ -11,7 +11,7 @@ export interface AwsClients {
   documents: DynamoDBDocumentClient;
   sqs: SQSClient;
   /** The blob bucket's objects, signed with the SQS client's region and credentials. */
-  blobObjects: S3Objects;
+  blobObjects(options?: Pick<S3ObjectsOptions, "expectedBucketOwner">): S3Objects;
   /** Closes the clients' sockets. */
   destroy(): void;
 }
@@ -41,15 +41,17 @@ export function createAwsClients(config: Config): AwsClients {
     marshallOptions: { removeUndefinedValues: true },
   });
   const sqs = new SQSClient({ ...common, endpoint: config.awsEndpoints.sqs });
-  const blobObjects = new S3Objects({
-    bucket: config.blobBucket,
-    region: sqs.config.region,
-    // The default provider chain as SQS resolved it (Lambda's role, the Mac's profile), refreshed as it is.
-    credentials: sqs.config.credentials,
-    endpoint: config.awsEndpoints.s3,
-    timeoutMs: common.requestHandler.requestTimeout,
-    maxAttempts: common.maxAttempts,
-  });
+  const blobObjects = (options: Pick<S3ObjectsOptions, "expectedBucketOwner"> = {}) =>
+    new S3Objects({
+      bucket: config.blobBucket,
+      region: sqs.config.region,
+      // The default provider chain as SQS resolved it (Lambda's role, the Mac's profile), refreshed as it is.
+      credentials: sqs.config.credentials,
+      endpoint: config.awsEndpoints.s3,
+      timeoutMs: common.requestHandler.requestTimeout,
+      maxAttempts: common.maxAttempts,
+      ...options,
+    });
   return {
     dynamo,
     documents,

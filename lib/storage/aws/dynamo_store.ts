@@ -23,19 +23,23 @@ import {
   ownerIndexValue,
   summarize,
 } from "../../core/job_list.ts";
-import { replyText, richReply } from "../../core/messages.ts";
+import { jsonBytes, replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
   type Conversation,
   isFinished,
   JobNotFoundError,
   type JobResult,
+  RecordTooLargeError,
   type RequeuePlan,
   type StartOptions,
   type StartResult,
   type Store,
 } from "../../core/store.ts";
 import { type BatchRead, JobPoller } from "./job_poller.ts";
+
+/** The most a job item may take, in JSON bytes, leaving room below DynamoDB's 400 KB for names. */
+const JOB_ITEM_MAX_BYTES = 390_000;
 
 /** The table names the store uses. */
 export interface DynamoTables {
@@ -303,6 +307,14 @@ export class DynamoStore implements Store {
   /** The update that records a job's success; its condition makes it happen at most once. */
   #markSucceeded(job: Job, result: JobResult, now: string) {
     const message = richReply(result.reply);
+    const { partial: _partial, partial_reasoning: _reasoning, ...kept } = job;
+    const bytes = jsonBytes({ ...kept, reply: replyText(result.reply), message, now });
+    if (bytes > JOB_ITEM_MAX_BYTES) {
+      // DynamoDB would refuse it, and would again on every retry: fail the job once, saying why.
+      throw new RecordTooLargeError(
+        `Cannot store the reply: with its job it takes ${bytes} bytes, over DynamoDB's 400 KB item limit`,
+      );
+    }
     return {
       TableName: this.#tables.jobs,
       Key: { job_id: job.job_id },

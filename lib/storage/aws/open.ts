@@ -10,18 +10,24 @@ import { SqsJobQueue } from "./sqs_queue.ts";
 /** Builds the AWS services for a configuration; no connection is opened until first used. */
 export function openAwsServices(config: Config): Services {
   const clients = createAwsClients(config);
+  const queue = new SqsJobQueue(clients.sqs, {
+    priority: config.priorityQueue,
+    default: config.jobsQueue,
+  });
+  const backends = backendsFromConfig(config);
+  // The blob bucket must be this account's: the queues' URLs name it.
+  const blobObjects = clients.blobObjects({
+    expectedBucketOwner: () => queue.ownerAccount({ backend: backends[0].name, lane: "default" }),
+  });
   return {
     config,
     store: new DynamoStore(clients.documents, {
       conversations: config.conversationsTable,
       jobs: config.jobsTable,
     }),
-    queue: new SqsJobQueue(clients.sqs, {
-      priority: config.priorityQueue,
-      default: config.jobsQueue,
-    }),
-    blobs: new S3BlobStore(clients.blobObjects),
-    backends: backendsFromConfig(config),
+    queue,
+    blobs: new S3BlobStore(blobObjects),
+    backends,
     close: () => clients.destroy(),
   };
 }

@@ -31,6 +31,12 @@ export interface S3ObjectsOptions {
   timeoutMs?: number;
   /** Attempts per call when S3 answers 5xx or 429, or the network fails. */
   maxAttempts?: number;
+  /**
+   * The account that must own the bucket (sent as `x-amz-expected-bucket-owner`,
+   * so S3 refuses a bucket of the same name that someone else owns: bucket
+   * names are global). Asked once; undefined sends no such header.
+   */
+  expectedBucketOwner?: () => Promise<string | undefined>;
 }
 
 /** An object as read back. */
@@ -136,9 +142,21 @@ export async function signS3Request(
 /** Whole-object puts and gets in one bucket. */
 export class S3Objects {
   #options: S3ObjectsOptions;
+  #owner: Promise<string | undefined> | undefined;
 
   constructor(options: S3ObjectsOptions) {
     this.#options = options;
+  }
+
+  /** The header that names the bucket's expected owner, once known. */
+  async #ownerHeader(): Promise<Record<string, string>> {
+    if (!this.#options.expectedBucketOwner) return {};
+    this.#owner ??= this.#options.expectedBucketOwner();
+    const owner = await this.#owner.catch((err) => {
+      this.#owner = undefined; // asked again next time
+      throw err;
+    });
+    return owner ? { "x-amz-expected-bucket-owner": owner } : {};
   }
 
   /** Writes `bytes` under `key`. */
@@ -146,7 +164,7 @@ export class S3Objects {
     const response = await this.#send("PutObject", {
       method: "PUT",
       url: await this.#url(key),
-      headers: { "content-type": contentType },
+      headers: { "content-type": contentType, ...await this.#ownerHeader() },
       body: bytes,
     });
     await response.body?.cancel();
@@ -157,7 +175,7 @@ export class S3Objects {
     const response = await this.#send("GetObject", {
       method: "GET",
       url: await this.#url(key),
-      headers: {},
+      headers: await this.#ownerHeader(),
     }, [404]);
     if (response.status === 404) {
       await response.body?.cancel();
