@@ -16,9 +16,9 @@ backendTest(
   "a worker stopped while idle puts back what its last long poll brings, and the next runs it at once",
   async (_t, start) => {
     // A message hidden by a lost receive would wait out this visibility timeout.
-    // The long poll is long enough that the job is sent while it is still in
-    // flight even on a busy machine; it returns as soon as the job arrives.
-    const gateway = await start({ env: { POLL_WAIT_S: "10", VISIBILITY_TIMEOUT_S: "300" } });
+    // The job is sent just after the long poll starts, well within its 5 s even
+    // on a busy machine (stopping waits out the other lane's empty poll).
+    const gateway = await start({ env: { POLL_WAIT_S: "5", VISIBILITY_TIMEOUT_S: "300" } });
     const observed = new ObservedQueue(gateway.services.queue);
     const idle = await gateway.startWorker({ queue: observed });
     await eventually(
