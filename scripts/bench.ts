@@ -19,7 +19,7 @@
  * job), BENCH_SUBMITTERS (16), BENCH_AWS_ENDPOINT_URL (a Moto already running
  * on 127.0.0.1, instead of fresh emulators).
  */
-import { type AwsEmulators, startAwsEmulators } from "../tests/support/aws_emulators.ts";
+import { type BenchEmulators, startBenchEmulators } from "./bench/emulators.ts";
 import { type BenchFigures, figuresWithGoals, printFigures } from "./bench/goals.ts";
 import { measureLambdaCold } from "./bench/lambda_cold.ts";
 import { measureAwsWait, measureQueuedPath, measureStreams } from "./bench/latency.ts";
@@ -31,7 +31,7 @@ import { startBenchStack } from "./bench/stack.ts";
 /** Callers at once in the AWS wait run: the front door's one read loop serves them all. */
 const WAIT_CLIENTS = 4;
 
-async function runThroughput(options: BenchOptions) {
+async function runThroughput(options: BenchOptions, emulators: () => Promise<BenchEmulators>) {
   console.log(
     `\n## Throughput: ${options.jobs} jobs on ${options.backend}, backend latency ` +
       `${options.latencyMs} ms, VLLM_CONCURRENCY=${options.concurrency}`,
@@ -42,13 +42,12 @@ async function runThroughput(options: BenchOptions) {
         `so at most ${options.conversations} jobs can run at once`,
     );
   }
-  const stack = await startBenchStack(options);
+  const stack = await startBenchStack(options, emulators);
   try {
     const timings = await runLoad(stack, options);
     const result = summarize(options, timings, {
       maxInFlight: stack.llm.maxInFlight,
-      busyMs: stack.llm.busyMs,
-      retries: stack.watch.retries,
+      retries: stack.progress.retries,
     });
     printThroughput(result);
     return result;
@@ -57,7 +56,7 @@ async function runThroughput(options: BenchOptions) {
   }
 }
 
-async function runSections(options: BenchOptions, emulators: () => Promise<AwsEmulators>) {
+async function runSections(options: BenchOptions, emulators: () => Promise<BenchEmulators>) {
   const figures: BenchFigures = {};
   const run = (section: BenchOptions["sections"][number]) => options.sections.includes(section);
   if (run("latency")) {
@@ -103,15 +102,15 @@ async function runSections(options: BenchOptions, emulators: () => Promise<AwsEm
       }
     }
   }
-  if (run("throughput")) figures.throughput = await runThroughput(options);
+  if (run("throughput")) figures.throughput = await runThroughput(options, emulators);
   return figures;
 }
 
 if (import.meta.main) {
   const options = readBenchOptions(Deno.env.toObject());
   console.log(`Bench: ${options.sections.join(", ")} (Deno ${Deno.version.deno})`);
-  let started: Promise<AwsEmulators> | undefined;
-  const emulators = () => started ??= startAwsEmulators();
+  let started: Promise<BenchEmulators> | undefined;
+  const emulators = () => started ??= startBenchEmulators(options.sqs);
   let figures: BenchFigures;
   try {
     figures = await runSections(options, emulators);

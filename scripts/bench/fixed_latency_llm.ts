@@ -29,6 +29,8 @@ export interface FixedLatencyLlm {
   readonly answered: number;
   /** Sum of every request's time in the server, in ms. */
   readonly busyMs: number;
+  /** performance.now() when each answered chat completion came in and when it ended, in arrival order. */
+  readonly spans: readonly { start: number; end: number }[];
   /** performance.now() when each token of a streamed reply was sent, by the request's last user message. */
   readonly tokenSentAt: Map<string, number[]>;
   stop(): Promise<void>;
@@ -48,6 +50,7 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
   let maxInFlight = 0;
   let answered = 0;
   let busyMs = 0;
+  const spans: { start: number; end: number }[] = [];
   const tokenSentAt = new Map<string, number[]>();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -85,10 +88,13 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
           streaming = true;
           const sentAt: number[] = [];
           tokenSentAt.set(String(body.messages?.at(-1)?.content ?? ""), sentAt);
+          const span = { start: started, end: started };
+          spans.push(span);
           return streamedReply(model, tokens, tokenIntervalMs, sentAt, () => {
             inFlight--;
             answered++;
-            busyMs += performance.now() - started;
+            span.end = performance.now();
+            busyMs += span.end - started;
           });
         }
         const jitter = settings.jitterMs ? Math.random() * settings.jitterMs : 0;
@@ -109,7 +115,9 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
       } finally {
         if (!streaming) {
           inFlight--;
-          busyMs += performance.now() - started;
+          const end = performance.now();
+          busyMs += end - started;
+          spans.push({ start: started, end });
         }
       }
     },
@@ -129,6 +137,7 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
     get busyMs() {
       return busyMs;
     },
+    spans,
     tokenSentAt,
     stop: () => stopped ??= server.shutdown(),
   };
