@@ -2,8 +2,7 @@
 import { errorMessage } from "../core/error_message.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
-import { ModelDirectory } from "./model_directory.ts";
-import { ensureWorkerAlive } from "./worker_status.ts";
+import { routeMessage } from "./routing.ts";
 import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "../core/jobs.ts";
 import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
 import { scopedConversationId } from "../core/owners.ts";
@@ -69,10 +68,8 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
       { param: "user_message", code: "message_too_large" },
     );
   }
-  const directory = await ModelDirectory.read(services);
   const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
-  const target = directory.route({ model: spec.model, images });
-  ensureWorkerAlive(target.backend, { directory, config });
+  const target = await routeMessage(services, { model: spec.model, images });
   const stateless = spec.recordFields?.mode === "stateless";
   const storedId = stateless
     ? spec.conversationId

@@ -6,7 +6,7 @@ import type { BenchSqs } from "./emulators.ts";
 export type BenchBackend = "aws" | "embedded";
 
 /** The parts of the bench, in the order they run. */
-export const SECTIONS = ["latency", "wait", "stream", "lambda", "throughput"] as const;
+export const SECTIONS = ["latency", "wait", "stream", "lambda", "throughput", "memory"] as const;
 
 /** One part of the bench. */
 export type BenchSection = typeof SECTIONS[number];
@@ -35,6 +35,12 @@ export interface BenchOptions {
   conversations: number;
   /** POST /chat requests in flight at once while submitting. */
   submitters: number;
+  /** The memory run: the worker's places (BENCH_MEMORY_CONCURRENCY). */
+  memoryConcurrency: number;
+  /** The memory run: jobs queued behind the first full round (BENCH_MEMORY_QUEUED). */
+  memoryQueued: number;
+  /** The memory run: the backend's latency (BENCH_MEMORY_LATENCY_MS). */
+  memoryLatencyMs: number;
   /** The SQS of the AWS runs (BENCH_SQS): the fast stand-in, or Moto. */
   sqs: BenchSqs;
   /** A Moto already running on 127.0.0.1 to use instead of starting one (e.g. behind a counting proxy). */
@@ -68,6 +74,9 @@ export function readBenchOptions(env: Readonly<Record<string, string | undefined
     concurrency: int("VLLM_CONCURRENCY", 16, 1, 1024),
     conversations: Math.min(jobs, int("BENCH_CONVERSATIONS", jobs, 1, 1_000_000)),
     submitters: int("BENCH_SUBMITTERS", 16, 1, 1024),
+    memoryConcurrency: int("BENCH_MEMORY_CONCURRENCY", 64, 1, 1024),
+    memoryQueued: int("BENCH_MEMORY_QUEUED", 300, 0, 100_000),
+    memoryLatencyMs: int("BENCH_MEMORY_LATENCY_MS", 5000, 100, 600_000),
     sqs: readChoice(env, "BENCH_SQS", ["fast", "moto"], problems),
     awsEndpointUrl: readLoopbackUrl(env, "BENCH_AWS_ENDPOINT_URL", problems),
   };

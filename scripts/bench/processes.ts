@@ -47,3 +47,21 @@ export async function cpuSnapshot(
     number
   >;
 }
+
+/** A process's resident memory split by kind, in MiB: what it allocated, and mapped files (its binary's code). */
+export interface RssParts {
+  rss: number;
+  anon: number;
+  file: number;
+}
+
+/** A process's resident memory and its parts; undefined without /proc. */
+export async function rssParts(pid: number): Promise<RssParts | undefined> {
+  const status = await readProc(pid, "status");
+  const field = (name: string) => {
+    const kb = status?.match(new RegExp(`^${name}:\\s+(\\d+) kB`, "m"))?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  };
+  const [rss, anon, file] = [field("VmRSS"), field("RssAnon"), field("RssFile")];
+  return rss === undefined ? undefined : { rss, anon: anon ?? 0, file: file ?? 0 };
+}

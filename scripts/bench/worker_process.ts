@@ -1,7 +1,8 @@
 /**
  * The bench's worker in a process of its own, as it runs on the user's
- * machine: the real JobWorker, configured from the environment as
- * `deno task worker` is, on AWS clients that count their calls. So the front
+ * machine: the real JobWorker, configured from the environment and started
+ * with the V8 flags and variables of `deno task worker`, on AWS clients that
+ * count their calls. So the front
  * door's load in the bench's process does not slow it down, and the other way
  * round.
  *
@@ -16,6 +17,7 @@ import { openAwsServices } from "../../lib/storage/aws/open.ts";
 import { JobWorker } from "../../lib/worker/job_worker.ts";
 import { type CallCounts, countingClients } from "./aws_calls.ts";
 import { JobTracker, type WatchEvent, watchJobs } from "./job_watch.ts";
+import { workerTaskSettings } from "./worker_task.ts";
 
 /** The variables the child needs besides the gateway's own: where Deno keeps its cache. */
 const PASSED_THROUGH = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"];
@@ -39,9 +41,11 @@ export async function startWorkerProcess(env: Record<string, string>): Promise<W
       return value === undefined ? [] : [[name, value]];
     }),
   );
+  const task = workerTaskSettings();
   const child = new Deno.Command("deno", {
     args: [
       "run",
+      ...(task.v8Flags ? [task.v8Flags] : []),
       "--allow-net=127.0.0.1",
       "--allow-env",
       "--allow-read",
@@ -49,7 +53,7 @@ export async function startWorkerProcess(env: Record<string, string>): Promise<W
       new URL(import.meta.url).pathname,
     ],
     clearEnv: true,
-    env: { ...passed, ...env },
+    env: { ...passed, ...task.env, ...env },
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
