@@ -4,22 +4,31 @@
  */
 import assert from "node:assert/strict";
 import { createLogger } from "../lib/core/log.ts";
-import { beatInterval, extensionDue, refillBatch } from "../lib/worker/job_worker.ts";
+import { beatInterval, capacity, extensionDue, refillBatch } from "../lib/worker/job_worker.ts";
 import { echoAnswer } from "./support/stand_in_llm.ts";
 import { backendTest } from "./support/gateway.ts";
 
-Deno.test("refillBatch() waits for half the places, rounded up, within one receive's worth", () => {
+Deno.test("capacity() holds one spare job per place, at most sixteen", () => {
   assert.deepEqual(
-    [1, 2, 3, 4, 16, 19, 20, 21, 64, 1024].map((concurrency) => refillBatch({ concurrency })),
-    [1, 1, 2, 2, 8, 10, 10, 10, 10, 10],
+    [1, 2, 8, 16, 17, 64, 1024].map((concurrency) => capacity({ concurrency })),
+    [2, 4, 16, 32, 33, 80, 1040],
   );
 });
 
-Deno.test("refillBatch() never asks for more room than a backend's loop can have", () => {
-  // A loop holds two jobs per place before their model calls: it must be able to reach the batch.
-  for (let concurrency = 1; concurrency <= 64; concurrency++) {
+Deno.test("refillBatch() waits for half the spare jobs, rounded up, within one receive's worth", () => {
+  assert.deepEqual(
+    [1, 2, 3, 4, 16, 19, 64, 1024].map((concurrency) => refillBatch({ concurrency })),
+    [1, 1, 2, 2, 8, 8, 8, 8],
+  );
+});
+
+Deno.test("refillBatch() leaves spare jobs to keep the places busy while it receives", () => {
+  for (let concurrency = 1; concurrency <= 200; concurrency++) {
     const batch = refillBatch({ concurrency });
-    assert.ok(batch >= 1 && batch <= 2 * concurrency, `concurrency ${concurrency}: ${batch}`);
+    const spare = capacity({ concurrency }) - concurrency;
+    assert.ok(batch >= 1 && batch <= 10, `concurrency ${concurrency}: ${batch}`);
+    // With more than one spare, some stay held while a batch is received and claimed.
+    assert.ok(spare === 1 || batch < spare, `concurrency ${concurrency}: ${batch} of ${spare}`);
   }
 });
 

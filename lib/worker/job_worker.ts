@@ -37,12 +37,15 @@ export interface WorkerOptions {
 /** The most messages one receive may ask for (SQS's limit). */
 const MAX_BATCH = 10;
 /**
- * Jobs held per backend place, before and during their model calls: while
- * one job waits for the model, another is claimed and read, so no place sits
- * idle on store or queue round trips. Jobs past their model call, storing the
- * reply and handing the turn on, do not count.
+ * Spare jobs a backend's loop holds beyond its places, before their model
+ * calls: while jobs wait for the model, others are claimed and read, so no
+ * place sits idle on store or queue round trips. One per place, but no more
+ * than this: a few batches' worth keeps any number of places busy, and each
+ * job held costs memory (its message, record, history and their requests).
+ * Jobs past their model call, storing the reply and handing the turn on, do
+ * not count.
  */
-const JOBS_PER_PLACE = 2;
+const MAX_SPARE_JOBS = 16;
 /** How long to pause when idle and long polling is off (POLL_WAIT_S=0). */
 const IDLE_PAUSE_MS = 200;
 /** Time allowed for each request that asks a backend what it serves. */
@@ -69,18 +72,19 @@ interface Poller {
   loop?: Promise<void>;
 }
 
-/** The jobs a backend's loop holds at most before their model calls end. */
-function capacity(backend: Pick<Backend, "concurrency">): number {
-  return backend.concurrency * JOBS_PER_PLACE;
+/** The jobs a backend's loop holds at most before their model calls end: its places and spares. */
+export function capacity(backend: Pick<Backend, "concurrency">): number {
+  return backend.concurrency + Math.min(backend.concurrency, MAX_SPARE_JOBS);
 }
 
 /**
  * The room a busy backend's loop waits for before it receives again: half its
- * spare jobs (one per place), at most one receive's worth. The other half
- * keeps its places busy while the receive and the claims are under way.
+ * spare jobs, at most one receive's worth. The other half keeps its places
+ * busy while the receive and the claims are under way.
  */
 export function refillBatch(backend: Pick<Backend, "concurrency">): number {
-  return Math.min(MAX_BATCH, Math.max(1, Math.ceil(backend.concurrency / 2)));
+  const spare = capacity(backend) - backend.concurrency;
+  return Math.min(MAX_BATCH, Math.max(1, Math.ceil(spare / 2)));
 }
 
 /** How often the heartbeat runs: three times per visibility timeout, at most twice a second. */

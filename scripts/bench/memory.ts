@@ -108,8 +108,9 @@ export async function measureWorkerMemory(
     await worker.succeeded(total);
 
     const after = await sampleFor(worker.pid, 1000);
+    const none: RssParts = { rss: NaN, anon: NaN, file: NaN };
     const peak = (samples: RssParts[]) =>
-      samples.reduce((a, b) => b.rss > a.rss ? b : a, { rss: NaN, anon: NaN, file: NaN });
+      samples.reduce((a, b) => Number.isNaN(a.rss) || b.rss > a.rss ? b : a, none);
     return {
       concurrency,
       queued,
