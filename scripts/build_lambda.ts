@@ -9,7 +9,8 @@ const ROOT = new URL("../", import.meta.url);
 
 /**
  * Writes the bundle of `entry` (default the Lambda entry point) to `outFile`,
- * both relative to the project root, and returns its size in bytes.
+ * both relative to the project root, and returns its size in bytes. The
+ * console's files go beside it (`console/`), where the front door reads them.
  */
 export async function buildLambdaBundle(
   outFile: string,
@@ -37,7 +38,17 @@ export async function buildLambdaBundle(
     throw new Error(`Cannot bundle ${entry}: ${new TextDecoder().decode(stderr).trim()}`);
   }
   await ensureRequire(new URL(outFile, ROOT));
+  await copyConsole(new URL("console/", new URL(outFile, ROOT)));
   return (await Deno.stat(new URL(outFile, ROOT))).size;
+}
+
+/** Copies the console's files (lib/http/console/) into `into`. */
+async function copyConsole(into: URL): Promise<void> {
+  const from = new URL("lib/http/console/", ROOT);
+  await Deno.mkdir(into, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    if (entry.isFile) await Deno.copyFile(new URL(entry.name, from), new URL(entry.name, into));
+  }
 }
 
 /**
@@ -61,5 +72,9 @@ async function ensureRequire(file: URL): Promise<void> {
 if (import.meta.main) {
   const outFile = "dist/lambda.mjs";
   const bytes = await buildLambdaBundle(outFile);
-  console.log(`Wrote ${outFile} (${(bytes / 1e6).toFixed(2)} MB), handler lambda.handler`);
+  console.log(
+    `Wrote ${outFile} (${
+      (bytes / 1e6).toFixed(2)
+    } MB), handler lambda.handler, and the console's files in dist/console/`,
+  );
 }

@@ -80,3 +80,28 @@ Deno.test("identifyChat() knows a task by its shape when no header says so", () 
   );
   assert.equal(identifyChat(chatId, task("### Tasks for today?")).kind, "conversation");
 });
+
+Deno.test("identifyChat() knows a task that a workspace model's system prompt goes before", () => {
+  const chatId = headers({ "x-openwebui-chat-id": "7f0c" });
+  const title = "### Task:\nGenerate a title.\n<chat_history>\nUSER: Hi\n</chat_history>";
+  const withSystem = (...messages: ChatShape["messages"]): ChatShape => ({
+    stream: false,
+    messages: [{ role: "system", content: "You are a pirate." }, ...messages],
+  });
+  assert.equal(
+    identifyChat(chatId, withSystem({ role: "user", content: title })).kind,
+    "stateless",
+  );
+  assert.equal(
+    identifyChat(
+      chatId,
+      withSystem(
+        { role: "user", content: "Hi" },
+        { role: "assistant", content: "Arr" },
+        { role: "user", content: title },
+      ),
+    ).kind,
+    "conversation",
+    "a chat whose newest message looks like a task is still a chat",
+  );
+});

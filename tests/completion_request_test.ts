@@ -30,6 +30,7 @@ Deno.test("parseCompletionRequest() parses a plain request with defaults", () =>
       { role: "user", content: "Hi" },
     ],
     stream: false,
+    includeUsage: false,
     params: {},
   });
 });
@@ -40,7 +41,7 @@ Deno.test("parseCompletionRequest() accepts a request without a model", () => {
   assert.equal("model" in request, false);
 });
 
-Deno.test("parseCompletionRequest() turns content parts with an image into ours, dropping unknown fields", () => {
+Deno.test("parseCompletionRequest() turns content parts with an image into ours, keeping the name and dropping unknown fields", () => {
   const request = parseCompletionRequest({
     model: "llava",
     messages: [{
@@ -55,6 +56,7 @@ Deno.test("parseCompletionRequest() turns content parts with an image into ours,
   });
   assert.deepEqual(request.messages, [{
     role: "user",
+    name: "ada",
     content: [
       { type: "text", text: "What is this?" },
       { type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } },
@@ -62,7 +64,7 @@ Deno.test("parseCompletionRequest() turns content parts with an image into ours,
   }]);
 });
 
-Deno.test("parseCompletionRequest() tolerates extra top-level fields and keeps sampling settings", () => {
+Deno.test("parseCompletionRequest() passes every other field through to the backend", () => {
   const request = parseCompletionRequest({
     model: "llama3",
     messages: [{ role: "user", content: "Hi" }],
@@ -80,8 +82,91 @@ Deno.test("parseCompletionRequest() tolerates extra top-level fields and keeps s
     model: "llama3",
     messages: [{ role: "user", content: "Hi" }],
     stream: true,
-    params: { temperature: 0.2, top_p: 0.9, max_tokens: 256, stop: ["\n\n", "END"] },
+    includeUsage: true,
+    params: {
+      user: "user-42",
+      seed: 7,
+      frequency_penalty: 0.5,
+      temperature: 0.2,
+      top_p: 0.9,
+      max_tokens: 256,
+      stop: ["\n\n", "END"],
+    },
   });
+});
+
+Deno.test("parseCompletionRequest() passes tools, response formats and backend options through", () => {
+  const tools = [{
+    type: "function",
+    function: { name: "get_weather", description: "Weather now", parameters: { type: "object" } },
+  }];
+  const request = parseCompletionRequest({
+    messages: [{ role: "user", content: "Weather in Paris?" }],
+    tools,
+    tool_choice: "auto",
+    response_format: { type: "json_object" },
+    logit_bias: { "1234": -100 },
+    reasoning_effort: "low",
+    top_k: 40,
+    num_ctx: 8192,
+  });
+  assert.deepEqual(request.params, {
+    tools,
+    tool_choice: "auto",
+    response_format: { type: "json_object" },
+    logit_bias: { "1234": -100 },
+    reasoning_effort: "low",
+    top_k: 40,
+    num_ctx: 8192,
+  });
+});
+
+Deno.test("parseCompletionRequest() accepts a tool call round trip and a reply to continue", () => {
+  const call = { id: "call_1", type: "function", function: { name: "f", arguments: "{}" } };
+  const request = parseCompletionRequest({
+    messages: [
+      { role: "user", content: "What is the weather?" },
+      { role: "assistant", content: null, tool_calls: [call] },
+      { role: "tool", content: "Sunny", tool_call_id: "call_1" },
+      { role: "user", content: "Write a poem about it" },
+      { role: "assistant", content: "Sun on the" },
+    ],
+  });
+  assert.deepEqual(request.messages.slice(1, 3), [
+    { role: "assistant", content: null, tool_calls: [call] },
+    { role: "tool", content: "Sunny", tool_call_id: "call_1" },
+  ]);
+  assert.equal(request.messages.at(-1)!.role, "assistant", "the reply to continue is last");
+  const toolLast = parseCompletionRequest({
+    messages: [
+      { role: "user", content: "Weather?" },
+      { role: "assistant", tool_calls: [call] },
+      { role: "tool", content: "Sunny", tool_call_id: "call_1" },
+    ],
+  });
+  assert.equal(toolLast.messages[1].content, null, "a content left out reads as null");
+});
+
+Deno.test("parseCompletionRequest() refuses n other than 1, naming it", () => {
+  const problems = problemsOf({ messages: [{ role: "user", content: "Hi" }], n: 3 });
+  assert.deepEqual(problems.map((p) => p.param), ["n"]);
+  assert.match(problems[0].message, /one choice/);
+});
+
+Deno.test("parseCompletionRequest() refuses log probabilities it cannot return, and takes them off", () => {
+  const problems = problemsOf({
+    messages: [{ role: "user", content: "Hi" }],
+    logprobs: true,
+    top_logprobs: 5,
+  });
+  assert.deepEqual(problems.map((p) => p.param), ["logprobs", "top_logprobs"]);
+  assert.match(problems[0].message, /not returned by this gateway/);
+  const off = parseCompletionRequest({
+    messages: [{ role: "user", content: "Hi" }],
+    logprobs: false,
+    top_logprobs: 0,
+  });
+  assert.deepEqual(off.params, { logprobs: false, top_logprobs: 0 });
 });
 
 Deno.test("parseCompletionRequest() maps max_completion_tokens to max_tokens unless max_tokens is given", () => {
@@ -150,13 +235,13 @@ Deno.test("parseCompletionRequest() lists every problem of a bad request with it
   });
 });
 
-Deno.test("parseCompletionRequest() rejects a conversation whose last message is not from the user", () => {
+Deno.test("parseCompletionRequest() rejects a conversation whose last message is a system message", () => {
   const problems = problemsOf({
-    messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello" }],
+    messages: [{ role: "user", content: "Hi" }, { role: "system", content: "Be brief" }],
   });
   assert.equal(problems.length, 1);
   assert.equal(problems[0].param, "messages[1].role");
-  assert.match(problems[0].message, /must be "user"/);
+  assert.match(problems[0].message, /must be "user", "tool" or "assistant"/);
 });
 
 Deno.test("parseCompletionRequest() reports the last-message rule alongside other problems", () => {
@@ -166,19 +251,38 @@ Deno.test("parseCompletionRequest() reports the last-message rule alongside othe
   assert.deepEqual(problems.map((p) => p.param), ["messages[0].content", "messages[1].role"]);
 });
 
-Deno.test("parseCompletionRequest() rejects tool messages and null content", () => {
+Deno.test("parseCompletionRequest() rejects malformed tool calls, tool messages without their call, and null content", () => {
   const problems = problemsOf({
     messages: [
-      { role: "user", content: "What is the weather?" },
+      { role: "user", content: null },
       { role: "assistant", content: null, tool_calls: [{ id: "call_1" }] },
-      { role: "tool", content: "Sunny", tool_call_id: "call_1" },
+      { role: "tool", content: "Sunny" },
       { role: "user", content: "Thanks" },
     ],
   });
-  assert.deepEqual(problems, [
-    { param: "messages[1].content", message: "must not be null: tool calls are not supported" },
-    { param: "messages[2].role", message: "tool messages are not supported" },
+  assert.deepEqual(problems.map((p) => p.param), [
+    "messages[1].tool_calls[0].type",
+    "messages[1].tool_calls[0].function",
   ]);
+  assert.deepEqual(
+    problemsOf({
+      messages: [
+        { role: "user", content: null },
+        { role: "tool", content: "Sunny" },
+        { role: "user", content: "Thanks" },
+      ],
+    }),
+    [
+      {
+        param: "messages[0].content",
+        message: "is required, unless an assistant message calls tools",
+      },
+      {
+        param: "messages[1].tool_call_id",
+        message: "is required on a tool message: the call it answers",
+      },
+    ],
+  );
 });
 
 Deno.test("parseCompletionRequest() summarises the problems in the error message", () => {
@@ -186,7 +290,8 @@ Deno.test("parseCompletionRequest() summarises the problems in the error message
     () => parseCompletionRequest({ messages: [{ role: "tool", content: "x" }] }),
     (err: unknown) =>
       err instanceof ApiError &&
-      err.message === "Invalid request: messages[0].role: tool messages are not supported" &&
-      err.param === "messages[0].role",
+      err.message ===
+        "Invalid request: messages[0].tool_call_id: is required on a tool message: the call it answers" &&
+      err.param === "messages[0].tool_call_id",
   );
 });

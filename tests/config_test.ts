@@ -20,7 +20,7 @@ Deno.test("loadConfig() has working defaults for a local set-up", () => {
     "the two historic entries, text first",
   );
   assert.equal(config.modelRefreshSeconds, 60);
-  assert.deepEqual(config.awsEndpoints, { dynamodb: undefined, sqs: undefined });
+  assert.deepEqual(config.awsEndpoints, { dynamodb: undefined, sqs: undefined, s3: undefined });
   assert.equal(config.awsCredentials, undefined, "real AWS uses the SDK's own credential chain");
 });
 
@@ -59,6 +59,7 @@ Deno.test("loadConfig() gives an emulator placeholder credentials, and describeC
   assert.deepEqual(config.awsEndpoints, {
     dynamodb: "http://127.0.0.1:5000",
     sqs: "http://127.0.0.1:5000",
+    s3: "http://127.0.0.1:5000",
   });
   assert.equal(config.awsCredentials?.accessKeyId, "local");
   const withKeys = loadConfig({
@@ -78,6 +79,7 @@ Deno.test("loadConfig() lets a service's own endpoint variable win over AWS_ENDP
   assert.deepEqual(config.awsEndpoints, {
     dynamodb: "http://127.0.0.1:8000",
     sqs: "http://127.0.0.1:5000",
+    s3: "http://127.0.0.1:5000",
   });
   assert.equal(config.awsCredentials?.accessKeyId, "local");
   const described = describeConfig(config);
@@ -87,7 +89,11 @@ Deno.test("loadConfig() lets a service's own endpoint variable win over AWS_ENDP
 
 Deno.test("loadConfig() keeps the SDK's own credential chain for a mix of an emulator and real AWS", () => {
   const config = loadConfig({ BACKEND: "aws", AWS_ENDPOINT_URL_SQS: "http://127.0.0.1:5000" });
-  assert.deepEqual(config.awsEndpoints, { dynamodb: undefined, sqs: "http://127.0.0.1:5000" });
+  assert.deepEqual(config.awsEndpoints, {
+    dynamodb: undefined,
+    sqs: "http://127.0.0.1:5000",
+    s3: undefined,
+  });
   assert.equal(config.awsCredentials, undefined, "placeholders would lock real DynamoDB out");
   assert.equal(describeConfig(config).dynamodb_endpoint, "(AWS default)");
 });

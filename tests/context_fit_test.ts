@@ -37,7 +37,7 @@ Deno.test("fitContext() keeps the system messages and the newest turns within th
 });
 
 Deno.test("fitContext() never starts with a reply whose question was dropped", () => {
-  const fitted = fitContext(chat(10), { ...roomy, maxMessages: 4 });
+  const fitted = fitContext(chat(10), { ...roomy, maxMessages: 3 });
   assert.equal(fitted.messages[1].role, "user");
   assert.equal(fitted.messages.length, 4, "system, one whole exchange, the newest question");
 });

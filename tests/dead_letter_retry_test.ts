@@ -281,7 +281,9 @@ backendTest(
           await eventually(
             async () => (await store.getJob(id))?.status === "succeeded",
             `job ${id} to succeed on its retry`,
-          );
+          ).catch((err) => {
+            throw new Error(`${err.message}${gateway.recentLogs()}`);
+          });
           const job = await store.getJob(id);
           assert.deepEqual([job?.attempts, job?.retries], [1, 1]);
         }

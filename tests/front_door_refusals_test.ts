@@ -141,6 +141,24 @@ backendTest(
       );
     });
 
+    await t.step("data: URLs that are not base64, or whose base64 does not decode", async () => {
+      const cases: [string, RegExp][] = [
+        [`data:image/png,${"A".repeat(200_000)}`, /must be base64/],
+        ["data:image/png;base64,@@@@", /does not decode/],
+        ["data:image/png;base64,iVBORw0KGgo-_", /not base64url/],
+      ];
+      for (const [url, message] of cases) {
+        const content = [{ type: "text", text: "hi" }, { type: "image_url", image_url: { url } }];
+        await assertRefused(
+          await completion(gateway, { messages: [{ role: "user", content }] }),
+          400,
+          "messages[0].content[1].image_url.url",
+          message,
+        );
+      }
+      assert.deepEqual(await gateway.jobRecords(), []);
+    });
+
     await t.step("callback URLs on loopback, private or metadata addresses", async () => {
       for (
         const url of [

@@ -35,10 +35,10 @@ Deno.test("followJob() yields the state read first, then each published change, 
   const running = { ...queued, status: "running" as const, attempts: 1, updated_at: "t1" };
   changes.publish(queued.job_id, { job: running });
   assert.equal((await next(follow)).value?.status, "running");
-  changes.publish(queued.job_id, { partial: "He" });
+  changes.publish(queued.job_id, { partial: { content: "He" } });
   assert.equal((await next(follow)).value?.partial, "He");
   changes.publish(queued.job_id, { job: { ...running, lease_until: 5 } });
-  changes.publish(queued.job_id, { partial: "Hello" });
+  changes.publish(queued.job_id, { partial: { content: "Hello" } });
   const latest = (await next(follow)).value;
   assert.equal(latest?.partial, "Hello", "notices that came together give their latest state");
   controller.abort();
@@ -54,7 +54,7 @@ Deno.test("followJob() keeps the reply so far across a record without it, and sk
     read: () => Promise.resolve(running),
   });
   await next(follow);
-  changes.publish(running.job_id, { partial: "abc" });
+  changes.publish(running.job_id, { partial: { content: "abc" } });
   assert.equal((await next(follow)).value?.partial, "abc");
   // A lease renewal: the same attempt, written without the reply so far.
   changes.publish(running.job_id, { job: { ...running, lease_until: Date.now() } });

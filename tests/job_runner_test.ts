@@ -9,6 +9,7 @@ import { silentLogger } from "../lib/core/log.ts";
 import type { ReceivedJob } from "../lib/core/queue.ts";
 import type { Services } from "../lib/core/services.ts";
 import { retryFailedJob } from "../lib/core/retry.ts";
+import { RecordTooLargeError } from "../lib/core/store.ts";
 import { ENDINGS, runJob, type RunOutcome } from "../lib/worker/job_runner.ts";
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from "./support/gateway.ts";
 
@@ -104,6 +105,38 @@ Deno.test("runJob() records the failure, hands the turn on, then dead-letters a 
       ]);
     },
   );
+});
+
+Deno.test("runJob() fails a job at once, saying why, when its reply is too large for the store", async () => {
+  await withGateway({}, async (gateway) => {
+    const { job_id } = await gateway.send({ conversation_id: "c", user_message: "hi" });
+    const store = gateway.services.store;
+    gateway.services.store = new Proxy(store, {
+      get(inner, property) {
+        const value = Reflect.get(inner, property);
+        if (property !== "completeJob") {
+          return typeof value === "function" ? value.bind(inner) : value;
+        }
+        return () => {
+          throw new RecordTooLargeError("Cannot store the reply: over the 400 KB item limit");
+        };
+      },
+    });
+    try {
+      const { outcome, calls } = await runNext(gateway);
+      assert.equal(outcome, "failed", "on its first delivery, not after every retry");
+      assert.deepEqual(calls, [
+        "store.completeJob",
+        "store.failJob",
+        "store.passTurn",
+        "stopHolding",
+        "queue.deadLetter",
+      ]);
+    } finally {
+      gateway.services.store = store;
+    }
+    assert.match((await store.getJob(job_id))?.error ?? "", /Failed for good: .*400 KB/);
+  });
 });
 
 Deno.test("runJob() keeps the turn and returns the message after the retry delay when another attempt may help", async () => {

@@ -6,6 +6,9 @@ import { skipWithoutAwsEmulators, startAwsEmulators } from "./support/aws_emulat
 import { httpApiEvent } from "./support/lambda_events.ts";
 
 const INVOKE_LAMBDA = fileURLToPath(new URL("./support/invoke_lambda.mjs", import.meta.url));
+const INVOKE_STREAMING = fileURLToPath(
+  new URL("./support/invoke_streaming_lambda.mjs", import.meta.url),
+);
 const API_KEY = "test-key";
 
 /** What the handler returns to API Gateway. */
@@ -15,12 +18,38 @@ interface LambdaResult {
   body: string;
 }
 
+/** What a streaming function URL sends its client. */
+interface StreamedResult {
+  contentType: string;
+  prelude: { statusCode: number; headers: Record<string, string> } | null;
+  body: string;
+  pieces: { at: number; text: string }[];
+}
+
 /** Imports the bundle in a fresh Node.js process and hands it the events, in order. */
-async function invokeUnderNode(
+function invokeUnderNode(
   bundle: string,
   gateway: TestGateway,
   events: unknown[],
 ): Promise<LambdaResult[]> {
+  return runUnderNode(INVOKE_LAMBDA, bundle, gateway, events);
+}
+
+/** Imports the bundle in a fresh Node.js process, as the runtime does, and streams one event. */
+function invokeStreamingUnderNode(
+  bundle: string,
+  gateway: TestGateway,
+  event: unknown,
+): Promise<StreamedResult> {
+  return runUnderNode(INVOKE_STREAMING, bundle, gateway, event);
+}
+
+async function runUnderNode<T>(
+  invoker: string,
+  bundle: string,
+  gateway: TestGateway,
+  input: unknown,
+): Promise<T> {
   const resultsFile = await Deno.makeTempFile({ suffix: ".json" });
   try {
     const env: Record<string, string> = { PATH: Deno.env.get("PATH") ?? "" };
@@ -30,7 +59,7 @@ async function invokeUnderNode(
       if (value !== undefined) env[key] = value;
     }
     const child = new Deno.Command("node", {
-      args: [INVOKE_LAMBDA, bundle, resultsFile],
+      args: [invoker, bundle, resultsFile],
       env,
       clearEnv: true,
       stdin: "piped",
@@ -38,7 +67,7 @@ async function invokeUnderNode(
       stderr: "piped",
     }).spawn();
     const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(JSON.stringify(events)));
+    await writer.write(new TextEncoder().encode(JSON.stringify(input)));
     await writer.close();
     const { code, stdout, stderr } = await child.output();
     if (code !== 0) {
@@ -140,6 +169,51 @@ Deno.test({
           [["bundle-1", "succeeded"]],
         );
       });
+
+      await t.step(
+        "the streaming handler streams a completion through a function URL, piece by piece",
+        async () => {
+          const event = httpApiEvent("POST", "/v1/chat/completions", {
+            body: {
+              model: "test-text-model",
+              messages: [{ role: "user", content: "one two three four five six" }],
+              stream: true,
+            },
+            apiKey: API_KEY,
+            host: "abcdefgh.lambda-url.us-east-1.on.aws",
+          });
+          const result = await invokeStreamingUnderNode(bundle, gateway!, event);
+          assert.equal(result.contentType, "application/vnd.awslambda.http-integration-response");
+          assert.equal(result.prelude?.statusCode, 200, result.body);
+          assert.match(result.prelude?.headers["content-type"] ?? "", /text\/event-stream/);
+          const chunks = result.body.split("\n\n").filter((e) => e.startsWith("data: {"))
+            .map((e) => JSON.parse(e.slice("data: ".length)));
+          assert.equal(
+            chunks.map((c) => c.choices[0]?.delta.content ?? "").join(""),
+            "vllm says: one two three four five six",
+          );
+          assert.match(result.body, /data: \[DONE\]\n\n$/);
+          // Written as the reply grew: several pieces of text, not one at the end.
+          const withText = result.pieces.filter((p) => /"content":"[^"]+"/.test(p.text));
+          assert.ok(withText.length >= 3, `pieces with text: ${withText.length}`);
+        },
+      );
+
+      await t.step(
+        "the streaming URL serves only the OpenAI door: the console and /chat are 404 there",
+        async () => {
+          for (const [method, path] of [["GET", "/"], ["POST", "/chat"], ["GET", "/v1/jobs"]]) {
+            const event = httpApiEvent(method, path, {
+              body: method === "POST" ? { conversation_id: "x", user_message: "Hi" } : undefined,
+              apiKey: API_KEY,
+              host: "abcdefgh.lambda-url.us-east-1.on.aws",
+            });
+            const result = await invokeStreamingUnderNode(bundle, gateway!, event);
+            assert.equal(result.prelude?.statusCode, 404, `${method} ${path}: ${result.body}`);
+            assert.match(JSON.parse(result.body).error.message, /use the API URL/);
+          }
+        },
+      );
 
       await t.step("a request without the key gets its 401", async () => {
         const [result] = await invoke(httpApiEvent("POST", "/chat", {

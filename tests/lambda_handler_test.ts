@@ -64,16 +64,34 @@ Deno.test({
             chunks.map((c) => c.choices[0].delta.content ?? "").join(""),
             "vllm says: Stream me",
           );
-          // HTTP API hands the client the whole response at once: a reply so far would be waste.
-          assert.notEqual(
-            gateway.vllm.requests.at(-1)?.stream,
-            true,
-            "the backend was not asked to stream",
-          );
+          // HTTP API hands the client the whole response at once: a reply so far would be
+          // waste, so the job is not streamed into the store (the worker still reads the
+          // backend's own stream, as it always does).
           const jobId = chunks[0].id.replace(/^chatcmpl-/, "");
           const job = (await gateway.jobRecords()).find((j) => j.job_id === jobId);
           assert.equal(job?.status, "succeeded");
-          assert.equal(job?.stream, false);
+          assert.equal(job?.stream, false, "no reply so far is written");
+        },
+      );
+
+      await t.step(
+        "a wait ends in time to answer before the function's own timeout, with the job id",
+        async () => {
+          // 10 s left: exactly the margin kept back, so the wait ends at once.
+          const context = { getRemainingTimeInMillis: () => 10_000 };
+          const result = await (handler as (e: unknown, c: unknown) => Promise<
+            { statusCode: number; body: string }
+          >)(
+            httpApiEvent("POST", "/v1/chat/completions", {
+              body: { messages: [{ role: "user", content: "Late" }] },
+            }),
+            context,
+          );
+          assert.equal(result.statusCode, 504, result.body);
+          const { error } = JSON.parse(result.body);
+          assert.equal(error.code, "timeout");
+          assert.match(error.message, /time is nearly up/);
+          assert.equal((await gateway.waitForJob(error.job_id)).status, "succeeded", "it goes on");
         },
       );
 

@@ -94,7 +94,7 @@ Deno.test("no module of lib/ imports across the line between the front door and 
   );
 });
 
-Deno.test("the Lambda entry point never reaches the embedded backend or the worker", async () => {
+Deno.test("the Lambda entry point never reaches the embedded backend, the worker or the set-up", async () => {
   const edges = await libImports();
   const reached = new Set(["http/lambda.ts"]);
   for (let grew = true; grew;) {
@@ -109,7 +109,9 @@ Deno.test("the Lambda entry point never reaches the embedded backend or the work
   assert.ok(reached.has("storage/aws/dynamo_store.ts"), "the walk reached the AWS store");
   assert.deepEqual(
     [...reached].filter((path) =>
-      path.startsWith("storage/embedded/") || path.startsWith("worker/")
+      path.startsWith("storage/embedded/") || path.startsWith("worker/") ||
+      // The one module with the full S3 client: creating the bucket is setup's work.
+      path === "storage/aws/provision.ts"
     ),
     [],
   );

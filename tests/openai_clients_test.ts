@@ -146,7 +146,7 @@ backendTest(
 );
 
 backendTest(
-  "a conversation header keeps the history on the server and stores re-sent history once",
+  "X-Conversation-Id keeps the history on the server: only the new message is sent",
   async (_t, start) => {
     const gateway = await start();
     await gateway.startWorker();
@@ -155,28 +155,16 @@ backendTest(
       baseURL: `${http.base}/v1`,
       apiKey: "unused",
       maxRetries: 0,
-      defaultHeaders: { "X-OpenWebUI-Chat-Id": "webui-chat-1" },
+      defaultHeaders: { "X-Conversation-Id": "memory-1" },
     });
     try {
-      await openai.chat.completions.create({
-        model: "test-text-model",
-        messages: [{ role: "system", content: "You are kind." }, {
-          role: "user",
-          content: "first",
-        }],
-      });
-      // Open WebUI re-sends the whole history with every message.
-      const second = await openai.chat.completions.create({
-        model: "test-text-model",
-        messages: [
-          { role: "system", content: "You are kind." },
-          { role: "user", content: "first" },
-          { role: "assistant", content: "vllm says: first" },
-          { role: "user", content: "second" },
-        ],
-      });
-      assert.equal(second.choices[0].message.content, "vllm says: second");
-      const stored = await (await gateway.app.request("/conversation?conversation_id=webui-chat-1"))
+      for (const text of ["first", "second"]) {
+        await openai.chat.completions.create({
+          model: "test-text-model",
+          messages: [{ role: "system", content: "You are kind." }, { role: "user", content: text }],
+        });
+      }
+      const stored = await (await gateway.app.request("/conversation?conversation_id=memory-1"))
         .json();
       assert.deepEqual(stored.messages.map((m: { content: string }) => m.content), [
         "first",
@@ -193,6 +181,72 @@ backendTest(
     } finally {
       await http.stop();
     }
+  },
+);
+
+backendTest(
+  "X-Conversation-Id refuses what it cannot store right: a continue, several tool results at once",
+  async (_t, start) => {
+    const gateway = await start();
+    const post = (messages: unknown[]) =>
+      gateway.app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-conversation-id": "memory-2" },
+        body: JSON.stringify({ model: "test-text-model", messages }),
+      });
+    const toolCall = (id: string) => ({
+      id,
+      type: "function",
+      function: { name: "weather", arguments: "{}" },
+    });
+    const refusals = [
+      await post([{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello, I" }]),
+      await post([
+        { role: "assistant", content: null, tool_calls: [toolCall("a"), toolCall("b")] },
+        { role: "tool", tool_call_id: "a", content: "sunny" },
+        { role: "tool", tool_call_id: "b", content: "rainy" },
+      ]),
+    ];
+    for (const res of refusals) {
+      assert.equal(res.status, 400);
+      const { error } = await res.json();
+      assert.equal(error.code, "invalid_field");
+      assert.match(error.message, /X-Conversation-Id|continue/);
+    }
+    assert.deepEqual(await gateway.jobRecords(), []);
+    assert.deepEqual(await gateway.storedMessages("memory-2"), []);
+  },
+);
+
+backendTest(
+  "an agent's 80 KB of tools reach the backend whole, kept beside the job record",
+  async (_t, start) => {
+    const gateway = await start();
+    await gateway.startWorker();
+    const tools = Array.from({ length: 40 }, (_, i) => ({
+      type: "function",
+      function: {
+        name: `tool_${i}`,
+        description: `Tool ${i}. ${"Says what it does at length. ".repeat(70)}`,
+        parameters: { type: "object", properties: { city: { type: "string" } } },
+      },
+    }));
+    const res = await gateway.app.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "test-text-model",
+        messages: [{ role: "user", content: "Which tool?" }],
+        tools,
+      }),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.equal((await res.json()).choices[0].message.content, "vllm says: Which tool?");
+    assert.ok(JSON.stringify(tools).length > 80_000);
+    assert.deepEqual(gateway.vllm.requests.at(-1)!.tools, tools);
+    const [record] = await gateway.jobRecords();
+    assert.equal(record.params, undefined);
+    assert.match(record.params_ref ?? "", /^gateway-blob:/);
   },
 );
 

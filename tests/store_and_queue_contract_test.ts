@@ -4,12 +4,20 @@
  */
 import assert from "node:assert/strict";
 import { type Job, newJob } from "../lib/core/jobs.ts";
-import { userMessage } from "../lib/core/messages.ts";
+import { replyMessage, userMessage } from "../lib/core/messages.ts";
 import type { WorkerRecord } from "../lib/core/catalogue.ts";
 import type { JobQueue, QueueDepth, QueueRef, ReceiveOptions } from "../lib/core/queue.ts";
-import { isFinished, JobNotFoundError, type Store } from "../lib/core/store.ts";
+import {
+  isFinished,
+  JobNotFoundError,
+  type JobResult,
+  RecordTooLargeError,
+  type Store,
+} from "../lib/core/store.ts";
 import { KvJobQueue } from "../lib/storage/embedded/kv_queue.ts";
-import { backendTest } from "./support/gateway.ts";
+import type { SqsJobQueue } from "../lib/storage/aws/sqs_queue.ts";
+import { backendTest, startTestGateway } from "./support/gateway.ts";
+import { skipWithoutAwsEmulators, startAwsEmulators } from "./support/aws_emulators.ts";
 import { eventually } from "./support/wait.ts";
 
 function aJob(conversationId = "conv") {
@@ -46,6 +54,15 @@ async function depthBecomes(
   });
 }
 
+/** A plain text reply, as a job's result. */
+function replied(text: string): JobResult {
+  return {
+    reply: { role: "assistant", content: text },
+    finishReason: "stop",
+    usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+  };
+}
+
 /** Claims a job that must be startable, and returns its record. */
 async function started(store: Store, jobId: string): Promise<Job> {
   const claim = await store.startJob(jobId, LEASE_MS);
@@ -78,7 +95,8 @@ function follow(store: Store, jobId: string) {
 backendTest(
   "the store keeps job records and appends each job's exchange exactly once",
   async (t, start) => {
-    const { services: { store } } = await start();
+    const gateway = await start();
+    const { store } = gateway.services;
 
     await t.step("an unknown conversation or job is undefined", async () => {
       assert.equal(await store.getConversation("nobody"), undefined);
@@ -137,11 +155,11 @@ backendTest(
         await store.createJob(job);
         const running = await started(store, job.job_id);
         assert.equal(
-          await store.completeJob(running, { role: "assistant", content: "hi there" }),
+          await store.completeJob(running, replied("hi there")),
           "completed",
         );
         assert.equal(
-          await store.completeJob(running, { role: "assistant", content: "again" }),
+          await store.completeJob(running, replied("again")),
           "already_completed",
         );
         const conversation = await store.getConversation("once");
@@ -162,15 +180,47 @@ backendTest(
     );
 
     await t.step(
+      "a reply with reasoning keeps its text once, and reads back whole",
+      async () => {
+        const job = { ...aJob("reasoned"), mode: "stateless" as const };
+        await store.createJob(job);
+        const answer = "The answer is 42. ".repeat(5_000);
+        const reply = { role: "assistant" as const, content: answer, reasoning_content: "Hmm." };
+        await store.completeJob(await started(store, job.job_id), { ...replied(""), reply });
+        const done = await store.getJob(job.job_id);
+        assert.equal(done?.reply, answer);
+        assert.equal(done?.reply_message && "content" in done.reply_message, false);
+        assert.deepEqual(replyMessage(done?.reply, done?.reply_message), reply);
+      },
+    );
+
+    await t.step(
+      "a reply too long for a DynamoDB item is refused at once as too large; Deno KV keeps it",
+      async () => {
+        const job = { ...aJob("huge"), mode: "stateless" as const };
+        await store.createJob(job);
+        const running = await started(store, job.job_id);
+        const answer = "x".repeat(420_000);
+        if (gateway.backend === "aws") {
+          await assert.rejects(
+            () => store.completeJob(running, replied(answer)),
+            (err: unknown) => err instanceof RecordTooLargeError && /400 KB/.test(err.message),
+          );
+          assert.equal((await store.getJob(job.job_id))?.status, "running");
+        } else {
+          assert.equal(await store.completeJob(running, replied(answer)), "completed");
+          assert.equal((await store.getJob(job.job_id))?.reply, answer);
+        }
+      },
+    );
+
+    await t.step(
       "concurrent completions of different jobs all land in the conversation",
       async () => {
         const jobs = [aJob("busy"), aJob("busy"), aJob("busy"), aJob("busy")];
         for (const job of jobs) await store.createJob(job);
         await Promise.all(jobs.map(async (job, i) => {
-          await store.completeJob(await started(store, job.job_id), {
-            role: "assistant",
-            content: `reply ${i}`,
-          });
+          await store.completeJob(await started(store, job.job_id), replied(`reply ${i}`));
         }));
         const messages = (await store.getConversation("busy"))?.messages ?? [];
         assert.equal(messages.length, 8);
@@ -205,10 +255,7 @@ backendTest(
 
       const succeeded = aJob();
       await store.createJob(succeeded);
-      await store.completeJob(await started(store, succeeded.job_id), {
-        role: "assistant",
-        content: "ok",
-      });
+      await store.completeJob(await started(store, succeeded.job_id), replied("ok"));
       await store.failJob(succeeded.job_id, "late failure from a duplicate delivery");
       assert.equal((await store.getJob(succeeded.job_id))?.status, "succeeded");
     });
@@ -291,7 +338,7 @@ backendTest(
     await t.step("the table's other items never read as jobs", async () => {
       const job = aJob("others");
       await store.createJob(job);
-      await store.savePartial(job.job_id, "so far");
+      await store.savePartial(job.job_id, { content: "so far" });
       for (const id of [`partial#${job.job_id}`, "line#others", "workers"]) {
         assert.equal(await store.getJob(id), undefined, id);
       }
@@ -321,10 +368,10 @@ backendTest(
           assert.deepEqual(follower.seen[0], job, "the record as it was written, nothing more");
           const running = await started(store, job.job_id);
           await follower.saw("the running job", (j) => j.status === "running");
-          await store.savePartial(job.job_id, "Hel");
-          await store.savePartial(job.job_id, "Hello");
+          await store.savePartial(job.job_id, { content: "Hel" });
+          await store.savePartial(job.job_id, { content: "Hello" });
           await follower.saw("the reply so far", (j) => j.partial === "Hello");
-          await store.completeJob(running, { role: "assistant", content: "Hello there" });
+          await store.completeJob(running, replied("Hello there"));
           await follower.done;
           const last = follower.seen.at(-1);
           assert.equal(last?.status, "succeeded");
@@ -730,10 +777,7 @@ backendTest(
     await t.step("a completed exchange records the creation time of its job", async () => {
       const job = ownedJob(undefined, new Date(base + 9000), "answered");
       await store.createJob(job);
-      await store.completeJob(await started(store, job.job_id), {
-        role: "assistant",
-        content: "ok",
-      });
+      await store.completeJob(await started(store, job.job_id), replied("ok"));
       assert.equal((await store.getConversation("answered"))?.latest_job_at, job.created_at);
     });
   },
@@ -780,3 +824,52 @@ backendTest(
     });
   },
 );
+
+backendTest(
+  "a redrive leaves a dead letter the worker refused for that same redrive, and moves older refusals",
+  async (_t, start) => {
+    const { services: { queue } } = await start();
+    const requestedAt = new Date();
+    const refusedAt = (at: Date) => ({
+      job_id: `refused-${at.getTime()}`,
+      conversation_id: "c",
+      route: "vllm",
+      refused_redrive: at.toISOString(),
+    });
+    const earlier = new Date(requestedAt.getTime() - 60_000);
+    for (const at of [requestedAt, earlier]) await queue.send("default", refusedAt(at));
+    await queue.send("default", { job_id: "plain", conversation_id: "c", route: "vllm" });
+    for (const message of await queue.receive(DEFAULT, now)) await queue.deadLetter(message);
+    await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 0, dead: 3 });
+
+    const result = await queue.redriveDeadLetters(DEFAULT, requestedAt);
+    assert.deepEqual([result.moved, result.left], [2, 1]);
+    // Left visible: the next redrive, or the console, sees it at once.
+    await depthBecomes(queue, DEFAULT, { waiting: 2, in_flight: 0, dead: 1 });
+    const back = await queue.receive(DEFAULT, now);
+    assert.deepEqual(
+      back.map((m) => m.ticket.job_id).sort(),
+      ["plain", `refused-${earlier.getTime()}`],
+    );
+  },
+);
+
+Deno.test({
+  name: "on SQS the queues' URLs name the account, which the blob bucket must belong to [aws]",
+  ignore: skipWithoutAwsEmulators(),
+  async fn() {
+    const emulators = await startAwsEmulators();
+    const gateway = await startTestGateway("aws", { emulators }).catch(async (err) => {
+      await emulators.stop();
+      throw err;
+    });
+    try {
+      // Moto's account; on AWS it is the stack's, and S3 refuses a bucket someone else owns.
+      const queue = gateway.services.queue as SqsJobQueue;
+      assert.equal(await queue.ownerAccount(DEFAULT), "123456789012");
+    } finally {
+      await gateway.stop();
+      await emulators.stop();
+    }
+  },
+});

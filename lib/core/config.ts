@@ -51,6 +51,7 @@ export interface LlmBackendConfig {
 export interface AwsEndpoints {
   readonly dynamodb?: string;
   readonly sqs?: string;
+  readonly s3?: string;
 }
 
 /** Static AWS credentials, only ever used against a local emulator or when given explicitly. */
@@ -115,8 +116,10 @@ export interface Config {
   readonly adminKeys: readonly string[];
   /** SHA-256 digests (lowercase hex) of further admin keys (`GATEWAY_ADMIN_KEY_SHA256`). */
   readonly adminKeyDigests: readonly string[];
-  /** How long the worker waits for one backend answer. */
+  /** The longest silence from a backend: before its first byte, and between two pieces of a reply. */
   readonly llmTimeoutMs: number;
+  /** The longest a whole reply may take, however steadily it flows (`LLM_MAX_REPLY_S`). */
+  readonly llmMaxReplyMs: number;
   /** SQS long-poll wait when the worker is idle (0 to 20). */
   readonly pollWaitSeconds: number;
   /** How long a received message stays hidden; a heartbeat renews it while the job runs. */
@@ -129,6 +132,11 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** Most recent history messages sent to a backend. */
   readonly historyMaxMessages: number;
+  /**
+   * Most JSON bytes of a chat sent to a backend, images included
+   * (`HISTORY_MAX_BYTES`): older turns lose their images, then go.
+   */
+  readonly historyMaxBytes: number;
   /** Largest user message (text and image URLs, UTF-8 bytes) the front door accepts. */
   readonly maxMessageBytes: number;
   /** Largest request body the front door reads. */
@@ -155,6 +163,10 @@ export interface Config {
   readonly maxAttempts: number;
   /** How long job records are kept (DynamoDB TTL). */
   readonly jobTtlDays: number;
+  /** The S3 bucket of the AWS backend's blobs: base64 images and long chats (`BLOB_BUCKET`). */
+  readonly blobBucket: string;
+  /** How long blobs are kept: the bucket's lifecycle rule (`BLOB_TTL_DAYS`). */
+  readonly blobTtlDays: number;
   /**
    * How long after a message joins a busy conversation its line is looked at
    * again, and how long a job at the head may wait unstarted before it is
@@ -191,6 +203,7 @@ export function loadConfig(env: Env = processEnv()): Config {
   const awsEndpoints: AwsEndpoints = {
     dynamodb: read.optionalUrl("AWS_ENDPOINT_URL_DYNAMODB") ?? anyService,
     sqs: read.optionalUrl("AWS_ENDPOINT_URL_SQS") ?? anyService,
+    s3: read.optionalUrl("AWS_ENDPOINT_URL_S3") ?? anyService,
   };
   const config: Config = {
     backend,
@@ -217,14 +230,16 @@ export function loadConfig(env: Env = processEnv()): Config {
     adminKeys: read.list("GATEWAY_ADMIN_KEYS"),
     adminKeyDigests: read.list("GATEWAY_ADMIN_KEY_SHA256", { lowercase: true }),
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
+    llmMaxReplyMs: read.integer("LLM_MAX_REPLY_S", 1800, 1, 86_400) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
     visibilityTimeoutSeconds: read.integer("VISIBILITY_TIMEOUT_S", 60, 2, 43200),
     retryDelaySeconds: read.integer("RETRY_DELAY_S", 10, 0, 43200),
     retryMaxDelaySeconds: read.integer("RETRY_MAX_DELAY_S", 900, 0, 43200),
     shutdownGraceMs: read.integer("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
     historyMaxMessages: read.integer("HISTORY_MAX_MESSAGES", 50, 0, 100_000),
+    historyMaxBytes: read.integer("HISTORY_MAX_BYTES", 2_000_000, 1024, 100_000_000),
     maxMessageBytes: read.integer("MAX_MESSAGE_BYTES", 32_768, 1, 10_000_000),
-    maxBodyBytes: read.integer("MAX_BODY_BYTES", 1_048_576, 1024, 100_000_000),
+    maxBodyBytes: read.integer("MAX_BODY_BYTES", 8_388_608, 1024, 100_000_000),
     conversationMaxBytes: read.integer("CONVERSATION_MAX_BYTES", 300_000, 1024, 390_000),
     imageMaxBytes: read.integer("IMAGE_MAX_BYTES", 10_485_760, 1, 100_000_000),
     imageJobMaxBytes: read.integer("IMAGE_JOB_MAX_BYTES", 20_971_520, 1, 1_000_000_000),
@@ -236,6 +251,8 @@ export function loadConfig(env: Env = processEnv()): Config {
     callbackAllowedHosts: read.list("CALLBACK_ALLOWED_HOSTS", { lowercase: true }),
     maxAttempts: read.integer("MAX_ATTEMPTS", 3, 1, 1000),
     jobTtlDays: read.integer("JOB_TTL_DAYS", 7, 1, 3650),
+    blobBucket: read.string("BLOB_BUCKET", "llm-gateway-blobs"),
+    blobTtlDays: read.integer("BLOB_TTL_DAYS", 30, 1, 3650),
     lineCheckSeconds: read.integer("LINE_CHECK_S", 120, 1, 900),
     deadLetterSweepSeconds: read.integer("DEAD_LETTER_SWEEP_S", 60, 1, 3600),
   };
@@ -270,6 +287,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     aws_region: config.awsRegion,
     dynamodb_endpoint: shownUrl(config.awsEndpoints.dynamodb) ?? "(AWS default)",
     sqs_endpoint: shownUrl(config.awsEndpoints.sqs) ?? "(AWS default)",
+    s3_endpoint: shownUrl(config.awsEndpoints.s3) ?? "(AWS default)",
+    blob_bucket: config.blobBucket,
     conversations_table: config.conversationsTable,
     jobs_table: config.jobsTable,
     jobs_queue: config.jobsQueue,

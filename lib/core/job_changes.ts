@@ -6,8 +6,14 @@
  */
 import type { Job } from "./jobs.ts";
 
+/** A streamed reply so far: its text, and its reasoning when the backend shows it. */
+export interface ReplySoFar {
+  content: string;
+  reasoning?: string;
+}
+
 /** What a store learned about a job: its record, a streamed job's reply so far, or a failed read. */
-export type JobNotice = { job: Job | undefined } | { partial: string } | { error: unknown };
+export type JobNotice = { job: Job | undefined } | { partial: ReplySoFar } | { error: unknown };
 
 /** Receives the notices about one job. */
 export type JobListener = (notice: JobNotice) => void;
@@ -87,7 +93,7 @@ export async function* followJob(
     if ("job" in notice) take(notice.job);
     else if ("error" in notice) failure = notice;
     else if (current?.status === "running") {
-      current = { ...current, partial: notice.partial };
+      current = withReplySoFar(current, notice.partial);
       fresh = true;
     }
     wake?.();
@@ -148,9 +154,17 @@ function keepPartial(job: Job | undefined, before: Job | undefined): Job | undef
     job?.status === "running" && job.partial === undefined && before?.status === "running" &&
     before.attempts === job.attempts && before.partial !== undefined
   ) {
-    return { ...job, partial: before.partial };
+    return withReplySoFar(job, { content: before.partial, reasoning: before.partial_reasoning });
   }
   return job;
+}
+
+/** A running job with its reply so far in `partial` and `partial_reasoning`. */
+export function withReplySoFar(job: Job, soFar: ReplySoFar): Job {
+  const next: Job = { ...job, partial: soFar.content };
+  if (soFar.reasoning) next.partial_reasoning = soFar.reasoning;
+  else delete next.partial_reasoning;
+  return next;
 }
 
 /** What makes two states of a job different for someone waiting on it. */
@@ -161,6 +175,7 @@ export function fingerprint(job: Job | undefined): string {
     job.updated_at,
     job.attempts,
     job.partial?.length ?? -1,
+    job.partial_reasoning?.length ?? -1,
     job.reply?.length ?? -1,
     job.error ?? "",
   ].join("|");

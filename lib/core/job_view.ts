@@ -5,7 +5,17 @@ import { clientConversationId } from "./owners.ts";
 /** A job as `GET /jobs/:id` shows it. */
 export type JobView = Omit<
   Job,
-  "owner" | "lease_until" | "partial" | "context" | "params" | "mode" | "stream" | "generation"
+  | "owner"
+  | "lease_until"
+  | "partial"
+  | "partial_reasoning"
+  | "context"
+  | "context_ref"
+  | "params"
+  | "params_ref"
+  | "mode"
+  | "stream"
+  | "generation"
 >;
 
 /** The client's view of a job. */
@@ -14,8 +24,11 @@ export function jobView(job: Job): JobView {
     owner,
     lease_until: _lease,
     partial: _partial,
+    partial_reasoning: _reasoning,
     context: _context,
+    context_ref: _contextRef,
     params: _params,
+    params_ref: _paramsRef,
     mode: _mode,
     stream: _stream,
     generation: _generation,

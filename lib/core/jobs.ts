@@ -1,16 +1,17 @@
 /** Job records: what the front door promised and what the worker did about it. */
-import type { ChatMessage } from "./messages.ts";
+import type { ChatMessage, StoredReplyMessage, Usage } from "./messages.ts";
 
 /** Where a job is in its life; the last three are final. */
 export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
 
-/** Sampling settings passed through to the backend. */
-export interface CompletionParams {
-  temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
-  stop?: string | string[];
-}
+/**
+ * The fields of a client's request passed through to the backend as they
+ * are: sampling (`temperature`, `top_p`, penalties, `seed`, `stop`,
+ * `max_tokens`…), `tools` and `tool_choice`, `response_format`,
+ * `reasoning_effort` and the like. The front door checks them and leaves out
+ * what the gateway itself handles (`model`, `messages`, `stream`).
+ */
+export type CompletionParams = Readonly<Record<string, unknown>>;
 
 /** How urgently a job should run. */
 export type Priority = "high" | "normal";
@@ -31,8 +32,22 @@ export interface Job {
   updated_at: string;
   started_at?: string;
   finished_at?: string;
-  /** The assistant's answer, once succeeded. */
+  /** The assistant's answer, once succeeded: its text. */
   reply?: string;
+  /**
+   * The reply message, when it holds more than text (tool calls, reasoning);
+   * without its content when that is `reply` (see `replyMessage`).
+   */
+  reply_message?: StoredReplyMessage;
+  /** Why the reply ended: "stop", "length", "tool_calls", … */
+  finish_reason?: string;
+  /**
+   * Set only inside the embedded store: the reply was too long for the
+   * record's KV value and is kept beside it in this many chunks.
+   */
+  reply_chunks?: number;
+  /** The reply's token counts: the backend's, or counted by the gateway when it gave none. */
+  usage?: Usage;
   /** Why the last attempt failed; on a failed job, why it was given up. */
   error?: string;
   /** Epoch seconds after which the store may delete the record (DynamoDB TTL). */
@@ -42,17 +57,29 @@ export interface Job {
   /** Who created the job: a digest of the API key, never the key. Absent without keys. */
   owner?: string;
   /**
-   * "stateless" jobs (OpenAI-style requests without a conversation) keep no
-   * history: `context` holds what the client sent before `user_message`.
+   * How the job uses history. "conversation" (the default): the stored
+   * history, then `user_message`, and the exchange is appended to it.
+   * "synced": the client sent the whole chat (`context`, then
+   * `user_message`), and the stored conversation becomes what it sent plus
+   * the reply. "stateless": `context` and `user_message`, nothing stored.
    */
-  mode?: "conversation" | "stateless";
-  /** Messages sent to the backend before the stored history (a client's system prompt, say). */
+  mode?: "conversation" | "synced" | "stateless";
+  /**
+   * Messages before `user_message`: the client's whole chat ("synced",
+   * "stateless"), or its system messages, sent before the stored history.
+   */
   context?: ChatMessage[];
+  /** `context` in the blob store, when it is too long to keep in the record (see lib/http/payloads.ts). */
+  context_ref?: string;
   params?: CompletionParams;
+  /** `params` in the blob store, when they are too long to keep in the record. */
+  params_ref?: string;
   /** Whether the worker streams the reply into `partial` as the backend produces it. */
   stream?: boolean;
   /** The reply so far, while a streamed job runs. */
   partial?: string;
+  /** The reasoning so far, while a streamed job runs. */
+  partial_reasoning?: string;
   /** Where the finished job is POSTed. */
   callback_url?: string;
   /** How many times an operator sent the failed job back to run (see lib/core/retry.ts). */
@@ -82,6 +109,13 @@ export interface JobTicket {
   line_check?: true;
   /** The job's `generation` when this ticket was sent; absent for 0. */
   generation?: number;
+  /**
+   * Set on a redriven dead letter whose job could not be retried, as it goes
+   * back to the dead-letter queue: when that redrive was asked for (ISO). The
+   * same redrive, still copying, then leaves it there instead of sending it
+   * round again in place of a dead letter it has not reached yet.
+   */
+  refused_redrive?: string;
 }
 
 /** Options for {@linkcode newJob}. */
@@ -92,7 +126,17 @@ export interface NewJobOptions {
   priority: Priority;
   userMessage: ChatMessage;
   /** Optional fields of the job record, copied as they are. */
-  recordFields?: Pick<Job, "owner" | "mode" | "context" | "params" | "stream" | "callback_url">;
+  recordFields?: Pick<
+    Job,
+    | "owner"
+    | "mode"
+    | "context"
+    | "context_ref"
+    | "params"
+    | "params_ref"
+    | "stream"
+    | "callback_url"
+  >;
   ttlDays: number;
   now?: Date;
 }

@@ -138,7 +138,8 @@ export interface JobQueue {
    * Moves the messages of the queue's dead-letter queue back to the queue, as
    * they are: the worker decides what each one means (see lib/core/retry.ts).
    * A message a reader holds (the worker's dead-letter sweep hides what it
-   * reads for a few seconds) is waited for, up to a limit.
+   * reads for a few seconds) is waited for, up to a limit. One the worker
+   * sent back while this redrive (`requestedAt`) runs is left where it is.
    */
-  redriveDeadLetters(queue: QueueRef): Promise<RedriveResult>;
+  redriveDeadLetters(queue: QueueRef, requestedAt?: Date): Promise<RedriveResult>;
 }

@@ -170,7 +170,7 @@ export async function redriveDeadLetters(services: Services): Promise<RedriveRep
   const queues = queuesOf(services.backends.map((b) => b.name));
   const results = await Promise.all(
     queues.map((queue) =>
-      services.queue.redriveDeadLetters(queue).catch((err) => ({
+      services.queue.redriveDeadLetters(queue, requested).catch((err) => ({
         error: `Cannot redrive backend "${queue.backend}"'s ${queue.lane} dead letters: ${
           errorMessage(err)
         }`,
@@ -189,12 +189,14 @@ export async function redriveDeadLetters(services: Services): Promise<RedriveRep
 }
 
 /**
- * Whether a delivered failed job is a dead letter an operator asked to
- * redrive: it failed before the last redrive request. Otherwise the delivery
- * is a late duplicate.
+ * The redrive request a delivered failed job answers, when it is a dead
+ * letter an operator asked to redrive: it failed before the last redrive
+ * request. Otherwise (undefined) the delivery is a late duplicate.
  */
-export async function isRedriven(store: Store, job: Job): Promise<boolean> {
-  if (job.status !== "failed" || !job.finished_at) return false;
+export async function redriveRequestFor(store: Store, job: Job): Promise<Date | undefined> {
+  if (job.status !== "failed" || !job.finished_at) return undefined;
   const requested = await store.lastRedriveRequest();
-  return requested !== undefined && Date.parse(job.finished_at) <= requested.getTime();
+  return requested !== undefined && Date.parse(job.finished_at) <= requested.getTime()
+    ? requested
+    : undefined;
 }

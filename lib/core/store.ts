@@ -1,6 +1,7 @@
 /** What the gateway needs from storage, whichever store backs it. */
 import type { WorkerRecord } from "./catalogue.ts";
-import type { ChatMessage } from "./messages.ts";
+import type { ReplySoFar } from "./job_changes.ts";
+import type { ChatMessage, Usage } from "./messages.ts";
 import type { Job } from "./jobs.ts";
 import type { JobPage, ListJobsOptions } from "./job_list.ts";
 
@@ -11,6 +12,20 @@ export interface Conversation {
   updated_at: string;
   /** `created_at` of the newest job whose exchange it holds; absent on conversations older than it. */
   latest_job_at?: string;
+}
+
+/** What a job's success records. */
+export interface JobResult {
+  /** The assistant's message: its text, and its tool calls and reasoning when it has them. */
+  reply: ChatMessage;
+  /** Why the reply ended: "stop", "length", "tool_calls", … */
+  finishReason: string;
+  usage: Usage;
+  /**
+   * For a synced job: the conversation as it now stands (what the client sent
+   * plus the reply, trimmed to fit), which replaces what is stored.
+   */
+  conversation?: ChatMessage[];
 }
 
 /** The result of finishing a job. */
@@ -79,7 +94,7 @@ export interface Store {
    * conversation and marks the job succeeded, as one atomic step that happens
    * at most once per job. A stateless job is only marked succeeded.
    */
-  completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult>;
+  completeJob(job: Job, result: JobResult): Promise<CompleteResult>;
   /**
    * Removes `jobId` from the head of its conversation's line, if it is there,
    * and returns the job now at the head (undefined when the line is empty).
@@ -93,7 +108,7 @@ export interface Store {
    * Records the reply so far of a running, streamed job, for the requests
    * that follow it with {@linkcode Store.watchJob}.
    */
-  savePartial(jobId: string, text: string): Promise<void>;
+  savePartial(jobId: string, soFar: ReplySoFar): Promise<void>;
   /**
    * How often a streamed reply so far is worth recording, at most (ms): 0 for
    * every piece, when it only travels in-process; more when each write costs.
@@ -140,6 +155,14 @@ export class JobNotFoundError extends Error {
   constructor(jobId: string) {
     super(`Cannot find job: no record for job "${jobId}"`);
     this.name = "JobNotFoundError";
+  }
+}
+
+/** A record over its store's size limit (DynamoDB's 400 KB item): trying again cannot help. */
+export class RecordTooLargeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RecordTooLargeError";
   }
 }
 

@@ -11,6 +11,7 @@ export function shorten(text: string, max: number): string {
  * cut when long.
  */
 export function describeUrl(url: string): string {
+  if (url.startsWith("gateway-blob:")) return "an image sent inline";
   if (/^\s*data:/i.test(url)) {
     const comma = url.indexOf(",");
     return `${url.slice(0, comma === -1 ? 0 : Math.min(comma + 1, 60)).trim() || "data:"}…`;

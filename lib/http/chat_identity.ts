@@ -58,12 +58,17 @@ export function identifyChat(
 /**
  * A task says so in the task header when the connection sets one; without it,
  * a task is known by its shape: not streamed, one user message that begins
- * with `### Task:` or carries the chat inside `<chat_history>`.
+ * with `### Task:` or carries the chat inside `<chat_history>`, after any
+ * system messages (a workspace model's system prompt goes to its tasks too).
  */
 function isTask(header: (name: string) => string | undefined, body: ChatShape): boolean {
   if (present(header(TASK_HEADER)) !== undefined) return true;
-  if (body.stream || body.messages.length !== 1 || body.messages[0].role !== "user") return false;
-  const text = textOf(body.messages[0].content);
+  if (body.stream) return false;
+  const rest = body.messages.filter((m, i) =>
+    !(m.role === "system" && body.messages.slice(0, i).every((before) => before.role === "system"))
+  );
+  if (rest.length !== 1 || rest[0].role !== "user") return false;
+  const text = textOf(rest[0].content);
   return TASK_PROMPT.test(text) || text.includes("<chat_history>");
 }
 

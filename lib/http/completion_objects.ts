@@ -1,5 +1,16 @@
 /** OpenAI's response objects, as the gateway sends them: `chat.completion`, its stream chunks, the model list. */
 
+import type { ChatMessage, ToolCall, Usage } from "../core/messages.ts";
+
+/** The assistant's message of a `chat.completion`, reasoning shown under both names clients read. */
+export interface CompletionMessage {
+  role: "assistant";
+  content: string | null;
+  tool_calls?: ToolCall[];
+  reasoning_content?: string;
+  reasoning?: string;
+}
+
 /** OpenAI's `chat.completion` object, the reply to a non-streaming request. */
 export interface ChatCompletion {
   id: string;
@@ -8,43 +19,76 @@ export interface ChatCompletion {
   model: string;
   choices: {
     index: number;
-    message: { role: "assistant"; content: string };
+    message: CompletionMessage;
     finish_reason: string;
     logprobs: null;
   }[];
+  usage?: Usage;
 }
 
 /** Options for {@linkcode completionObject}. */
 export interface CompletionObjectOptions {
   id: string;
   model: string;
-  content: string;
+  /** The reply's text; or give the whole `message`. */
+  content?: string;
+  /** The assistant's message, with its tool calls and reasoning. */
+  message?: ChatMessage;
   /** Epoch seconds; default now. */
   created?: number;
   /** Default `"stop"`. */
   finishReason?: string;
+  usage?: Usage;
 }
 
 /** Builds the `chat.completion` object for a finished reply. */
 export function completionObject(options: CompletionObjectOptions): ChatCompletion {
-  return {
+  const object: ChatCompletion = {
     id: options.id,
     object: "chat.completion",
     created: options.created ?? nowSeconds(),
     model: options.model,
     choices: [{
       index: 0,
-      message: { role: "assistant", content: options.content },
+      message: completionMessage(
+        options.message ?? {
+          role: "assistant",
+          content: options.content ?? "",
+        },
+      ),
       finish_reason: options.finishReason ?? "stop",
       logprobs: null,
     }],
   };
+  if (options.usage) object.usage = options.usage;
+  return object;
+}
+
+function completionMessage(message: ChatMessage): CompletionMessage {
+  const content = message.content === null || typeof message.content === "string"
+    ? message.content
+    : message.content.map((p) => p.type === "text" ? p.text : "").join("");
+  const shown: CompletionMessage = { role: "assistant", content };
+  if (message.tool_calls?.length) shown.tool_calls = message.tool_calls;
+  if (message.reasoning_content) {
+    shown.reasoning_content = message.reasoning_content;
+    shown.reasoning = message.reasoning_content;
+  }
+  return shown;
+}
+
+/** One piece of a tool call in a stream chunk: the whole call, at its index. */
+export interface ChunkToolCall extends ToolCall {
+  index: number;
 }
 
 /** The part of a reply one stream chunk carries. */
 export interface ChunkDelta {
   role?: "assistant";
   content?: string;
+  /** Reasoning text; the chunk carries it as both `reasoning_content` and `reasoning`. */
+  reasoning?: string;
+  tool_calls?: ChunkToolCall[];
 }
 
 /** OpenAI's `chat.completion.chunk` object, one event of a streaming reply. */
@@ -55,10 +99,11 @@ export interface ChatCompletionChunk {
   model: string;
   choices: {
     index: number;
-    delta: ChunkDelta;
+    delta: Omit<ChunkDelta, "reasoning"> & { reasoning_content?: string; reasoning?: string };
     finish_reason: string | null;
     logprobs: null;
   }[];
+  usage?: Usage;
 }
 
 /** Options for {@linkcode chunkObject}. */
@@ -74,6 +119,12 @@ export interface ChunkObjectOptions {
 
 /** Builds one `chat.completion.chunk` object of a streaming reply. */
 export function chunkObject(options: ChunkObjectOptions): ChatCompletionChunk {
+  const { reasoning, ...rest } = options.delta;
+  const delta: ChatCompletionChunk["choices"][number]["delta"] = { ...rest };
+  if (reasoning !== undefined) {
+    delta.reasoning_content = reasoning;
+    delta.reasoning = reasoning;
+  }
   return {
     id: options.id,
     object: "chat.completion.chunk",
@@ -81,10 +132,24 @@ export function chunkObject(options: ChunkObjectOptions): ChatCompletionChunk {
     model: options.model,
     choices: [{
       index: 0,
-      delta: { ...options.delta },
+      delta,
       finish_reason: options.finishReason ?? null,
       logprobs: null,
     }],
+  };
+}
+
+/** The chunk OpenAI sends last when `stream_options.include_usage` is set: no choices, the token counts. */
+export function usageChunk(
+  options: { id: string; model: string; created: number; usage: Usage },
+): ChatCompletionChunk {
+  return {
+    id: options.id,
+    object: "chat.completion.chunk",
+    created: options.created,
+    model: options.model,
+    choices: [],
+    usage: options.usage,
   };
 }
 

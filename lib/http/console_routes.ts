@@ -1,14 +1,24 @@
 /**
  * The console: the gateway's own web page at `/`, with its script and style.
- * The three files are imported as text, so they travel inside the Lambda
- * bundle and need no file system at run time. They hold no data: the page
- * asks for a key (when keys are set) and reads everything through the API.
+ * The three files are read from the `console/` folder beside this module at
+ * their first request and kept: `deno task build` copies the folder next to
+ * the Lambda bundle, so they are static files in the deployment rather than
+ * strings every cold start parses. They hold no data: the page asks for a key
+ * (when keys are set) and reads everything through the API.
  */
+import { readFile } from "node:fs/promises";
 import type { Handler } from "hono";
-import page from "./console/index.html" with { type: "text" };
-import script from "./console/console.js" with { type: "text" };
-import style from "./console/console.css" with { type: "text" };
 import type { GatewayEnv } from "./http_context.ts";
+
+/** The console's files, by what they are. */
+const FILES = {
+  page: { name: "index.html", type: "text/html; charset=utf-8" },
+  script: { name: "console.js", type: "text/javascript; charset=utf-8" },
+  style: { name: "console.css", type: "text/css; charset=utf-8" },
+} as const;
+
+/** The folder they are in, beside this module (or beside the bundle). */
+export const CONSOLE_DIR = new URL("./console/", import.meta.url);
 
 /** The paths the console is served on; they need no key. */
 export const CONSOLE_PATHS = ["/", "/console.js", "/console.css"] as const;
@@ -28,22 +38,17 @@ const SECURITY_HEADERS = {
   "cache-control": "public, max-age=300",
 };
 
-/** Serves one of the console's files. */
-export function consoleFile(file: "page" | "script" | "style"): Handler<GatewayEnv> {
-  const [body, type] = file === "page"
-    ? [page, "text/html; charset=utf-8"]
-    : file === "script"
-    ? [script, "text/javascript; charset=utf-8"]
-    : [style, "text/css; charset=utf-8"];
-  return function serveConsoleFile(c) {
-    return c.body(body, 200, { ...SECURITY_HEADERS, "content-type": type });
+/** Serves one of the console's files, read once. */
+export function consoleFile(file: keyof typeof FILES): Handler<GatewayEnv> {
+  const { name, type } = FILES[file];
+  let body: Promise<Uint8Array<ArrayBuffer>> | undefined;
+  return async function serveConsoleFile(c) {
+    body ??= readFile(new URL(name, CONSOLE_DIR)).then((bytes) => new Uint8Array(bytes));
+    // A failed read is not kept: the next request tries again.
+    const bytes = await body.catch((err) => {
+      body = undefined;
+      throw err;
+    });
+    return c.body(bytes, 200, { ...SECURITY_HEADERS, "content-type": type });
   };
-}
-
-/** The console's size in bytes, as the bundle carries it. */
-export function consoleBytes(): number {
-  return [page, script, style].reduce(
-    (sum, text) => sum + new TextEncoder().encode(text).length,
-    0,
-  );
 }

@@ -12,37 +12,70 @@ export async function ownJob(
   return job && job.owner === owner ? job : undefined;
 }
 
+/** Options for {@linkcode waitForJobEnd}. */
+export interface WaitOptions {
+  /**
+   * Gives up after this long: in all, or, with `idle`, since the job last
+   * changed (a state, or more of its reply), so a job that keeps making
+   * progress is never given up on.
+   */
+  timeoutMs: number;
+  idle?: boolean;
+  /** When the wait ends whatever happens (epoch ms): before a Lambda's own timeout, say. */
+  endBy?: number;
+  signal?: AbortSignal;
+  /** Sees each new state, e.g. to stream the reply so far. */
+  onChange?: (job: Job) => void | Promise<void>;
+  /** Called every `everyMs` while nothing changes, e.g. to keep a stream's connection alive. */
+  onQuiet?: { everyMs: number; call: (job: Job | undefined) => void | Promise<void> };
+}
+
 /**
- * Follows a job until it is finished or `timeoutMs` has passed, and returns
- * its last state. `onChange` sees each new state as the store learns of it,
- * e.g. to stream `partial`; the store decides how it learns (in-process
+ * Follows a job until it is finished or the timeout has passed, and returns
+ * its last state. The store decides how it learns of changes (in-process
  * notices on the embedded backend, one shared read loop on DynamoDB).
  */
 export async function waitForJobEnd(
   store: Store,
   jobId: string,
-  options: {
-    timeoutMs: number;
-    signal?: AbortSignal;
-    onChange?: (job: Job) => void | Promise<void>;
-  },
+  options: WaitOptions,
 ): Promise<Job | undefined> {
   const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), options.timeoutMs);
   const abort = () => stop.abort();
   options.signal?.addEventListener("abort", abort);
   if (options.signal?.aborted) stop.abort();
+  const endBy = options.endBy ?? Infinity;
+  let deadline = Math.min(Date.now() + options.timeoutMs, endBy);
+  const states = store.watchJob(jobId, stop.signal)[Symbol.asyncIterator]();
   let last: Job | undefined;
   try {
-    for await (const job of store.watchJob(jobId, stop.signal)) {
+    let next = states.next();
+    while (true) {
+      const quietMs = options.onQuiet?.everyMs ?? Infinity;
+      const waitMs = Math.max(0, Math.min(deadline - Date.now(), quietMs));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const woke = await Promise.race([
+        next,
+        new Promise<"timer">((resolve) => timer = setTimeout(() => resolve("timer"), waitMs)),
+      ]);
+      clearTimeout(timer);
+      if (woke === "timer") {
+        if (Date.now() >= deadline || stop.signal.aborted) return last;
+        await options.onQuiet?.call(last);
+        continue;
+      }
+      if (woke.done) return last;
+      next = states.next();
+      const job = woke.value;
       last = job;
       if (!job) return undefined;
+      if (options.idle) deadline = Math.min(Date.now() + options.timeoutMs, endBy);
       await options.onChange?.(job);
       if (isFinished(job)) return job;
     }
-    return last;
   } finally {
-    clearTimeout(timer);
+    stop.abort();
     options.signal?.removeEventListener("abort", abort);
+    await states.return?.(undefined);
   }
 }

@@ -7,20 +7,28 @@ import { errorMessage } from "../core/error_message.ts";
 import type { Handler } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { type JobSpec, submitJob } from "./submit.ts";
-import { ApiError, invalidRequest, toBody } from "./errors.ts";
+import { ApiError, type FieldProblem, invalidRequest, toBody } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { waitForJobEnd } from "./job_wait.ts";
 import type { Job } from "../core/jobs.ts";
-import type { ChatMessage } from "../core/messages.ts";
-import { chunkObject, completionObject, modelList } from "./completion_objects.ts";
-import { type CompletionRequest, parseCompletionRequest } from "./completion_request.ts";
-import { ModelDirectory } from "./model_directory.ts";
+import { type ChatMessage, replyMessage } from "../core/messages.ts";
+import {
+  type ChunkDelta,
+  chunkObject,
+  completionObject,
+  modelList,
+  usageChunk,
+} from "./completion_objects.ts";
+import {
+  backendFieldProblems,
+  type CompletionRequest,
+  parseCompletionRequest,
+} from "./completion_request.ts";
+import { type ChatIdentity, identifyChat } from "./chat_identity.ts";
+import { ModelDirectory, type Target } from "./model_directory.ts";
 import { idProblem } from "./request_fields.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { readJson } from "./validation.ts";
-
-/** Headers that name a server-side conversation: ours, and the one Open WebUI sends. */
-const CONVERSATION_HEADERS = ["x-conversation-id", "x-openwebui-chat-id"];
 
 /**
  * `GET /v1/models`: the models the live workers' backends serve, one entry
@@ -39,6 +47,9 @@ export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
   };
 }
 
+/** How often a stream that waits sends an SSE comment, so proxies and clients with idle timeouts keep it open. */
+const KEEPALIVE_MS = 5_000;
+
 /**
  * `POST /v1/chat/completions`: queues the request as a job and answers with
  * its reply when it ends, whole or streamed as server-sent events.
@@ -49,70 +60,107 @@ export function createCompletion(
   const { config, store } = services;
   return async function handleCreateCompletion(c) {
     const request = parseCompletionRequest(await readJson(c.req.raw));
-    const conversationId = conversationFromHeaders((name) => c.req.header(name));
+    const identity = identifyChat((name) => c.req.header(name), request);
+    if (identity.kind === "conversation") {
+      const problem = idProblem(identity.conversationId);
+      if (problem) throw invalidRequest([{ param: identity.header, message: problem }]);
+    }
     // Where responses are buffered anyway, the worker need not stream the reply into the store.
     const workerStreams = request.stream && streamsResponses;
     const accepted = await submitJob(
       services,
-      jobSpec({ ...request, stream: workerStreams }, conversationId, c.get("owner")),
+      jobSpec({ ...request, stream: workerStreams }, identity, c.get("owner")),
     );
     logger.info("Completion accepted", {
       request_id: c.get("requestId"),
       job_id: accepted.job_id,
       route: accepted.route,
-      stateful: conversationId !== undefined,
+      history: identity.kind === "conversation" ? identity.header : identity.reason,
       stream: request.stream,
     });
     const id = `chatcmpl-${accepted.job_id}`;
     const model = request.model ?? accepted.model;
-    const wait = { timeoutMs: config.syncTimeoutMs, signal: c.req.raw.signal };
+    // The wait ends after SYNC_TIMEOUT_S without progress: a reply that keeps flowing never times
+    // out, except on Lambda, where it ends in time to say so before the function's own timeout.
+    const endBy = lambdaEndBy(c.env);
+    const wait = { timeoutMs: config.syncTimeoutMs, idle: true, endBy, signal: c.req.raw.signal };
+    const finished = (job: Job | undefined) =>
+      finishedJob(job, accepted.job_id, config.syncTimeoutMs, endBy);
 
     if (!request.stream) {
-      const job = await waitForJobEnd(store, accepted.job_id, wait);
+      const job = finished(await waitForJobEnd(store, accepted.job_id, wait));
       return c.json(
         completionObject({
           id,
           model,
-          content: finishedReply(job, accepted.job_id, config.syncTimeoutMs),
+          message: replyMessage(job.reply, job.reply_message),
+          finishReason: job.finish_reason,
+          usage: job.usage,
         }),
       );
     }
     return streamSSE(c, async (stream) => {
       const created = Math.floor(Date.now() / 1000);
-      const send = (
-        delta: { role?: "assistant"; content?: string },
-        finishReason: string | null = null,
-      ) =>
+      const send = (delta: ChunkDelta, finishReason: string | null = null) =>
         stream.writeSSE({
           data: JSON.stringify(chunkObject({ id, model, created, delta, finishReason })),
         });
       await send({ role: "assistant", content: "" });
-      let sent = "";
-      const job = await waitForJobEnd(store, accepted.job_id, {
-        ...wait,
-        onChange: async (job) => {
-          const text = job.status === "succeeded" ? job.reply ?? "" : job.partial ?? "";
-          // A retried attempt starts its text again; only growth of what was sent is passed on.
-          if (text.length > sent.length && text.startsWith(sent)) {
-            await send({ content: text.slice(sent.length) });
-            sent = text;
-          }
-        },
-      });
-      try {
-        const reply = finishedReply(job, accepted.job_id, config.syncTimeoutMs);
-        if (reply !== sent) {
-          throw new ApiError(
-            502,
-            "The backend's answer was restarted after a failed attempt; read the full reply with GET /jobs/" +
-              accepted.job_id,
-            {
-              code: "stream_restarted",
-              jobId: accepted.job_id,
-            },
-          );
+      const sent = { content: "", reasoning: "" };
+      /** Passes on what the reply gained; a retried attempt that starts again cannot be taken back. */
+      const passOn = async (content: string, reasoning: string) => {
+        if (!content.startsWith(sent.content) || !reasoning.startsWith(sent.reasoning)) {
+          throw restarted(accepted.job_id);
         }
-        await send({}, "stop");
+        if (reasoning.length > sent.reasoning.length) {
+          await send({ reasoning: reasoning.slice(sent.reasoning.length) });
+          sent.reasoning = reasoning;
+        }
+        if (content.length > sent.content.length) {
+          await send({ content: content.slice(sent.content.length) });
+          sent.content = content;
+        }
+      };
+      try {
+        const last = await waitForJobEnd(store, accepted.job_id, {
+          ...wait,
+          onChange: async (job) => {
+            if (job.status !== "running") return;
+            const content = job.partial ?? "";
+            const reasoning = job.partial_reasoning ?? "";
+            // A new attempt begins from nothing: wait for it to pass what was sent.
+            const behind = (now: string, before: string) =>
+              now.length < before.length && before.startsWith(now);
+            if (
+              behind(content, sent.content) ||
+              (content === sent.content && behind(reasoning, sent.reasoning))
+            ) return;
+            await passOn(content, reasoning);
+          },
+          onQuiet: {
+            everyMs: KEEPALIVE_MS,
+            call: async (job) => {
+              await stream.write(job?.status === "running" ? ": running\n\n" : ": queued\n\n");
+            },
+          },
+        });
+        const job = finished(last);
+        const reply = replyMessage(job.reply, job.reply_message);
+        await passOn(
+          typeof reply.content === "string" ? reply.content : job.reply ?? "",
+          reply.reasoning_content ?? "",
+        );
+        if (reply.tool_calls?.length) {
+          await send({
+            tool_calls: reply.tool_calls.map((call, index) => ({ index, ...call })),
+          });
+        }
+        await send({}, job.finish_reason ?? "stop");
+        if (request.includeUsage && job.usage) {
+          await stream.writeSSE({
+            data: JSON.stringify(usageChunk({ id, model, created, usage: job.usage })),
+          });
+        }
       } catch (err) {
         await sendError(stream, err);
       }
@@ -121,37 +169,60 @@ export function createCompletion(
   };
 }
 
-/** The conversation a request names in its headers, if any. */
-function conversationFromHeaders(header: (name: string) => string | undefined): string | undefined {
-  for (const name of CONVERSATION_HEADERS) {
-    const value = header(name)?.trim();
-    if (!value) continue;
-    const problem = idProblem(value);
-    if (problem) throw invalidRequest([{ param: name, message: problem }]);
-    return value;
-  }
-  return undefined;
+function restarted(jobId: string): ApiError {
+  return new ApiError(
+    502,
+    `The backend's answer was restarted after a failed attempt; read the full reply with GET /jobs/${jobId}`,
+    { code: "stream_restarted", jobId },
+  );
 }
 
 /**
- * The job for a completion request. With a conversation, the server's history
- * is used and only the last message is new (the history a client re-sends is
- * not stored twice; its leading system messages still go to the model).
- * Without one, the request stands alone, as OpenAI's API does.
+ * The job for a completion request, by where its history lives:
+ * - `X-OpenWebUI-Chat-Id` ("synced"): the client sends the whole chat every
+ *   time, and that is what the backend gets; the stored conversation becomes
+ *   what it sent plus the reply, so edits, regenerations and deletions show.
+ * - `X-Conversation-Id` ("conversation"): the gateway's memory. The stored
+ *   history is used and only the last message is new; leading system messages
+ *   still go to the model.
+ * - Neither, a temporary chat or a background task ("stateless"): the request
+ *   stands alone, as OpenAI's API does, and nothing is stored.
  */
 function jobSpec(
   request: CompletionRequest,
-  conversationId: string | undefined,
+  identity: ChatIdentity,
   owner: string | undefined,
 ): JobSpec {
   const userMessage = request.messages.at(-1)!;
-  const common = { owner, userMessage, priority: "normal" as const, model: request.model };
+  const common = {
+    owner,
+    userMessage,
+    priority: "normal" as const,
+    model: request.model,
+    checkTarget: (target: Target) => {
+      const problems = backendFieldProblems(
+        target.backend.kind,
+        target.backend.name,
+        request.params,
+      );
+      if (problems.length > 0) throw invalidRequest(problems);
+    },
+  };
   const fields = { params: request.params, stream: request.stream };
-  if (conversationId) {
+  if (identity.kind === "conversation" && identity.header === "x-conversation-id") {
+    const problems = memoryModeProblems(request.messages);
+    if (problems.length > 0) throw invalidRequest(problems);
     return {
       ...common,
-      conversationId,
+      conversationId: identity.conversationId,
       recordFields: { ...fields, context: leadingSystemMessages(request.messages) },
+    };
+  }
+  if (identity.kind === "conversation") {
+    return {
+      ...common,
+      conversationId: identity.conversationId,
+      recordFields: { ...fields, mode: "synced", context: request.messages.slice(0, -1) },
     };
   }
   return {
@@ -161,14 +232,57 @@ function jobSpec(
   };
 }
 
+/**
+ * With the gateway's memory one message a turn is new, and the stored history
+ * holds the rest, so two cases cannot be told apart from a re-sent history and
+ * are refused rather than stored wrong: several tool results at once (the
+ * earlier ones would be dropped) and a continue (the stored reply and the sent
+ * part of it would both stay).
+ */
+function memoryModeProblems(messages: readonly ChatMessage[]): FieldProblem[] {
+  const last = messages.length - 1;
+  const whole = "send the whole chat without X-Conversation-Id (or with X-OpenWebUI-Chat-Id)";
+  if (messages[last].role === "assistant") {
+    return [{
+      param: `messages[${last}]`,
+      message: `a last message from the assistant (continue) needs the chat it continues: ${whole}`,
+    }];
+  }
+  if (messages[last].role === "tool" && messages[last - 1]?.role === "tool") {
+    return [{
+      param: `messages[${last - 1}]`,
+      message:
+        `with X-Conversation-Id one message a turn is new, and this request ends with several tool results: send them one a request, set parallel_tool_calls to false, or ${whole}`,
+    }];
+  }
+  return [];
+}
+
 function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] {
   const end = messages.findIndex((m) => m.role !== "system");
   return messages.slice(0, end < 0 ? messages.length : end).slice(0, messages.length - 1);
 }
 
-/** The reply of a finished job, or the error that says why there is none. */
-function finishedReply(job: Job | undefined, jobId: string, timeoutMs: number): string {
-  if (job?.status === "succeeded") return job.reply ?? "";
+/** Time kept back from a Lambda's timeout to end a stream with its error and `[DONE]`. */
+const LAMBDA_MARGIN_MS = 10_000;
+
+/** When a wait on Lambda must end (epoch ms), from the function's remaining time; else undefined. */
+function lambdaEndBy(env: unknown): number | undefined {
+  const context =
+    (env as { lambdaContext?: { getRemainingTimeInMillis?: () => number } } | undefined)
+      ?.lambdaContext;
+  const remaining = context?.getRemainingTimeInMillis?.();
+  return typeof remaining === "number" ? Date.now() + remaining - LAMBDA_MARGIN_MS : undefined;
+}
+
+/** A job that succeeded, or the error that says why there is no reply. */
+function finishedJob(
+  job: Job | undefined,
+  jobId: string,
+  timeoutMs: number,
+  endBy?: number,
+): Job {
+  if (job?.status === "succeeded") return job;
   if (job?.status === "failed") {
     throw new ApiError(502, `Job failed: ${job.error ?? "no reason recorded"}`, {
       code: "job_failed",
@@ -178,11 +292,18 @@ function finishedReply(job: Job | undefined, jobId: string, timeoutMs: number): 
   if (job?.status === "canceled") {
     throw new ApiError(409, "Job was canceled", { code: "job_canceled", jobId });
   }
+  if (endBy !== undefined && Date.now() >= endBy) {
+    throw new ApiError(
+      504,
+      `The function's time is nearly up, so the answer ends here; job ${jobId} goes on: read it with GET /jobs/${jobId}`,
+      { code: "timeout", jobId },
+    );
+  }
   throw new ApiError(
     504,
     `Timed out after ${
       timeoutMs / 1000
-    } s (SYNC_TIMEOUT_S) waiting for job ${jobId}; it goes on: read it with GET /jobs/${jobId}`,
+    } s without progress (SYNC_TIMEOUT_S) waiting for job ${jobId}; it goes on: read it with GET /jobs/${jobId}`,
     { code: "timeout", jobId },
   );
 }

@@ -94,16 +94,32 @@ export function cappedArray<S extends Schema<unknown>>(item: S, limits: ArrayLim
   });
 }
 
+/** A data: URL's header, up to its payload. */
+const DATA_URL_HEAD = /^\s*data:[^,]*?(;base64)?,/i;
+
+/** Why a data: URL cannot be an image, or undefined: only base64 payloads that decode. */
+function dataUrlProblem(url: string): string | undefined {
+  const head = DATA_URL_HEAD.exec(url);
+  if (!head) return "must be a data: URL with a comma before its payload";
+  if (!head[1]) return "a data: URL must be base64 (data:image/png;base64,...)";
+  const payload = url.slice(head[0].length).replace(/\s+/g, "");
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || payload.length % 4 === 1) {
+    return "its base64 payload does not decode (standard base64, not base64url)";
+  }
+  return undefined;
+}
+
 /**
- * An image URL: http or https without credentials, or a data: URL (the
- * worker checks its type and size). Other schemes are refused here at once,
- * not when the job runs.
+ * An image URL: http or https without credentials, or a base64 data: URL
+ * (the front door checks its size, the worker its type). Other schemes and
+ * other data: URLs are refused here at once, not when the job runs.
  */
 export const imageUrlSchema = z.string({ error: "must be a string" })
   .min(1, "must not be empty")
   .transform((url, ctx) => {
-    if (/^\s*data:/i.test(url)) return url;
-    const problem = url.length > MAX_URL_CHARS
+    const problem = /^\s*data:/i.test(url)
+      ? dataUrlProblem(url)
+      : url.length > MAX_URL_CHARS
       ? `must be at most ${MAX_URL_CHARS} characters`
       : refusal(() => parseHttpUrl(url, "use http, https or data:"));
     if (!problem) return url;

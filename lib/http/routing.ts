@@ -22,14 +22,17 @@ export const ROUTING_RECORDS_MAX_AGE_MS = 1000;
 
 /**
  * The backend and model for a message; throws the directory's 404 or 400,
- * or a 503 when no worker of the backend has been seen for `WORKER_STALE_S`.
+ * `check`'s error for a target that cannot take the request, or a 503 when
+ * no worker of the backend has been seen for `WORKER_STALE_S`.
  */
 export async function routeMessage(
   services: Services,
   request: { model?: string; images: boolean },
+  check?: (target: Target) => void,
 ): Promise<Target> {
   const route = (directory: ModelDirectory) => {
     const target = directory.route(request);
+    check?.(target);
     ensureWorkerAlive(target.backend, { directory, config: services.config });
     return target;
   };

@@ -2,6 +2,8 @@
 import { errorMessage } from "../core/error_message.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
+import type { Target } from "./model_directory.ts";
+import { setPayloadsAside } from "./payloads.ts";
 import { routeMessage } from "./routing.ts";
 import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "../core/jobs.ts";
 import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
@@ -34,6 +36,8 @@ export interface JobSpec {
   /** The model the client asked for; without one the message is routed by content. */
   model?: string;
   recordFields?: Omit<NonNullable<NewJobOptions["recordFields"]>, "owner">;
+  /** Checks the request against the backend it was routed to; throws a 400 for what it would refuse. */
+  checkTarget?: (target: Target) => void;
 }
 
 /** Submits a `POST /chat` request. */
@@ -60,22 +64,26 @@ export function submitChat(
 export async function submitJob(services: Services, spec: JobSpec): Promise<ChatAccepted> {
   const { store, queue, config } = services;
   const message = spec.userMessage;
-  const messageBytes = jsonBytes([...(spec.recordFields?.context ?? []), message]);
-  if (messageBytes > config.maxMessageBytes) {
-    throw new ApiError(
-      413,
-      `Message too large: ${messageBytes} bytes with its image URLs, over MAX_MESSAGE_BYTES (${config.maxMessageBytes})`,
-      { param: "user_message", code: "message_too_large" },
-    );
-  }
+  checkMessageSize(message, config);
   const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
-  const target = await routeMessage(services, { model: spec.model, images });
-  const stateless = spec.recordFields?.mode === "stateless";
-  const storedId = stateless
+  const target = await routeMessage(services, { model: spec.model, images }, spec.checkTarget);
+  const aside = await setPayloadsAside(
+    services.blobs,
+    spec.owner,
+    message,
+    spec.recordFields?.context,
+    spec.recordFields?.params,
+  );
+  const mode = spec.recordFields?.mode ?? "conversation";
+  const storedId = mode === "stateless"
     ? spec.conversationId
     : scopedConversationId(spec.owner, spec.conversationId);
-  const history = stateless ? [] : (await store.getConversation(storedId))?.messages ?? [];
-  if (jsonBytes(history) + messageBytes > config.conversationMaxBytes) {
+  // Only a conversation that grows by appending needs its history read here.
+  const history = mode === "conversation"
+    ? (await store.getConversation(storedId))?.messages ?? []
+    : [];
+  const messageBytes = jsonBytes(aside.userMessage);
+  if (mode === "conversation" && jsonBytes(history) + messageBytes > config.conversationMaxBytes) {
     throw new ApiError(
       413,
       `Conversation is full: "${spec.conversationId}" holds ${
@@ -90,9 +98,16 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
     route: target.backend.name,
     model: target.model,
     priority: spec.priority,
-    userMessage: message,
+    userMessage: aside.userMessage,
     ttlDays: config.jobTtlDays,
-    recordFields: { ...spec.recordFields, owner: spec.owner },
+    recordFields: {
+      ...spec.recordFields,
+      context: aside.context,
+      context_ref: aside.contextRef,
+      params: aside.params,
+      params_ref: aside.paramsRef,
+      owner: spec.owner,
+    },
   });
   const { first } = await store.createJob(job);
   try {
@@ -114,7 +129,57 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
     route: job.route,
     model: job.model,
     priority: job.priority,
-    history_messages: history.length,
+    history_messages: mode === "conversation"
+      ? history.length
+      : spec.recordFields?.context?.length ?? 0,
     waiting_behind: !first,
   };
+}
+
+/**
+ * The new message against its limits: its text against `MAX_MESSAGE_BYTES`
+ * (the history a client re-sends is context, not a new message), and each
+ * inline image against `IMAGE_MAX_BYTES`. An image's data does not count as
+ * text: it has its own limit.
+ */
+function checkMessageSize(message: ChatMessage, config: Services["config"]): void {
+  const parts = Array.isArray(message.content) ? message.content : [];
+  const textOnly = {
+    ...message,
+    content: Array.isArray(message.content)
+      ? parts.map((p) =>
+        p.type === "image_url" && /^\s*data:/i.test(p.image_url.url)
+          ? { ...p, image_url: { url: "data:" } }
+          : p
+      )
+      : message.content,
+  };
+  const bytes = jsonBytes(textOnly);
+  if (bytes > config.maxMessageBytes) {
+    throw new ApiError(
+      413,
+      `Message too large: ${bytes} bytes, over MAX_MESSAGE_BYTES (${config.maxMessageBytes})`,
+      { param: "user_message", code: "message_too_large" },
+    );
+  }
+  for (const part of parts) {
+    if (part.type !== "image_url") continue;
+    const size = dataUrlBytes(part.image_url.url);
+    if (size !== undefined && size > config.imageMaxBytes) {
+      throw new ApiError(
+        413,
+        `Image too large: ${size} bytes, over IMAGE_MAX_BYTES (${config.imageMaxBytes})`,
+        { param: "image_url", code: "image_too_large" },
+      );
+    }
+  }
+}
+
+/** The decoded size of a base64 data: URL, or undefined for any other URL. */
+function dataUrlBytes(url: string): number | undefined {
+  const match = /^\s*data:[^,]*;base64,/i.exec(url);
+  if (!match) return undefined;
+  const data = url.length - match[0].length;
+  const padding = url.endsWith("==") ? 2 : url.endsWith("=") ? 1 : 0;
+  return Math.floor(data / 4) * 3 - padding;
 }

@@ -1,20 +1,48 @@
 /** Reads an OpenAI-compatible backend's streamed reply (server-sent events) as it arrives. */
+import type { Usage } from "../core/messages.ts";
 
 /** How much of a bad data line an error message quotes. */
 const QUOTE_CHARS = 200;
+
+/** A piece of a tool call, as a stream carries it: `index` says which call it belongs to. */
+export interface DeltaToolCall {
+  index: number;
+  id?: string;
+  type?: string;
+  function?: { name?: string; arguments?: string };
+}
+
+/** What one event of a streamed reply adds, as far as the gateway uses it. */
+export interface CompletionDelta {
+  content?: string;
+  /** Reasoning text: vLLM's and Ollama's `reasoning`, or the older `reasoning_content`. */
+  reasoning?: string;
+  toolCalls?: DeltaToolCall[];
+  finishReason?: string;
+  usage?: Usage;
+}
+
+/** Yields what each event of an OpenAI-compatible server-sent-events stream adds, until `[DONE]`. */
+export async function* readCompletionEvents(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<CompletionDelta> {
+  for await (const data of sseData(body)) {
+    if (data === "[DONE]") return;
+    const delta = parseEvent(data);
+    if (delta) yield delta;
+  }
+}
 
 /** Yields the text of each delta in an OpenAI-compatible server-sent-events stream. */
 export async function* readCompletionStream(
   body: ReadableStream<Uint8Array>,
 ): AsyncGenerator<string> {
-  for await (const data of sseData(body)) {
-    if (data === "[DONE]") return;
-    const content = deltaContent(data);
-    if (content) yield content;
+  for await (const delta of readCompletionEvents(body)) {
+    if (delta.content) yield delta.content;
   }
 }
 
-function deltaContent(data: string): string | undefined {
+function parseEvent(data: string): CompletionDelta | undefined {
   let event: unknown;
   try {
     event = JSON.parse(data);
@@ -29,9 +57,76 @@ function deltaContent(data: string): string | undefined {
       `Cannot read completion stream: backend sent an error: ${errorText(event.error)}`,
     );
   }
-  const content = (event as { choices?: { delta?: { content?: unknown } }[] })
-    .choices?.[0]?.delta?.content;
-  return typeof content === "string" ? content : undefined;
+  const chunk = event as {
+    choices?: {
+      delta?: {
+        content?: unknown;
+        reasoning?: unknown;
+        reasoning_content?: unknown;
+        tool_calls?: unknown;
+      };
+      finish_reason?: unknown;
+    }[];
+    usage?: unknown;
+  };
+  const choice = chunk.choices?.[0];
+  const delta: CompletionDelta = {};
+  const content = choice?.delta?.content;
+  if (typeof content === "string" && content) delta.content = content;
+  const reasoning = choice?.delta?.reasoning_content ?? choice?.delta?.reasoning;
+  if (typeof reasoning === "string" && reasoning) delta.reasoning = reasoning;
+  const toolCalls = toolCallPieces(choice?.delta?.tool_calls);
+  if (toolCalls.length > 0) delta.toolCalls = toolCalls;
+  if (typeof choice?.finish_reason === "string") delta.finishReason = choice.finish_reason;
+  const usage = usageOf(chunk.usage);
+  if (usage) delta.usage = usage;
+  return delta;
+}
+
+/** The tool call pieces of a delta; a piece without an index is placed by its position. */
+function toolCallPieces(value: unknown): DeltaToolCall[] {
+  if (!Array.isArray(value)) return [];
+  return value.flatMap((raw, position): DeltaToolCall[] => {
+    if (typeof raw !== "object" || raw === null) return [];
+    const call = raw as Record<string, unknown>;
+    const fn =
+      (typeof call.function === "object" && call.function !== null ? call.function : {}) as Record<
+        string,
+        unknown
+      >;
+    const piece: DeltaToolCall = {
+      index: typeof call.index === "number" ? call.index : position,
+    };
+    if (typeof call.id === "string" && call.id) piece.id = call.id;
+    if (typeof call.type === "string") piece.type = call.type;
+    const name = typeof fn.name === "string" ? fn.name : undefined;
+    // Some servers send arguments as an object rather than JSON text.
+    const args = typeof fn.arguments === "string"
+      ? fn.arguments
+      : fn.arguments !== undefined && fn.arguments !== null
+      ? JSON.stringify(fn.arguments)
+      : undefined;
+    if (name !== undefined || args !== undefined) {
+      piece.function = {};
+      if (name !== undefined) piece.function.name = name;
+      if (args !== undefined) piece.function.arguments = args;
+    }
+    return [piece];
+  });
+}
+
+/** A usage object with whole token counts, or undefined. */
+export function usageOf(value: unknown): Usage | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { prompt_tokens, completion_tokens, total_tokens } = value as Record<string, unknown>;
+  if (typeof prompt_tokens !== "number" || typeof completion_tokens !== "number") return undefined;
+  return {
+    prompt_tokens,
+    completion_tokens,
+    total_tokens: typeof total_tokens === "number"
+      ? total_tokens
+      : prompt_tokens + completion_tokens,
+  };
 }
 
 function errorText(error: unknown): string {

@@ -9,7 +9,7 @@ import { type ChatMessage, jsonBytes } from "../core/messages.ts";
 
 /** The limits of {@linkcode fitContext}. */
 export interface ContextLimits {
-  /** Most messages kept besides the system messages (`HISTORY_MAX_MESSAGES`). */
+  /** Most messages kept besides the system messages and the current turn (`HISTORY_MAX_MESSAGES`). */
   maxMessages: number;
   /** Most JSON bytes of all messages kept, images included (`HISTORY_MAX_BYTES`). */
   maxBytes: number;
@@ -45,7 +45,7 @@ export function fitContext(messages: readonly ChatMessage[], limits: ContextLimi
 
   const total = () =>
     jsonBytes(system) + jsonBytes(current) + turns.reduce((sum, t) => sum + jsonBytes(t), 0);
-  const count = () => current.length + turns.reduce((sum, t) => sum + t.length, 0);
+  const count = () => turns.reduce((sum, t) => sum + t.length, 0);
 
   // Older turns lose their images first, oldest first.
   for (let i = 0; i < turns.length && total() > limits.maxBytes; i++) {

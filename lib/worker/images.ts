@@ -6,6 +6,7 @@
  * size, type, redirects and time are all limited.
  */
 import { Buffer } from "node:buffer";
+import { type BlobStore, dataUrlOf, isBlobRef } from "../core/blobs.ts";
 import { errorMessage } from "../core/error_message.ts";
 import type { ChatMessage, ContentPart } from "../core/messages.ts";
 import { describeUrl, shorten } from "../core/text.ts";
@@ -32,6 +33,8 @@ export interface ImageFetchOptions {
   cache?: ImageCache;
   /** Whose job this is: a cached image is shared only within one owner's jobs. */
   owner?: string;
+  /** Where images a client sent inline are kept (`gateway-blob:` references). */
+  blobs?: BlobStore;
 }
 
 /** Why an image could not be used; the message names the URL, shortened, never the image bytes. */
@@ -123,7 +126,18 @@ async function inlineImage(
       ? `image is larger than the ${options.maxBytes}-byte limit`
       : `image is ${size} bytes, more than the ${options.maxBytes}-byte limit`;
   let image: CachedImage;
-  if (DATA_URL.test(url)) {
+  if (isBlobRef(url)) {
+    const blob = await options.blobs?.get(url);
+    if (!blob) throw new ImageError(url, "it is no longer kept (BLOB_TTL_DAYS)");
+    const dataUrl = dataUrlOf(blob);
+    const bytes = await explainRefusals(
+      url,
+      options,
+      undefined,
+      () => Promise.resolve(checkDataUrl(dataUrl, limit, tooBig)),
+    );
+    image = { dataUrl, bytes };
+  } else if (DATA_URL.test(url)) {
     const bytes = await explainRefusals(
       url,
       options,

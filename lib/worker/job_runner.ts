@@ -1,18 +1,27 @@
 /** Runs one received job: claim, history, backend call, atomic append, and what to do when it fails. */
+import type { BlobStore } from "../core/blobs.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { type Backend, backendNamed, configuredModels } from "../core/backends.ts";
 import { type ModelInfo, takesImages } from "../core/catalogue.ts";
 import type { ImageCache } from "./image_cache.ts";
 import { ImageError, inlineImages } from "./images.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
+import { fitContext } from "./context_fit.ts";
+import type { AssembledReply } from "./reply_assembler.ts";
+import { estimateUsage } from "./usage_estimate.ts";
 import type { Logger } from "../core/log.ts";
-import { type ChatMessage, jsonBytes, withoutImages } from "../core/messages.ts";
-import { isStateless, type Job } from "../core/jobs.ts";
+import { type ChatMessage, jsonBytes, messageText, withoutImages } from "../core/messages.ts";
+import type { CompletionParams, Job } from "../core/jobs.ts";
 import type { ReceivedJob } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
-import { JobNotFoundError, type StartResult } from "../core/store.ts";
-import { isRedriven, retryFailedJob } from "../core/retry.ts";
+import {
+  JobNotFoundError,
+  type JobResult,
+  RecordTooLargeError,
+  type StartResult,
+} from "../core/store.ts";
+import { redriveRequestFor, retryFailedJob } from "../core/retry.ts";
 import { advanceTurn, unblockLine } from "../core/turns.ts";
 import { notifyCallback } from "./callbacks.ts";
 import { streamedReplyWriter } from "./streamed_reply.ts";
@@ -158,7 +167,8 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
     return await finish("missing");
   }
   if (claim.state === "finished") {
-    if (await isRedriven(store, claim.job)) return await finish(await redrive(claim.job, context));
+    const redriveAsked = await redriveRequestFor(store, claim.job);
+    if (redriveAsked) return await finish(await redrive(message, claim.job, redriveAsked, context));
     context.logger.info("Job already finished or canceled; dropping this delivery", fields);
     return await finish("duplicate");
   }
@@ -178,8 +188,8 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
   const ran = (outcome: RunOutcome) =>
     context.onRun?.({ job, outcome, ms: performance.now() - started });
   try {
-    const { reply, historyCount } = await askBackend(job, await history, context);
-    const result = await store.completeJob(job, reply);
+    const { result: outcome, historyCount } = await askBackend(job, await history, context);
+    const result = await store.completeJob(job, outcome);
     ran("succeeded");
     await finish("succeeded");
     context.logger.info("Job succeeded", {
@@ -249,10 +259,17 @@ async function callBack(job: Job, context: RunJobContext): Promise<void> {
  * the rule of lib/core/retry.ts, with a message of its own, and this one goes;
  * when the rule refuses, this one goes back to the dead-letter queue.
  */
-async function redrive(job: Job, context: RunJobContext): Promise<RunOutcome> {
+async function redrive(
+  message: ReceivedJob,
+  job: Job,
+  requestedAt: Date,
+  context: RunJobContext,
+): Promise<RunOutcome> {
   const fields = { job_id: job.job_id };
   const result = await retryFailedJob(context.services, job.job_id);
   if (result?.state === "refused" && result.code !== "not_failed") {
+    // Marked, so the redrive that sent it, if still copying, does not send it round again.
+    message.ticket = { ...message.ticket, refused_redrive: requestedAt.toISOString() };
     context.logger.warn(
       "Redriven job not retried; its message goes back to the dead-letter queue",
       {
@@ -305,56 +322,122 @@ export function retryDelaySeconds(
 
 /** Whether another attempt could succeed. */
 export function isRetryable(err: unknown): boolean {
-  if (err instanceof PermanentJobError || err instanceof ImageError) return false;
+  if (
+    err instanceof PermanentJobError || err instanceof ImageError ||
+    err instanceof RecordTooLargeError
+  ) return false;
   if (err instanceof BackendError) return err.retryable;
   return true;
 }
+
+/** The most messages a synced conversation keeps when stored (the client keeps them all). */
+const STORED_MAX_MESSAGES = 400;
 
 async function askBackend(
   job: Job,
   history: ChatMessage[],
   context: RunJobContext,
-): Promise<{ reply: ChatMessage; historyCount: number }> {
+): Promise<{ result: JobResult; historyCount: number }> {
   const { backends, config } = context.services;
   const backend = backendNamed(backends, job.route);
   if (!backend) {
     throw new PermanentJobError(`No backend named "${job.route}" is configured on this worker`);
   }
-  const messages = [
-    ...(job.context ?? []),
-    ...recentHistory(history, config.historyMaxMessages),
-    job.user_message,
-  ];
+  const mode = job.mode ?? "conversation";
+  const [sent, params] = await Promise.all([
+    clientChat(job, context.services.blobs),
+    requestFields(job, context.services.blobs),
+  ]);
+  // The client's whole chat ("synced", "stateless"), or its system messages and the stored history.
+  const before = mode === "conversation" ? [...sent, ...history] : sent;
+  const fitted = fitContext([...before, job.user_message], {
+    maxMessages: config.historyMaxMessages,
+    maxBytes: config.historyMaxBytes,
+  });
   const prepared = modelTakesImages(backend, job.model, context)
-    ? await inlineImages(messages, {
+    ? await inlineImages(fitted.messages, {
       maxBytes: config.imageMaxBytes,
       jobMaxBytes: config.imageJobMaxBytes,
       timeoutMs: config.imageTimeoutMs,
       allowedHosts: config.imageAllowedHosts,
       cache: context.imageCache,
       owner: job.owner,
+      blobs: context.services.blobs,
     })
-    : withoutImages(messages);
+    : withoutImages(fitted.messages);
+  const continuing = job.user_message.role === "assistant";
   const release = await (context.backendPlace?.(job.route) ?? Promise.resolve(() => {}));
-  let reply: ChatMessage;
+  let reply: AssembledReply;
   try {
     reply = await chatCompletion(backend, prepared, {
       model: job.model,
-      timeoutMs: config.llmTimeoutMs,
+      idleTimeoutMs: config.llmTimeoutMs,
+      maxReplyMs: config.llmMaxReplyMs,
       signal: context.signal,
-      params: job.params,
-      onText: job.stream ? streamedReplyWriter(job.job_id, context) : undefined,
+      params: continuing && backend.kind === "vllm"
+        ? { ...params, continue_final_message: true, add_generation_prompt: false }
+        : params,
+      onProgress: job.stream ? streamedReplyWriter(job.job_id, context) : undefined,
     });
   } finally {
     release();
   }
-  const bytes = jsonBytes([...history, job.user_message, reply]);
-  if (!isStateless(job) && bytes > CONVERSATION_HARD_LIMIT_BYTES) {
+  const result: JobResult = {
+    reply: reply.message,
+    finishReason: reply.finishReason,
+    usage: reply.usage ?? estimateUsage(prepared, reply.message),
+  };
+  if (mode === "synced") {
+    // What the client sent plus the reply; a continued reply joins the message it continues.
+    const last = continuing ? continued(job.user_message, reply.message) : reply.message;
+    const whole = continuing ? [...before, last] : [...before, job.user_message, reply.message];
+    result.conversation = fitContext(whole, {
+      maxMessages: STORED_MAX_MESSAGES,
+      maxBytes: config.conversationMaxBytes,
+    }).messages;
+  } else if (mode === "conversation") {
+    const bytes = jsonBytes([...history, job.user_message, reply.message]);
+    if (bytes > CONVERSATION_HARD_LIMIT_BYTES) {
+      throw new PermanentJobError(
+        `Cannot store the reply: conversation "${job.conversation_id}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
+      );
+    }
+  }
+  return { result, historyCount: fitted.messages.length - 1 };
+}
+
+/** The messages the client sent before the job's own, from the record or the blob store. */
+async function clientChat(job: Job, blobs: BlobStore): Promise<ChatMessage[]> {
+  if (!job.context_ref) return [...(job.context ?? [])];
+  const blob = await blobs.get(job.context_ref);
+  if (!blob) {
     throw new PermanentJobError(
-      `Cannot store the reply: conversation "${job.conversation_id}" would grow to ${bytes} bytes, over the store's ${CONVERSATION_HARD_LIMIT_BYTES}-byte limit; start a new conversation_id`,
+      "Cannot run the job: the chat sent with it is no longer kept (BLOB_TTL_DAYS)",
     );
   }
-  return { reply, historyCount: history.length };
+  return JSON.parse(new TextDecoder().decode(blob.bytes));
+}
+
+/** The request's other fields (tools, `response_format`…), from the record or the blob store. */
+async function requestFields(job: Job, blobs: BlobStore): Promise<CompletionParams | undefined> {
+  if (!job.params_ref) return job.params;
+  const blob = await blobs.get(job.params_ref);
+  if (!blob) {
+    throw new PermanentJobError(
+      "Cannot run the job: the fields sent with it are no longer kept (BLOB_TTL_DAYS)",
+    );
+  }
+  return JSON.parse(new TextDecoder().decode(blob.bytes));
+}
+
+/** An assistant message continued: its text followed by the continuation's. */
+function continued(partial: ChatMessage, continuation: ChatMessage): ChatMessage {
+  const message: ChatMessage = {
+    ...continuation,
+    content: messageText(partial) + messageText(continuation),
+  };
+  if (continuation.tool_calls === undefined) delete message.tool_calls;
+  return message;
 }
 
 /**
@@ -366,12 +449,4 @@ function modelTakesImages(backend: Backend, model: string, context: RunJobContex
   const known = context.catalogue?.model(backend.name, model) ??
     configuredModels(backend).find((m) => m.id === model);
   return known ? takesImages(known) : backend.kind === "ollama";
-}
-
-/** The last `max` messages, starting at a user message so no reply comes without its question. */
-export function recentHistory(history: readonly ChatMessage[], max: number): ChatMessage[] {
-  if (max <= 0) return [];
-  const recent = history.slice(-max);
-  const firstUser = recent.findIndex((m) => m.role === "user");
-  return firstUser < 0 ? [] : recent.slice(firstUser);
 }

@@ -4,7 +4,8 @@ import { errorMessage } from "../core/error_message.ts";
 import type { CompletionParams } from "../core/jobs.ts";
 import type { ChatMessage } from "../core/messages.ts";
 import { describeUrl, shorten } from "../core/text.ts";
-import { readCompletionStream } from "./completion_stream.ts";
+import { readCompletionEvents, usageOf } from "./completion_stream.ts";
+import { type AssembledReply, ReplyAssembler } from "./reply_assembler.ts";
 
 /** Statuses that may succeed on a later try, though they are 4xx. */
 const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
@@ -37,115 +38,211 @@ export class BackendError extends Error {
 export interface ChatCompletionOptions {
   /** The model to ask for; default the backend's. */
   model?: string;
-  timeoutMs: number;
+  /** The longest silence: before the backend answers, and between two pieces of its reply. */
+  idleTimeoutMs: number;
+  /** The longest the whole reply may take, however steadily it flows. */
+  maxReplyMs: number;
   /** Aborts the call, e.g. when the worker shuts down. */
   signal?: AbortSignal;
-  /** Sampling settings passed through as they are. */
+  /** The request's other fields (sampling, tools, …), passed through as they are. */
   params?: CompletionParams;
-  /**
-   * Asks the backend to stream, and is called with the whole reply so far
-   * each time a piece arrives.
-   */
-  onText?: (soFar: string) => void;
+  /** Called with the reply so far each time a piece of text or reasoning arrives. */
+  onProgress?: (soFar: { content: string; reasoning: string }) => void;
 }
 
-/** Sends messages to a backend and returns the assistant's reply. */
+/**
+ * Sends messages to a backend and returns the assistant's reply. The backend
+ * is always asked to stream (with its token counts), so one reader serves
+ * every request and a long reply that keeps flowing never times out: only a
+ * silence of `idleTimeoutMs` does, or a reply longer than `maxReplyMs`.
+ */
 export async function chatCompletion(
   backend: Backend,
   messages: readonly ChatMessage[],
   options: ChatCompletionOptions,
-): Promise<ChatMessage> {
+): Promise<AssembledReply> {
   const url = `${backend.baseUrl}/chat/completions`;
   const shownUrl = describeUrl(url);
   /** Error text from fetch quotes the URL it was given, credentials and all. */
   const scrub = (text: string) => shorten(text.replaceAll(url, shownUrl), 500);
-  let response: Response;
+  const clock = new SilenceClock(options.idleTimeoutMs, options.maxReplyMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, clock.signal]) : clock.signal;
   try {
-    response = await fetch(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        ...(backend.apiKey ? { authorization: `Bearer ${backend.apiKey}` } : {}),
-      },
-      body: JSON.stringify({
-        ...options.params,
-        model: options.model ?? backend.model,
-        messages,
-        stream: options.onText !== undefined,
-      }),
-      signal: options.signal
-        ? AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)])
-        : AbortSignal.timeout(options.timeoutMs),
-    });
-  } catch (err) {
-    if (options.signal?.aborted) throw err;
-    if (err instanceof Error && err.name === "TimeoutError") {
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(backend.apiKey ? { authorization: `Bearer ${backend.apiKey}` } : {}),
+        },
+        body: JSON.stringify({
+          ...options.params,
+          model: options.model ?? backend.model,
+          messages,
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+        signal,
+      });
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      if (clock.expired) throw clock.error(backend, shownUrl);
       throw new BackendError(
-        `Backend "${backend.name}" did not answer within ${options.timeoutMs / 1000} s`,
-        { detail: `no answer from ${shownUrl}` },
+        `Cannot reach backend "${backend.name}" (check ${backend.baseUrlVariable} on the worker)`,
+        { detail: `${shownUrl}: ${scrub(errorMessage(err))}` },
       );
     }
-    throw new BackendError(
-      `Cannot reach backend "${backend.name}" (check ${backend.baseUrlVariable} on the worker)`,
-      { detail: `${shownUrl}: ${scrub(errorMessage(err))}` },
-    );
+    clock.heard();
+    if (!response.ok) {
+      const text = await response.text();
+      throw new BackendError(`Backend "${backend.name}" answered ${response.status}`, {
+        status: response.status,
+        detail: `${shownUrl} answered ${response.status}: ${upstreamMessage(text)}`,
+      });
+    }
+    if (!response.headers.get("content-type")?.includes("text/event-stream")) {
+      // A server that does not stream answers with the whole reply at once.
+      const text = await response.text();
+      const reply = parseWholeReply(text);
+      if (!reply) {
+        throw new BackendError(`Backend "${backend.name}" sent a reply the gateway cannot read`, {
+          status: response.status,
+          detail: `${shownUrl} sent: ${text.slice(0, 200)}`,
+        });
+      }
+      return reply;
+    }
+    return await readStreamedReply(backend, shownUrl, response, { ...options, clock });
+  } catch (err) {
+    if (clock.expired && !options.signal?.aborted && !(err instanceof BackendError)) {
+      throw clock.error(backend, shownUrl);
+    }
+    throw err;
+  } finally {
+    clock.stop();
   }
-  if (
-    response.ok && options.onText &&
-    response.headers.get("content-type")?.includes("text/event-stream")
-  ) {
-    return {
-      role: "assistant",
-      content: await readStreamedReply(backend, shownUrl, response, options.onText),
-    };
+}
+
+/**
+ * Aborts a call after a silence of `idleMs` (reset by every piece heard) or
+ * once `maxMs` have passed in all.
+ */
+class SilenceClock {
+  readonly #controller = new AbortController();
+  readonly #idleMs: number;
+  readonly #maxMs: number;
+  #idle: ReturnType<typeof setTimeout>;
+  #whole: ReturnType<typeof setTimeout>;
+  #why: "silence" | "length" | undefined;
+
+  constructor(idleMs: number, maxMs: number) {
+    this.#idleMs = idleMs;
+    this.#maxMs = maxMs;
+    this.#idle = setTimeout(() => this.#expire("silence"), idleMs);
+    this.#whole = setTimeout(() => this.#expire("length"), maxMs);
   }
-  const text = await response.text();
-  if (!response.ok) {
-    throw new BackendError(`Backend "${backend.name}" answered ${response.status}`, {
-      status: response.status,
-      detail: `${shownUrl} answered ${response.status}: ${upstreamMessage(text)}`,
-    });
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
   }
-  const content = parseReply(text);
-  if (content === undefined) {
-    throw new BackendError(
-      `Backend "${backend.name}" sent a reply without choices[0].message.content`,
-      { status: response.status, detail: `${shownUrl} sent: ${text.slice(0, 200)}` },
-    );
+
+  get expired(): boolean {
+    return this.#why !== undefined;
   }
-  return { role: "assistant", content };
+
+  /** Something arrived: the silence starts again. */
+  heard(): void {
+    clearTimeout(this.#idle);
+    if (!this.expired) this.#idle = setTimeout(() => this.#expire("silence"), this.#idleMs);
+  }
+
+  stop(): void {
+    clearTimeout(this.#idle);
+    clearTimeout(this.#whole);
+  }
+
+  error(backend: Backend, shownUrl: string): BackendError {
+    return this.#why === "length"
+      ? new BackendError(
+        `Backend "${backend.name}" was still answering after ${
+          this.#maxMs / 1000
+        } s (LLM_MAX_REPLY_S)`,
+        { detail: `reply from ${shownUrl} too long` },
+      )
+      : new BackendError(
+        `Backend "${backend.name}" went silent for ${this.#idleMs / 1000} s (LLM_TIMEOUT_S)`,
+        { detail: `no answer from ${shownUrl}` },
+      );
+  }
+
+  #expire(why: "silence" | "length"): void {
+    this.#why ??= why;
+    this.#controller.abort(new DOMException(`backend ${why}`, "TimeoutError"));
+  }
 }
 
 async function readStreamedReply(
   backend: Backend,
   shownUrl: string,
   response: Response,
-  onText: (soFar: string) => void,
-): Promise<string> {
-  let soFar = "";
+  options: ChatCompletionOptions & { clock: SilenceClock },
+): Promise<AssembledReply> {
+  const reply = new ReplyAssembler();
   try {
-    for await (const piece of readCompletionStream(response.body!)) {
-      soFar += piece;
-      onText(soFar);
+    for await (const delta of readCompletionEvents(response.body!)) {
+      options.clock.heard();
+      reply.add(delta);
+      if (delta.content || delta.reasoning) {
+        options.onProgress?.({ content: reply.content, reasoning: reply.reasoning });
+      }
     }
   } catch (err) {
     if (err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError")) {
       throw err;
     }
+    if (options.clock.expired || options.signal?.aborted) throw err;
     throw new BackendError(`Backend "${backend.name}" broke off its stream`, {
       detail: `${shownUrl}: ${shorten(errorMessage(err), 500)}`,
     });
   }
-  return soFar;
+  return reply.finish();
 }
 
-function parseReply(text: string): string | undefined {
+/** A non-streamed `chat.completion` body as a reply, or undefined when it is not one. */
+function parseWholeReply(text: string): AssembledReply | undefined {
+  let body: unknown;
   try {
-    const content = JSON.parse(text)?.choices?.[0]?.message?.content;
-    return typeof content === "string" ? content : undefined;
+    body = JSON.parse(text);
   } catch {
     return undefined;
   }
+  const choice = (body as { choices?: unknown[] } | null)?.choices?.[0] as
+    | { message?: Record<string, unknown>; finish_reason?: unknown }
+    | undefined;
+  const message = choice?.message;
+  if (!message || (typeof message.content !== "string" && !Array.isArray(message.tool_calls))) {
+    return undefined;
+  }
+  const reply = new ReplyAssembler();
+  reply.add({
+    content: typeof message.content === "string" ? message.content : undefined,
+    reasoning: typeof message.reasoning_content === "string"
+      ? message.reasoning_content
+      : typeof message.reasoning === "string"
+      ? message.reasoning
+      : undefined,
+    toolCalls: Array.isArray(message.tool_calls)
+      ? message.tool_calls.map((call: Record<string, unknown>, index: number) => ({
+        index,
+        id: typeof call.id === "string" ? call.id : undefined,
+        function: call.function as { name?: string; arguments?: string },
+      }))
+      : undefined,
+    finishReason: typeof choice?.finish_reason === "string" ? choice.finish_reason : undefined,
+    usage: usageOf((body as { usage?: unknown }).usage),
+  });
+  return reply.finish();
 }
 
 function upstreamMessage(text: string): string {

@@ -1,5 +1,6 @@
 /** A streamed job's reply so far, written to its record as it grows, for the front door to pass on. */
 import { errorMessage } from "../core/error_message.ts";
+import type { ReplySoFar } from "../core/job_changes.ts";
 import type { Logger } from "../core/log.ts";
 import type { Services } from "../core/services.ts";
 
@@ -18,20 +19,23 @@ export interface StreamedReplyContext {
 export function streamedReplyWriter(
   jobId: string,
   context: StreamedReplyContext,
-): (soFar: string) => void {
+): (soFar: ReplySoFar) => void {
   const everyMs = context.services.store.partialEveryMs;
-  let latest = "";
+  let latest: ReplySoFar = { content: "" };
   let writing = false;
   let lastWrite = 0;
-  let written = "";
+  let written: ReplySoFar = { content: "" };
+  const grown = () =>
+    latest.content.length !== written.content.length ||
+    (latest.reasoning ?? "").length !== (written.reasoning ?? "").length;
   const write = async () => {
     writing = true;
     try {
-      while (Date.now() - lastWrite >= everyMs && latest && latest !== written) {
-        const text = latest;
+      while (Date.now() - lastWrite >= everyMs && grown()) {
+        const soFar = latest;
         lastWrite = Date.now();
-        await context.services.store.savePartial(jobId, text);
-        written = text;
+        await context.services.store.savePartial(jobId, soFar);
+        written = soFar;
       }
     } catch (err) {
       context.logger.warn("Could not record a streamed reply so far", {
@@ -43,7 +47,7 @@ export function streamedReplyWriter(
     }
   };
   return (soFar) => {
-    latest = soFar;
+    latest = { ...soFar };
     if (!writing && Date.now() - lastWrite >= everyMs) write();
   };
 }

@@ -73,6 +73,8 @@ export function uniqueAwsEnv(emulators: AwsEmulators, prefix = ""): Record<strin
     BACKEND: "aws",
     AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamodbUrl,
     AWS_ENDPOINT_URL_SQS: emulators.sqsUrl,
+    // Moto serves S3 too: the blobs of base64 images and long chats.
+    AWS_ENDPOINT_URL_S3: emulators.sqsUrl,
     AWS_REGION: "us-east-1",
     AWS_ACCESS_KEY_ID: "test",
     AWS_SECRET_ACCESS_KEY: "test",
@@ -80,5 +82,6 @@ export function uniqueAwsEnv(emulators: AwsEmulators, prefix = ""): Record<strin
     JOBS_TABLE: `${prefix}GatewayJobs-${suffix}`,
     JOBS_QUEUE: `${prefix.toLowerCase()}llm-jobs-${suffix}`,
     PRIORITY_QUEUE: `${prefix.toLowerCase()}llm-jobs-priority-${suffix}`,
+    BLOB_BUCKET: `${prefix.toLowerCase()}blobs-${suffix}`,
   };
 }

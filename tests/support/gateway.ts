@@ -12,7 +12,7 @@ import { backendsFromConfig } from "../../lib/core/backends.ts";
 import { type BackendKind, type Config, type Env, loadConfig } from "../../lib/core/config.ts";
 import type { Job } from "../../lib/core/jobs.ts";
 import type { ChatMessage } from "../../lib/core/messages.ts";
-import { silentLogger } from "../../lib/core/log.ts";
+import { createLogger, silentLogger } from "../../lib/core/log.ts";
 import type { JobQueue, Lane, QueueDepth, QueueRef } from "../../lib/core/queue.ts";
 import type { Services } from "../../lib/core/services.ts";
 import { openServices } from "../../lib/storage/open.ts";
@@ -87,6 +87,8 @@ export interface TestGateway {
   depthBecomes(of: DepthOf, expected: QueueDepth, what?: string): Promise<void>;
   /** Every job record in the store. */
   jobRecords(): Promise<Job[]>;
+  /** The front door's and workers' last log lines (JSON), for a failing wait to show what happened. */
+  recentLogs(lines?: number): string;
   /** Stops workers, stand-ins and clients; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -175,7 +177,17 @@ export async function startTestGateway(
   const config = loadConfig(env);
   await provision(config);
   const services = await openServices(config);
-  const app = createApp(services, { logger: silentLogger });
+  // Kept, not printed: a wait that times out shows the last lines.
+  const logLines: string[] = [];
+  const logger = createLogger({
+    write: (line) => {
+      logLines.push(line);
+      if (logLines.length > 400) logLines.splice(0, logLines.length - 400);
+    },
+  });
+  const recentLogs = (lines = 40) =>
+    `\n--- the gateway's last ${lines} log lines ---\n${logLines.slice(-lines).join("\n")}`;
+  const app = createApp(services, { logger });
   const workers: JobWorker[] = [];
   let stopped = false;
   const depth = async (of: DepthOf): Promise<QueueDepth> => {
@@ -214,7 +226,7 @@ export async function startTestGateway(
           backends: backendsFromConfig(workerConfig),
           queue: queue ?? services.queue,
         },
-        { logger: silentLogger, ...workerOptions },
+        { logger, ...workerOptions },
       );
       await worker.start();
       workers.push(worker);
@@ -237,7 +249,9 @@ export async function startTestGateway(
         if (job && (job.status === "succeeded" || job.status === "failed")) return job;
         if (Date.now() > deadline) {
           throw new Error(
-            `Job ${jobId} did not finish within ${timeoutMs} ms: ${JSON.stringify(job)}`,
+            `Job ${jobId} did not finish within ${timeoutMs} ms: ${
+              JSON.stringify(job)
+            }${recentLogs()}`,
           );
         }
         await new Promise((r) => setTimeout(r, 50));
@@ -260,10 +274,11 @@ export async function startTestGateway(
         what,
         60_000,
       ).catch((err) => {
-        throw new Error(`${err.message}; last seen ${JSON.stringify(last)}`);
+        throw new Error(`${err.message}; last seen ${JSON.stringify(last)}${recentLogs()}`);
       });
     },
     jobRecords: () => listJobs(config),
+    recentLogs,
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -7,11 +7,13 @@ export interface HttpApiEventOptions {
   body?: unknown;
   /** Sent as `Authorization: Bearer <key>` when given. */
   apiKey?: string;
+  /** The domain the request came to; default an API Gateway one (a function URL's looks like `<id>.lambda-url.<region>.on.aws`). */
+  host?: string;
 }
 
 /** An event for one request, with a fresh request id. */
 export function httpApiEvent(method: string, path: string, options: HttpApiEventOptions = {}) {
-  const host = "gw1234.execute-api.us-east-1.amazonaws.com";
+  const host = options.host ?? "gw1234.execute-api.us-east-1.amazonaws.com";
   const now = Date.now();
   return {
     version: "2.0",

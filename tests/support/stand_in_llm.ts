@@ -3,21 +3,38 @@
  * 127.0.0.1 that records what it was sent and answers as told. It lists its
  * models as each does (`GET /v1/models`, owned by "vllm" or "library"), and
  * the Ollama one also answers `POST /api/show` with the model's capabilities
- * and refuses http(s) image URLs with Ollama's own error.
+ * and refuses http(s) image URLs with Ollama's own error. Replies stream as
+ * each streams: vLLM sends a tool call's name once and its arguments in
+ * pieces, Ollama sends each call whole; both send reasoning as `reasoning`,
+ * and the token counts last when `stream_options.include_usage` asks for them.
  */
-import type { ChatMessage } from "../../lib/core/messages.ts";
+import { type ChatMessage, messageText } from "../../lib/core/messages.ts";
 
-/** One request the stand-in received. */
+/** One request the stand-in received: the whole body. */
 export interface RecordedRequest {
   model: string;
   messages: ChatMessage[];
   stream?: boolean;
+  stream_options?: { include_usage?: boolean };
   temperature?: number;
   max_tokens?: number;
+  [field: string]: unknown;
 }
 
-/** What the stand-in answers: a reply text, or an HTTP error. */
-export type StandInAnswer = { reply: string } | { status: number; message: string };
+/** A tool call the stand-in makes, as its model would. */
+export interface StandInToolCall {
+  name: string;
+  /** JSON text. */
+  arguments: string;
+}
+
+/**
+ * What the stand-in answers: a reply (text, and optionally reasoning shown
+ * before it and tool calls after it), or an HTTP error.
+ */
+export type StandInAnswer =
+  | { reply: string; reasoning?: string; toolCalls?: StandInToolCall[]; pauseMs?: number }
+  | { status: number; message: string };
 
 /** Which server the stand-in behaves like. */
 export type StandInKind = "vllm" | "ollama";
@@ -67,9 +84,7 @@ export const OLLAMA_IMAGE_URL_ERROR =
 export function echoAnswer(name: string) {
   return (request: RecordedRequest): StandInAnswer => {
     const last = request.messages.at(-1);
-    const text = typeof last?.content === "string"
-      ? last.content
-      : last?.content.map((p) => (p.type === "text" ? p.text : "")).join("") ?? "";
+    const text = last ? messageText(last) : "";
     return { reply: `${name} says: ${text}` };
   };
 }
@@ -115,9 +130,25 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
     if (kind === "ollama" && hasImageUrl(body.messages)) {
       return openAiError(400, OLLAMA_IMAGE_URL_ERROR, "invalid_request_error");
     }
+    if (kind === "vllm" && body.stream_options && !body.stream) {
+      return openAiError(
+        400,
+        "Stream options can only be defined when `stream=True`.",
+        "BadRequestError",
+      );
+    }
     const result = await answer(body);
     if ("status" in result) return openAiError(result.status, result.message, "server_error");
-    if (body.stream) return streamedReply(body.model, result.reply);
+    const usage = countUsage(body.messages, result);
+    if (body.stream) {
+      return streamedReply(
+        kind,
+        body.model,
+        result,
+        body.stream_options?.include_usage ? usage : undefined,
+      );
+    }
+    const calls = toolCalls(kind, result.toolCalls ?? []);
     return Response.json({
       id: `chatcmpl-${requests.length}`,
       object: "chat.completion",
@@ -125,9 +156,15 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
       model: body.model,
       choices: [{
         index: 0,
-        message: { role: "assistant", content: result.reply },
-        finish_reason: "stop",
+        message: {
+          role: "assistant",
+          content: result.reply === "" && calls.length > 0 ? null : result.reply,
+          ...(result.reasoning ? { reasoning: result.reasoning } : {}),
+          ...(calls.length > 0 ? { tool_calls: calls } : {}),
+        },
+        finish_reason: calls.length > 0 ? "tool_calls" : "stop",
       }],
+      usage,
     });
   });
 
@@ -185,28 +222,94 @@ function hasImageUrl(messages: readonly ChatMessage[]): boolean {
   );
 }
 
-/** The reply as server-sent events, a word at a time with a short pause between, as vLLM streams. */
-function streamedReply(model: string, reply: string): Response {
-  const pieces = reply.match(/\S+\s*|\s+/g) ?? [];
+/** Token counts the way a server counts them, near enough: a word is a token. */
+function countUsage(
+  messages: readonly ChatMessage[],
+  answer: { reply: string; reasoning?: string },
+) {
+  const words = (text: string) => text.split(/\s+/).filter(Boolean).length;
+  const prompt_tokens = messages.reduce((sum, m) => sum + 3 + words(messageText(m)), 0);
+  const completion_tokens = words(answer.reply) + words(answer.reasoning ?? "");
+  return { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
+}
+
+function toolCalls(kind: StandInKind, calls: readonly StandInToolCall[]) {
+  return calls.map((call, index) => ({
+    id: kind === "ollama" ? `call_${index}abc${index}x0` : `chatcmpl-tool-${index}`,
+    type: "function",
+    function: { name: call.name, arguments: call.arguments },
+  }));
+}
+
+/**
+ * The reply as server-sent events, a word at a time with a short pause
+ * between, as vLLM and Ollama stream: reasoning first, then text, then tool
+ * calls (vLLM: the name once, the arguments in pieces; Ollama: each whole),
+ * the finishing chunk, the token counts when asked for, and `[DONE]`.
+ */
+function streamedReply(
+  kind: StandInKind,
+  model: string,
+  answer: { reply: string; reasoning?: string; toolCalls?: StandInToolCall[]; pauseMs?: number },
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | undefined,
+): Response {
+  // A word at a time, as servers stream, but in at most 40 pieces so a long echo stays quick.
+  const words = (text: string) => {
+    const all = text.match(/\S+\s*|\s+/g) ?? [];
+    const size = Math.ceil(all.length / 40);
+    return Array.from(
+      { length: Math.ceil(all.length / size) },
+      (_, i) => all.slice(i * size, (i + 1) * size).join(""),
+    );
+  };
   const encoder = new TextEncoder();
-  const event = (delta: Record<string, string>, finish: string | null = null) =>
+  const chunk = (fields: Record<string, unknown>) =>
     encoder.encode(
       `data: ${
-        JSON.stringify({
-          object: "chat.completion.chunk",
-          model,
-          choices: [{ index: 0, delta, finish_reason: finish }],
-        })
+        JSON.stringify({ id: "chatcmpl-1", object: "chat.completion.chunk", model, ...fields })
       }\n\n`,
     );
+  const event = (delta: Record<string, unknown>, finish: string | null = null) =>
+    chunk({ choices: [{ index: 0, delta, finish_reason: finish }] });
+  const calls = toolCalls(kind, answer.toolCalls ?? []);
+  // About 20 ms between pieces, as a model streams, but a long reply takes at most about 0.2 s.
+  const pieces = words(answer.reasoning ?? "").length + words(answer.reply).length;
+  const pauseMs = answer.pauseMs ?? Math.min(20, 200 / Math.max(1, pieces));
+  const pause = () => new Promise((r) => setTimeout(r, pauseMs));
   const body = new ReadableStream<Uint8Array>({
     async start(controller) {
-      controller.enqueue(event({ role: "assistant" }));
-      for (const piece of pieces) {
-        await new Promise((r) => setTimeout(r, 20));
+      controller.enqueue(event({ role: "assistant", content: "" }));
+      for (const piece of words(answer.reasoning ?? "")) {
+        await pause();
+        controller.enqueue(event({ reasoning: piece }));
+      }
+      for (const piece of words(answer.reply)) {
+        await pause();
         controller.enqueue(event({ content: piece }));
       }
-      controller.enqueue(event({}, "stop"));
+      for (const [index, call] of calls.entries()) {
+        await pause();
+        if (kind === "ollama") {
+          controller.enqueue(event({ tool_calls: [{ index, ...call }] }));
+          continue;
+        }
+        controller.enqueue(event({
+          tool_calls: [{
+            index,
+            id: call.id,
+            type: "function",
+            function: { name: call.function.name },
+          }],
+        }));
+        const args = call.function.arguments;
+        for (let at = 0; at < args.length; at += 8) {
+          controller.enqueue(event({
+            tool_calls: [{ index, function: { arguments: args.slice(at, at + 8) } }],
+          }));
+        }
+      }
+      controller.enqueue(event({}, calls.length > 0 ? "tool_calls" : "stop"));
+      if (usage) controller.enqueue(chunk({ choices: [], usage }));
       controller.enqueue(encoder.encode("data: [DONE]\n\n"));
       controller.close();
     },

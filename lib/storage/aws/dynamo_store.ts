@@ -14,7 +14,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
-import { followJob } from "../../core/job_changes.ts";
+import { followJob, type ReplySoFar, withReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
 import {
   type JobPage,
@@ -23,18 +23,23 @@ import {
   ownerIndexValue,
   summarize,
 } from "../../core/job_list.ts";
-import { type ChatMessage, replyText } from "../../core/messages.ts";
+import { jsonBytes, replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
   type Conversation,
   isFinished,
   JobNotFoundError,
+  type JobResult,
+  RecordTooLargeError,
   type RequeuePlan,
   type StartOptions,
   type StartResult,
   type Store,
 } from "../../core/store.ts";
 import { type BatchRead, JobPoller } from "./job_poller.ts";
+
+/** The most a job item may take, in JSON bytes, leaving room below DynamoDB's 400 KB for names. */
+const JOB_ITEM_MAX_BYTES = 390_000;
 
 /** The table names the store uses. */
 export interface DynamoTables {
@@ -231,11 +236,11 @@ export class DynamoStore implements Store {
     await this.#settle(jobId, "failed", error);
   }
 
-  async completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult> {
-    if (isStateless(job)) return await this.#completeStateless(job, reply);
+  async completeJob(job: Job, result: JobResult): Promise<CompleteResult> {
+    if (isStateless(job)) return await this.#completeStateless(job, result);
     for (let attempt = 1;; attempt++) {
       try {
-        return await this.#completeOnce(job, reply);
+        return await this.#completeOnce(job, result);
       } catch (err) {
         if (!(err instanceof TransactionCanceledException)) throw err;
         if ((await this.getJob(job.job_id))?.status === "succeeded") return "already_completed";
@@ -247,8 +252,29 @@ export class DynamoStore implements Store {
     }
   }
 
-  async #completeOnce(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+  async #completeOnce(job: Job, result: JobResult): Promise<CompleteResult> {
     const now = new Date().toISOString();
+    const conversation = result.conversation
+      ? {
+        // A synced conversation becomes what the client last sent, plus the reply.
+        UpdateExpression: "SET messages = :all, updated_at = :now, latest_job_at = :created",
+        ExpressionAttributeValues: {
+          ":all": result.conversation,
+          ":now": now,
+          ":created": job.created_at,
+        },
+      }
+      : {
+        // list_append on the server: concurrent writers never overwrite each other.
+        UpdateExpression:
+          "SET messages = list_append(if_not_exists(messages, :empty), :new), updated_at = :now, latest_job_at = :created",
+        ExpressionAttributeValues: {
+          ":empty": [],
+          ":new": [job.user_message, result.reply],
+          ":now": now,
+          ":created": job.created_at,
+        },
+      };
     await this.#db.send(
       new TransactWriteCommand({
         TransactItems: [
@@ -256,28 +282,20 @@ export class DynamoStore implements Store {
             Update: {
               TableName: this.#tables.conversations,
               Key: { conversation_id: job.conversation_id },
-              // list_append on the server: concurrent writers never overwrite each other.
-              UpdateExpression:
-                "SET messages = list_append(if_not_exists(messages, :empty), :new), updated_at = :now, latest_job_at = :created",
-              ExpressionAttributeValues: {
-                ":empty": [],
-                ":new": [job.user_message, reply],
-                ":now": now,
-                ":created": job.created_at,
-              },
+              ...conversation,
             },
           },
-          { Update: this.#markSucceeded(job, reply, now) },
+          { Update: this.#markSucceeded(job, result, now) },
         ],
       }),
     );
     return "completed";
   }
 
-  async #completeStateless(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+  async #completeStateless(job: Job, result: JobResult): Promise<CompleteResult> {
     try {
       await this.#db.send(
-        new UpdateCommand(this.#markSucceeded(job, reply, new Date().toISOString())),
+        new UpdateCommand(this.#markSucceeded(job, result, new Date().toISOString())),
       );
       return "completed";
     } catch (err) {
@@ -287,18 +305,38 @@ export class DynamoStore implements Store {
   }
 
   /** The update that records a job's success; its condition makes it happen at most once. */
-  #markSucceeded(job: Job, reply: ChatMessage, now: string) {
+  #markSucceeded(job: Job, result: JobResult, now: string) {
+    const message = richReply(result.reply);
+    const { partial: _partial, partial_reasoning: _reasoning, ...kept } = job;
+    const bytes = jsonBytes({ ...kept, reply: replyText(result.reply), message, now });
+    if (bytes > JOB_ITEM_MAX_BYTES) {
+      // DynamoDB would refuse it, and would again on every retry: fail the job once, saying why.
+      throw new RecordTooLargeError(
+        `Cannot store the reply: with its job it takes ${bytes} bytes, over DynamoDB's 400 KB item limit`,
+      );
+    }
     return {
       TableName: this.#tables.jobs,
       Key: { job_id: job.job_id },
       UpdateExpression:
-        "SET #status = :succeeded, reply = :reply, finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial",
+        "SET #status = :succeeded, reply = :reply, finish_reason = :finish, #usage = :usage, " +
+        (message ? "reply_message = :message, " : "") +
+        "finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial" +
+        (message ? "" : ", reply_message"),
       ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
-      ExpressionAttributeNames: { "#status": "status", "#error": "error", "#partial": "partial" },
+      ExpressionAttributeNames: {
+        "#status": "status",
+        "#error": "error",
+        "#partial": "partial",
+        "#usage": "usage",
+      },
       ExpressionAttributeValues: {
         ":succeeded": "succeeded" satisfies JobStatus,
-        ":reply": replyText(reply),
+        ":reply": replyText(result.reply),
+        ":finish": result.finishReason,
+        ":usage": result.usage,
         ":now": now,
+        ...(message ? { ":message": message } : {}),
       },
     };
   }
@@ -328,7 +366,7 @@ export class DynamoStore implements Store {
     }
   }
 
-  async savePartial(jobId: string, text: string): Promise<void> {
+  async savePartial(jobId: string, soFar: ReplySoFar): Promise<void> {
     // Unconditional: a late write after the job ended is never read, since
     // only a running job's reply so far is, and TTL deletes it.
     await this.#db.send(
@@ -336,7 +374,8 @@ export class DynamoStore implements Store {
         TableName: this.#tables.jobs,
         Item: {
           ...partialKey(jobId),
-          text,
+          text: soFar.content,
+          reasoning: soFar.reasoning || undefined,
           expires_at: Math.floor(Date.now() / 1000) + PARTIAL_TTL_S,
         },
       }),
@@ -368,10 +407,15 @@ export class DynamoStore implements Store {
     for (const id of jobIds) {
       const job = asJob(items.get(id));
       if (!job || !("status" in job)) continue;
-      const partial = items.get(partialKey(id).job_id)?.text;
+      const partial = items.get(partialKey(id).job_id);
       jobs.set(
         id,
-        job.status === "running" && typeof partial === "string" ? { ...job, partial } : job,
+        job.status === "running" && typeof partial?.text === "string"
+          ? withReplySoFar(job, {
+            content: partial.text,
+            reasoning: typeof partial.reasoning === "string" ? partial.reasoning : undefined,
+          })
+          : job,
       );
     }
     return { jobs, unprocessed };

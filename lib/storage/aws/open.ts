@@ -1,9 +1,10 @@
-/** The services on DynamoDB and SQS. */
+/** The services on DynamoDB, SQS and S3. */
 import { backendsFromConfig } from "../../core/backends.ts";
 import type { Config } from "../../core/config.ts";
 import type { Services } from "../../core/services.ts";
 import { type AwsClients, createAwsClients } from "./clients.ts";
 import { DynamoStore } from "./dynamo_store.ts";
+import { S3BlobStore } from "./s3_blobs.ts";
 import { SqsJobQueue } from "./sqs_queue.ts";
 
 /**
@@ -15,17 +16,24 @@ export function openAwsServices(
   config: Config,
   clients: AwsClients = createAwsClients(config),
 ): Services {
+  const queue = new SqsJobQueue(clients.sqs, {
+    priority: config.priorityQueue,
+    default: config.jobsQueue,
+  });
+  const backends = backendsFromConfig(config);
+  // The blob bucket must be this account's: the queues' URLs name it.
+  const blobObjects = clients.blobObjects({
+    expectedBucketOwner: () => queue.ownerAccount({ backend: backends[0].name, lane: "default" }),
+  });
   return {
     config,
     store: new DynamoStore(clients.documents, {
       conversations: config.conversationsTable,
       jobs: config.jobsTable,
     }),
-    queue: new SqsJobQueue(clients.sqs, {
-      priority: config.priorityQueue,
-      default: config.jobsQueue,
-    }),
-    backends: backendsFromConfig(config),
+    queue,
+    blobs: new S3BlobStore(blobObjects),
+    backends,
     close: () => clients.destroy(),
   };
 }

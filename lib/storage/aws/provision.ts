@@ -15,12 +15,20 @@ import {
   GetQueueUrlCommand,
   QueueDoesNotExist,
 } from "@aws-sdk/client-sqs";
+import {
+  BucketAlreadyOwnedByYou,
+  CreateBucketCommand,
+  PutBucketLifecycleConfigurationCommand,
+  PutPublicAccessBlockCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
 import type { Config } from "../../core/config.ts";
+import { BLOB_PREFIX } from "./s3_blobs.ts";
 import { SUMMARY_FIELDS } from "../../core/job_list.ts";
 import { queueNameFor } from "../../core/queue.ts";
 import type { Logger } from "../../core/log.ts";
 import { sleep } from "../../core/sleep.ts";
-import { type AwsClients, createAwsClients } from "./clients.ts";
+import { type AwsClients, createAwsClients, sdkClientSettings } from "./clients.ts";
 import { OWNER_INDEX } from "./dynamo_store.ts";
 
 /** Seconds a dead-letter queue keeps a message: SQS's maximum, 14 days. */
@@ -56,6 +64,68 @@ async function provisionWith(clients: AwsClients, config: Config, logger: Logger
   for (const name of backendQueueNames(config)) {
     await ensureQueueWithDlq(clients, name, config.maxAttempts, logger);
   }
+  await ensureBlobBucket(config, logger);
+}
+
+/**
+ * The blob bucket: private, and its blobs expire after `BLOB_TTL_DAYS` (a
+ * stored conversation then shows a note where an expired image was).
+ */
+async function ensureBlobBucket(config: Config, logger: Logger) {
+  // The full S3 client only here: setting a bucket up is not the gateway's everyday work.
+  const s3 = new S3Client({
+    ...sdkClientSettings(config),
+    endpoint: config.awsEndpoints.s3,
+    // An emulator answers at one address, not at a host name per bucket.
+    forcePathStyle: config.awsEndpoints.s3 !== undefined,
+  });
+  try {
+    await configureBlobBucket(s3, config, logger);
+  } finally {
+    s3.destroy();
+  }
+}
+
+async function configureBlobBucket(s3: S3Client, config: Config, logger: Logger) {
+  const Bucket = config.blobBucket;
+  try {
+    await s3.send(
+      new CreateBucketCommand({
+        Bucket,
+        ...(config.awsRegion === "us-east-1"
+          ? {}
+          : { CreateBucketConfiguration: { LocationConstraint: config.awsRegion as never } }),
+      }),
+    );
+    logger.info("Created bucket", { bucket: Bucket });
+  } catch (err) {
+    if (!(err instanceof BucketAlreadyOwnedByYou)) throw err;
+    logger.info("Bucket already exists", { bucket: Bucket });
+  }
+  await s3.send(
+    new PutPublicAccessBlockCommand({
+      Bucket,
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        IgnorePublicAcls: true,
+        BlockPublicPolicy: true,
+        RestrictPublicBuckets: true,
+      },
+    }),
+  );
+  await s3.send(
+    new PutBucketLifecycleConfigurationCommand({
+      Bucket,
+      LifecycleConfiguration: {
+        Rules: [{
+          ID: "expire-blobs",
+          Status: "Enabled",
+          Filter: { Prefix: BLOB_PREFIX },
+          Expiration: { Days: config.blobTtlDays },
+        }],
+      },
+    }),
+  );
 }
 
 /** The names of every configured backend's queues (without their dead-letter queues), priority first. */

@@ -1,10 +1,12 @@
 /** The job queue on Amazon SQS: one queue per backend and lane, each with its dead-letter queue. */
 import {
+  ChangeMessageVisibilityBatchCommand,
   ChangeMessageVisibilityCommand,
   DeleteMessageBatchCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
+  type Message,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
   SendMessageCommand,
@@ -159,7 +161,7 @@ export class SqsJobQueue implements JobQueue {
    * instead: receive, send again, delete, for up to 15 s per call, waiting for
    * messages a reader holds for a moment.
    */
-  async redriveDeadLetters(queue: QueueRef): Promise<RedriveResult> {
+  async redriveDeadLetters(queue: QueueRef, requestedAt?: Date): Promise<RedriveResult> {
     const dlqUrl = await this.#deadLetterUrl(queue);
     if (!dlqUrl) return { method: "copy", moved: 0, left: 0 };
     const queueUrl = await this.#url(queue);
@@ -177,64 +179,105 @@ export class SqsJobQueue implements JobQueue {
         this.#moveTasks = false;
       }
     }
-    return await this.#copyBack(dlqUrl, queueUrl);
+    return await this.#copyBack(dlqUrl, queueUrl, requestedAt);
   }
 
-  async #copyBack(dlqUrl: string, queueUrl: string): Promise<RedriveResult> {
+  async #copyBack(dlqUrl: string, queueUrl: string, requestedAt?: Date): Promise<RedriveResult> {
     const deadline = Date.now() + COPY_BUDGET_MS;
-    // Those there now, not those the worker dead-letters again while this runs.
+    // Those there now, not those the worker dead-letters again while this runs:
+    // the worker marks those it refuses, and they do not count.
     const before = await this.#counts(dlqUrl);
     const limit = before.visible + before.hidden;
     let moved = 0;
-    while (moved < limit && Date.now() < deadline) {
-      const out = await this.#sqs.send(
-        new ReceiveMessageCommand({
-          QueueUrl: dlqUrl,
-          MaxNumberOfMessages: Math.min(10, limit - moved),
-          // A short long poll asks every SQS server, so an empty answer means empty.
-          WaitTimeSeconds: 1,
-          VisibilityTimeout: 60,
-          MessageAttributeNames: ["All"],
-        }),
-      );
-      const messages = out.Messages ?? [];
-      if (messages.length === 0) {
-        const { visible, hidden } = await this.#counts(dlqUrl);
-        if (visible + hidden === 0) return { method: "copy", moved, left: 0 };
-        continue; // held by a reader for a moment (the worker's sweep): wait for them
+    const refused: Message[] = [];
+    try {
+      while (moved < limit && Date.now() < deadline) {
+        const batch = await this.#copyBatch(dlqUrl, queueUrl, limit - moved, requestedAt);
+        if (batch === "empty") return { method: "copy", moved, left: 0 };
+        moved += batch.moved;
+        refused.push(...batch.refused);
       }
-      const sent = await this.#sqs.send(
-        new SendMessageBatchCommand({
-          QueueUrl: queueUrl,
-          Entries: messages.map((m, i) => ({
-            Id: String(i),
-            MessageBody: m.Body ?? "",
-            MessageAttributes: m.MessageAttributes,
-          })),
-        }),
-      );
-      const copied = (sent.Successful ?? []).map((entry) => messages[Number(entry.Id)]);
-      if (copied.length > 0) {
-        await this.#sqs.send(
-          new DeleteMessageBatchCommand({
-            QueueUrl: dlqUrl,
-            Entries: copied.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
-          }),
-        );
-      }
-      moved += copied.length;
-      const failed = sent.Failed ?? [];
-      if (failed.length > 0) {
-        // What was not sent stays in the dead-letter queue and shows again after 60 s.
-        throw new Error(
-          `Cannot redrive every dead letter: ${failed.length} could not be sent back (${
-            failed[0].Code
-          }: ${failed[0].Message}); ${moved} were`,
-        );
-      }
+    } finally {
+      await this.#showAgain(dlqUrl, refused);
     }
     const { visible, hidden } = await this.#counts(dlqUrl);
     return { method: "copy", moved, left: visible + hidden };
+  }
+
+  /**
+   * Copies one batch back; "empty" when the dead-letter queue is. A batch may
+   * be smaller than asked, or none at all when a reader holds the rest.
+   */
+  async #copyBatch(
+    dlqUrl: string,
+    queueUrl: string,
+    most: number,
+    requestedAt: Date | undefined,
+  ): Promise<{ moved: number; refused: Message[] } | "empty"> {
+    const out = await this.#sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: dlqUrl,
+        MaxNumberOfMessages: Math.min(10, most),
+        // A short long poll asks every SQS server, so an empty answer means empty.
+        WaitTimeSeconds: 1,
+        VisibilityTimeout: 60,
+        MessageAttributeNames: ["All"],
+      }),
+    );
+    const received = out.Messages ?? [];
+    if (received.length === 0) {
+      const { visible, hidden } = await this.#counts(dlqUrl);
+      // Otherwise held by a reader for a moment (the worker's sweep): the caller waits for them.
+      return visible + hidden === 0 ? "empty" : { moved: 0, refused: [] };
+    }
+    const refused = received.filter((m) => refusedBy(m, requestedAt));
+    const messages = received.filter((m) => !refusedBy(m, requestedAt));
+    if (messages.length === 0) return { moved: 0, refused };
+    const sent = await this.#sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: messages.map((m, i) => ({
+          Id: String(i),
+          MessageBody: m.Body ?? "",
+          MessageAttributes: m.MessageAttributes,
+        })),
+      }),
+    );
+    const copied = (sent.Successful ?? []).map((entry) => messages[Number(entry.Id)]);
+    if (copied.length > 0) {
+      await this.#sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: dlqUrl,
+          Entries: copied.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+        }),
+      );
+    }
+    const failed = sent.Failed ?? [];
+    if (failed.length > 0) {
+      // What was not sent stays in the dead-letter queue and shows again after 60 s.
+      throw new Error(
+        `Cannot redrive every dead letter: ${failed.length} could not be sent back (${
+          failed[0].Code
+        }: ${failed[0].Message}); ${copied.length} of this batch were`,
+      );
+    }
+    return { moved: copied.length, refused };
+  }
+
+  /** Makes messages this redrive read but left visible again at once, for the next one. */
+  async #showAgain(dlqUrl: string, messages: Message[]): Promise<void> {
+    for (let i = 0; i < messages.length; i += 10) {
+      await this.#sqs.send(
+        new ChangeMessageVisibilityBatchCommand({
+          QueueUrl: dlqUrl,
+          Entries: messages.slice(i, i + 10).map((m, j) => ({
+            Id: String(j),
+            ReceiptHandle: m.ReceiptHandle,
+            VisibilityTimeout: 0,
+          })),
+        }),
+      ).catch(() => {}); // they show again after 60 s anyway
+    }
   }
 
   async #arn(queueUrl: string): Promise<string> {
@@ -285,6 +328,16 @@ export class SqsJobQueue implements JobQueue {
       hidden: count("ApproximateNumberOfMessagesNotVisible") +
         count("ApproximateNumberOfMessagesDelayed"),
     };
+  }
+
+  /**
+   * The AWS account that owns a queue, read from its URL
+   * (`https://sqs.<region>.amazonaws.com/<account>/<name>`); undefined when the
+   * URL has none.
+   */
+  async ownerAccount(queue: QueueRef): Promise<string | undefined> {
+    const path = new URL(await this.#url(queue)).pathname.split("/");
+    return /^\d{12}$/.test(path[1] ?? "") ? path[1] : undefined;
   }
 
   #url(queue: QueueRef): Promise<string> {
@@ -356,10 +409,19 @@ function parseTicket(body: string | undefined): JobTicket {
         ...(Number.isInteger(value.generation) && value.generation > 0
           ? { generation: value.generation }
           : {}),
+        ...(typeof value.refused_redrive === "string"
+          ? { refused_redrive: value.refused_redrive }
+          : {}),
       };
     }
   } catch {
     // not JSON: handled below
   }
   return { job_id: "", conversation_id: "", route: "" };
+}
+
+/** Whether a dead letter went back there because the worker refused this redrive's retry. */
+function refusedBy(message: Message, requestedAt: Date | undefined): boolean {
+  const refused = requestedAt && parseTicket(message.Body).refused_redrive;
+  return refused !== undefined && Date.parse(refused) >= requestedAt!.getTime();
 }

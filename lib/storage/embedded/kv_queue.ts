@@ -163,13 +163,19 @@ export class KvJobQueue implements JobQueue {
     return moved;
   }
 
-  async redriveDeadLetters(queue: QueueRef): Promise<RedriveResult> {
+  async redriveDeadLetters(queue: QueueRef, requestedAt?: Date): Promise<RedriveResult> {
     let moved = 0;
+    let left = 0;
     const now = Date.now();
     // Those there now, not those dead-lettered again while this runs. Hidden ones
     // too: here a reader (the sweep) hides dead letters only to page through them.
     const dead = await Array.fromAsync(this.#kv.list<Entry>({ prefix: prefix("dead", queue) }));
     for (const entry of dead) {
+      const refused = entry.value.ticket.refused_redrive;
+      if (requestedAt && refused && Date.parse(refused) >= requestedAt.getTime()) {
+        left++; // the worker refused it for this very redrive
+        continue;
+      }
       // A new message, as SQS makes on a redrive: sent now, never delivered yet.
       const key = [...prefix("queue", queue), now, this.#sequence++, crypto.randomUUID()];
       const fresh: Entry = {
@@ -183,7 +189,7 @@ export class KvJobQueue implements JobQueue {
       }
     }
     if (moved > 0) this.#wake.dispatchEvent(new Event(eventName(queue)));
-    return { method: "dead_lane", moved, left: 0 };
+    return { method: "dead_lane", moved, left };
   }
 
   /** Takes up to `maxMessages` visible messages, moving those past the limit to the dead lane. */

@@ -1,6 +1,6 @@
 /** The store in a local Deno KV file: conversations and job records that survive a restart. */
 import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
-import { followJob, JobChanges } from "../../core/job_changes.ts";
+import { followJob, JobChanges, type ReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
 import {
   type JobPage,
@@ -9,12 +9,13 @@ import {
   ownerIndexValue,
   summarize,
 } from "../../core/job_list.ts";
-import { type ChatMessage, replyText } from "../../core/messages.ts";
+import { type ChatMessage, replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
   type Conversation,
   isFinished,
   JobNotFoundError,
+  type JobResult,
   type RequeuePlan,
   type StartOptions,
   type StartResult,
@@ -23,8 +24,11 @@ import {
 
 /**
  * A conversation's header: how many messages it has and its line of
- * unfinished jobs. Its messages are separate entries (`["message", id, n]`),
- * since one KV value holds at most 64 KiB.
+ * unfinished jobs. Its messages are kept as JSON cut into `chunks` pieces
+ * (`["conversation_chunk", id, n]`, bytes), since one KV value holds at most
+ * 64 KiB and a single message may hold more. A conversation written before
+ * chunks has no `chunks` and a message per entry (`["message", id, n]`); it
+ * is rewritten in chunks the next time it changes.
  */
 interface ConversationHead {
   conversation_id: string;
@@ -32,10 +36,15 @@ interface ConversationHead {
   latest_job_at?: string;
   count: number;
   pending: string[];
+  chunks?: number;
 }
 
 const conversationKey = (id: string) => ["conversation", id];
 const messagesPrefix = (id: string) => ["message", id];
+const chunkKey = (id: string, n: number) => ["conversation_chunk", id, n];
+const replyChunkKey = (id: string, n: number) => ["job_reply_chunk", id, n];
+/** The most bytes of a conversation's JSON one KV value holds here. */
+const CHUNK_BYTES = 60_000;
 const jobKey = (id: string) => ["job", id];
 const workerKey = (id: string) => ["worker", id];
 /** The owner index: `["job_by_owner", owner, created_at, job_id]` holds the job id. */
@@ -85,12 +94,7 @@ export class KvStore implements Store {
   async getConversation(conversationId: string): Promise<Conversation | undefined> {
     const head = await this.#kv.get<ConversationHead>(conversationKey(conversationId));
     if (!head.value?.updated_at) return undefined;
-    const messages: ChatMessage[] = [];
-    for await (
-      const entry of this.#kv.list<ChatMessage>({ prefix: messagesPrefix(conversationId) })
-    ) {
-      messages.push(entry.value);
-    }
+    const messages = await this.#messagesOf(head.value);
     const { updated_at, latest_job_at } = head.value;
     return {
       conversation_id: conversationId,
@@ -98,6 +102,48 @@ export class KvStore implements Store {
       updated_at,
       ...(latest_job_at ? { latest_job_at } : {}),
     };
+  }
+
+  /** A conversation's messages, from its chunks or, written before chunks, its entries. */
+  async #messagesOf(head: ConversationHead): Promise<ChatMessage[]> {
+    const id = head.conversation_id;
+    if (head.chunks === undefined) {
+      return await Array.fromAsync(
+        this.#kv.list<ChatMessage>({ prefix: messagesPrefix(id) }),
+        (entry) => entry.value,
+      );
+    }
+    const pieces: Uint8Array[] = [];
+    for (let n = 0; n < head.chunks; n++) {
+      const chunk = await this.#kv.get<Uint8Array>(chunkKey(id, n));
+      if (!chunk.value) throw new Error(`Cannot read conversation "${id}": chunk ${n} is missing`);
+      pieces.push(chunk.value);
+    }
+    return head.chunks === 0 ? [] : JSON.parse(new TextDecoder().decode(concat(pieces)));
+  }
+
+  /**
+   * Adds to `atomic` the writes that make a conversation hold `messages`, in
+   * chunks, and returns its new header (for the caller to set, with its own
+   * changes). Old chunks past the new end, and entries of the layout before
+   * chunks, are deleted.
+   */
+  #writeMessages(
+    atomic: Deno.AtomicOperation,
+    head: ConversationHead,
+    messages: readonly ChatMessage[],
+  ): ConversationHead {
+    const id = head.conversation_id;
+    const bytes = new TextEncoder().encode(JSON.stringify(messages));
+    const chunks = Math.ceil(bytes.length / CHUNK_BYTES);
+    for (let n = 0; n < chunks; n++) {
+      atomic.set(chunkKey(id, n), bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES));
+    }
+    for (let n = chunks; n < (head.chunks ?? 0); n++) atomic.delete(chunkKey(id, n));
+    if (head.chunks === undefined) {
+      for (let n = 0; n < head.count; n++) atomic.delete([...messagesPrefix(id), n]);
+    }
+    return { ...head, count: messages.length, chunks };
   }
 
   async createJob(job: Job): Promise<{ first: boolean }> {
@@ -129,7 +175,45 @@ export class KvStore implements Store {
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
-    return (await this.#kv.get<Job>(jobKey(jobId))).value ?? undefined;
+    const job = (await this.#kv.get<Job>(jobKey(jobId))).value ?? undefined;
+    return job?.reply_chunks ? await this.#withReply(job) : job;
+  }
+
+  /** A succeeded job whose reply was too long for its record, with the reply read back in. */
+  async #withReply(job: Job): Promise<Job> {
+    const pieces: Uint8Array[] = [];
+    for (let n = 0; n < job.reply_chunks!; n++) {
+      const chunk = await this.#kv.get<Uint8Array>(replyChunkKey(job.job_id, n));
+      if (!chunk.value) {
+        throw new Error(`Cannot read job "${job.job_id}": reply chunk ${n} is missing`);
+      }
+      pieces.push(chunk.value);
+    }
+    const { reply_chunks: _chunks, ...rest } = job;
+    return { ...rest, ...JSON.parse(new TextDecoder().decode(concat(pieces))) };
+  }
+
+  /**
+   * Adds to `atomic` the write of a succeeded job's record. A reply too long
+   * for one KV value (64 KiB) is kept beside it, in chunks that expire with it.
+   */
+  #writeDone(atomic: Deno.AtomicOperation, done: Job): void {
+    const record = new TextEncoder().encode(JSON.stringify(done));
+    if (record.length <= CHUNK_BYTES) {
+      atomic.set(jobKey(done.job_id), done, expiry(done));
+      return;
+    }
+    const { reply, reply_message, ...rest } = done;
+    const bytes = new TextEncoder().encode(JSON.stringify({ reply, reply_message }));
+    const chunks = Math.ceil(bytes.length / CHUNK_BYTES);
+    for (let n = 0; n < chunks; n++) {
+      atomic.set(
+        replyChunkKey(done.job_id, n),
+        bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES),
+        expiry(done),
+      );
+    }
+    atomic.set(jobKey(done.job_id), { ...rest, reply_chunks: chunks }, expiry(done));
   }
 
   async startJob(jobId: string, leaseMs: number, options: StartOptions = {}): Promise<StartResult> {
@@ -175,7 +259,7 @@ export class KvStore implements Store {
     await this.#settle(jobId, "failed", error);
   }
 
-  async completeJob(job: Job, reply: ChatMessage): Promise<CompleteResult> {
+  async completeJob(job: Job, result: JobResult): Promise<CompleteResult> {
     while (true) {
       const now = new Date().toISOString();
       const [current, head] = await this.#kv.getMany<[Job, ConversationHead]>([
@@ -185,35 +269,41 @@ export class KvStore implements Store {
       if (!current.value) throw new JobNotFoundError(job.job_id);
       if (current.value.status === "succeeded") return "already_completed";
       const conversation = head.value ?? emptyHead(job.conversation_id);
-      const { error: _error, lease_until: _lease, partial: _partial, ...rest } = current.value;
+      const {
+        error: _error,
+        lease_until: _lease,
+        partial: _partial,
+        partial_reasoning: _reasoning,
+        ...rest
+      } = current.value;
+      const { reply_message: _message, ...previous } = rest;
+      const message = richReply(result.reply);
       const done: Job = {
-        ...rest,
+        ...previous,
         status: "succeeded",
-        reply: replyText(reply),
+        reply: replyText(result.reply),
+        ...(message ? { reply_message: message } : {}),
+        finish_reason: result.finishReason,
+        usage: result.usage,
         finished_at: now,
         updated_at: now,
       };
       if (isStateless(job)) {
-        const ok =
-          (await this.#kv.atomic().check(current).set(current.key, done, expiry(done)).commit()).ok;
-        if (!ok) continue;
+        const atomic = this.#kv.atomic().check(current);
+        this.#writeDone(atomic, done);
+        if (!(await atomic.commit()).ok) continue;
         this.#changed(done);
         return "completed";
       }
-      const count = conversation.count;
-      const result = await this.#kv.atomic()
-        .check(current, head)
-        .set(head.key, {
-          ...conversation,
-          updated_at: now,
-          latest_job_at: job.created_at,
-          count: count + 2,
-        })
-        .set([...messagesPrefix(job.conversation_id), count], job.user_message)
-        .set([...messagesPrefix(job.conversation_id), count + 1], reply)
-        .set(current.key, done, expiry(done))
-        .commit();
-      if (result.ok) {
+      // The header's version check covers the chunks: every write of them changes it.
+      const messages = result.conversation ??
+        [...await this.#messagesOf(conversation), job.user_message, result.reply];
+      const atomic = this.#kv.atomic().check(current, head);
+      const written = this.#writeMessages(atomic, conversation, messages);
+      atomic.set(head.key, { ...written, updated_at: now, latest_job_at: job.created_at });
+      this.#writeDone(atomic, done);
+      const commit = await atomic.commit();
+      if (commit.ok) {
         this.#changed(done);
         return "completed";
       }
@@ -231,8 +321,8 @@ export class KvStore implements Store {
     return canceled;
   }
 
-  savePartial(jobId: string, text: string): Promise<void> {
-    this.#changes.publish(jobId, { partial: text });
+  savePartial(jobId: string, soFar: ReplySoFar): Promise<void> {
+    this.#changes.publish(jobId, { partial: soFar });
     return Promise.resolve();
   }
 
@@ -418,4 +508,14 @@ export class KvStore implements Store {
   #changed(job: Job): void {
     this.#changes.publish(job.job_id, { job });
   }
+}
+
+function concat(pieces: readonly Uint8Array[]): Uint8Array {
+  const whole = new Uint8Array(pieces.reduce((sum, p) => sum + p.length, 0));
+  let offset = 0;
+  for (const piece of pieces) {
+    whole.set(piece, offset);
+    offset += piece.length;
+  }
+  return whole;
 }

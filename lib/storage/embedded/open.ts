@@ -2,6 +2,7 @@
 import { backendsFromConfig } from "../../core/backends.ts";
 import type { Config } from "../../core/config.ts";
 import type { Services } from "../../core/services.ts";
+import { FileBlobStore } from "./file_blobs.ts";
 import { KvJobQueue } from "./kv_queue.ts";
 import { KvStore } from "./kv_store.ts";
 
@@ -15,6 +16,7 @@ export async function openEmbeddedServices(config: Config): Promise<Services> {
     config,
     store: new KvStore(kv),
     queue,
+    blobs: new FileBlobStore(`${config.dataDir}/blobs`),
     backends: backendsFromConfig(config),
     close: () => kv.close(),
   };
