@@ -17,19 +17,28 @@ export interface BenchEmulators extends AwsEmulators {
   readonly processes: Readonly<Record<string, number>>;
 }
 
-/** Starts DynamoDB Local (one per process) and an SQS of the chosen kind; `stop` stops the SQS. */
+/**
+ * Starts DynamoDB Local (one per process) and an SQS of the chosen kind, and
+ * Moto for S3 (the blob bucket, which `provisionAws` makes); `stop` stops
+ * what it started but DynamoDB Local.
+ */
 export async function startBenchEmulators(sqs: BenchSqs): Promise<BenchEmulators> {
-  const [dynamodb, queue] = await Promise.all([
+  const [dynamodb, moto, fast] = await Promise.all([
     sharedDynamoDbLocal(),
-    sqs === "fast" ? startFastSqs() : startMoto(),
+    startMoto(),
+    sqs === "fast" ? startFastSqs() : undefined,
   ]);
   return {
     dynamodbUrl: dynamodb.url,
-    sqsUrl: queue.url,
+    sqsUrl: fast?.url ?? moto.url,
+    s3Url: moto.url,
     processes: {
       "DynamoDB Local": dynamodb.pid,
-      ...("pid" in queue ? { "SQS stand-in": queue.pid as number } : {}),
+      ...(fast ? { "SQS stand-in": fast.pid } : {}),
     },
-    stop: () => queue.stop(),
+    stop: async () => {
+      await fast?.stop();
+      await moto.stop();
+    },
   };
 }
