@@ -2,6 +2,7 @@
 import { provisionAws } from "../lib/storage/aws/provision.ts";
 import { describeConfig, loadConfig } from "../lib/core/config.ts";
 import { createLogger } from "../lib/core/log.ts";
+import { errorMessage } from "../lib/core/error_message.ts";
 
 if (import.meta.main) {
   const config = loadConfig();
@@ -17,7 +18,7 @@ if (import.meta.main) {
     await provisionAws(config, logger);
     logger.info("Setup done");
   } catch (err) {
-    logger.error("Setup failed", { error: (err as Error).message });
+    logger.error("Setup failed", { error: errorMessage(err) });
     Deno.exitCode = 1;
   }
 }

@@ -16,7 +16,9 @@ backendTest(
   "a worker stopped while idle puts back what its last long poll brings, and the next runs it at once",
   async (_t, start) => {
     // A message hidden by a lost receive would wait out this visibility timeout.
-    const gateway = await start({ env: { POLL_WAIT_S: "3", VISIBILITY_TIMEOUT_S: "300" } });
+    // The long poll is long enough that the job is sent while it is still in
+    // flight even on a busy machine; it returns as soon as the job arrives.
+    const gateway = await start({ env: { POLL_WAIT_S: "10", VISIBILITY_TIMEOUT_S: "300" } });
     const observed = new ObservedQueue(gateway.services.queue);
     const idle = await gateway.startWorker({ queue: observed });
     await eventually(

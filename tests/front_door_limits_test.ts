@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import type { ErrorBody } from "../lib/http/errors.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
+import { eventually } from "./support/wait.ts";
+import { blobRef } from "../lib/core/blobs.ts";
+import { PNG, pngDataUrl } from "./support/image_server.ts";
 
 async function nothingNewQueued(gateway: TestGateway, jobsBefore: number) {
   assert.equal((await gateway.jobRecords()).length, jobsBefore, "no job record was written");
@@ -61,6 +64,18 @@ backendTest(
     assert.match(error.message, /start a new conversation_id/);
     assert.equal((await gateway.jobRecords()).length, 1, "no job record was written");
     assert.equal((await gateway.services.store.getConversation("full"))?.messages.length, 2);
+
+    // An image sent inline goes to the blob store only with a job that is accepted.
+    const withImage = await gateway.postChat({
+      conversation_id: "full",
+      user_message: "b".repeat(400),
+      images: [{ image_url: pngDataUrl() }],
+    });
+    assert.equal(withImage.status, 413);
+    assert.equal((await withImage.json() as ErrorBody).error.code, "conversation_full");
+    const ref = await blobRef(undefined, PNG, "image/png");
+    assert.equal(await gateway.services.blobs.get(ref), undefined, "no blob was written");
+    assert.equal((await gateway.jobRecords()).length, 1, "no job record was written");
   },
 );
 
@@ -102,10 +117,17 @@ backendTest("/healthz counts waiting, in-flight and dead messages per lane", asy
     await gateway.postChat({ conversation_id: text, user_message: text });
   }
   await gateway.postChat({ conversation_id: "p", user_message: "urgent", priority: "high" });
-  const health = await (await gateway.app.request("/healthz")).json();
-  assert.equal(health.status, "ok");
-  assert.deepEqual(health.queues, {
+  const expected = {
     priority: { waiting: 1, in_flight: 0, dead: 0 },
     default: { waiting: 2, in_flight: 0, dead: 0 },
-  });
+  };
+  // SQS's counts are approximate and lag the sends on AWS (Moto's are exact
+  // at once), so the answer is awaited rather than read once.
+  let health: { status: string; queues: unknown } | undefined;
+  await eventually(async () => {
+    health = await (await gateway.app.request("/healthz")).json();
+    return JSON.stringify(health!.queues) === JSON.stringify(expected);
+  }, "/healthz to count the three messages");
+  assert.equal(health!.status, "ok");
+  assert.deepEqual(health!.queues, expected);
 });

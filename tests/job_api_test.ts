@@ -208,6 +208,10 @@ backendTest("CORS is off unless CORS_ORIGINS lists the origin", async (t, start)
     assert.equal(res.status, 204);
     assert.equal(res.headers.get("access-control-allow-origin"), "http://webui.example");
     assert.match(res.headers.get("access-control-allow-headers") ?? "", /authorization/i);
+    // Open WebUI's direct connections send these headers when set up as the README shows.
+    for (const header of ["x-conversation-id", "x-openwebui-chat-id", "x-openwebui-task"]) {
+      assert.match(res.headers.get("access-control-allow-headers") ?? "", new RegExp(header, "i"));
+    }
     const other = await preflight(gateway, "http://evil.example");
     assert.notEqual(other.headers.get("access-control-allow-origin"), "http://evil.example");
   });

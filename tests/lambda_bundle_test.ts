@@ -4,6 +4,7 @@ import { buildLambdaBundle } from "../scripts/build_lambda.ts";
 import { startTestGateway, type TestGateway } from "./support/gateway.ts";
 import { skipWithoutAwsEmulators, startAwsEmulators } from "./support/aws_emulators.ts";
 import { httpApiEvent } from "./support/lambda_events.ts";
+import { slowEchoAnswer } from "./support/stand_in_llm.ts";
 
 const INVOKE_LAMBDA = fileURLToPath(new URL("./support/invoke_lambda.mjs", import.meta.url));
 const INVOKE_STREAMING = fileURLToPath(
@@ -97,6 +98,7 @@ Deno.test({
       gateway = await startTestGateway("aws", {
         emulators,
         env: { GATEWAY_API_KEY_SHA256: hex },
+        vllmAnswer: slowEchoAnswer("vllm"),
       });
       await gateway.startWorker();
       const bundle = `${dir}/lambda.mjs`;

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 import { pngDataUrl, startImageServer } from "./support/image_server.ts";
+import { slowEchoAnswer } from "./support/stand_in_llm.ts";
 
 const KEY = "sk-test-key-one";
 const OTHER_KEY = "sk-test-key-two";
@@ -30,6 +31,7 @@ backendTest(
     const images = startImageServer();
     const gateway = await start({
       env: { GATEWAY_API_KEYS: `${KEY},${OTHER_KEY}`, IMAGE_ALLOWED_HOSTS: images.host },
+      vllmAnswer: slowEchoAnswer("vllm"),
     });
     await gateway.startWorker();
     const http = serve(gateway);

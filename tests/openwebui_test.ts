@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { backendTest, startTestGateway, type TestGateway } from "./support/gateway.ts";
 import { type RecordedRequest, type StandInAnswer } from "./support/stand_in_llm.ts";
-import { eventually } from "./support/wait.ts";
+import { eventually, within } from "./support/wait.ts";
 
 /** Serves the gateway's app on a free loopback port. */
 function serve(gateway: TestGateway) {
@@ -371,11 +371,17 @@ Deno.test(
       const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
       let text = "";
       try {
-        while (true) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          text += value;
-        }
+        await within(
+          (async () => {
+            while (true) {
+              const { value, done } = await reader.read();
+              if (done) break;
+              text += value;
+            }
+          })(),
+          "the streamed reply to end once a worker started",
+          120_000,
+        );
       } finally {
         clearTimeout(workerStarts);
       }

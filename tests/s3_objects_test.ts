@@ -23,7 +23,7 @@ const EXAMPLE_SIGNER = {
 };
 const EXAMPLE_DATE = new Date("2013-05-24T00:00:00Z");
 
-Deno.test("signS3Request gives the signature of AWS's GET Object example", async () => {
+Deno.test("signS3Request() gives the signature of AWS's GET Object example", async () => {
   const headers = await signS3Request(
     {
       method: "GET",
@@ -41,7 +41,7 @@ Deno.test("signS3Request gives the signature of AWS's GET Object example", async
   );
 });
 
-Deno.test("signS3Request signs the hash of a PUT's body, as in AWS's PUT Object example", async () => {
+Deno.test("signS3Request() signs the hash of a PUT's body, as in AWS's PUT Object example", async () => {
   // The example also signs its Date header, which the SDK's signer never
   // signs; its payload hash still shows the body is hashed as S3 expects, and
   // the Moto test below has botocore check whole PUT signatures.
@@ -65,7 +65,7 @@ Deno.test("signS3Request signs the hash of a PUT's body, as in AWS's PUT Object 
   );
 });
 
-Deno.test("encodeKey percent-encodes each segment as S3 does and keeps the slashes", () => {
+Deno.test("encodeKey() percent-encodes each segment as S3 does and keeps the slashes", () => {
   assert.equal(encodeKey("blobs/a b/ü!(x)*.png"), "blobs/a%20b/%C3%BC%21%28x%29%2A.png");
   assert.equal(encodeKey("blobs/_/ab12.json"), "blobs/_/ab12.json");
 });

@@ -606,6 +606,48 @@ Deno.test("KvJobQueue.adoptLegacyMessages() moves messages of the shared-lane la
   }
 });
 
+Deno.test("KvJobQueue.receiveDeadLetters() reads on where the last read stopped, so no dead letter goes unseen behind a full page", async () => {
+  // The dead-letter sweep reads at most 100 per queue each time. Read oldest
+  // first every time, a lane holding more than that would hide every newer
+  // dead letter from it for good. SQS samples a large queue instead, so every
+  // message turns up in time; the embedded queue pages on and wraps around.
+  const dir = await Deno.makeTempDir({ prefix: "kv-dead-pages-" });
+  const kv = await Deno.openKv(`${dir}/gateway.sqlite3`);
+  try {
+    const queue = new KvJobQueue(kv, { maxReceiveCount: 1 });
+    const count = 105;
+    for (let i = 0; i < count; i++) {
+      await queue.send("default", { job_id: `dead-${i}`, conversation_id: "c", route: "vllm" });
+    }
+    for (let taken = 0; taken < count;) {
+      const messages = await queue.receive(DEFAULT, now);
+      for (const message of messages) await queue.deadLetter(message);
+      taken += messages.length;
+    }
+    await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 0, dead: count });
+
+    // Pages that hide nothing: read oldest first, each would be the same page.
+    const seen = new Set<string>();
+    const pages: string[][] = [];
+    for (let i = 0; i < Math.ceil(count / 10); i++) {
+      const page = await queue.receiveDeadLetters(DEFAULT, { maxMessages: 10, hideSeconds: 0 });
+      pages.push(page.map((t) => t.job_id));
+      for (const ticket of page) seen.add(ticket.job_id);
+    }
+    assert.equal(seen.size, count, `every dead letter seen once in ${pages.length} reads`);
+    assert.deepEqual(pages.at(-1), ["dead-100", "dead-101", "dead-102", "dead-103", "dead-104"]);
+    const again = await queue.receiveDeadLetters(DEFAULT, { maxMessages: 3, hideSeconds: 0 });
+    assert.deepEqual(
+      again.map((t) => t.job_id),
+      ["dead-0", "dead-1", "dead-2"],
+      "past the end, from the start",
+    );
+  } finally {
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** A job of an owner, created at a given time, so listings have a known order. */
 function ownedJob(owner: string | undefined, createdAt: Date, conversationId = "listed") {
   return newJob({

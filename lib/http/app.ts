@@ -57,7 +57,13 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   if (config.corsOrigins.length > 0) {
     app.use(cors({
       origin: [...config.corsOrigins],
-      allowHeaders: ["Authorization", "Content-Type", "X-Conversation-Id", "X-OpenWebUI-Chat-Id"],
+      allowHeaders: [
+        "Authorization",
+        "Content-Type",
+        "X-Conversation-Id",
+        "X-OpenWebUI-Chat-Id",
+        "X-OpenWebUI-Task",
+      ],
       allowMethods: ["GET", "POST", "OPTIONS"],
       exposeHeaders: ["X-Request-Id"],
       maxAge: 600,

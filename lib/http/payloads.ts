@@ -6,7 +6,7 @@
  * within a DynamoDB item (400 KB) and a Deno KV value (64 KiB), and a stored
  * conversation never holds megabytes of base64.
  */
-import { type BlobStore, decodeDataUrl } from "../core/blobs.ts";
+import { blobRef, type BlobStore, decodeDataUrl, type StoredBlob } from "../core/blobs.ts";
 import type { CompletionParams } from "../core/jobs.ts";
 import { type ChatMessage, jsonBytes } from "../core/messages.ts";
 
@@ -82,4 +82,40 @@ async function withImagesAside(
     return { ...part, image_url: { ...part.image_url, url: await store(part.image_url.url) } };
   }));
   return { ...message, content: parts };
+}
+
+/**
+ * A blob store whose writes wait until {@linkcode BlobWritesHeld.write}: it
+ * answers each `put` with the reference at once (references are named by
+ * content), so the front door can measure a job with its payloads set aside
+ * and refuse it before anything is written.
+ */
+export class BlobWritesHeld implements BlobStore {
+  #blobs: BlobStore;
+  #held = new Map<string, { owner: string | undefined; blob: StoredBlob }>();
+
+  constructor(blobs: BlobStore) {
+    this.#blobs = blobs;
+  }
+
+  async put(owner: string | undefined, bytes: Uint8Array, contentType: string): Promise<string> {
+    const ref = await blobRef(owner, bytes, contentType);
+    this.#held.set(ref, { owner, blob: { bytes, contentType } });
+    return ref;
+  }
+
+  get(ref: string): Promise<StoredBlob | undefined> {
+    const held = this.#held.get(ref);
+    return held ? Promise.resolve(held.blob) : this.#blobs.get(ref);
+  }
+
+  /** Writes what was put, each blob once. */
+  async write(): Promise<void> {
+    await Promise.all(
+      [...this.#held.values()].map(({ owner, blob }) =>
+        this.#blobs.put(owner, blob.bytes, blob.contentType)
+      ),
+    );
+    this.#held.clear();
+  }
 }

@@ -3,7 +3,7 @@ import { errorMessage } from "../core/error_message.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
 import type { Target } from "./model_directory.ts";
-import { setPayloadsAside } from "./payloads.ts";
+import { BlobWritesHeld, setPayloadsAside } from "./payloads.ts";
 import { routeMessage } from "./routing.ts";
 import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "../core/jobs.ts";
 import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
@@ -67,8 +67,10 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
   checkMessageSize(message, config);
   const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
   const target = await routeMessage(services, { model: spec.model, images }, spec.checkTarget);
+  // Written only once the job passes every check: a refused request changes nothing.
+  const blobs = new BlobWritesHeld(services.blobs);
   const aside = await setPayloadsAside(
-    services.blobs,
+    blobs,
     spec.owner,
     message,
     spec.recordFields?.context,
@@ -92,6 +94,8 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
       { param: "conversation_id", code: "conversation_full" },
     );
   }
+
+  await blobs.write();
 
   const job = newJob({
     conversationId: storedId,

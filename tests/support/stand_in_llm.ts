@@ -89,6 +89,16 @@ export function echoAnswer(name: string) {
   };
 }
 
+/**
+ * The echo, streamed with `pauseMs` between pieces: for tests that check a
+ * reply reaches the client in several pieces, with pauses far longer than
+ * the gateway's own write and read intervals even on a busy machine.
+ */
+export function slowEchoAnswer(name: string, pauseMs = 150) {
+  const echo = echoAnswer(name);
+  return (request: RecordedRequest): StandInAnswer => ({ ...echo(request), pauseMs });
+}
+
 /** Starts a stand-in LLM server on a free loopback port. */
 export function startStandInLlm(options: StandInOptions): StandInLlm {
   const kind = options.kind ?? (options.name === "ollama" ? "ollama" : "vllm");

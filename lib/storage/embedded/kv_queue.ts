@@ -35,6 +35,12 @@ interface Receipt {
 
 /** Longest sleep between scans while long-polling, for messages that become visible by time. */
 const MAX_SCAN_INTERVAL_MS = 1000;
+/**
+ * How long a dead letter is kept: 14 days, the longest an SQS queue keeps a
+ * message and what template.yaml and `deno task setup` give the dead-letter
+ * queues.
+ */
+export const DEAD_LETTER_RETENTION_MS = 14 * 24 * 3600 * 1000;
 
 /** Options for {@linkcode KvJobQueue}. */
 export interface KvJobQueueOptions {
@@ -51,6 +57,8 @@ export class KvJobQueue implements JobQueue {
   #maxReceiveCount: number;
   #wake = new EventTarget();
   #sequence = 0;
+  /** Per dead-letter queue, the key after which the next read goes on. */
+  #deadLetterCursor = new Map<string, Deno.KvKey>();
 
   constructor(kv: Deno.Kv, options: KvJobQueueOptions) {
     this.#kv = kv;
@@ -106,8 +114,15 @@ export class KvJobQueue implements JobQueue {
     const { key, token } = parseReceipt(message.receipt);
     const entry = await this.#kv.get<Entry>(key);
     if (entry.value?.receipt !== token) return;
-    await this.#kv.atomic().check(entry).delete(key)
-      .set(["dead", ...key.slice(1)], { ...entry.value, visibleAt: 0 }).commit();
+    await this.#moveToDeadLane(entry as Deno.KvEntry<Entry>);
+  }
+
+  /** Moves a message to its queue's dead lane, where it is kept for {@linkcode DEAD_LETTER_RETENTION_MS}. */
+  async #moveToDeadLane(entry: Deno.KvEntry<Entry>): Promise<void> {
+    await this.#kv.atomic().check(entry).delete(entry.key)
+      .set(["dead", ...entry.key.slice(1)], { ...entry.value, visibleAt: 0 }, {
+        expireIn: DEAD_LETTER_RETENTION_MS,
+      }).commit();
   }
 
   maxReceiveCount(_queue: QueueRef): Promise<number | undefined> {
@@ -125,16 +140,40 @@ export class KvJobQueue implements JobQueue {
     return depth;
   }
 
+  /**
+   * Reads on from where the last read of this dead-letter queue stopped, and
+   * from the start again once it reaches the end: every dead letter is seen
+   * within a few reads however many the queue holds, as SQS's sampling of a
+   * large queue sees them all in time, not only the oldest page again and again.
+   */
   async receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]> {
     const tickets: JobTicket[] = [];
     const now = Date.now();
-    for await (const entry of this.#kv.list<Entry>({ prefix: prefix("dead", queue) })) {
-      if (tickets.length >= options.maxMessages) break;
-      if (entry.value.visibleAt > now) continue;
-      const hidden = { ...entry.value, visibleAt: now + options.hideSeconds * 1000 };
-      if ((await this.#kv.atomic().check(entry).set(entry.key, hidden).commit()).ok) {
-        tickets.push(entry.value.ticket);
+    const name = eventName(queue);
+    const deadPrefix = prefix("dead", queue);
+    for (const from of [this.#deadLetterCursor.get(name), undefined]) {
+      // Just after the cursor: a key extended by the lowest part sorts before its next sibling.
+      const selector = from
+        ? { prefix: deadPrefix, start: [...from, new Uint8Array()] }
+        : { prefix: deadPrefix };
+      let reachedEnd = true;
+      for await (const entry of this.#kv.list<Entry>(selector)) {
+        if (tickets.length >= options.maxMessages) {
+          reachedEnd = false;
+          break;
+        }
+        this.#deadLetterCursor.set(name, entry.key);
+        if (entry.value.visibleAt > now) continue;
+        const hidden = { ...entry.value, visibleAt: now + options.hideSeconds * 1000 };
+        const kept = { expireIn: DEAD_LETTER_RETENTION_MS };
+        if ((await this.#kv.atomic().check(entry).set(entry.key, hidden, kept).commit()).ok) {
+          tickets.push(entry.value.ticket);
+        }
       }
+      if (!reachedEnd) break;
+      // The end: the next read starts over, and this one does if it found nothing.
+      this.#deadLetterCursor.delete(name);
+      if (tickets.length > 0 || !from) break;
     }
     return tickets;
   }
@@ -204,9 +243,7 @@ export class KvJobQueue implements JobQueue {
         continue;
       }
       if (entry.value.receiveCount >= this.#maxReceiveCount) {
-        const deadKey = ["dead", ...entry.key.slice(1)];
-        await this.#kv.atomic().check(entry).delete(entry.key)
-          .set(deadKey, { ...entry.value, visibleAt: 0 }).commit();
+        await this.#moveToDeadLane(entry);
         continue;
       }
       const next: Entry = {
