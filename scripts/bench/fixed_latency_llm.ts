@@ -11,9 +11,13 @@ export interface FixedLatencyOptions {
   latencyMs: number;
   /** A random extra delay from 0 up to this, so answers do not fall in step with a poll. Default 0. */
   jitterMs?: number;
-  /** Tokens in a streamed reply. Default 50. */
+  /**
+   * Tokens in a streamed reply, one every `tokenIntervalMs`. Without
+   * `tokenIntervalMs` a streamed request (the worker always asks for one) is
+   * answered like any other: its whole reply in one piece after the latency.
+   */
   streamTokens?: number;
-  /** Pause before each streamed token. Default 20 ms (50 tokens a second). */
+  /** Pause before each streamed token, e.g. 20 ms (50 tokens a second). */
   tokenIntervalMs?: number;
 }
 
@@ -44,8 +48,8 @@ export function streamToken(i: number): string {
 /** Starts the stand-in on a free loopback port. */
 export function startFixedLatencyLlm(options: FixedLatencyOptions | number): FixedLatencyLlm {
   const settings = typeof options === "number" ? { latencyMs: options } : options;
-  const tokens = settings.streamTokens ?? 50;
-  const tokenIntervalMs = settings.tokenIntervalMs ?? 20;
+  const tokenIntervalMs = settings.tokenIntervalMs;
+  const tokens = tokenIntervalMs === undefined ? 1 : settings.streamTokens ?? 50;
   let inFlight = 0;
   let maxInFlight = 0;
   let answered = 0;
@@ -84,20 +88,23 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
           messages?: { content?: unknown }[];
         };
         const model = body.model ?? "bench-model";
+        const jitter = settings.jitterMs ? Math.random() * settings.jitterMs : 0;
+        if (body.stream && tokenIntervalMs === undefined) {
+          await new Promise((resolve) => setTimeout(resolve, settings.latencyMs + jitter));
+        }
         if (body.stream) {
           streaming = true;
           const sentAt: number[] = [];
           tokenSentAt.set(String(body.messages?.at(-1)?.content ?? ""), sentAt);
           const span = { start: started, end: started };
           spans.push(span);
-          return streamedReply(model, tokens, tokenIntervalMs, sentAt, () => {
+          return streamedReply(model, tokens, tokenIntervalMs ?? 0, sentAt, () => {
             inFlight--;
             answered++;
             span.end = performance.now();
             busyMs += span.end - started;
           });
         }
-        const jitter = settings.jitterMs ? Math.random() * settings.jitterMs : 0;
         await new Promise((resolve) => setTimeout(resolve, settings.latencyMs + jitter));
         answered++;
         return Response.json({
@@ -167,7 +174,7 @@ function streamedReply(
       try {
         controller.enqueue(event({ role: "assistant" }));
         for (let i = 0; i < tokens; i++) {
-          await new Promise((r) => setTimeout(r, intervalMs));
+          if (intervalMs > 0) await new Promise((r) => setTimeout(r, intervalMs));
           sentAt.push(performance.now());
           controller.enqueue(event({ content: streamToken(i) }));
         }
