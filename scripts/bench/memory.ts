@@ -105,7 +105,17 @@ export async function measureWorkerMemory(
       }
       await new Promise((r) => setTimeout(r, SAMPLE_EVERY_MS));
     }
-    await worker.succeeded(total);
+    // A job that failed would leave the count short for good: wait a minute at most.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      worker.succeeded(total),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Cannot measure memory: ${llm.answered} of ${total} jobs ran`)),
+          60_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
 
     const after = await sampleFor(worker.pid, 1000);
     const none: RssParts = { rss: NaN, anon: NaN, file: NaN };
