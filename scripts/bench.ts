@@ -9,21 +9,25 @@
  * - stream: how a streamed reply's pieces reach the client, on both backends;
  * - lambda: the Lambda bundle's size and cold start against the bare
  *   dependencies' floor, both built here;
- * - throughput: the worker against a backend with a fixed latency.
+ * - throughput: the worker against a backend with a fixed latency;
+ * - memory: the worker's resident memory with many places, all busy.
  *
- * Settings: BENCH_SECTIONS (latency,wait,stream,lambda,throughput: all by
- * default), BENCH_LATENCY_REQUESTS (300), BENCH_WAIT_REQUESTS (200),
- * BENCH_STREAMS (5), BENCH_COLD_RUNS (9); for the throughput run BENCH_BACKEND
- * (aws | embedded; BACKEND=embedded works too), BENCH_JOBS (400),
- * BENCH_LATENCY_MS (200), VLLM_CONCURRENCY (16), BENCH_CONVERSATIONS (one per
- * job), BENCH_SUBMITTERS (16), BENCH_AWS_ENDPOINT_URL (a Moto already running
- * on 127.0.0.1, instead of fresh emulators).
+ * Settings: BENCH_SECTIONS (latency,wait,stream,lambda,throughput,memory: all
+ * by default), BENCH_SQS (fast: the bench's SQS stand-in; moto), BENCH_LATENCY_REQUESTS (300),
+ * BENCH_WAIT_REQUESTS (200), BENCH_STREAMS (5), BENCH_COLD_RUNS (9); for the
+ * throughput run BENCH_BACKEND (aws | embedded; BACKEND=embedded works too),
+ * BENCH_JOBS (320), BENCH_LATENCY_MS (300), VLLM_CONCURRENCY (16),
+ * BENCH_CONVERSATIONS (one per job), BENCH_SUBMITTERS (16),
+ * BENCH_AWS_ENDPOINT_URL (a Moto already running on 127.0.0.1, instead of
+ * fresh emulators); for the memory run BENCH_MEMORY_CONCURRENCY (64),
+ * BENCH_MEMORY_QUEUED (300), BENCH_MEMORY_LATENCY_MS (5000).
  */
-import { type AwsEmulators, startAwsEmulators } from "../tests/support/aws_emulators.ts";
+import { type BenchEmulators, startBenchEmulators } from "./bench/emulators.ts";
 import { type BenchFigures, figuresWithGoals, printFigures } from "./bench/goals.ts";
 import { measureLambdaCold } from "./bench/lambda_cold.ts";
 import { measureAwsWait, measureQueuedPath, measureStreams } from "./bench/latency.ts";
 import { runLoad } from "./bench/load.ts";
+import { measureWorkerMemory } from "./bench/memory.ts";
 import { type BenchOptions, readBenchOptions } from "./bench/options.ts";
 import { printRows, printThroughput, summarize } from "./bench/report.ts";
 import { startBenchStack } from "./bench/stack.ts";
@@ -31,7 +35,7 @@ import { startBenchStack } from "./bench/stack.ts";
 /** Callers at once in the AWS wait run: the front door's one read loop serves them all. */
 const WAIT_CLIENTS = 4;
 
-async function runThroughput(options: BenchOptions) {
+async function runThroughput(options: BenchOptions, emulators: () => Promise<BenchEmulators>) {
   console.log(
     `\n## Throughput: ${options.jobs} jobs on ${options.backend}, backend latency ` +
       `${options.latencyMs} ms, VLLM_CONCURRENCY=${options.concurrency}`,
@@ -42,13 +46,12 @@ async function runThroughput(options: BenchOptions) {
         `so at most ${options.conversations} jobs can run at once`,
     );
   }
-  const stack = await startBenchStack(options);
+  const stack = await startBenchStack(options, emulators);
   try {
     const timings = await runLoad(stack, options);
     const result = summarize(options, timings, {
       maxInFlight: stack.llm.maxInFlight,
-      busyMs: stack.llm.busyMs,
-      retries: stack.watch.retries,
+      retries: stack.progress.retries,
     });
     printThroughput(result);
     return result;
@@ -57,7 +60,7 @@ async function runThroughput(options: BenchOptions) {
   }
 }
 
-async function runSections(options: BenchOptions, emulators: () => Promise<AwsEmulators>) {
+async function runSections(options: BenchOptions, emulators: () => Promise<BenchEmulators>) {
   const figures: BenchFigures = {};
   const run = (section: BenchOptions["sections"][number]) => options.sections.includes(section);
   if (run("latency")) {
@@ -103,15 +106,27 @@ async function runSections(options: BenchOptions, emulators: () => Promise<AwsEm
       }
     }
   }
-  if (run("throughput")) figures.throughput = await runThroughput(options);
+  if (run("throughput")) figures.throughput = await runThroughput(options, emulators);
+  if (run("memory")) {
+    console.log(
+      `\n## Worker memory (aws): ${options.memoryConcurrency} places, ` +
+        `${options.memoryQueued} jobs queued behind them, backend latency ${options.memoryLatencyMs} ms`,
+    );
+    figures.memory = await measureWorkerMemory(await emulators(), {
+      concurrency: options.memoryConcurrency,
+      queued: options.memoryQueued,
+      latencyMs: options.memoryLatencyMs,
+    });
+    printRows(Object.entries(figures.memory).map(([k, v]) => [k, String(v)]));
+  }
   return figures;
 }
 
 if (import.meta.main) {
   const options = readBenchOptions(Deno.env.toObject());
   console.log(`Bench: ${options.sections.join(", ")} (Deno ${Deno.version.deno})`);
-  let started: Promise<AwsEmulators> | undefined;
-  const emulators = () => started ??= startAwsEmulators();
+  let started: Promise<BenchEmulators> | undefined;
+  const emulators = () => started ??= startBenchEmulators(options.sqs);
   let figures: BenchFigures;
   try {
     figures = await runSections(options, emulators);

@@ -64,7 +64,27 @@ export class ModelDirectory {
 
   /** Reads the workers' records from the store: one read. */
   static async read(services: Services): Promise<ModelDirectory> {
-    return new ModelDirectory(services.backends, await services.store.listWorkers());
+    const read = services.store.listWorkers().then((workers) =>
+      new ModelDirectory(services.backends, workers)
+    );
+    const entry = { at: performance.now(), directory: read };
+    recentReads.set(services.store, entry);
+    read.catch(() => {
+      if (recentReads.get(services.store) === entry) recentReads.delete(services.store);
+    });
+    return await read;
+  }
+
+  /**
+   * The directory as this process last read it, if that was under
+   * `maxAgeMs` ago; else a fresh read. A front door that routes many messages
+   * a second (a long-lived server, a warm Lambda) so reads the workers'
+   * records once for all of them.
+   */
+  static async recent(services: Services, maxAgeMs: number): Promise<ModelDirectory> {
+    const entry = recentReads.get(services.store);
+    if (entry && performance.now() - entry.at < maxAgeMs) return await entry.directory;
+    return await ModelDirectory.read(services);
   }
 
   /**
@@ -188,6 +208,9 @@ export class ModelDirectory {
     });
   }
 }
+
+/** The last read of each store's workers' records in this process, and when it was made. */
+const recentReads = new WeakMap<object, { at: number; directory: Promise<ModelDirectory> }>();
 
 function serves(worker: WorkerRecord, backend: Backend): boolean {
   return worker.backends.some((b) => b.name === backend.name);

@@ -2,9 +2,9 @@
 import { errorMessage } from "../core/error_message.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
-import { ModelDirectory, type Target } from "./model_directory.ts";
+import type { Target } from "./model_directory.ts";
 import { BlobWritesHeld, setPayloadsAside } from "./payloads.ts";
-import { ensureWorkerAlive } from "./worker_status.ts";
+import { routeMessage } from "./routing.ts";
 import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "../core/jobs.ts";
 import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
 import { scopedConversationId } from "../core/owners.ts";
@@ -65,11 +65,8 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
   const { store, queue, config } = services;
   const message = spec.userMessage;
   checkMessageSize(message, config);
-  const directory = await ModelDirectory.read(services);
   const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
-  const target = directory.route({ model: spec.model, images });
-  spec.checkTarget?.(target);
-  ensureWorkerAlive(target.backend, { directory, config });
+  const target = await routeMessage(services, { model: spec.model, images }, spec.checkTarget);
   // Written only once the job passes every check: a refused request changes nothing.
   const blobs = new BlobWritesHeld(services.blobs);
   const aside = await setPayloadsAside(

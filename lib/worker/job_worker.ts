@@ -37,10 +37,15 @@ export interface WorkerOptions {
 /** The most messages one receive may ask for (SQS's limit). */
 const MAX_BATCH = 10;
 /**
- * Jobs held per backend place: while one job waits for the model, others are
- * claimed, read and stored, so no place sits idle on store or queue round trips.
+ * Spare jobs a backend's loop holds beyond its places, before their model
+ * calls: while jobs wait for the model, others are claimed and read, so no
+ * place sits idle on store or queue round trips. One per place, but no more
+ * than this: a few batches' worth keeps any number of places busy, and each
+ * job held costs memory (its message, record, history and their requests).
+ * Jobs past their model call, storing the reply and handing the turn on, do
+ * not count.
  */
-const JOBS_PER_PLACE = 2;
+const MAX_SPARE_JOBS = 16;
 /** How long to pause when idle and long polling is off (POLL_WAIT_S=0). */
 const IDLE_PAUSE_MS = 200;
 /** Time allowed for each request that asks a backend what it serves. */
@@ -51,7 +56,10 @@ const LIVE_FOR_BEATS = 3;
 /** A message the worker holds: waiting to start, or running. */
 interface Held {
   message: ReceivedJob;
-  running: boolean;
+  /** When it was last made hidden for the visibility timeout: received, or extended by a heartbeat. */
+  hiddenSince: number;
+  /** When its job's lease was last taken or renewed; undefined until its run starts. */
+  leasedSince?: number;
 }
 
 /** The receiving side of one backend the worker serves. */
@@ -62,6 +70,38 @@ interface Poller {
   /** Resolves the wait of a loop whose backend has no room. */
   wake?: () => void;
   loop?: Promise<void>;
+}
+
+/** The jobs a backend's loop holds at most before their model calls end: its places and spares. */
+export function capacity(backend: Pick<Backend, "concurrency">): number {
+  return backend.concurrency + Math.min(backend.concurrency, MAX_SPARE_JOBS);
+}
+
+/**
+ * The room a busy backend's loop waits for before it receives again: half its
+ * spare jobs, at most one receive's worth. The other half keeps its places
+ * busy while the receive and the claims are under way.
+ */
+export function refillBatch(backend: Pick<Backend, "concurrency">): number {
+  const spare = capacity(backend) - backend.concurrency;
+  return Math.min(MAX_BATCH, Math.max(1, Math.ceil(spare / 2)));
+}
+
+/** How often the heartbeat runs: three times per visibility timeout, at most twice a second. */
+export function beatInterval(visibilityTimeoutSeconds: number): number {
+  return Math.max(500, (visibilityTimeoutSeconds * 1000) / 3);
+}
+
+/**
+ * Whether a heartbeat extends a held message's visibility (or a running job's
+ * lease) last set at `since`: once it has gone half a beat without. So a job
+ * that ends within half a beat of its message arriving costs no heartbeat
+ * calls, and each hold is extended at least every one and a half beats: with
+ * beats every third of the timeout, a beat may run up to half the timeout late
+ * before anything lapses (every beat extending everything allowed two thirds).
+ */
+export function extensionDue(since: number, now: number, beatEveryMs: number): boolean {
+  return now - since >= beatEveryMs / 2;
 }
 
 function queueKey(queue: QueueRef): string {
@@ -78,7 +118,7 @@ export class JobWorker {
   /** Deliveries before each queue dead-letters a message, by queue. */
   #maxReceiveCount = new Map<string, number>();
   #pollers: Poller[];
-  /** Started runs per backend queue: at most its places times JOBS_PER_PLACE. */
+  /** Started runs per backend queue not yet past their model call: at most {@linkcode capacity}. */
   #runsPerBackend = new Map<string, number>();
   /** Places at each backend: only the model call itself takes one. */
   #places = new Map<string, Semaphore>();
@@ -92,6 +132,8 @@ export class JobWorker {
   #stopCallbacks = new AbortController();
   /** Images of earlier turns, so a conversation's images are not fetched on every turn. */
   #imageCache = new ImageCache(WORKER_IMAGE_CACHE);
+  /** When the receive that brought each message was sent. */
+  #receivedAt = new WeakMap<ReceivedJob, number>();
   /** Receives in flight: never abandoned, so what they bring is never lost. */
   #receiving = new Set<Promise<unknown>>();
   #catalogue: ModelCatalogue;
@@ -120,7 +162,7 @@ export class JobWorker {
     for (const backend of services.backends) {
       this.#places.set(backend.name, new Semaphore(backend.concurrency));
     }
-    this.#beatEveryMs = Math.max(500, (services.config.visibilityTimeoutSeconds * 1000) / 3);
+    this.#beatEveryMs = beatInterval(services.config.visibilityTimeoutSeconds);
     this.#catalogue = new ModelCatalogue(services.backends, {
       logger: this.#logger,
       timeoutMs: MODEL_CHECK_TIMEOUT_MS,
@@ -233,13 +275,17 @@ export class JobWorker {
     this.#done.resolve();
   }
 
-  /** One backend's loop: receives while the backend has room, and never spins. */
+  /**
+   * One backend's loop: receives while the backend has room for a batch, and
+   * never spins. A busy worker so makes one receive per batch of jobs, not one
+   * per job that ends, while its spare jobs keep the places busy meanwhile.
+   */
   async #run(poller: Poller): Promise<void> {
     const signal = this.#stopping.signal;
     while (!signal.aborted) {
       this.#dispatch();
       const room = this.#room(poller.backend);
-      if (room <= 0) {
+      if (room < refillBatch(poller.backend)) {
         await new Promise<void>((resolve) => poller.wake = resolve);
         poller.wake = undefined;
         continue;
@@ -263,10 +309,10 @@ export class JobWorker {
     }
   }
 
-  /** How many more messages a backend's loop may take: its held messages count against it. */
+  /** How many more messages a backend's loop may hold: its held messages count against it. */
   #room(backend: Backend): number {
     const waiting = this.#waiting.filter((m) => m.backend === backend.name).length;
-    return backend.concurrency * JOBS_PER_PLACE - waiting -
+    return capacity(backend) - waiting -
       (this.#runsPerBackend.get(backend.name) ?? 0);
   }
 
@@ -307,11 +353,17 @@ export class JobWorker {
     waitSeconds: number,
     signal: AbortSignal,
   ): Promise<ReceivedJob[]> {
+    // The queue hides what it hands over from some moment during the call: counting
+    // from its start errs on the safe side for the heartbeat.
+    const sentAt = Date.now();
     const receive = this.#services.queue.receive(queue, {
       maxMessages: max,
       waitSeconds,
       visibilitySeconds: this.#services.config.visibilityTimeoutSeconds,
       signal,
+    }).then((messages) => {
+      for (const message of messages) this.#receivedAt.set(message, sentAt);
+      return messages;
     });
     this.#receiving.add(receive);
     const forget = () => this.#receiving.delete(receive);
@@ -329,7 +381,10 @@ export class JobWorker {
       for (const message of messages) this.#putBack(message);
       return;
     }
-    for (const message of messages) this.#held.set(message.receipt, { message, running: false });
+    for (const message of messages) {
+      const hiddenSince = this.#receivedAt.get(message) ?? Date.now();
+      this.#held.set(message.receipt, { message, hiddenSince });
+    }
     this.#waiting.push(...messages);
     this.#waiting.sort((a, b) => LANES.indexOf(a.lane) - LANES.indexOf(b.lane));
     this.#dispatch();
@@ -343,7 +398,7 @@ export class JobWorker {
       // A line check never calls a model: it starts at once.
       if (
         backend && !message.ticket.line_check &&
-        (this.#runsPerBackend.get(backend.name) ?? 0) >= backend.concurrency * JOBS_PER_PLACE
+        (this.#runsPerBackend.get(backend.name) ?? 0) >= capacity(backend)
       ) {
         return true;
       }
@@ -355,16 +410,33 @@ export class JobWorker {
   #start(message: ReceivedJob): void {
     const key = message.backend;
     this.#runsPerBackend.set(key, (this.#runsPerBackend.get(key) ?? 0) + 1);
+    // A run counts against its backend's room until its model call is over: then
+    // it only stores and hands on, and another job is claimed and read meanwhile.
+    let counted = true;
+    const uncount = () => {
+      if (!counted) return;
+      counted = false;
+      this.#runsPerBackend.set(key, (this.#runsPerBackend.get(key) ?? 1) - 1);
+      this.#dispatch();
+      this.#wakeAll();
+    };
     const held = this.#held.get(message.receipt);
-    if (held) held.running = true;
+    // The run claims the job at once, with a lease of the visibility timeout.
+    if (held) held.leasedSince = Date.now();
     const run = runJob(message, {
       services: this.#services,
       logger: this.#logger,
       maxReceiveCount: this.#maxReceiveCount.get(queueKey(message))!,
       signal: this.#interrupt.signal,
       stopHolding: () => this.#held.delete(message.receipt),
-      backendPlace: (route) =>
-        this.#places.get(route)?.acquire(message.lane === "priority") ?? Promise.resolve(() => {}),
+      backendPlace: async (route) => {
+        const place = this.#places.get(route);
+        const release = place ? await place.acquire(message.lane === "priority") : () => {};
+        return () => {
+          release();
+          uncount();
+        };
+      },
       catalogue: this.#catalogue,
       deliverCallback: (job) => this.#deliverCallback(job),
       imageCache: this.#imageCache,
@@ -381,10 +453,8 @@ export class JobWorker {
       },
     ).finally(() => {
       this.#held.delete(message.receipt);
-      this.#runsPerBackend.set(key, (this.#runsPerBackend.get(key) ?? 1) - 1);
       this.#running.delete(run);
-      this.#dispatch();
-      this.#wakeAll();
+      uncount();
     });
     this.#running.add(run);
   }
@@ -408,18 +478,29 @@ export class JobWorker {
     this.#callbacks.add(delivery);
   }
 
-  /** Keeps held messages hidden and running jobs leased, and publishes what the worker serves. */
+  /**
+   * Keeps held messages hidden and running jobs leased, and publishes what the
+   * worker serves. Only holds that have gone half a beat without are extended
+   * (see {@linkcode extensionDue}): a short job costs no heartbeat calls.
+   */
   #beat(): void {
     const { queue, store, config } = this.#services;
     const seconds = config.visibilityTimeoutSeconds;
-    for (const { message, running } of this.#held.values()) {
-      queue.returnAfter(message, seconds).catch((err) =>
-        this.#logger.warn("Heartbeat could not extend a message", {
-          job_id: message.ticket.job_id,
-          error: errorMessage(err),
-        })
-      );
-      if (running) {
+    const now = Date.now();
+    const due = (since: number) => extensionDue(since, now, this.#beatEveryMs);
+    for (const held of this.#held.values()) {
+      const { message } = held;
+      if (due(held.hiddenSince)) {
+        held.hiddenSince = now;
+        queue.returnAfter(message, seconds).catch((err) =>
+          this.#logger.warn("Heartbeat could not extend a message", {
+            job_id: message.ticket.job_id,
+            error: errorMessage(err),
+          })
+        );
+      }
+      if (held.leasedSince !== undefined && due(held.leasedSince)) {
+        held.leasedSince = now;
         store.renewLease(message.ticket.job_id, seconds * 1000).catch((err) =>
           this.#logger.warn("Heartbeat could not renew a lease", {
             job_id: message.ticket.job_id,

@@ -11,9 +11,13 @@ export interface FixedLatencyOptions {
   latencyMs: number;
   /** A random extra delay from 0 up to this, so answers do not fall in step with a poll. Default 0. */
   jitterMs?: number;
-  /** Tokens in a streamed reply. Default 50. */
+  /**
+   * Tokens in a streamed reply, one every `tokenIntervalMs`. Without
+   * `tokenIntervalMs` a streamed request (the worker always asks for one) is
+   * answered like any other: its whole reply in one piece after the latency.
+   */
   streamTokens?: number;
-  /** Pause before each streamed token. Default 20 ms (50 tokens a second). */
+  /** Pause before each streamed token, e.g. 20 ms (50 tokens a second). */
   tokenIntervalMs?: number;
 }
 
@@ -29,6 +33,8 @@ export interface FixedLatencyLlm {
   readonly answered: number;
   /** Sum of every request's time in the server, in ms. */
   readonly busyMs: number;
+  /** performance.now() when each answered chat completion came in and when it ended, in arrival order. */
+  readonly spans: readonly { start: number; end: number }[];
   /** performance.now() when each token of a streamed reply was sent, by the request's last user message. */
   readonly tokenSentAt: Map<string, number[]>;
   stop(): Promise<void>;
@@ -42,12 +48,13 @@ export function streamToken(i: number): string {
 /** Starts the stand-in on a free loopback port. */
 export function startFixedLatencyLlm(options: FixedLatencyOptions | number): FixedLatencyLlm {
   const settings = typeof options === "number" ? { latencyMs: options } : options;
-  const tokens = settings.streamTokens ?? 50;
-  const tokenIntervalMs = settings.tokenIntervalMs ?? 20;
+  const tokenIntervalMs = settings.tokenIntervalMs;
+  const tokens = tokenIntervalMs === undefined ? 1 : settings.streamTokens ?? 50;
   let inFlight = 0;
   let maxInFlight = 0;
   let answered = 0;
   let busyMs = 0;
+  const spans: { start: number; end: number }[] = [];
   const tokenSentAt = new Map<string, number[]>();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -81,17 +88,23 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
           messages?: { content?: unknown }[];
         };
         const model = body.model ?? "bench-model";
+        const jitter = settings.jitterMs ? Math.random() * settings.jitterMs : 0;
+        if (body.stream && tokenIntervalMs === undefined) {
+          await new Promise((resolve) => setTimeout(resolve, settings.latencyMs + jitter));
+        }
         if (body.stream) {
           streaming = true;
           const sentAt: number[] = [];
           tokenSentAt.set(String(body.messages?.at(-1)?.content ?? ""), sentAt);
-          return streamedReply(model, tokens, tokenIntervalMs, sentAt, () => {
+          const span = { start: started, end: started };
+          spans.push(span);
+          return streamedReply(model, tokens, tokenIntervalMs ?? 0, sentAt, () => {
             inFlight--;
             answered++;
-            busyMs += performance.now() - started;
+            span.end = performance.now();
+            busyMs += span.end - started;
           });
         }
-        const jitter = settings.jitterMs ? Math.random() * settings.jitterMs : 0;
         await new Promise((resolve) => setTimeout(resolve, settings.latencyMs + jitter));
         answered++;
         return Response.json({
@@ -109,7 +122,9 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
       } finally {
         if (!streaming) {
           inFlight--;
-          busyMs += performance.now() - started;
+          const end = performance.now();
+          busyMs += end - started;
+          spans.push({ start: started, end });
         }
       }
     },
@@ -129,6 +144,7 @@ export function startFixedLatencyLlm(options: FixedLatencyOptions | number): Fix
     get busyMs() {
       return busyMs;
     },
+    spans,
     tokenSentAt,
     stop: () => stopped ??= server.shutdown(),
   };
@@ -158,7 +174,7 @@ function streamedReply(
       try {
         controller.enqueue(event({ role: "assistant" }));
         for (let i = 0; i < tokens; i++) {
-          await new Promise((r) => setTimeout(r, intervalMs));
+          if (intervalMs > 0) await new Promise((r) => setTimeout(r, intervalMs));
           sentAt.push(performance.now());
           controller.enqueue(event({ content: streamToken(i) }));
         }

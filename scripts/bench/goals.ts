@@ -1,6 +1,7 @@
 /** Issue 13's figures, each beside its goal, for the bench's closing table. */
 import { type LambdaColdResult, medianCold } from "./lambda_cold.ts";
 import type { AwsWaitResult, QueuedPathResult, StreamResult } from "./latency.ts";
+import type { MemoryResult } from "./memory.ts";
 import type { BenchResult } from "./report.ts";
 import { round } from "./stats.ts";
 
@@ -23,12 +24,13 @@ export interface BenchFigures {
   streams?: StreamResult[];
   lambda?: LambdaColdResult;
   throughput?: BenchResult;
+  memory?: MemoryResult;
 }
 
 /** The figures with their goals. */
 export function figuresWithGoals(results: BenchFigures): Figure[] {
   const figures: Figure[] = [];
-  const { queued, wait, streams, lambda, throughput } = results;
+  const { queued, wait, streams, lambda, throughput, memory } = results;
   if (queued) {
     figures.push({
       name: "queued completion, added p50 (embedded)",
@@ -86,6 +88,15 @@ export function figuresWithGoals(results: BenchFigures): Figure[] {
       value: `${throughput.ratio_pct} %`,
       goal: "≥ 95 % (issue 13, phase 2)",
       met: throughput.ratio_pct >= 95,
+    });
+  }
+  if (memory) {
+    figures.push({
+      name: `worker RSS, ${memory.concurrency} in flight, ${memory.queued} queued (aws)`,
+      value:
+        `${memory.steady_mib} MiB (idle ${memory.idle_mib}, first ${memory.concurrency} at once ${memory.first_full_mib})`,
+      goal: "< 100 MiB",
+      met: memory.steady_mib < 100,
     });
   }
   return figures;

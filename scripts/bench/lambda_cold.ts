@@ -5,7 +5,9 @@
  * the first `POST /chat` in a fresh Node.js process, against the emulators.
  */
 import { fileURLToPath } from "node:url";
+import { backendsFromConfig } from "../../lib/core/backends.ts";
 import { loadConfig } from "../../lib/core/config.ts";
+import { queueNameFor } from "../../lib/core/queue.ts";
 import { silentLogger } from "../../lib/core/log.ts";
 import { createAwsClients } from "../../lib/storage/aws/clients.ts";
 import { provisionAws } from "../../lib/storage/aws/provision.ts";
@@ -81,11 +83,19 @@ async function lambdaEnv(emulators: AwsEmulators): Promise<Record<string, string
   await provisionAws(config, silentLogger);
   const clients = createAwsClients(config);
   try {
+    // The template gives each lane's URL without its backend: each backend's queue adds `-<backend>`.
+    const backend = backendsFromConfig(config)[0].name;
+    const urlOf = (base: string) => resolveQueueUrl(clients.sqs, queueNameFor(base, backend));
+    const [jobs, priority] = [await urlOf(config.jobsQueue), await urlOf(config.priorityQueue)];
     return {
       ...aws,
-      JOBS_QUEUE: await resolveQueueUrl(clients.sqs, config.jobsQueue),
-      PRIORITY_QUEUE: await resolveQueueUrl(clients.sqs, config.priorityQueue),
+      JOBS_QUEUE: jobs.slice(0, -`-${backend}`.length),
+      PRIORITY_QUEUE: priority.slice(0, -`-${backend}`.length),
+      // The floor sends to one queue, the one `POST /chat` sends to.
+      FLOOR_QUEUE_URL: jobs,
       WORKER_STALE_S: "0",
+      // As the template sets it for a public API without keys: the API's own name is no local one.
+      ALLOWED_HOSTS: "*",
     };
   } finally {
     clients.destroy();
@@ -119,7 +129,7 @@ async function coldStart(
   }
   throw new Error(
     `Cannot cold-start ${bundle} under Node.js: exit ${code}: ${
-      new TextDecoder().decode(stderr).trim() || lines.join("\n")
+      [...lines, new TextDecoder().decode(stderr).trim()].join("\n")
     }`,
   );
 }

@@ -57,7 +57,10 @@ app.post("/chat", async (c) => {
     }),
   );
   await sqs.send(
-    new SendMessageCommand({ QueueUrl: env.JOBS_QUEUE, MessageBody: JSON.stringify({ jobId }) }),
+    new SendMessageCommand({
+      QueueUrl: env.FLOOR_QUEUE_URL,
+      MessageBody: JSON.stringify({ jobId }),
+    }),
   );
   return c.json({ job_id: jobId }, 202);
 });

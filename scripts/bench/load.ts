@@ -1,5 +1,8 @@
 /** Sends the bench's jobs through the front door and times each one from enqueue to done. */
+import { type CallCounts, callsSince } from "./aws_calls.ts";
 import type { BenchOptions } from "./options.ts";
+import { cpuSnapshot } from "./processes.ts";
+import { round } from "./stats.ts";
 import type { BenchStack } from "./stack.ts";
 
 /** The longest the bench waits for all jobs. */
@@ -9,30 +12,79 @@ const DEADLINE_MS = 10 * 60_000;
 export interface LoadTimings {
   /** When POST /chat answered 202, per job. */
   enqueuedAt: Map<string, number>;
-  /** When the job's success was stored, per job. */
+  /** When the job's success was stored, per job (warm-up jobs too, before the run). */
   doneAt: Map<string, number>;
+  /** The backend calls of the timed jobs: when each came in and ended. */
+  spans: { start: number; end: number }[];
+  /** AWS calls from the first submission to the last job done, by command (AWS only). */
+  calls?: { frontDoor: CallCounts; worker: CallCounts };
+  /** CPU seconds each process used from the first submission to the last job done. */
+  cpuSeconds: Record<string, number>;
 }
 
-/** Submits every job as fast as the front door takes them, then waits until all have succeeded. */
+/**
+ * Runs one job per backend place first, untimed, so that neither process
+ * meets its code paths for the first time during the run; then submits every
+ * job as fast as the front door takes them and waits until all have succeeded.
+ */
 export async function runLoad(stack: BenchStack, options: BenchOptions): Promise<LoadTimings> {
+  const warmUp = await submitAll(stack, options, options.concurrency, (i) => `warm-up-${i}`);
+  await stack.progress.allDone(new Set(warmUp.keys()), DEADLINE_MS);
+  const spansBefore = stack.llm.spans.length;
+  const cpuBefore = await cpuSnapshot(stack.processes);
+  const callsBefore = stack.calls && {
+    frontDoor: await stack.calls.frontDoor(),
+    worker: await stack.calls.worker(),
+  };
   const enqueuedAt = new Map<string, number>();
   const progress = startProgress(stack, options, enqueuedAt);
+  let calls: LoadTimings["calls"];
+  let cpuSeconds: Record<string, number>;
   try {
-    let next = 0;
-    const submitter = async () => {
-      while (next < options.jobs) {
-        const index = next++;
-        const jobId = await submit(stack, `bench-${index % options.conversations}`, index);
-        enqueuedAt.set(jobId, performance.now());
-      }
-    };
-    await Promise.all(Array.from({ length: options.submitters }, submitter));
-    await stack.watch.allDone(new Set(enqueuedAt.keys()), DEADLINE_MS);
+    const conversation = (i: number) => `bench-${i % options.conversations}`;
+    await submitAll(stack, options, options.jobs, conversation, enqueuedAt);
+    await stack.progress.allDone(new Set(enqueuedAt.keys()), DEADLINE_MS);
+    const cpuAfter = await cpuSnapshot(stack.processes);
+    cpuSeconds = Object.fromEntries(
+      Object.entries(cpuAfter).map(([name, s]) => [name, round(s - (cpuBefore[name] ?? 0), 2)]),
+    );
+    if (stack.calls && callsBefore) {
+      calls = {
+        frontDoor: callsSince(await stack.calls.frontDoor(), callsBefore.frontDoor),
+        worker: callsSince(await stack.calls.worker(), callsBefore.worker),
+      };
+    }
   } finally {
     progress.stop();
   }
   await verifySucceeded(stack, [...enqueuedAt.keys()]);
-  return { enqueuedAt, doneAt: stack.watch.doneAt };
+  return {
+    enqueuedAt,
+    doneAt: stack.progress.doneAt,
+    spans: stack.llm.spans.slice(spansBefore),
+    calls,
+    cpuSeconds,
+  };
+}
+
+/** Submits `count` jobs from the bench's submitters at once; when each was accepted, by job id. */
+async function submitAll(
+  stack: BenchStack,
+  options: BenchOptions,
+  count: number,
+  conversation: (index: number) => string,
+  enqueuedAt = new Map<string, number>(),
+): Promise<Map<string, number>> {
+  let next = 0;
+  const submitter = async () => {
+    while (next < count) {
+      const index = next++;
+      const jobId = await submit(stack, conversation(index), index);
+      enqueuedAt.set(jobId, performance.now());
+    }
+  };
+  await Promise.all(Array.from({ length: options.submitters }, submitter));
+  return enqueuedAt;
 }
 
 async function submit(stack: BenchStack, conversationId: string, index: number): Promise<string> {
@@ -79,7 +131,7 @@ function startProgress(
   let lastWidth = 0;
   const write = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
   const timer = setInterval(() => {
-    const done = stack.watch.doneAt.size;
+    const done = stack.progress.doneAt.size;
     const elapsed = (performance.now() - started) / 1000;
     const line =
       `  ${elapsed.toFixed(0).padStart(3)} s  enqueued ${enqueuedAt.size}/${options.jobs}` +

@@ -1,10 +1,12 @@
 /** The bench's own settings, read from the environment (a dev tool: not the app's config). */
 
+import type { BenchSqs } from "./emulators.ts";
+
 /** Which storage the bench runs the gateway on. */
 export type BenchBackend = "aws" | "embedded";
 
 /** The parts of the bench, in the order they run. */
-export const SECTIONS = ["latency", "wait", "stream", "lambda", "throughput"] as const;
+export const SECTIONS = ["latency", "wait", "stream", "lambda", "throughput", "memory"] as const;
 
 /** One part of the bench. */
 export type BenchSection = typeof SECTIONS[number];
@@ -33,6 +35,14 @@ export interface BenchOptions {
   conversations: number;
   /** POST /chat requests in flight at once while submitting. */
   submitters: number;
+  /** The memory run: the worker's places (BENCH_MEMORY_CONCURRENCY). */
+  memoryConcurrency: number;
+  /** The memory run: jobs queued behind the first full round (BENCH_MEMORY_QUEUED). */
+  memoryQueued: number;
+  /** The memory run: the backend's latency (BENCH_MEMORY_LATENCY_MS). */
+  memoryLatencyMs: number;
+  /** The SQS of the AWS runs (BENCH_SQS): the fast stand-in, or Moto. */
+  sqs: BenchSqs;
   /** A Moto already running on 127.0.0.1 to use instead of starting one (e.g. behind a counting proxy). */
   awsEndpointUrl?: string;
 }
@@ -51,7 +61,7 @@ export function readBenchOptions(env: Readonly<Record<string, string | undefined
     return value;
   };
   const backend = readBackend(env, problems);
-  const jobs = int("BENCH_JOBS", 400, 1, 1_000_000);
+  const jobs = int("BENCH_JOBS", 320, 1, 1_000_000);
   const options: BenchOptions = {
     sections: readSections(env, problems),
     latencyRequests: int("BENCH_LATENCY_REQUESTS", 300, 1, 100_000),
@@ -60,10 +70,14 @@ export function readBenchOptions(env: Readonly<Record<string, string | undefined
     coldRuns: int("BENCH_COLD_RUNS", 9, 1, 1000),
     backend,
     jobs,
-    latencyMs: int("BENCH_LATENCY_MS", 200, 0, 600_000),
+    latencyMs: int("BENCH_LATENCY_MS", 300, 0, 600_000),
     concurrency: int("VLLM_CONCURRENCY", 16, 1, 1024),
     conversations: Math.min(jobs, int("BENCH_CONVERSATIONS", jobs, 1, 1_000_000)),
     submitters: int("BENCH_SUBMITTERS", 16, 1, 1024),
+    memoryConcurrency: int("BENCH_MEMORY_CONCURRENCY", 64, 1, 1024),
+    memoryQueued: int("BENCH_MEMORY_QUEUED", 300, 0, 100_000),
+    memoryLatencyMs: int("BENCH_MEMORY_LATENCY_MS", 5000, 100, 600_000),
+    sqs: readChoice(env, "BENCH_SQS", ["fast", "moto"], problems),
     awsEndpointUrl: readLoopbackUrl(env, "BENCH_AWS_ENDPOINT_URL", problems),
   };
   if (problems.length > 0) {
@@ -97,6 +111,20 @@ function readBackend(
   if (raw === "aws" || raw === "embedded") return raw;
   problems.push(`${name} must be "aws" or "embedded", got "${raw}"`);
   return "aws";
+}
+
+/** One of `choices`, the first by default. */
+function readChoice<T extends string>(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  choices: readonly T[],
+  problems: string[],
+): T {
+  const raw = env[name]?.trim();
+  if (!raw) return choices[0];
+  if ((choices as readonly string[]).includes(raw)) return raw as T;
+  problems.push(`${name} must be ${choices.map((c) => `"${c}"`).join(" or ")}, got "${raw}"`);
+  return choices[0];
 }
 
 /** Only loopback: the bench sends no traffic anywhere else. */

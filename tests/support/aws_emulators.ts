@@ -11,6 +11,8 @@ import { motoUnavailable, startMoto } from "./moto.ts";
 export interface AwsEmulators {
   readonly dynamodbUrl: string;
   readonly sqsUrl: string;
+  /** S3's endpoint when it is not the SQS one (the bench's SQS stand-in serves no S3). */
+  readonly s3Url?: string;
   stop(): Promise<void>;
 }
 
@@ -74,7 +76,7 @@ export function uniqueAwsEnv(emulators: AwsEmulators, prefix = ""): Record<strin
     AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamodbUrl,
     AWS_ENDPOINT_URL_SQS: emulators.sqsUrl,
     // Moto serves S3 too: the blobs of base64 images and long chats.
-    AWS_ENDPOINT_URL_S3: emulators.sqsUrl,
+    AWS_ENDPOINT_URL_S3: emulators.s3Url ?? emulators.sqsUrl,
     AWS_REGION: "us-east-1",
     AWS_ACCESS_KEY_ID: "test",
     AWS_SECRET_ACCESS_KEY: "test",

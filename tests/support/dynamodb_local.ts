@@ -20,6 +20,8 @@ const START_TIMEOUT_MS = 60_000;
 export interface DynamoDbLocal {
   /** e.g. http://127.0.0.1:41234 */
   readonly url: string;
+  /** Its process id (the bench reads its CPU time). */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -103,7 +105,7 @@ export async function startDynamoDbLocal(): Promise<DynamoDbLocal> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (true) {
     const port = await Deno.readTextFile(portFile).catch(() => undefined);
-    if (port) return { url: `http://127.0.0.1:${Number(port)}`, stop };
+    if (port) return { url: `http://127.0.0.1:${Number(port)}`, pid: child.pid, stop };
     if (Date.now() > deadline) {
       const log = await Deno.readTextFile(logFile).catch(() => "(no log)");
       await stop();

@@ -2,14 +2,20 @@
 import { backendsFromConfig } from "../../core/backends.ts";
 import type { Config } from "../../core/config.ts";
 import type { Services } from "../../core/services.ts";
-import { createAwsClients } from "./clients.ts";
+import { type AwsClients, createAwsClients } from "./clients.ts";
 import { DynamoStore } from "./dynamo_store.ts";
 import { S3BlobStore } from "./s3_blobs.ts";
 import { SqsJobQueue } from "./sqs_queue.ts";
 
-/** Builds the AWS services for a configuration; no connection is opened until first used. */
-export function openAwsServices(config: Config): Services {
-  const clients = createAwsClients(config);
+/**
+ * Builds the AWS services for a configuration; no connection is opened until
+ * first used. `clients` are made from the configuration unless given (the
+ * bench gives clients that count their calls); closing the services closes them.
+ */
+export function openAwsServices(
+  config: Config,
+  clients: AwsClients = createAwsClients(config),
+): Services {
   const queue = new SqsJobQueue(clients.sqs, {
     priority: config.priorityQueue,
     default: config.jobsQueue,
