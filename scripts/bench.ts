@@ -50,7 +50,7 @@ async function runThroughput(options: BenchOptions, emulators: () => Promise<Ben
   try {
     const timings = await runLoad(stack, options);
     const result = summarize(options, timings, {
-      maxInFlight: stack.llm.maxInFlight,
+      maxInFlight: (await stack.llm.status()).maxInFlight,
       retries: stack.progress.retries,
     });
     printThroughput(result);

@@ -11,7 +11,9 @@ import type { Services } from "../lib/core/services.ts";
 import { retryFailedJob } from "../lib/core/retry.ts";
 import { RecordTooLargeError } from "../lib/core/store.ts";
 import { ENDINGS, runJob, type RunOutcome } from "../lib/worker/job_runner.ts";
+import { Semaphore } from "../lib/worker/semaphore.ts";
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from "./support/gateway.ts";
+import { eventually } from "./support/wait.ts";
 
 /** The calls that matter for the order: hand-on, stop holding, settle. */
 const WATCHED = new Set([
@@ -169,6 +171,73 @@ Deno.test("runJob() returns the message at once when the worker stops mid-call",
       const { outcome, calls } = await runNext(gateway, { signal: stopping.signal });
       assert.equal(outcome, "interrupted");
       assert.deepEqual(calls, ["store.retryJob", "stopHolding", "queue.returnAfter(0)"]);
+    },
+  );
+});
+
+Deno.test("runJob() hands its place to the job waiting for it before storing its own reply", async () => {
+  const firstAnswer = Promise.withResolvers<void>();
+  await withGateway(
+    {
+      vllmAnswer: async (request) => {
+        if (request.messages.at(-1)?.content === "first") await firstAnswer.promise;
+        return { reply: "ok" };
+      },
+    },
+    async (gateway) => {
+      const events: string[] = [];
+      const services: Services = {
+        ...gateway.services,
+        store: new Proxy(gateway.services.store, {
+          get(inner, property) {
+            const value = Reflect.get(inner, property);
+            if (typeof value !== "function") return value;
+            if (property !== "completeJob") return value.bind(inner);
+            return (...args: Parameters<typeof inner.completeJob>) => {
+              events.push(`reply stored: ${args[0].user_message.content}`);
+              return inner.completeJob(...args);
+            };
+          },
+        }),
+      };
+      const place = new Semaphore(1);
+      const run = async (text: string) => {
+        await gateway.send({ conversation_id: text, user_message: text });
+        const [message] = await gateway.services.queue.receive(
+          { backend: "vllm", lane: "default" },
+          { maxMessages: 1, waitSeconds: 0, visibilitySeconds: 60 },
+        );
+        return runJob(message, {
+          services,
+          logger: silentLogger,
+          maxReceiveCount: 3,
+          signal: new AbortController().signal,
+          backendPlace: () => {
+            events.push(`waits for a place: ${text}`);
+            return place.acquire().then((release) => {
+              events.push(`takes the place: ${text}`);
+              return release;
+            });
+          },
+        });
+      };
+      const first = run("first");
+      await eventually(() => gateway.vllm.requests.length === 1, "the first job's model call");
+      const second = run("second");
+      await eventually(
+        () => events.includes("waits for a place: second"),
+        "the second job to wait for the place",
+      );
+      firstAnswer.resolve();
+      assert.deepEqual(await Promise.all([first, second]), ["succeeded", "succeeded"]);
+      assert.deepEqual(events, [
+        "waits for a place: first",
+        "takes the place: first",
+        "waits for a place: second",
+        "takes the place: second",
+        "reply stored: first",
+        "reply stored: second",
+      ]);
     },
   );
 });

@@ -382,6 +382,9 @@ async function askBackend(
   } finally {
     release();
   }
+  // release() has started the model call of the job that takes this place: one
+  // turn of the event loop sends its request before this job's store calls run.
+  await sleep(0);
   const result: JobResult = {
     reply: reply.message,
     finishReason: reply.finishReason,

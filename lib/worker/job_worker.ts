@@ -434,7 +434,10 @@ export class JobWorker {
         const release = place ? await place.acquire(message.lane === "priority") : () => {};
         return () => {
           release();
-          uncount();
+          // The room freed is filled a turn of the event loop later: the model
+          // request of the job that takes this place goes out before the
+          // receives and claims of the jobs that fill it.
+          setTimeout(uncount, 0);
         };
       },
       catalogue: this.#catalogue,

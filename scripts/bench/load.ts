@@ -30,7 +30,7 @@ export interface LoadTimings {
 export async function runLoad(stack: BenchStack, options: BenchOptions): Promise<LoadTimings> {
   const warmUp = await submitAll(stack, options, options.concurrency, (i) => `warm-up-${i}`);
   await stack.progress.allDone(new Set(warmUp.keys()), DEADLINE_MS);
-  const spansBefore = stack.llm.spans.length;
+  const spansBefore = (await stack.llm.spans()).length;
   const cpuBefore = await cpuSnapshot(stack.processes);
   const callsBefore = stack.calls && {
     frontDoor: await stack.calls.frontDoor(),
@@ -55,13 +55,13 @@ export async function runLoad(stack: BenchStack, options: BenchOptions): Promise
       };
     }
   } finally {
-    progress.stop();
+    await progress.stop();
   }
   await verifySucceeded(stack, [...enqueuedAt.keys()]);
   return {
     enqueuedAt,
     doneAt: stack.progress.doneAt,
-    spans: stack.llm.spans.slice(spansBefore),
+    spans: (await stack.llm.spans()).slice(spansBefore),
     calls,
     cpuSeconds,
   };
@@ -123,31 +123,40 @@ function startProgress(
   stack: BenchStack,
   options: BenchOptions,
   enqueuedAt: Map<string, number>,
-): { stop(): void } {
+): { stop(): Promise<void> } {
   const tty = Deno.stdout.isTerminal();
   const encoder = new TextEncoder();
   const started = performance.now();
   let lastDone = 0;
   let lastWidth = 0;
   const write = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
+  let stopped = false;
+  let asking: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
     const done = stack.progress.doneAt.size;
     const elapsed = (performance.now() - started) / 1000;
-    const line =
+    const head =
       `  ${elapsed.toFixed(0).padStart(3)} s  enqueued ${enqueuedAt.size}/${options.jobs}` +
       `  done ${done}/${options.jobs}  ${done - lastDone} jobs/s now` +
-      `  ${(done / elapsed).toFixed(1)} jobs/s overall  backend in flight ${stack.llm.inFlight}`;
+      `  ${(done / elapsed).toFixed(1)} jobs/s overall`;
     lastDone = done;
-    if (tty) {
-      write(`\r${line.padEnd(lastWidth)}`);
-      lastWidth = line.length;
-    } else {
-      write(`${line}\n`);
-    }
+    // The stand-in runs in a process of its own: its count comes a moment later.
+    asking = stack.llm.status().then(({ inFlight }) => {
+      if (stopped) return;
+      const line = `${head}  backend in flight ${inFlight}`;
+      if (tty) {
+        write(`\r${line.padEnd(lastWidth)}`);
+        lastWidth = line.length;
+      } else {
+        write(`${line}\n`);
+      }
+    });
   }, 1000);
   return {
-    stop() {
+    async stop() {
       clearInterval(timer);
+      await asking;
+      stopped = true;
       if (tty && lastWidth > 0) write("\n");
     },
   };

@@ -15,9 +15,10 @@ import { openAwsServices } from "../../lib/storage/aws/open.ts";
 import { provisionAws } from "../../lib/storage/aws/provision.ts";
 import { type AwsEmulators, uniqueAwsEnv } from "../../tests/support/aws_emulators.ts";
 import { startFixedLatencyLlm } from "./fixed_latency_llm.ts";
+import { lines } from "./lines.ts";
 import { type RssParts, rssParts } from "./processes.ts";
 import { round } from "./stats.ts";
-import { workerTaskSettings } from "./worker_task.ts";
+import { workerEnv, workerTaskSettings } from "./worker_task.ts";
 
 /** The worker's resident memory in each phase, in MiB. */
 export interface MemoryResult {
@@ -156,12 +157,6 @@ async function sampleFor(pid: number, ms: number): Promise<RssParts[]> {
 /** The real worker, started as `deno task worker` starts it; its log tells how many jobs succeeded. */
 function spawnWorker(env: Record<string, string>) {
   const task = workerTaskSettings();
-  const passed = Object.fromEntries(
-    ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"].flatMap((name) => {
-      const value = Deno.env.get(name);
-      return value === undefined ? [] : [[name, value]];
-    }),
-  );
   const child = new Deno.Command("deno", {
     args: [
       "run",
@@ -174,7 +169,7 @@ function spawnWorker(env: Record<string, string>) {
       new URL("../../worker.ts", import.meta.url).pathname,
     ],
     clearEnv: true,
-    env: { ...passed, ...task.env, ...env },
+    env: workerEnv(task, env),
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -182,23 +177,17 @@ function spawnWorker(env: Record<string, string>) {
   let succeeded = 0;
   const listeners = new Set<() => void>();
   const reading = (async () => {
-    let buffer = "";
-    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buffer += text;
-      const lines = buffer.split("\n");
-      buffer = lines.pop() ?? "";
-      for (const line of lines) {
-        let entry: { level?: string; message?: string };
-        try {
-          entry = JSON.parse(line);
-        } catch {
-          console.error(line); // not a log line: show it, and go on counting
-          continue;
-        }
-        if (entry.message === "Worker polling") polling = true;
-        else if (entry.message === "Job succeeded") succeeded++;
-        else if (entry.level === "warn" || entry.level === "error") console.error(line);
+    for await (const line of lines(child.stdout)) {
+      let entry: { level?: string; message?: string };
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        console.error(line); // not a log line: show it, and go on counting
+        continue;
       }
+      if (entry.message === "Worker polling") polling = true;
+      else if (entry.message === "Job succeeded") succeeded++;
+      else if (entry.level === "warn" || entry.level === "error") console.error(line);
       listeners.forEach((listener) => listener());
     }
   })();

@@ -17,8 +17,8 @@ import { JobWorker } from "../../lib/worker/job_worker.ts";
 import { uniqueAwsEnv } from "../../tests/support/aws_emulators.ts";
 import type { BenchEmulators } from "./emulators.ts";
 import { type CallCounts, countingClients } from "./aws_calls.ts";
-import { type FixedLatencyLlm, startFixedLatencyLlm } from "./fixed_latency_llm.ts";
 import { type JobProgress, watchJobs } from "./job_watch.ts";
+import { type LlmProcess, startLlmProcess } from "./llm_process.ts";
 import { startWorkerProcess } from "./worker_process.ts";
 import type { BenchOptions } from "./options.ts";
 
@@ -29,7 +29,8 @@ export interface BenchStack {
   services: Services;
   // deno-lint-ignore no-explicit-any
   app: Hono<any>;
-  llm: FixedLatencyLlm;
+  /** The stand-in backend, in a process of its own as vLLM would be. */
+  llm: LlmProcess;
   /** The jobs' ends, as the worker's store calls show them. */
   progress: JobProgress;
   /** AWS calls so far, by command, of the front door and of the worker (AWS only). */
@@ -70,7 +71,7 @@ export async function startBenchStack(
         console.error(line);
       },
     });
-    const llm = startFixedLatencyLlm(options.latencyMs);
+    const llm = await startLlmProcess(options.latencyMs);
     cleanups.push(() => llm.stop());
     const env: Env = {
       ...await storageEnvFor(options, cleanups, emulators),
@@ -85,7 +86,7 @@ export async function startBenchStack(
       RETRY_DELAY_S: "1",
     };
     const config = loadConfig(env);
-    const processes: Record<string, number> = {};
+    const processes: Record<string, number> = { "stand-in backend": llm.pid };
     let services: Services;
     let progress: JobProgress;
     let calls: BenchStack["calls"];

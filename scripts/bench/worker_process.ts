@@ -17,10 +17,8 @@ import { openAwsServices } from "../../lib/storage/aws/open.ts";
 import { JobWorker } from "../../lib/worker/job_worker.ts";
 import { type CallCounts, countingClients } from "./aws_calls.ts";
 import { JobTracker, type WatchEvent, watchJobs } from "./job_watch.ts";
-import { workerTaskSettings } from "./worker_task.ts";
-
-/** The variables the child needs besides the gateway's own: where Deno keeps its cache. */
-const PASSED_THROUGH = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"];
+import { lines } from "./lines.ts";
+import { workerEnv, workerTaskSettings } from "./worker_task.ts";
 
 /** A worker running in a child process. */
 export interface WorkerProcess {
@@ -35,12 +33,6 @@ export interface WorkerProcess {
 
 /** Starts the bench's worker with the gateway's variables `env`; resolves once it polls. */
 export async function startWorkerProcess(env: Record<string, string>): Promise<WorkerProcess> {
-  const passed = Object.fromEntries(
-    PASSED_THROUGH.flatMap((name) => {
-      const value = Deno.env.get(name);
-      return value === undefined ? [] : [[name, value]];
-    }),
-  );
   const task = workerTaskSettings();
   const child = new Deno.Command("deno", {
     args: [
@@ -53,7 +45,7 @@ export async function startWorkerProcess(env: Record<string, string>): Promise<W
       new URL(import.meta.url).pathname,
     ],
     clearEnv: true,
-    env: { ...passed, ...task.env, ...env },
+    env: workerEnv(task, env),
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -62,17 +54,11 @@ export async function startWorkerProcess(env: Record<string, string>): Promise<W
   const ready = Promise.withResolvers<void>();
   const callAnswers: ((calls: CallCounts) => void)[] = [];
   const reading = (async () => {
-    let buffer = "";
-    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buffer += text;
-      const lines = buffer.split("\n");
-      buffer = lines.pop() ?? "";
-      for (const line of lines) {
-        const message = JSON.parse(line);
-        if (message.ready) ready.resolve();
-        else if (message.calls) callAnswers.shift()?.(new Map(Object.entries(message.calls)));
-        else progress.record(message as WatchEvent);
-      }
+    for await (const line of lines(child.stdout)) {
+      const message = JSON.parse(line);
+      if (message.ready) ready.resolve();
+      else if (message.calls) callAnswers.shift()?.(new Map(Object.entries(message.calls)));
+      else progress.record(message as WatchEvent);
     }
     ready.reject(new Error("Cannot start the bench's worker: it exited before polling"));
   })();
@@ -113,14 +99,8 @@ async function main(): Promise<void> {
   const worker = new JobWorker({ ...services, store: watch.store }, { logger });
   await worker.start();
   say({ ready: true });
-  let buffer = "";
-  for await (const text of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
-    buffer += text;
-    const lines = buffer.split("\n");
-    buffer = lines.pop() ?? "";
-    for (const line of lines) {
-      if (line.trim() === "calls") say({ calls: Object.fromEntries(calls) });
-    }
+  for await (const line of lines(Deno.stdin.readable)) {
+    if (line.trim() === "calls") say({ calls: Object.fromEntries(calls) });
   }
   await worker.stop();
   services.close();

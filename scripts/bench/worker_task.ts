@@ -34,3 +34,20 @@ export function workerTaskSettings(command: string = denoJson.tasks.worker): Wor
   }
   return { env, v8Flags: words.find((word) => word.startsWith("--v8-flags=")) };
 }
+
+/** The variables a child worker needs besides the gateway's own: where Deno keeps its cache. */
+const PASSED_THROUGH = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"];
+
+/** The whole environment of a worker started as the task starts it, with the gateway's variables `env`. */
+export function workerEnv(
+  task: WorkerTaskSettings,
+  env: Record<string, string>,
+): Record<string, string> {
+  const passed = Object.fromEntries(
+    PASSED_THROUGH.flatMap((name) => {
+      const value = Deno.env.get(name);
+      return value === undefined ? [] : [[name, value]];
+    }),
+  );
+  return { ...passed, ...task.env, ...env };
+}
