@@ -207,6 +207,7 @@ Deno.test("runJob() hands its place to the job waiting for it before storing its
           { backend: "vllm", lane: "default" },
           { maxMessages: 1, waitSeconds: 0, visibilitySeconds: 60 },
         );
+        assert.ok(message, `the message of "${text}"`);
         return runJob(message, {
           services,
           logger: silentLogger,

@@ -382,8 +382,9 @@ async function askBackend(
   } finally {
     release();
   }
-  // release() has started the model call of the job that takes this place: one
-  // turn of the event loop sends its request before this job's store calls run.
+  // release() has handed this place to the job waiting for it: this job's store
+  // calls wait one turn of the event loop, so that job calls its model first and
+  // its request goes out during that turn, not after this job's SDK work.
   await sleep(0);
   const result: JobResult = {
     reply: reply.message,

@@ -32,7 +32,7 @@ export interface LlmProcess {
   readonly baseUrl: string;
   readonly pid: number;
   status(): Promise<LlmStatus>;
-  /** Every chat completion answered so far, in arrival order. */
+  /** Every chat completion answered so far, in the order they ended. */
   spans(): Promise<Span[]>;
   stop(): Promise<void>;
 }
@@ -51,14 +51,28 @@ export async function startLlmProcess(latencyMs: number): Promise<LlmProcess> {
     stderr: "inherit",
   }).spawn();
   const listening = Promise.withResolvers<string>();
-  const answers: ((message: Record<string, unknown>) => void)[] = [];
+  const answers: PromiseWithResolvers<Record<string, unknown>>[] = [];
+  let ended: Error | undefined;
   const reading = (async () => {
-    for await (const line of lines(child.stdout)) {
-      const message = JSON.parse(line);
-      if (message.baseUrl) listening.resolve(message.baseUrl);
-      else answers.shift()?.(message);
+    try {
+      for await (const line of lines(child.stdout)) {
+        let message;
+        try {
+          message = JSON.parse(line);
+        } catch {
+          console.error(line); // not one of its answers: show it
+          continue;
+        }
+        if (message.baseUrl) listening.resolve(message.baseUrl);
+        else answers.shift()?.resolve(message);
+      }
+      ended = new Error("The stand-in backend's process has ended");
+    } catch (err) {
+      ended = new Error(`Cannot read the stand-in backend's answers: ${err}`);
     }
+    // Nothing more will come: whoever still waits is told so.
     listening.reject(new Error("Cannot start the stand-in backend: it exited before listening"));
+    for (const answer of answers.splice(0)) answer.reject(ended);
   })();
   const writer = child.stdin.getWriter();
   const stop = async () => {
@@ -67,9 +81,16 @@ export async function startLlmProcess(latencyMs: number): Promise<LlmProcess> {
     await reading;
   };
   const ask = async (command: string) => {
-    const answer = new Promise<Record<string, unknown>>((resolve) => answers.push(resolve));
-    await writer.write(new TextEncoder().encode(`${command}\n`));
-    return await answer;
+    if (ended) throw ended;
+    const answer = Promise.withResolvers<Record<string, unknown>>();
+    answers.push(answer);
+    try {
+      await writer.write(new TextEncoder().encode(`${command}\n`));
+    } catch (err) {
+      answers.splice(answers.indexOf(answer), 1);
+      throw err;
+    }
+    return await answer.promise;
   };
   let baseUrl: string;
   try {

@@ -1,4 +1,5 @@
 /** Sends the bench's jobs through the front door and times each one from enqueue to done. */
+import { errorMessage } from "../../lib/core/error_message.ts";
 import { type CallCounts, callsSince } from "./aws_calls.ts";
 import type { BenchOptions } from "./options.ts";
 import { cpuSnapshot } from "./processes.ts";
@@ -150,6 +151,8 @@ function startProgress(
       } else {
         write(`${line}\n`);
       }
+    }).catch((err) => {
+      if (!stopped) console.error(`Bench progress: ${errorMessage(err)}`);
     });
   }, 1000);
   return {
