@@ -6,10 +6,9 @@
  * door's load in the bench's process does not slow it down, and the other way
  * round.
  *
- * It tells the bench on its standard output, one JSON object a line:
- * `{"ready":true}` once polling, each job event as a {@linkcode WatchEvent},
- * and `{"calls":{...}}` after each line `calls` on its standard input. Closing
- * its standard input stops it.
+ * It tells the bench (scripts/bench/json_child.ts) when it polls, each job
+ * event as a {@linkcode WatchEvent}, and the AWS calls it has made so far when
+ * asked `calls`.
  */
 import { loadConfig } from "../../lib/core/config.ts";
 import { createLogger } from "../../lib/core/log.ts";
@@ -17,7 +16,7 @@ import { openAwsServices } from "../../lib/storage/aws/open.ts";
 import { JobWorker } from "../../lib/worker/job_worker.ts";
 import { type CallCounts, countingClients } from "./aws_calls.ts";
 import { JobTracker, type WatchEvent, watchJobs } from "./job_watch.ts";
-import { lines } from "./lines.ts";
+import { answerBench, startJsonChild, tellBench } from "./json_child.ts";
 import { workerEnv, workerTaskSettings } from "./worker_task.ts";
 
 /** A worker running in a child process. */
@@ -34,7 +33,9 @@ export interface WorkerProcess {
 /** Starts the bench's worker with the gateway's variables `env`; resolves once it polls. */
 export async function startWorkerProcess(env: Record<string, string>): Promise<WorkerProcess> {
   const task = workerTaskSettings();
-  const child = new Deno.Command("deno", {
+  const progress = new JobTracker();
+  const child = await startJsonChild<true>({
+    what: "the bench's worker",
     args: [
       "run",
       ...(task.v8Flags ? [task.v8Flags] : []),
@@ -44,45 +45,16 @@ export async function startWorkerProcess(env: Record<string, string>): Promise<W
       "--allow-sys=osRelease",
       new URL(import.meta.url).pathname,
     ],
-    clearEnv: true,
     env: workerEnv(task, env),
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const progress = new JobTracker();
-  const ready = Promise.withResolvers<void>();
-  const callAnswers: ((calls: CallCounts) => void)[] = [];
-  const reading = (async () => {
-    for await (const line of lines(child.stdout)) {
-      const message = JSON.parse(line);
-      if (message.ready) ready.resolve();
-      else if (message.calls) callAnswers.shift()?.(new Map(Object.entries(message.calls)));
-      else progress.record(message as WatchEvent);
-    }
-    ready.reject(new Error("Cannot start the bench's worker: it exited before polling"));
-  })();
-  const writer = child.stdin.getWriter();
-  const stop = async () => {
-    await writer.close().catch(() => {});
-    await child.status;
-    await reading;
-  };
-  try {
-    await ready.promise;
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+    onNews: (event) => progress.record(event as WatchEvent),
+  });
   return {
     progress,
     pid: child.pid,
     async calls() {
-      const answer = new Promise<CallCounts>((resolve) => callAnswers.push(resolve));
-      await writer.write(new TextEncoder().encode("calls\n"));
-      return await answer;
+      return new Map(Object.entries(await child.ask("calls") as Record<string, number>));
     },
-    stop,
+    stop: child.stop,
   };
 }
 
@@ -92,16 +64,13 @@ async function main(): Promise<void> {
     level: "warn",
     write: (line) => console.error(line),
   });
-  const say = (message: unknown) => console.log(JSON.stringify(message));
   const { clients, calls } = countingClients(config);
   const services = openAwsServices(config, clients);
-  const watch = watchJobs(services.store, say);
+  const watch = watchJobs(services.store, (event) => tellBench("news", event));
   const worker = new JobWorker({ ...services, store: watch.store }, { logger });
   await worker.start();
-  say({ ready: true });
-  for await (const line of lines(Deno.stdin.readable)) {
-    if (line.trim() === "calls") say({ calls: Object.fromEntries(calls) });
-  }
+  tellBench("ready", true);
+  await answerBench((command) => command === "calls" ? Object.fromEntries(calls) : null);
   await worker.stop();
   services.close();
 }
