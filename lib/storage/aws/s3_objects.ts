@@ -2,29 +2,19 @@
  * S3 object reads and writes as signed `fetch` calls. The gateway only puts
  * and gets whole objects in one bucket, and the full S3 client would add a
  * sixth to the Lambda bundle for that (deploy/COST.md, the bench's bundle
- * figure). The signature is the SDK's own (`@smithy/signature-v4`, already
- * in the bundle for SQS and DynamoDB), with the same credentials and region
- * as the other clients.
+ * figure). Requests are signed by `sigv4.ts` with S3's rules, with the same
+ * credentials and region as the other clients.
  */
-import { createHash, createHmac } from "node:crypto";
-import { Buffer } from "node:buffer";
-import { SignatureV4 } from "@smithy/signature-v4";
+import { type SigningCredentials, signRequest } from "./sigv4.ts";
 
 /** Something resolved later, as the SDK's clients hold their region and credentials. */
 type Provider<T> = () => Promise<T>;
-
-/** The credentials a request is signed with. */
-interface AwsCredentialIdentity {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-}
 
 /** Where the bucket is and who signs for it. */
 export interface S3ObjectsOptions {
   bucket: string;
   region: string | Provider<string>;
-  credentials: AwsCredentialIdentity | Provider<AwsCredentialIdentity>;
+  credentials: SigningCredentials | Provider<SigningCredentials>;
   /** An emulator's address (`AWS_ENDPOINT_URL_S3`); objects are then addressed path-style. */
   endpoint?: string;
   /** How long one attempt may take, in milliseconds. */
@@ -52,39 +42,6 @@ export class S3RequestError extends Error {
     this.name = "S3RequestError";
   }
 }
-
-/** The hash the signer computes with, on Node's crypto (Lambda's Node.js and Deno both have it). */
-class Sha256 {
-  #hash: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
-
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined
-      ? createHash("sha256")
-      : createHmac("sha256", toBuffer(secret));
-  }
-
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.#hash.update(toBuffer(data));
-  }
-
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.#hash.digest()));
-  }
-}
-
-function toBuffer(data: string | ArrayBuffer | ArrayBufferView): Buffer {
-  if (typeof data === "string") return Buffer.from(data, "utf8");
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return Buffer.from(data);
-}
-
-/** A hex SHA-256, as S3 wants in `x-amz-content-sha256`. */
-function hexSha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-/** The SHA-256 of no bytes. */
-const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /** A key's path as S3 signs it: each segment percent-encoded once, slashes kept. */
 export function encodeKey(key: string): string {
@@ -114,29 +71,16 @@ export async function signS3Request(
   signer: { region: S3ObjectsOptions["region"]; credentials: S3ObjectsOptions["credentials"] },
   signingDate?: Date,
 ): Promise<Record<string, string>> {
-  const sigv4 = new SignatureV4({
-    service: "s3",
-    region: signer.region,
-    credentials: signer.credentials,
-    sha256: Sha256,
-    uriEscapePath: false,
-  });
-  const signed = await sigv4.sign({
-    method: request.method,
-    protocol: request.url.protocol,
-    hostname: request.url.hostname,
-    port: request.url.port ? Number(request.url.port) : undefined,
-    path: request.url.pathname,
-    query: {},
-    headers: {
-      ...request.headers,
-      host: request.url.host,
-      "x-amz-content-sha256": request.headers["x-amz-content-sha256"] ??
-        (request.body ? hexSha256(request.body) : EMPTY_SHA256),
-    },
-    body: request.body,
-  }, signingDate ? { signingDate } : undefined);
-  return signed.headers;
+  const [region, credentials] = await Promise.all([
+    resolve(signer.region),
+    resolve(signer.credentials),
+  ]);
+  return signRequest(request, { service: "s3", region, credentials, s3: true, signingDate });
+}
+
+/** A value given as is or by a provider. */
+function resolve<T>(value: T | Provider<T>): Promise<T> {
+  return typeof value === "function" ? (value as Provider<T>)() : Promise.resolve(value);
 }
 
 /** Whole-object puts and gets in one bucket. */
@@ -194,9 +138,7 @@ export class S3Objects {
     if (endpoint) {
       return new URL(`${endpoint.replace(/\/+$/, "")}/${encodeURIComponent(bucket)}/${path}`);
     }
-    const region = typeof this.#options.region === "string"
-      ? this.#options.region
-      : await this.#options.region();
+    const region = await resolve(this.#options.region);
     return bucket.includes(".")
       ? new URL(`https://s3.${region}.amazonaws.com/${bucket}/${path}`)
       : new URL(`https://${bucket}.s3.${region}.amazonaws.com/${path}`);
