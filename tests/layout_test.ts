@@ -116,3 +116,50 @@ Deno.test("the Lambda entry point never reaches the embedded backend, the worker
     [],
   );
 });
+
+/** The npm packages `entry` loads when it starts: its static code imports, not types or dynamic imports. */
+async function npmPackagesLoaded(entry: string): Promise<Set<string>> {
+  const output = await new Deno.Command("deno", {
+    args: ["info", "--json", entry],
+    cwd: PROJECT_DIR,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(output.success, new TextDecoder().decode(output.stderr));
+  const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    roots: string[];
+    modules: {
+      specifier: string;
+      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+    }[];
+  };
+  const modules = new Map(graph.modules.map((m) => [m.specifier, m]));
+  const packages = new Set<string>();
+  const seen = new Set<string>();
+  const next = [...graph.roots];
+  while (next.length > 0) {
+    const specifier = next.pop()!;
+    if (seen.has(specifier)) continue;
+    seen.add(specifier);
+    if (specifier.startsWith("npm:")) {
+      packages.add(specifier.replace(/^npm:\/?/, "").replace(/@[^@/]+$/, ""));
+      continue;
+    }
+    for (const dependency of modules.get(specifier)?.dependencies ?? []) {
+      if (dependency.code && !dependency.isDynamic) next.push(dependency.code.specifier);
+    }
+  }
+  return packages;
+}
+
+Deno.test("the worker and the Lambda load no AWS SDK: they call AWS with signed fetch", async () => {
+  for (const entry of ["worker.ts", "lib/http/lambda.ts"]) {
+    const packages = await npmPackagesLoaded(entry);
+    assert.ok(entry === "worker.ts" || packages.has("hono"), `the walk of ${entry} reached hono`);
+    assert.deepEqual(
+      [...packages].filter((name) => name.startsWith("@aws-sdk/") || name.startsWith("@smithy/")),
+      [],
+      `the SDK packages ${entry} loads at start`,
+    );
+  }
+});

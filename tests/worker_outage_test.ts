@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { SqsJobQueue } from "../lib/storage/aws/sqs_queue.ts";
-import { createAwsClients } from "../lib/storage/aws/clients.ts";
+import { connectAws } from "../lib/storage/aws/connections.ts";
 import { createLogger } from "../lib/core/log.ts";
 import { isLastingError, pauseAfter } from "../lib/worker/outage.ts";
 import { loadConfig } from "../lib/core/config.ts";
@@ -117,9 +117,9 @@ Deno.test({
   ignore: skipWithoutAwsEmulators(),
   async fn() {
     const emulators = await startAwsEmulators();
-    const clients = createAwsClients(loadConfig(uniqueAwsEnv(emulators)));
+    const { sqs } = connectAws(loadConfig(uniqueAwsEnv(emulators)));
     try {
-      const queue = new SqsJobQueue(clients.sqs, { priority: "no-such-q", default: "nor-this" });
+      const queue = new SqsJobQueue(sqs, { priority: "no-such-q", default: "nor-this" });
       const err = await queue.receive({ backend: "vllm", lane: "default" }, {
         maxMessages: 1,
         waitSeconds: 0,
@@ -128,7 +128,6 @@ Deno.test({
       assert.ok(err instanceof Error, "the receive failed");
       assert.equal(isLastingError(err), true, `${err.name}: ${err.message}`);
     } finally {
-      clients.destroy();
       await emulators.stop();
     }
   },

@@ -7,6 +7,7 @@
  */
 import { errorMessage } from "../core/error_message.ts";
 import type { Logger } from "../core/log.ts";
+import { awsErrorStatus } from "../storage/aws/json_protocol.ts";
 
 /** Pauses after consecutive failures: the first, doubling up to the longest. */
 export interface PauseSchedule {
@@ -41,7 +42,7 @@ const LASTING_ERROR_NAMES = new Set([
 export function isLastingError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (LASTING_ERROR_NAMES.has(err.name)) return true;
-  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  const status = awsErrorStatus(err);
   return status === 401 || status === 403;
 }
 

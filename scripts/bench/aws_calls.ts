@@ -1,36 +1,22 @@
-/** AWS clients that count the calls they make, by command: the bench's calls per job. */
-import { type AwsClients, createAwsClients } from "../../lib/storage/aws/clients.ts";
+/** AWS connections that count the calls they make, by operation: the bench's calls per job. */
+import { type AwsConnections, connectAws } from "../../lib/storage/aws/connections.ts";
 import type { Config } from "../../lib/core/config.ts";
 
-/** Calls made so far, by command name (`GetCommand`, `ReceiveMessageCommand`...). */
+/** Calls made so far, by operation name (`GetItem`, `ReceiveMessage`...). */
 export type CallCounts = Map<string, number>;
 
-/** Clients for `config` whose every command, retries aside, adds one to `calls`. */
-export function countingClients(config: Config): { clients: AwsClients; calls: CallCounts } {
-  const clients = createAwsClients(config);
+/** Connections for `config` whose every DynamoDB and SQS call, retries aside, adds one to `calls`. */
+export function countingConnections(
+  config: Config,
+): { connections: AwsConnections; calls: CallCounts } {
   const calls: CallCounts = new Map();
-  const count = (name: unknown) => {
-    const key = String(name ?? "unknown");
-    calls.set(key, (calls.get(key) ?? 0) + 1);
-  };
-  clients.dynamo.middlewareStack.add(
-    (next, context) => (args) => {
-      count(context.commandName);
-      return next(args);
-    },
-    { step: "initialize", name: "benchCallCounter" },
-  );
-  clients.sqs.middlewareStack.add(
-    (next, context) => (args) => {
-      count(context.commandName);
-      return next(args);
-    },
-    { step: "initialize", name: "benchCallCounter" },
-  );
-  return { clients, calls };
+  const connections = connectAws(config, {
+    onCall: (operation) => calls.set(operation, (calls.get(operation) ?? 0) + 1),
+  });
+  return { connections, calls };
 }
 
-/** The calls made between two snapshots, by command. */
+/** The calls made between two snapshots, by operation. */
 export function callsSince(now: CallCounts, before: CallCounts): CallCounts {
   const out: CallCounts = new Map();
   for (const [name, count] of now) {

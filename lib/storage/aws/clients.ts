@@ -1,17 +1,19 @@
-/** AWS SDK clients built from the configuration; creating them does no I/O. */
+/**
+ * AWS SDK clients built from the configuration, for setting up tables and
+ * queues (provision.ts) and for tests that look into them; creating them does
+ * no I/O. The store, the queue and the blobs call AWS without the SDK
+ * (connections.ts).
+ */
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { Config } from "../../core/config.ts";
-import { S3Objects, type S3ObjectsOptions } from "./s3_objects.ts";
 
-/** The clients the AWS store and queue use. */
+/** The SDK clients for DynamoDB and SQS. */
 export interface AwsClients {
   dynamo: DynamoDBClient;
   documents: DynamoDBDocumentClient;
   sqs: SQSClient;
-  /** The blob bucket's objects, signed with the SQS client's region and credentials. */
-  blobObjects(options?: Pick<S3ObjectsOptions, "expectedBucketOwner">): S3Objects;
   /** Closes the clients' sockets. */
   destroy(): void;
 }
@@ -33,7 +35,7 @@ export function sdkClientSettings(config: Config) {
   };
 }
 
-/** Creates DynamoDB and SQS clients and S3 object access for the configured region and endpoints. */
+/** Creates DynamoDB and SQS clients for the configured region and endpoints. */
 export function createAwsClients(config: Config): AwsClients {
   const common = sdkClientSettings(config);
   const dynamo = new DynamoDBClient({ ...common, endpoint: config.awsEndpoints.dynamodb });
@@ -41,22 +43,10 @@ export function createAwsClients(config: Config): AwsClients {
     marshallOptions: { removeUndefinedValues: true },
   });
   const sqs = new SQSClient({ ...common, endpoint: config.awsEndpoints.sqs });
-  const blobObjects = (options: Pick<S3ObjectsOptions, "expectedBucketOwner"> = {}) =>
-    new S3Objects({
-      bucket: config.blobBucket,
-      region: sqs.config.region,
-      // The default provider chain as SQS resolved it (Lambda's role, the Mac's profile), refreshed as it is.
-      credentials: sqs.config.credentials,
-      endpoint: config.awsEndpoints.s3,
-      timeoutMs: common.requestHandler.requestTimeout,
-      maxAttempts: common.maxAttempts,
-      ...options,
-    });
   return {
     dynamo,
     documents,
     sqs,
-    blobObjects,
     destroy() {
       documents.destroy();
       dynamo.destroy();

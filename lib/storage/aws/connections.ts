@@ -1,0 +1,95 @@
+/**
+ * How the store, the queue and the blobs reach DynamoDB, SQS and S3: signed
+ * `fetch` calls (json_protocol.ts, s3_objects.ts), made from the
+ * configuration without any I/O. The AWS SDK's clients are only for setting
+ * up tables and queues (clients.ts, provision.ts).
+ */
+import type { Config } from "../../core/config.ts";
+import { DynamoDocuments } from "./documents.ts";
+import { type CredentialSource, JsonService } from "./json_protocol.ts";
+import { S3Objects, type S3ObjectsOptions } from "./s3_objects.ts";
+import { SqsCalls } from "./sqs_calls.ts";
+
+/** Attempts per call when AWS answers 5xx or throttles, or the network fails. */
+const MAX_ATTEMPTS = 3;
+/** A call that hears nothing for this long is given up; it outlasts SQS's longest poll (20 s). */
+const CALL_TIMEOUT_MS = 35_000;
+
+/** What the AWS store, queue and blobs call. */
+export interface AwsConnections {
+  documents: DynamoDocuments;
+  sqs: SqsCalls;
+  /** The blob bucket's objects. */
+  blobObjects(options?: Pick<S3ObjectsOptions, "expectedBucketOwner">): S3Objects;
+}
+
+/** Options for {@linkcode connectAws}. */
+export interface ConnectOptions {
+  /** Told of every DynamoDB and SQS call by its operation's name (the bench counts them). */
+  onCall?: (operation: string) => void;
+}
+
+/** The connections for the configured region, endpoints and credentials. */
+export function connectAws(config: Config, options: ConnectOptions = {}): AwsConnections {
+  const credentials = credentialSource(config);
+  const common = {
+    region: config.awsRegion,
+    credentials,
+    maxAttempts: MAX_ATTEMPTS,
+    timeoutMs: CALL_TIMEOUT_MS,
+    onCall: options.onCall,
+  };
+  const db = new JsonService({
+    ...common,
+    service: "dynamodb",
+    targetPrefix: "DynamoDB_20120810",
+    endpoint: config.awsEndpoints.dynamodb,
+  });
+  const sqs = new SqsCalls(
+    new JsonService({
+      ...common,
+      service: "sqs",
+      targetPrefix: "AmazonSQS",
+      endpoint: config.awsEndpoints.sqs,
+    }),
+  );
+  return {
+    documents: new DynamoDocuments(db),
+    sqs,
+    blobObjects: (objects = {}) =>
+      new S3Objects({
+        bucket: config.blobBucket,
+        region: config.awsRegion,
+        credentials,
+        endpoint: config.awsEndpoints.s3,
+        timeoutMs: CALL_TIMEOUT_MS,
+        maxAttempts: MAX_ATTEMPTS,
+        ...objects,
+      }),
+  };
+}
+
+/**
+ * The configured keys (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, as
+ * Lambda sets them for its role), or else the SDK's default chain (a
+ * profile, SSO, the instance's role), loaded only then and refreshed as the
+ * SDK refreshes it.
+ */
+export function credentialSource(config: Config): CredentialSource {
+  const keys = config.awsCredentials;
+  if (keys) {
+    const fixed = Promise.resolve({ ...keys });
+    return () => fixed;
+  }
+  let chain: Promise<CredentialSource> | undefined;
+  return async () => {
+    chain ??= import("@aws-sdk/client-sqs").then(({ SQSClient }) => {
+      const { credentials } = new SQSClient({ region: config.awsRegion }).config;
+      return () => credentials();
+    }).catch((err) => {
+      chain = undefined;
+      throw err;
+    });
+    return await (await chain)();
+  };
+}

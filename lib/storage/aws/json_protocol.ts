@@ -1,0 +1,187 @@
+/**
+ * AWS's JSON protocol as signed `fetch` calls: what DynamoDB and SQS speak.
+ * One call is one POST of the operation's input as JSON, named by the
+ * `x-amz-target` header and signed with Signature Version 4; the answer is
+ * the operation's output as JSON, or an error named by its `__type`.
+ *
+ * The gateway's store and queue use a handful of operations, and the SDK's
+ * clients cost the worker about 0.4 ms of CPU a call more than this and 20 MiB
+ * of memory to load (README, "Performance"). Attempts, timeouts and the
+ * errors worth another attempt are the SDK's standard ones.
+ */
+import { type SigningCredentials, signRequest } from "./sigv4.ts";
+
+/** Where the credentials of each call come from; asked for every call. */
+export type CredentialSource = () => Promise<SigningCredentials>;
+
+/** Which service, where, and who signs. */
+export interface JsonServiceOptions {
+  /** The signing name: `dynamodb` or `sqs`. */
+  service: string;
+  /** The `x-amz-target` prefix: `DynamoDB_20120810` or `AmazonSQS`. */
+  targetPrefix: string;
+  region: string;
+  credentials: CredentialSource;
+  /** An emulator's address; AWS's regional endpoint when undefined. */
+  endpoint?: string;
+  /** Attempts per call when the service answers 5xx or throttles, or the network fails. */
+  maxAttempts?: number;
+  /** How long one attempt may take, in milliseconds: longer than SQS's longest poll (20 s). */
+  timeoutMs?: number;
+  /** Told of every call, before its first attempt (the bench counts them). */
+  onCall?: (operation: string) => void;
+}
+
+/**
+ * An error answer from an AWS service. `name` is the error's type
+ * (`ConditionalCheckFailedException`, `QueueDoesNotExist`), as the SDK names
+ * it; `details` holds the rest of the answer, such as a cancelled
+ * transaction's `CancellationReasons`. Never carries the request.
+ */
+export class AwsServiceError extends Error {
+  constructor(
+    name: string,
+    message: string,
+    /** The HTTP status of the answer. */
+    readonly status: number,
+    /** SQS's older code for the same error (`AWS.SimpleQueueService.NonExistentQueue`). */
+    readonly code: string | undefined,
+    readonly details: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = name;
+  }
+}
+
+/** Whether `err` is an AWS error answer of type `name`. */
+export function isAwsError(err: unknown, name: string): err is AwsServiceError {
+  return err instanceof AwsServiceError && err.name === name;
+}
+
+/** Error types that mean "too fast, wait and try again" (the SDK's list). */
+const THROTTLING = new Set([
+  "BandwidthLimitExceeded",
+  "LimitExceededException",
+  "ProvisionedThroughputExceededException",
+  "RequestLimitExceeded",
+  "RequestThrottled",
+  "RequestThrottledException",
+  "SlowDown",
+  "ThrottledException",
+  "Throttling",
+  "ThrottlingException",
+  "TooManyRequestsException",
+  "TransactionInProgressException",
+]);
+
+/** Error types that say the attempt was cut short, not refused. */
+const TRANSIENT = new Set(["RequestTimeout", "RequestTimeoutException", "InternalFailure"]);
+
+/** One AWS service spoken to in JSON. */
+export class JsonService {
+  #options: JsonServiceOptions;
+  #url: URL;
+  #contentType = "application/x-amz-json-1.0";
+
+  constructor(options: JsonServiceOptions) {
+    this.#options = options;
+    this.#url = new URL(options.endpoint ?? regionalEndpoint(options.service, options.region));
+  }
+
+  /** Calls `operation` with `input`; its output, or an {@linkcode AwsServiceError}. */
+  async call<Output>(operation: string, input: object): Promise<Output> {
+    this.#options.onCall?.(operation);
+    const body = JSON.stringify(input);
+    const attempts = this.#options.maxAttempts ?? 3;
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#attempt<Output>(operation, body);
+      } catch (err) {
+        if (attempt >= attempts || !worthAnotherAttempt(err)) throw err;
+        await pause(attempt, err);
+      }
+    }
+  }
+
+  async #attempt<Output>(operation: string, body: string): Promise<Output> {
+    const { service, region, credentials, timeoutMs } = this.#options;
+    const { host: _host, ...headers } = await signRequest({
+      method: "POST",
+      url: this.#url,
+      headers: {
+        "content-type": this.#contentType,
+        "x-amz-target": `${this.#options.targetPrefix}.${operation}`,
+      },
+      body,
+    }, { service, region, credentials: await credentials() });
+    // fetch sets `host` itself, to the value that was signed.
+    const response = await fetch(this.#url, {
+      method: "POST",
+      headers,
+      body,
+      signal: AbortSignal.timeout(timeoutMs ?? 35_000),
+    });
+    const text = await response.text();
+    if (response.ok) return (text ? JSON.parse(text) : {}) as Output;
+    throw errorFromAnswer(response, text, `${service} ${operation}`);
+  }
+}
+
+/** AWS's endpoint for a service in a region. */
+function regionalEndpoint(service: string, region: string): string {
+  const domain = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
+  return `https://${service}.${region}.${domain}`;
+}
+
+/** The error an answer that is not 2xx stands for. */
+function errorFromAnswer(response: Response, text: string, what: string): AwsServiceError {
+  let parsed: Record<string, unknown> = {};
+  try {
+    const value = JSON.parse(text);
+    if (value && typeof value === "object") parsed = value;
+  } catch {
+    // Not JSON (a proxy's or an emulator's page): named by the status below.
+  }
+  const { __type, message, Message, code, ...details } = parsed;
+  const rawType = response.headers.get("x-amzn-errortype") ?? __type ?? code;
+  // "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException" or "UnknownOperationException:http://..."
+  const name = typeof rawType === "string" && rawType
+    ? rawType.split("#").pop()!.split(":")[0]
+    : response.status >= 500
+    ? "InternalFailure"
+    : `Http${response.status}`;
+  const said = typeof message === "string" ? message : typeof Message === "string" ? Message : "";
+  // SQS names its errors twice: the JSON type, and the older query code in this header.
+  const queryCode = response.headers.get("x-amzn-query-error")?.split(";")[0] || undefined;
+  return new AwsServiceError(
+    name,
+    `${what} failed: ${response.status} ${name}${said ? `: ${said}` : ""}`,
+    response.status,
+    queryCode,
+    details,
+  );
+}
+
+/** Whether another attempt may succeed where this one failed. */
+function worthAnotherAttempt(err: unknown): boolean {
+  if (err instanceof AwsServiceError) {
+    return err.status >= 500 || err.status === 429 || THROTTLING.has(err.name) ||
+      TRANSIENT.has(err.name);
+  }
+  // fetch's network failures (TypeError) and a timed-out attempt.
+  return err instanceof TypeError ||
+    (err instanceof DOMException && (err.name === "TimeoutError" || err.name === "AbortError"));
+}
+
+/** A short wait between attempts, longer after throttling, with jitter so retries do not line up. */
+function pause(attempt: number, err: unknown): Promise<void> {
+  const base = err instanceof AwsServiceError && THROTTLING.has(err.name) ? 500 : 100;
+  const ms = Math.min(20_000, base * 2 ** attempt * Math.random());
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The HTTP status of an AWS error, from this transport or the SDK; 0 when there is none. */
+export function awsErrorStatus(err: unknown): number {
+  if (err instanceof AwsServiceError) return err.status;
+  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode ?? 0;
+}

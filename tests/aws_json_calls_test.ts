@@ -1,0 +1,462 @@
+/**
+ * DynamoDB and SQS over signed fetch (lib/storage/aws/json_protocol.ts,
+ * documents.ts): signatures Moto checks with botocore's own signer once its
+ * authentication is on; items that read the same through the SDK's document
+ * client and through ours, on DynamoDB Local; and errors, attempts and
+ * credentials as a loopback server and the SDK's chain give them.
+ */
+import assert from "node:assert/strict";
+import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
+import { GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
+import { loadConfig } from "../lib/core/config.ts";
+import { isLastingError } from "../lib/worker/outage.ts";
+import { createAwsClients } from "../lib/storage/aws/clients.ts";
+import { connectAws, credentialSource } from "../lib/storage/aws/connections.ts";
+import { DynamoDocuments } from "../lib/storage/aws/documents.ts";
+import { AwsServiceError, isAwsError, JsonService } from "../lib/storage/aws/json_protocol.ts";
+import { toAttributeMap } from "../lib/storage/aws/attribute_values.ts";
+import { SqsCalls } from "../lib/storage/aws/sqs_calls.ts";
+import { motoUnavailable, startMoto } from "./support/moto.ts";
+import { sharedDynamoDbLocal } from "./support/dynamodb_local.ts";
+import { skipWithoutAwsEmulators } from "./support/aws_emulators.ts";
+
+const KEYS = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "a-secret-never-shown" };
+
+/** A JSON call to an emulator, routed to `service` by a fake signature (before Moto's checks are on). */
+async function setupCall(
+  url: string,
+  service: "sqs" | "dynamodb",
+  operation: string,
+  input: object,
+): Promise<Record<string, unknown>> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: {
+      authorization:
+        `AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/${service}/aws4_request, ` +
+        "SignedHeaders=host, Signature=0",
+      "content-type": "application/x-amz-json-1.0",
+      "x-amz-target": `${service === "sqs" ? "AmazonSQS" : "DynamoDB_20120810"}.${operation}`,
+    },
+    body: JSON.stringify(input),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  return JSON.parse(text);
+}
+
+/** An IAM query call on Moto, routed by a fake signature; returns its XML answer. */
+async function iam(url: string, params: Record<string, string>): Promise<string> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: {
+      authorization: "AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/iam/aws4_request, " +
+        "SignedHeaders=host, Signature=0",
+      "content-type": "application/x-www-form-urlencoded",
+    },
+    body: new URLSearchParams({ ...params, Version: "2010-05-08" }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  return text;
+}
+
+function services(endpoint: string, credentials: typeof KEYS) {
+  const common = { region: "us-east-1", endpoint, credentials: () => Promise.resolve(credentials) };
+  return {
+    sqs: new SqsCalls(new JsonService({ ...common, service: "sqs", targetPrefix: "AmazonSQS" })),
+    documents: new DynamoDocuments(
+      new JsonService({ ...common, service: "dynamodb", targetPrefix: "DynamoDB_20120810" }),
+    ),
+  };
+}
+
+Deno.test({
+  name:
+    "DynamoDB and SQS calls on Moto with authentication on: botocore finds our signatures right",
+  ignore: (() => {
+    const reason = motoUnavailable();
+    if (reason && Deno.env.get("CI")) throw new Error(`Cannot run this test in CI: ${reason}`);
+    if (reason) console.warn(`\n!!! SKIPPING the DynamoDB and SQS signing test: ${reason}\n`);
+    return reason !== undefined;
+  })(),
+  async fn(t) {
+    const moto = await startMoto();
+    try {
+      // The next five calls set up a user, its key and policy, a queue and a
+      // table; from the sixth on, Moto checks every signature with botocore's.
+      const reset = await fetch(`${moto.url}/moto-api/reset-auth`, { method: "POST", body: "5" });
+      assert.equal(reset.status, 200, await reset.text());
+      await iam(moto.url, { Action: "CreateUser", UserName: "worker" });
+      const keyXml = await iam(moto.url, { Action: "CreateAccessKey", UserName: "worker" });
+      await iam(moto.url, {
+        Action: "PutUserPolicy",
+        UserName: "worker",
+        PolicyName: "queue-and-tables",
+        PolicyDocument: JSON.stringify({
+          Version: "2012-10-17",
+          Statement: [{ Effect: "Allow", Action: ["sqs:*", "dynamodb:*"], Resource: "*" }],
+        }),
+      });
+      const { QueueUrl } = await setupCall(moto.url, "sqs", "CreateQueue", { QueueName: "jobs" });
+      await setupCall(moto.url, "dynamodb", "CreateTable", {
+        TableName: "Jobs",
+        AttributeDefinitions: [{ AttributeName: "job_id", AttributeType: "S" }],
+        KeySchema: [{ AttributeName: "job_id", KeyType: "HASH" }],
+        BillingMode: "PAY_PER_REQUEST",
+      });
+      const credentials = {
+        accessKeyId: /<AccessKeyId>([^<]+)</.exec(keyXml)![1],
+        secretAccessKey: /<SecretAccessKey>([^<]+)</.exec(keyXml)![1],
+      };
+
+      await t.step(
+        "first, a wrong secret is refused (so the checks are on), as an error waiting will not heal, without the secret",
+        async () => {
+          const wrong = services(moto.url, { ...credentials, secretAccessKey: "not-the-secret" });
+          for (
+            const call of [
+              () => wrong.sqs.call("GetQueueUrl", { QueueName: "jobs" }),
+              () => wrong.documents.get({ TableName: "Jobs", Key: { job_id: "a" } }),
+            ]
+          ) {
+            const err = await call().then(() => undefined, (e: unknown) => e);
+            assert.ok(err instanceof AwsServiceError, String(err));
+            assert.equal(err.status, 403, err.message);
+            assert.equal(isLastingError(err), true, err.message);
+            assert.doesNotMatch(err.message, /not-the-secret/);
+          }
+        },
+      );
+
+      const right = services(moto.url, credentials);
+      await t.step("a message sent is received, each call signed", async () => {
+        await right.sqs.call("SendMessage", { QueueUrl: String(QueueUrl), MessageBody: "hello" });
+        const out = await right.sqs.call("ReceiveMessage", {
+          QueueUrl: String(QueueUrl),
+          WaitTimeSeconds: 1,
+          MessageSystemAttributeNames: ["ApproximateReceiveCount"],
+        });
+        assert.equal(out.Messages?.[0]?.Body, "hello");
+        assert.equal(out.Messages?.[0]?.Attributes?.ApproximateReceiveCount, "1");
+      });
+
+      await t.step("an item put is read back, each call signed", async () => {
+        const item = { job_id: "j1", status: "queued", attempts: 0, context: [{ role: "user" }] };
+        await right.documents.put({ TableName: "Jobs", Item: item });
+        const out = await right.documents.get({ TableName: "Jobs", Key: { job_id: "j1" } });
+        assert.deepEqual(out.Item, item);
+      });
+    } finally {
+      await moto.stop();
+    }
+  },
+});
+
+/** An item with every kind of value a job record or a conversation holds, and a few more. */
+const EVERY_KIND = {
+  conversation_id: "c-ünïcode ✓",
+  text: "",
+  count: 42,
+  negative: -7,
+  fraction: 0.125,
+  big: 2 ** 52,
+  yes: true,
+  no: false,
+  nothing: null,
+  list: ["a", 1, null, { nested: [true, { deep: "x" }] }, []],
+  map: { empty: {}, inner: { a: "b" } },
+  bytes: new Uint8Array([0, 1, 2, 250, 255]),
+  names: new Set(["x", "y"]),
+  numbers: new Set([1, 2.5]),
+};
+
+Deno.test({
+  name:
+    "on DynamoDB Local, an item written through the SDK's document client reads back the same through ours, and the reverse",
+  ignore: skipWithoutAwsEmulators(),
+  async fn() {
+    const dynamodb = await sharedDynamoDbLocal();
+    const config = loadConfig({
+      BACKEND: "aws",
+      AWS_ENDPOINT_URL: dynamodb.url,
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+      CONVERSATIONS_TABLE: `Kinds-${crypto.randomUUID().slice(0, 8)}`,
+    });
+    const sdk = createAwsClients(config);
+    try {
+      await sdk.dynamo.send(
+        new CreateTableCommand({
+          TableName: config.conversationsTable,
+          AttributeDefinitions: [{ AttributeName: "conversation_id", AttributeType: "S" }],
+          KeySchema: [{ AttributeName: "conversation_id", KeyType: "HASH" }],
+          BillingMode: "PAY_PER_REQUEST",
+        }),
+      );
+      const ours = connectAws(config).documents;
+      const table = config.conversationsTable;
+
+      await sdk.documents.send(new PutCommand({ TableName: table, Item: EVERY_KIND }));
+      const read = await ours.get({
+        TableName: table,
+        Key: { conversation_id: EVERY_KIND.conversation_id },
+      });
+      assert.deepEqual(read.Item, EVERY_KIND);
+
+      const second = { ...EVERY_KIND, conversation_id: "second", dropped: undefined };
+      await ours.put({ TableName: table, Item: second });
+      const back = await sdk.documents.send(
+        new GetCommand({ TableName: table, Key: { conversation_id: "second" } }),
+      );
+      const { dropped: _dropped, ...expected } = second;
+      assert.deepEqual(
+        back.Item,
+        expected,
+        "undefined is left out, as the SDK's removeUndefinedValues does",
+      );
+    } finally {
+      sdk.destroy();
+    }
+  },
+});
+
+Deno.test("a value DynamoDB cannot hold is refused before sending, naming where it is", () => {
+  assert.throws(
+    () => toAttributeMap({ usage: { tokens: Number.NaN } }),
+    /Cannot store NaN at "usage\.tokens"/,
+  );
+  assert.throws(
+    () => toAttributeMap({ list: [1, new Date(0)] }),
+    /Cannot store the Date at "list\[1\]"/,
+  );
+  assert.throws(() => toAttributeMap({ tags: new Set() }), /empty set at "tags"/);
+});
+
+/** A loopback server that answers each call with the next of `answers`, and records the calls. */
+function answering(answers: (() => Response)[]) {
+  const seen: { headers: Headers; body: string }[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    seen.push({ headers: req.headers, body: await req.text() });
+    return (answers.shift() ?? (() => new Response("{}")))();
+  });
+  return { seen, url: `http://127.0.0.1:${server.addr.port}`, stop: () => server.shutdown() };
+}
+
+function json(status: number, body: object, headers: Record<string, string> = {}): () => Response {
+  return () =>
+    new Response(JSON.stringify(body), {
+      status,
+      headers: { "content-type": "application/x-amz-json-1.0", ...headers },
+    });
+}
+
+function service(url: string, onCall?: (operation: string) => void) {
+  return new JsonService({
+    service: "sqs",
+    targetPrefix: "AmazonSQS",
+    region: "eu-west-1",
+    endpoint: url,
+    credentials: () => Promise.resolve({ ...KEYS, sessionToken: "a-session-token" }),
+    onCall,
+  });
+}
+
+Deno.test("every call is signed for its service and region, names its operation, and carries no secret", async () => {
+  const server = answering([json(200, { QueueUrl: "http://q" })]);
+  try {
+    const out = await service(server.url).call<{ QueueUrl: string }>("GetQueueUrl", {
+      QueueName: "jobs",
+    });
+    assert.equal(out.QueueUrl, "http://q");
+    const [{ headers, body }] = server.seen;
+    assert.equal(headers.get("x-amz-target"), "AmazonSQS.GetQueueUrl");
+    assert.equal(headers.get("content-type"), "application/x-amz-json-1.0");
+    assert.equal(body, JSON.stringify({ QueueName: "jobs" }));
+    assert.match(
+      headers.get("authorization") ?? "",
+      /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/sqs\/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature=[0-9a-f]{64}$/,
+    );
+    assert.equal(headers.get("x-amz-security-token"), "a-session-token");
+    const everything = [...headers.entries()].flat().join("\n") + body;
+    assert.doesNotMatch(everything, /a-secret-never-shown/);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("a 5xx, a throttle or a dropped connection is tried again, up to three attempts, as one call", async () => {
+  const server = answering([
+    json(500, { __type: "InternalFailure" }),
+    json(400, {
+      __type: "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+    }),
+    json(200, { ok: 1 }),
+    json(503, {}),
+    json(503, {}),
+    json(503, {}),
+  ]);
+  const calls: string[] = [];
+  try {
+    const sqs = service(server.url, (operation) => calls.push(operation));
+    assert.deepEqual(await sqs.call("ReceiveMessage", {}), { ok: 1 });
+    assert.equal(server.seen.length, 3, "three attempts");
+    const err = await sqs.call("ReceiveMessage", {}).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof AwsServiceError);
+    assert.equal(err.status, 503);
+    assert.equal(server.seen.length, 6, "three more attempts, then the error");
+    assert.deepEqual(calls, ["ReceiveMessage", "ReceiveMessage"], "each call counted once");
+  } finally {
+    await server.stop();
+  }
+  // Nothing listens on the port any more: every attempt fails to connect.
+  const err = await service(server.url).call("SendMessage", {}).then(() => undefined, (e) => e);
+  assert.ok(err instanceof TypeError, `fetch's network error, after the attempts: ${err}`);
+});
+
+Deno.test("a refusal is not tried again, and keeps its type, status, message and details", async () => {
+  const server = answering([
+    json(400, {
+      __type: "com.amazonaws.sqs#QueueDoesNotExist",
+      message: "The specified queue does not exist.",
+    }, { "x-amzn-query-error": "AWS.SimpleQueueService.NonExistentQueue;Sender" }),
+    () => new Response("<html>Internal error</html>", { status: 501 }),
+  ]);
+  try {
+    const err = await service(server.url).call("GetQueueUrl", { QueueName: "gone" }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(isAwsError(err, "QueueDoesNotExist"), String(err));
+    assert.equal(err.status, 400);
+    assert.equal(err.code, "AWS.SimpleQueueService.NonExistentQueue");
+    assert.equal(
+      err.message,
+      "sqs GetQueueUrl failed: 400 QueueDoesNotExist: The specified queue does not exist.",
+    );
+    assert.equal(server.seen.length, 1, "not tried again");
+    assert.equal(isLastingError(err), true);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("an answer that is no JSON is named by its status", async () => {
+  const server = answering([
+    () => new Response("<html>Not here</html>", { status: 404 }),
+    () => new Response("<html>Broken</html>", { status: 500 }),
+    () => new Response("<html>Broken</html>", { status: 500 }),
+    () => new Response("<html>Broken</html>", { status: 500 }),
+  ]);
+  try {
+    const sqs = service(server.url);
+    const missing = await sqs.call("SendMessage", {}).then(() => undefined, (e: unknown) => e);
+    assert.ok(isAwsError(missing, "Http404"), String(missing));
+    const broken = await sqs.call("SendMessage", {}).then(() => undefined, (e: unknown) => e);
+    assert.ok(isAwsError(broken, "InternalFailure"), String(broken));
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("a cancelled transaction gives its reasons, with each reason's item as plain values", async () => {
+  const server = answering([
+    json(400, {
+      __type: "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+      Message: "Transaction cancelled",
+      CancellationReasons: [
+        { Code: "None" },
+        { Code: "ConditionalCheckFailed", Item: toAttributeMap({ job_id: "j", attempts: 2 }) },
+      ],
+    }),
+  ]);
+  try {
+    const documents = new DynamoDocuments(
+      new JsonService({
+        service: "dynamodb",
+        targetPrefix: "DynamoDB_20120810",
+        region: "us-east-1",
+        endpoint: server.url,
+        credentials: () => Promise.resolve(KEYS),
+      }),
+    );
+    const err = await documents.transactWrite({
+      TransactItems: [{
+        Update: {
+          TableName: "T",
+          Key: { job_id: "j" },
+          UpdateExpression: "SET a = :a",
+          ExpressionAttributeValues: { ":a": 1 },
+        },
+      }],
+    }).then(() => undefined, (e: unknown) => e);
+    assert.ok(isAwsError(err, "TransactionCanceledException"), String(err));
+    assert.deepEqual(err.details.CancellationReasons, [
+      { Code: "None" },
+      { Code: "ConditionalCheckFailed", Item: { job_id: "j", attempts: 2 } },
+    ]);
+    const sent = JSON.parse(server.seen[0].body);
+    assert.deepEqual(sent.TransactItems[0].Update.Key, { job_id: { S: "j" } });
+    assert.deepEqual(sent.TransactItems[0].Update.ExpressionAttributeValues, { ":a": { N: "1" } });
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test({
+  name:
+    "without keys in the environment, the credentials come from the SDK's chain (here a profile's file)",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "aws-profile-" });
+    const saved = Object.fromEntries(
+      [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+      ]
+        .map((name) => [name, Deno.env.get(name)]),
+    );
+    try {
+      await Deno.writeTextFile(
+        `${dir}/credentials`,
+        "[gateway-test]\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = file-secret\n",
+      );
+      await Deno.writeTextFile(`${dir}/config`, "");
+      for (const name of Object.keys(saved)) Deno.env.delete(name);
+      Deno.env.set("AWS_SHARED_CREDENTIALS_FILE", `${dir}/credentials`);
+      Deno.env.set("AWS_CONFIG_FILE", `${dir}/config`);
+      Deno.env.set("AWS_PROFILE", "gateway-test");
+
+      const config = loadConfig({ BACKEND: "aws", AWS_REGION: "us-east-1" });
+      assert.equal(config.awsCredentials, undefined, "no keys configured");
+      const credentials = await credentialSource(config)();
+      assert.equal(credentials.accessKeyId, "AKIDFROMFILE");
+      assert.equal(credentials.secretAccessKey, "file-secret");
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) Deno.env.delete(name);
+        else Deno.env.set(name, value);
+      }
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("with keys configured, every call is signed with them, and nothing else is asked", async () => {
+  const config = loadConfig({
+    BACKEND: "aws",
+    AWS_ACCESS_KEY_ID: "AKIDCONFIGURED",
+    AWS_SECRET_ACCESS_KEY: "configured-secret",
+    AWS_SESSION_TOKEN: "token",
+  });
+  assert.deepEqual(await credentialSource(config)(), {
+    accessKeyId: "AKIDCONFIGURED",
+    secretAccessKey: "configured-secret",
+    sessionToken: "token",
+  });
+});
