@@ -253,6 +253,30 @@ Deno.test("signRequest() gives the signature of AWS's documented IAM ListUsers e
   );
 });
 
+Deno.test("signRequest() gives the signature of AWS's documented S3 list objects example, with its query", async () => {
+  // docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html
+  const headers = await signRequest({
+    method: "GET",
+    url: new URL("https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J"),
+    headers: {},
+  }, {
+    service: "s3",
+    region: "us-east-1",
+    credentials: {
+      accessKeyId: "AKIAIOSFODNN7EXAMPLE",
+      secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    },
+    s3: true,
+    signingDate: new Date("2013-05-24T00:00:00Z"),
+  });
+  assert.equal(
+    headers.authorization,
+    "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, " +
+      "SignedHeaders=host;x-amz-content-sha256;x-amz-date, " +
+      "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7",
+  );
+});
+
 Deno.test("signRequest() signs with its cached key as with a fresh one, and derives a new key on a new day", async () => {
   const request = dynamoGetItem();
   const at = (date: string) => ({
