@@ -1,8 +1,9 @@
 /**
  * Bundles the Lambda entry point into one ES module for the Node.js 22.x
  * runtime (`deno task build` writes `dist/lambda.mjs`, handler `lambda.handler`).
- * The AWS SDK is bundled too, not left to the runtime's copy: the bundle then
- * runs the SDK versions we test, and it imports faster than from node_modules.
+ * The front door holds no AWS SDK: it calls DynamoDB, SQS and S3 as signed
+ * `fetch` requests (lib/storage/aws/connections.ts). The bench bundles its
+ * floor (Hono and the SDK's clients) with the same function.
  */
 
 const ROOT = new URL("../", import.meta.url);
@@ -52,12 +53,13 @@ async function copyConsole(into: URL): Promise<void> {
 }
 
 /**
- * The SDK's CommonJS code calls `require("node:crypto")` through esbuild's
- * shim, which needs a `require` in scope. `deno bundle` (2.9.6) swaps the
- * shim for a `createRequire` banner, but only when the minifier names the
- * shim with word characters: named `$t`, say, it is left as it is and Node.js
- * fails with "Dynamic require of node:crypto is not supported". Then the
- * bundle gets a `require` of its own, which the shim finds.
+ * CommonJS code in a bundle (the SDK's, in the bench's floor) calls
+ * `require("node:crypto")` through esbuild's shim, which needs a `require` in
+ * scope. `deno bundle` (2.9.6) swaps the shim for a `createRequire` banner,
+ * but only when the minifier names the shim with word characters: named `$t`,
+ * say, it is left as it is and Node.js fails with "Dynamic require of
+ * node:crypto is not supported". Then the bundle gets a `require` of its own,
+ * which the shim finds.
  */
 async function ensureRequire(file: URL): Promise<void> {
   const code = await Deno.readTextFile(file);

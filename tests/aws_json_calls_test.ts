@@ -12,6 +12,7 @@ import { loadConfig } from "../lib/core/config.ts";
 import { isLastingError } from "../lib/worker/outage.ts";
 import { createAwsClients } from "../lib/storage/aws/clients.ts";
 import { connectAws, credentialSource } from "../lib/storage/aws/connections.ts";
+import { sdkCredentialChain } from "../lib/storage/aws/credential_chain.ts";
 import { DynamoDocuments } from "../lib/storage/aws/documents.ts";
 import { AwsServiceError, isAwsError, JsonService } from "../lib/storage/aws/json_protocol.ts";
 import { toAttributeMap } from "../lib/storage/aws/attribute_values.ts";
@@ -434,7 +435,7 @@ Deno.test({
 
       const config = loadConfig({ BACKEND: "aws", AWS_REGION: "us-east-1" });
       assert.equal(config.awsCredentials, undefined, "no keys configured");
-      const credentials = await credentialSource(config)();
+      const credentials = await credentialSource(config, sdkCredentialChain)();
       assert.equal(credentials.accessKeyId, "AKIDFROMFILE");
       assert.equal(credentials.secretAccessKey, "file-secret");
     } finally {
@@ -445,6 +446,14 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("without keys or a chain to find them (the Lambda), a call fails saying what to set", async () => {
+  const config = loadConfig({ BACKEND: "aws", AWS_REGION: "us-east-1" });
+  await assert.rejects(
+    credentialSource(config)(),
+    /No AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/,
+  );
 });
 
 Deno.test("with keys configured, every call is signed with them, and nothing else is asked", async () => {
@@ -459,4 +468,39 @@ Deno.test("with keys configured, every call is signed with them, and nothing els
     secretAccessKey: "configured-secret",
     sessionToken: "token",
   });
+});
+
+Deno.test("a call signed on a clock an hour off AWS's is refused once, then signed on AWS's time", async () => {
+  const serverAhead = 60 * 60_000;
+  const signedAt: number[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    await req.text();
+    const stamp = req.headers.get("x-amz-date") ?? "";
+    const signed = Date.parse(
+      stamp.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, "$1-$2-$3T$4:$5:$6Z"),
+    );
+    signedAt.push(signed);
+    const serverNow = Date.now() + serverAhead;
+    const headers = { date: new Date(serverNow).toUTCString() };
+    // AWS refuses a signature more than 5 minutes off its own clock.
+    return Math.abs(serverNow - signed) > 5 * 60_000
+      ? Response.json({ __type: "InvalidSignatureException", message: "Signature expired" }, {
+        status: 400,
+        headers,
+      })
+      : Response.json({}, { headers });
+  });
+  try {
+    const sqs = service(`http://127.0.0.1:${server.addr.port}`);
+    assert.deepEqual(await sqs.call("DeleteMessage", {}), {});
+    assert.equal(signedAt.length, 2, "refused once, then accepted");
+    assert.ok(
+      Math.abs(signedAt[1] - (Date.now() + serverAhead)) < 60_000,
+      "signed on the server's time",
+    );
+    assert.deepEqual(await sqs.call("DeleteMessage", {}), {});
+    assert.equal(signedAt.length, 3, "the next call is signed on the server's time from the start");
+  } finally {
+    await server.shutdown();
+  }
 });

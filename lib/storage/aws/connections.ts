@@ -2,7 +2,8 @@
  * How the store, the queue and the blobs reach DynamoDB, SQS and S3: signed
  * `fetch` calls (json_protocol.ts, s3_objects.ts), made from the
  * configuration without any I/O. The AWS SDK's clients are only for setting
- * up tables and queues (clients.ts, provision.ts).
+ * up tables and queues (clients.ts, provision.ts) and for finding credentials
+ * that are not configured (credential_chain.ts).
  */
 import type { Config } from "../../core/config.ts";
 import { DynamoDocuments } from "./documents.ts";
@@ -23,15 +24,20 @@ export interface AwsConnections {
   blobObjects(options?: Pick<S3ObjectsOptions, "expectedBucketOwner">): S3Objects;
 }
 
+/** Starts a chain of places to find credentials in, for a region. */
+export type CredentialChain = (region: string) => Promise<CredentialSource>;
+
 /** Options for {@linkcode connectAws}. */
 export interface ConnectOptions {
+  /** Where credentials come from when none are configured; without it they must be. */
+  credentialChain?: CredentialChain;
   /** Told of every DynamoDB and SQS call by its operation's name (the bench counts them). */
   onCall?: (operation: string) => void;
 }
 
 /** The connections for the configured region, endpoints and credentials. */
 export function connectAws(config: Config, options: ConnectOptions = {}): AwsConnections {
-  const credentials = credentialSource(config);
+  const credentials = credentialSource(config, options.credentialChain);
   const common = {
     region: config.awsRegion,
     credentials,
@@ -71,25 +77,30 @@ export function connectAws(config: Config, options: ConnectOptions = {}): AwsCon
 
 /**
  * The configured keys (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, as
- * Lambda sets them for its role), or else the SDK's default chain (a
- * profile, SSO, the instance's role), loaded only then and refreshed as the
- * SDK refreshes it.
+ * Lambda sets them for its role), or else `chain` (a profile, SSO, the
+ * instance's role: credential_chain.ts), started on the first call. Without
+ * either, every call fails saying what to set.
  */
-export function credentialSource(config: Config): CredentialSource {
+export function credentialSource(config: Config, chain?: CredentialChain): CredentialSource {
   const keys = config.awsCredentials;
   if (keys) {
     const fixed = Promise.resolve({ ...keys });
     return () => fixed;
   }
-  let chain: Promise<CredentialSource> | undefined;
+  if (!chain) {
+    return () =>
+      Promise.reject(
+        new Error(
+          "No AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (Lambda sets them for its role)",
+        ),
+      );
+  }
+  let started: Promise<CredentialSource> | undefined;
   return async () => {
-    chain ??= import("@aws-sdk/client-sqs").then(({ SQSClient }) => {
-      const { credentials } = new SQSClient({ region: config.awsRegion }).config;
-      return () => credentials();
-    }).catch((err) => {
-      chain = undefined;
+    started ??= chain(config.awsRegion).catch((err) => {
+      started = undefined;
       throw err;
     });
-    return await (await chain)();
+    return await (await started)();
   };
 }

@@ -47,6 +47,8 @@ export class AwsServiceError extends Error {
     /** SQS's older code for the same error (`AWS.SimpleQueueService.NonExistentQueue`). */
     readonly code: string | undefined,
     readonly details: Record<string, unknown>,
+    /** The time on the service's clock when it answered (its `date` header), if it said. */
+    readonly serverTime?: number,
   ) {
     super(message);
     this.name = name;
@@ -74,6 +76,19 @@ const THROTTLING = new Set([
   "TransactionInProgressException",
 ]);
 
+/** Error types a request signed on a clock far from AWS's gets (the SDK's list). */
+const CLOCK_SKEW = new Set([
+  "AuthFailure",
+  "InvalidSignatureException",
+  "RequestExpired",
+  "RequestInTheFuture",
+  "RequestTimeTooSkewed",
+  "SignatureDoesNotMatch",
+]);
+
+/** How far this machine's clock may be from AWS's before requests are signed on AWS's time. */
+const SKEW_TOLERANCE_MS = 4 * 60_000;
+
 /** Error types that say the attempt was cut short, not refused. */
 const TRANSIENT = new Set(["RequestTimeout", "RequestTimeoutException", "InternalFailure"]);
 
@@ -82,6 +97,8 @@ export class JsonService {
   #options: JsonServiceOptions;
   #url: URL;
   #contentType = "application/x-amz-json-1.0";
+  /** How far AWS's clock is ahead of this machine's, once a refusal has shown it is far off. */
+  #clockOffsetMs = 0;
 
   constructor(options: JsonServiceOptions) {
     this.#options = options;
@@ -97,10 +114,23 @@ export class JsonService {
       try {
         return await this.#attempt<Output>(operation, body);
       } catch (err) {
-        if (attempt >= attempts || !worthAnotherAttempt(err)) throw err;
+        if (attempt >= attempts) throw err;
+        // Signed on a clock minutes off AWS's (a laptop after sleep): sign on AWS's time at once.
+        if (this.#correctClock(err)) continue;
+        if (!worthAnotherAttempt(err)) throw err;
         await pause(attempt, err);
       }
     }
+  }
+
+  /** Whether `err` showed this machine's clock to be off AWS's, now corrected. */
+  #correctClock(err: unknown): boolean {
+    if (!(err instanceof AwsServiceError) || !CLOCK_SKEW.has(err.name)) return false;
+    if (err.serverTime === undefined) return false;
+    const offset = err.serverTime - Date.now();
+    if (Math.abs(offset - this.#clockOffsetMs) < SKEW_TOLERANCE_MS) return false;
+    this.#clockOffsetMs = offset;
+    return true;
   }
 
   async #attempt<Output>(operation: string, body: string): Promise<Output> {
@@ -113,7 +143,12 @@ export class JsonService {
         "x-amz-target": `${this.#options.targetPrefix}.${operation}`,
       },
       body,
-    }, { service, region, credentials: await credentials() });
+    }, {
+      service,
+      region,
+      credentials: await credentials(),
+      ...(this.#clockOffsetMs ? { signingDate: new Date(Date.now() + this.#clockOffsetMs) } : {}),
+    });
     // fetch sets `host` itself, to the value that was signed.
     const response = await fetch(this.#url, {
       method: "POST",
@@ -153,12 +188,14 @@ function errorFromAnswer(response: Response, text: string, what: string): AwsSer
   const said = typeof message === "string" ? message : typeof Message === "string" ? Message : "";
   // SQS names its errors twice: the JSON type, and the older query code in this header.
   const queryCode = response.headers.get("x-amzn-query-error")?.split(";")[0] || undefined;
+  const serverTime = Date.parse(response.headers.get("date") ?? "");
   return new AwsServiceError(
     name,
     `${what} failed: ${response.status} ${name}${said ? `: ${said}` : ""}`,
     response.status,
     queryCode,
     details,
+    Number.isNaN(serverTime) ? undefined : serverTime,
   );
 }
 
