@@ -14,8 +14,14 @@ import { createAwsClients } from "../lib/storage/aws/clients.ts";
 import { connectAws, credentialSource } from "../lib/storage/aws/connections.ts";
 import { sdkCredentialChain } from "../lib/storage/aws/credential_chain.ts";
 import { DynamoDocuments } from "../lib/storage/aws/documents.ts";
-import { AwsServiceError, isAwsError, JsonService } from "../lib/storage/aws/json_protocol.ts";
+import {
+  AwsNetworkError,
+  AwsServiceError,
+  isAwsError,
+  JsonService,
+} from "../lib/storage/aws/json_protocol.ts";
 import { toAttributeMap } from "../lib/storage/aws/attribute_values.ts";
+import { lacksMoveTasks } from "../lib/storage/aws/sqs_queue.ts";
 import { SqsCalls } from "../lib/storage/aws/sqs_calls.ts";
 import { motoUnavailable, startMoto } from "./support/moto.ts";
 import { sharedDynamoDbLocal } from "./support/dynamodb_local.ts";
@@ -88,7 +94,11 @@ Deno.test({
     try {
       // The next five calls set up a user, its key and policy, a queue and a
       // table; from the sixth on, Moto checks every signature with botocore's.
-      const reset = await fetch(`${moto.url}/moto-api/reset-auth`, { method: "POST", body: "5" });
+      const reset = await fetch(`${moto.url}/moto-api/reset-auth`, {
+        method: "POST",
+        body: "5",
+        signal: AbortSignal.timeout(10_000),
+      });
       assert.equal(reset.status, 200, await reset.text());
       await iam(moto.url, { Action: "CreateUser", UserName: "worker" });
       const keyXml = await iam(moto.url, { Action: "CreateAccessKey", UserName: "worker" });
@@ -288,7 +298,7 @@ Deno.test("every call is signed for its service and region, names its operation,
   }
 });
 
-Deno.test("a 5xx, a throttle or a dropped connection is tried again, up to three attempts, as one call", async () => {
+Deno.test("a 5xx or a throttle is tried again, up to three attempts, as one call", async () => {
   const server = answering([
     json(500, { __type: "InternalFailure" }),
     json(400, {
@@ -312,9 +322,53 @@ Deno.test("a 5xx, a throttle or a dropped connection is tried again, up to three
   } finally {
     await server.stop();
   }
-  // Nothing listens on the port any more: every attempt fails to connect.
-  const err = await service(server.url).call("SendMessage", {}).then(() => undefined, (e) => e);
-  assert.ok(err instanceof TypeError, `fetch's network error, after the attempts: ${err}`);
+});
+
+Deno.test("a connection dropped without an answer is tried again, and the third attempt's answer is the call's", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const serving = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      if (accepted < 3) {
+        conn.close(); // no answer at all
+        continue;
+      }
+      // Read the request, then answer it.
+      const buffer = new Uint8Array(64 * 1024);
+      let request = "";
+      while (!request.includes("\r\n\r\n")) {
+        const n = await conn.read(buffer);
+        if (n === null) break;
+        request += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+      const body = '{"MessageId":"m1"}';
+      await conn.write(new TextEncoder().encode(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\n" +
+          `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      ));
+      conn.close();
+    }
+  })();
+  try {
+    const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    const out = await service(url).call("SendMessage", { QueueUrl: "q", MessageBody: "x" });
+    assert.deepEqual(out, { MessageId: "m1" });
+    assert.equal(accepted, 3, "two dropped connections, then an answer");
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
+Deno.test("with no server to reach, a call fails after its attempts with fetch's error as the cause", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  listener.close();
+  const err = await service(url).call("SendMessage", {}).then(() => undefined, (e) => e);
+  assert.ok(err instanceof AwsNetworkError, String(err));
+  assert.ok(err.cause instanceof TypeError, `fetch's own error: ${err.cause}`);
+  assert.match(err.message, /^sqs SendMessage got no answer: /);
 });
 
 Deno.test("a refusal is not tried again, and keeps its type, status, message and details", async () => {
@@ -344,7 +398,7 @@ Deno.test("a refusal is not tried again, and keeps its type, status, message and
   }
 });
 
-Deno.test("an answer that is no JSON is named by its status", async () => {
+Deno.test("an answer that is no JSON is named by its status, and only such a 5xx means an SQS without move tasks", async () => {
   const server = answering([
     () => new Response("<html>Not here</html>", { status: 404 }),
     () => new Response("<html>Broken</html>", { status: 500 }),
@@ -356,7 +410,12 @@ Deno.test("an answer that is no JSON is named by its status", async () => {
     const missing = await sqs.call("SendMessage", {}).then(() => undefined, (e: unknown) => e);
     assert.ok(isAwsError(missing, "Http404"), String(missing));
     const broken = await sqs.call("SendMessage", {}).then(() => undefined, (e: unknown) => e);
-    assert.ok(isAwsError(broken, "InternalFailure"), String(broken));
+    assert.ok(isAwsError(broken, "Http500"), String(broken));
+    assert.equal(server.seen.length, 4, "a 5xx is tried three times");
+    assert.equal(lacksMoveTasks(broken), true, "Moto's page for an action it lacks");
+    assert.equal(lacksMoveTasks(missing), false);
+    const awsOwn = new AwsServiceError("InternalFailure", "500", 500, undefined, {});
+    assert.equal(lacksMoveTasks(awsOwn), false, "AWS's own 500 is a failure, not a missing action");
   } finally {
     await server.stop();
   }
@@ -456,18 +515,163 @@ Deno.test("without keys or a chain to find them (the Lambda), a call fails sayin
   );
 });
 
-Deno.test("with keys configured, every call is signed with them, and nothing else is asked", async () => {
-  const config = loadConfig({
-    BACKEND: "aws",
-    AWS_ACCESS_KEY_ID: "AKIDCONFIGURED",
-    AWS_SECRET_ACCESS_KEY: "configured-secret",
-    AWS_SESSION_TOKEN: "token",
-  });
-  assert.deepEqual(await credentialSource(config)(), {
-    accessKeyId: "AKIDCONFIGURED",
-    secretAccessKey: "configured-secret",
-    sessionToken: "token",
-  });
+Deno.test("with keys configured, SQS calls are signed with them as the SDK sends them, and no chain is asked", async () => {
+  const server = answering([json(200, { QueueUrl: "http://q" })]);
+  try {
+    const config = loadConfig({
+      BACKEND: "aws",
+      AWS_REGION: "eu-central-1",
+      AWS_ENDPOINT_URL: server.url,
+      AWS_ACCESS_KEY_ID: "AKIDCONFIGURED",
+      AWS_SECRET_ACCESS_KEY: "configured-secret",
+      AWS_SESSION_TOKEN: "token",
+    });
+    let chainAsked = 0;
+    const { sqs } = connectAws(config, {
+      credentialChain: () => {
+        chainAsked++;
+        return Promise.reject(new Error("not to be asked"));
+      },
+    });
+    await sqs.call("GetQueueUrl", { QueueName: "jobs" });
+    const [{ headers }] = server.seen;
+    assert.match(
+      headers.get("authorization") ?? "",
+      /Credential=AKIDCONFIGURED\/\d{8}\/eu-central-1\/sqs\/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target;x-amzn-query-mode,/,
+    );
+    assert.equal(headers.get("x-amz-security-token"), "token");
+    assert.equal(
+      headers.get("x-amzn-query-mode"),
+      "true",
+      "as the SDK asks, for SQS's older codes",
+    );
+    assert.equal(chainAsked, 0);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("a refused signature's message stops before the canonical request AWS expected, which holds the token", async () => {
+  const server = answering([
+    json(400, {
+      __type: "com.amazon.coral.service#InvalidSignatureException",
+      message:
+        "The request signature we calculated does not match the signature you provided.\n\n" +
+        "The Canonical String for this request should have been\n'POST\n/\n\nx-amz-security-token:a-session-token\n'",
+    }),
+  ]);
+  try {
+    const err = await service(server.url).call("SendMessage", {}).then(() => undefined, (e) => e);
+    assert.ok(isAwsError(err, "InvalidSignatureException"), String(err));
+    assert.equal(
+      err.message,
+      "sqs SendMessage failed: 400 InvalidSignatureException: " +
+        "The request signature we calculated does not match the signature you provided.",
+    );
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("every attempt of a transaction carries the same request token", async () => {
+  const server = answering([json(500, {}), json(200, {})]);
+  try {
+    const documents = new DynamoDocuments(
+      new JsonService({
+        service: "dynamodb",
+        targetPrefix: "DynamoDB_20120810",
+        region: "us-east-1",
+        endpoint: server.url,
+        credentials: () => Promise.resolve(KEYS),
+      }),
+    );
+    await documents.transactWrite({
+      TransactItems: [{ Put: { TableName: "T", Item: { job_id: "j" } } }],
+    });
+    const tokens = server.seen.map(({ body }) => JSON.parse(body).ClientRequestToken);
+    assert.equal(tokens.length, 2);
+    assert.match(tokens[0], /^[0-9a-f-]{36}$/);
+    assert.equal(tokens[1], tokens[0]);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test({
+  name:
+    "on DynamoDB Local, a transaction applied but whose answer was lost is not refused when tried again, nor applied twice",
+  ignore: skipWithoutAwsEmulators(),
+  async fn() {
+    const dynamodb = await sharedDynamoDbLocal();
+    const table = `Tokens-${crypto.randomUUID().slice(0, 8)}`;
+    const config = loadConfig({
+      BACKEND: "aws",
+      AWS_ENDPOINT_URL: dynamodb.url,
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+    });
+    const sdk = createAwsClients(config);
+    // Between the store and DynamoDB Local: the first transaction reaches it, its answer does not.
+    let lost = 0;
+    const proxy = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+      const forwarded = await fetch(new URL(new URL(req.url).pathname, dynamodb.url), {
+        method: req.method,
+        headers: req.headers,
+        body: await req.arrayBuffer(),
+      });
+      const body = await forwarded.arrayBuffer();
+      const target = req.headers.get("x-amz-target") ?? "";
+      if (target.endsWith(".TransactWriteItems") && lost === 0) {
+        lost++;
+        return new Response("connection reset by a proxy", { status: 502 });
+      }
+      return new Response(body, { status: forwarded.status, headers: forwarded.headers });
+    });
+    try {
+      await sdk.dynamo.send(
+        new CreateTableCommand({
+          TableName: table,
+          AttributeDefinitions: [{ AttributeName: "job_id", AttributeType: "S" }],
+          KeySchema: [{ AttributeName: "job_id", KeyType: "HASH" }],
+          BillingMode: "PAY_PER_REQUEST",
+        }),
+      );
+      const documents = new DynamoDocuments(
+        new JsonService({
+          service: "dynamodb",
+          targetPrefix: "DynamoDB_20120810",
+          region: "us-east-1",
+          endpoint: `http://127.0.0.1:${proxy.addr.port}`,
+          credentials: () => Promise.resolve(KEYS),
+        }),
+      );
+      await documents.transactWrite({
+        TransactItems: [
+          {
+            Put: {
+              TableName: table,
+              Item: { job_id: "once", status: "succeeded" },
+              ConditionExpression: "attribute_not_exists(job_id)",
+            },
+          },
+          {
+            Update: {
+              TableName: table,
+              Key: { job_id: "count" },
+              UpdateExpression: "ADD applied :one",
+              ExpressionAttributeValues: { ":one": 1 },
+            },
+          },
+        ],
+      });
+      assert.equal(lost, 1, "the first answer was lost");
+      const count = await documents.get({ TableName: table, Key: { job_id: "count" } });
+      assert.equal(count.Item?.applied, 1, "applied once");
+    } finally {
+      await proxy.shutdown();
+      sdk.destroy();
+    }
+  },
 });
 
 Deno.test("a call signed on a clock an hour off AWS's is refused once, then signed on AWS's time", async () => {

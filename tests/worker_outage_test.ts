@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { SqsJobQueue } from "../lib/storage/aws/sqs_queue.ts";
 import { connectAws } from "../lib/storage/aws/connections.ts";
+import { AwsNetworkError, AwsServiceError } from "../lib/storage/aws/json_protocol.ts";
 import { createLogger } from "../lib/core/log.ts";
 import { isLastingError, pauseAfter } from "../lib/worker/outage.ts";
 import { loadConfig } from "../lib/core/config.ts";
@@ -32,14 +33,25 @@ Deno.test("pauseAfter() doubles from the first pause up to the longest", () => {
 });
 
 Deno.test("isLastingError() tells set-up faults from passing ones", () => {
-  const named = (name: string, status?: number) =>
-    Object.assign(new Error(name), { name, $metadata: { httpStatusCode: status } });
-  assert.equal(isLastingError(named("QueueDoesNotExist", 400)), true);
-  assert.equal(isLastingError(named("InvalidClientTokenId", 403)), true);
-  // Moto answers bad credentials with XML the SDK cannot read: only the status tells.
-  assert.equal(isLastingError(named("SyntaxError", 403)), true);
-  assert.equal(isLastingError(named("ThrottlingException", 400)), false);
-  assert.equal(isLastingError(new TypeError("error sending request: Connection refused")), false);
+  const answer = (name: string, status: number) =>
+    new AwsServiceError(name, `${name} (${status})`, status, undefined, {});
+  assert.equal(isLastingError(answer("QueueDoesNotExist", 400)), true);
+  assert.equal(isLastingError(answer("InvalidClientTokenId", 403)), true);
+  assert.equal(isLastingError(answer("UnrecognizedClientException", 400)), true);
+  // An answer that names no error type (a proxy's page): only the status tells.
+  assert.equal(isLastingError(answer("Http403", 403)), true);
+  assert.equal(isLastingError(answer("ThrottlingException", 400)), false);
+  assert.equal(isLastingError(answer("Http503", 503)), false);
+  assert.equal(
+    isLastingError(new AwsNetworkError("sqs ReceiveMessage", new TypeError("Connection refused"))),
+    false,
+  );
+  // The SDK's errors (setting up) are read the same way.
+  const sdkError = Object.assign(new Error("denied"), {
+    name: "SomethingElse",
+    $metadata: { httpStatusCode: 403 },
+  });
+  assert.equal(isLastingError(sdkError), true);
   assert.equal(isLastingError("a string"), false);
 });
 

@@ -2,7 +2,9 @@
  * DynamoDB's attribute values (`{"S": "hi"}`, `{"M": {...}}`) to and from
  * plain values, as the SDK's document client converts them with
  * `removeUndefinedValues`: undefined is left out, numbers come back as
- * numbers, binary as `Uint8Array`, string and number sets as `Set`s.
+ * numbers, binary as `Uint8Array`, string and number sets as `Set`s. Unlike
+ * the SDK, a stored number past 2^53 reads back as the nearest `number`, not
+ * a `BigInt` (the gateway stores counts and times).
  */
 
 /** One attribute value as DynamoDB's JSON protocol writes it. */
@@ -51,6 +53,10 @@ function toAttributeValue(value: unknown, path: string): AttributeValue {
       if (!Number.isFinite(value)) {
         throw new TypeError(`Cannot store ${value} at "${path}": DynamoDB numbers are finite`);
       }
+      // As the SDK refuses: an integer past 2^53 has already lost digits.
+      if (Number.isInteger(value) && !Number.isSafeInteger(value)) {
+        throw new TypeError(`Cannot store ${value} at "${path}": past the safe integers`);
+      }
       return { N: String(value) };
     case "bigint":
       return { N: value.toString() };
@@ -64,6 +70,7 @@ function toAttributeValue(value: unknown, path: string): AttributeValue {
     };
   }
   if (value instanceof Uint8Array) return { B: toBase64(value) };
+  if (value instanceof ArrayBuffer) return { B: toBase64(new Uint8Array(value)) };
   if (value instanceof Set) return toSet(value, path);
   if (typeof value === "object" && isPlainObject(value)) {
     const entries: AttributeMap = {};
@@ -77,7 +84,7 @@ function toAttributeValue(value: unknown, path: string): AttributeValue {
 }
 
 function toSet(set: Set<unknown>, path: string): AttributeValue {
-  const members = [...set];
+  const members = [...set].filter((m) => m !== undefined);
   if (members.length === 0) throw new TypeError(`Cannot store an empty set at "${path}"`);
   if (members.every((m) => typeof m === "string")) return { SS: members as string[] };
   if (members.every((m) => typeof m === "number" || typeof m === "bigint")) {

@@ -13,8 +13,10 @@ import { SqsCalls } from "./sqs_calls.ts";
 
 /** Attempts per call when AWS answers 5xx or throttles, or the network fails. */
 const MAX_ATTEMPTS = 3;
-/** A call that hears nothing for this long is given up; it outlasts SQS's longest poll (20 s). */
-const CALL_TIMEOUT_MS = 35_000;
+/** How long one attempt of a DynamoDB or SQS call may take (a long poll: its wait and this). */
+const CALL_TIMEOUT_MS = 15_000;
+/** How long one attempt to put or get a blob may take. */
+const BLOB_TIMEOUT_MS = 35_000;
 
 /** What the AWS store, queue and blobs call. */
 export interface AwsConnections {
@@ -57,7 +59,10 @@ export function connectAws(config: Config, options: ConnectOptions = {}): AwsCon
       service: "sqs",
       targetPrefix: "AmazonSQS",
       endpoint: config.awsEndpoints.sqs,
+      // As the SDK asks: errors also carry SQS's older codes (`x-amzn-query-error`).
+      headers: { "x-amzn-query-mode": "true" },
     }),
+    CALL_TIMEOUT_MS,
   );
   return {
     documents: new DynamoDocuments(db),
@@ -68,7 +73,7 @@ export function connectAws(config: Config, options: ConnectOptions = {}): AwsCon
         region: config.awsRegion,
         credentials,
         endpoint: config.awsEndpoints.s3,
-        timeoutMs: CALL_TIMEOUT_MS,
+        timeoutMs: BLOB_TIMEOUT_MS,
         maxAttempts: MAX_ATTEMPTS,
         ...objects,
       }),

@@ -115,12 +115,16 @@ export class DynamoDocuments {
   /**
    * Writes all of `TransactItems` or none. A cancelled transaction throws
    * `TransactionCanceledException` with its `CancellationReasons` in `details`,
-   * each reason's `Item` as a plain value.
+   * each reason's `Item` as a plain value. Every attempt carries the same
+   * `ClientRequestToken`, as the SDK's do: an attempt after one that DynamoDB
+   * applied but whose answer was lost then succeeds instead of failing its
+   * conditions (for ten minutes).
    */
   async transactWrite(input: TransactWriteCommandInput): Promise<void> {
     try {
       await this.#db.call("TransactWriteItems", {
         ...input,
+        ClientRequestToken: input.ClientRequestToken ?? crypto.randomUUID(),
         TransactItems: input.TransactItems?.map(transactItem),
       });
     } catch (err) {

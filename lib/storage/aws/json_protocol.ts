@@ -26,8 +26,10 @@ export interface JsonServiceOptions {
   endpoint?: string;
   /** Attempts per call when the service answers 5xx or throttles, or the network fails. */
   maxAttempts?: number;
-  /** How long one attempt may take, in milliseconds: longer than SQS's longest poll (20 s). */
+  /** How long one attempt may take, in milliseconds, unless the call says otherwise. */
   timeoutMs?: number;
+  /** Headers every call sends (SQS's `x-amzn-query-mode`). */
+  headers?: Record<string, string>;
   /** Told of every call, before its first attempt (the bench counts them). */
   onCall?: (operation: string) => void;
 }
@@ -35,8 +37,9 @@ export interface JsonServiceOptions {
 /**
  * An error answer from an AWS service. `name` is the error's type
  * (`ConditionalCheckFailedException`, `QueueDoesNotExist`), as the SDK names
- * it; `details` holds the rest of the answer, such as a cancelled
- * transaction's `CancellationReasons`. Never carries the request.
+ * it, or `Http<status>` for an answer that names none (a proxy's or an
+ * emulator's page); `details` holds the rest of the answer, such as a
+ * cancelled transaction's `CancellationReasons`. Never carries the request.
  */
 export class AwsServiceError extends Error {
   constructor(
@@ -52,6 +55,19 @@ export class AwsServiceError extends Error {
   ) {
     super(message);
     this.name = name;
+  }
+}
+
+/**
+ * The service could not be reached, or did not answer in time: fetch's own
+ * error is the `cause`. Worth another attempt.
+ */
+export class AwsNetworkError extends Error {
+  constructor(what: string, cause: unknown) {
+    super(`${what} got no answer: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+    this.name = "AwsNetworkError";
   }
 }
 
@@ -105,14 +121,22 @@ export class JsonService {
     this.#url = new URL(options.endpoint ?? regionalEndpoint(options.service, options.region));
   }
 
-  /** Calls `operation` with `input`; its output, or an {@linkcode AwsServiceError}. */
-  async call<Output>(operation: string, input: object): Promise<Output> {
+  /**
+   * Calls `operation` with `input`; its output, or an {@linkcode AwsServiceError}
+   * or {@linkcode AwsNetworkError}. Every attempt sends the same body.
+   */
+  async call<Output>(
+    operation: string,
+    input: object,
+    options: { timeoutMs?: number } = {},
+  ): Promise<Output> {
     this.#options.onCall?.(operation);
     const body = JSON.stringify(input);
+    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? 10_000;
     const attempts = this.#options.maxAttempts ?? 3;
     for (let attempt = 1;; attempt++) {
       try {
-        return await this.#attempt<Output>(operation, body);
+        return await this.#attempt<Output>(operation, body, timeoutMs);
       } catch (err) {
         if (attempt >= attempts) throw err;
         // Signed on a clock minutes off AWS's (a laptop after sleep): sign on AWS's time at once.
@@ -133,12 +157,13 @@ export class JsonService {
     return true;
   }
 
-  async #attempt<Output>(operation: string, body: string): Promise<Output> {
-    const { service, region, credentials, timeoutMs } = this.#options;
+  async #attempt<Output>(operation: string, body: string, timeoutMs: number): Promise<Output> {
+    const { service, region, credentials } = this.#options;
     const { host: _host, ...headers } = await signRequest({
       method: "POST",
       url: this.#url,
       headers: {
+        ...this.#options.headers,
         "content-type": this.#contentType,
         "x-amz-target": `${this.#options.targetPrefix}.${operation}`,
       },
@@ -149,14 +174,20 @@ export class JsonService {
       credentials: await credentials(),
       ...(this.#clockOffsetMs ? { signingDate: new Date(Date.now() + this.#clockOffsetMs) } : {}),
     });
-    // fetch sets `host` itself, to the value that was signed.
-    const response = await fetch(this.#url, {
-      method: "POST",
-      headers,
-      body,
-      signal: AbortSignal.timeout(timeoutMs ?? 35_000),
-    });
-    const text = await response.text();
+    let response: Response;
+    let text: string;
+    try {
+      // fetch sets `host` itself, to the value that was signed.
+      response = await fetch(this.#url, {
+        method: "POST",
+        headers,
+        body,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      text = await response.text();
+    } catch (err) {
+      throw new AwsNetworkError(`${service} ${operation}`, err);
+    }
     if (response.ok) return (text ? JSON.parse(text) : {}) as Output;
     throw errorFromAnswer(response, text, `${service} ${operation}`);
   }
@@ -178,14 +209,16 @@ function errorFromAnswer(response: Response, text: string, what: string): AwsSer
     // Not JSON (a proxy's or an emulator's page): named by the status below.
   }
   const { __type, message, Message, code, ...details } = parsed;
-  const rawType = response.headers.get("x-amzn-errortype") ?? __type ?? code;
-  // "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException" or "UnknownOperationException:http://..."
-  const name = typeof rawType === "string" && rawType
-    ? rawType.split("#").pop()!.split(":")[0]
-    : response.status >= 500
-    ? "InternalFailure"
+  // The SDK's order: the body's type, its code, then the header.
+  const rawType = [__type, code, response.headers.get("x-amzn-errortype")]
+    .find((type) => typeof type === "string" && type !== "");
+  // "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException", "UnknownOperationException:http://..."
+  const name = typeof rawType === "string"
+    ? rawType.split(",")[0].split("#").pop()!.split(":")[0]
     : `Http${response.status}`;
-  const said = typeof message === "string" ? message : typeof Message === "string" ? Message : "";
+  const said = firstParagraph(
+    typeof message === "string" ? message : typeof Message === "string" ? Message : "",
+  );
   // SQS names its errors twice: the JSON type, and the older query code in this header.
   const queryCode = response.headers.get("x-amzn-query-error")?.split(";")[0] || undefined;
   const serverTime = Date.parse(response.headers.get("date") ?? "");
@@ -199,15 +232,20 @@ function errorFromAnswer(response: Response, text: string, what: string): AwsSer
   );
 }
 
+/**
+ * A message's first paragraph: a refused signature's message goes on with
+ * the canonical request AWS expected, which holds the session token.
+ */
+function firstParagraph(message: string): string {
+  return message.split(/\r?\n\s*\r?\n/)[0].trim();
+}
+
 /** Whether another attempt may succeed where this one failed. */
 function worthAnotherAttempt(err: unknown): boolean {
-  if (err instanceof AwsServiceError) {
-    return err.status >= 500 || err.status === 429 || THROTTLING.has(err.name) ||
-      TRANSIENT.has(err.name);
-  }
-  // fetch's network failures (TypeError) and a timed-out attempt.
-  return err instanceof TypeError ||
-    (err instanceof DOMException && (err.name === "TimeoutError" || err.name === "AbortError"));
+  if (err instanceof AwsNetworkError) return true;
+  return err instanceof AwsServiceError &&
+    (err.status >= 500 || err.status === 429 || THROTTLING.has(err.name) ||
+      TRANSIENT.has(err.name));
 }
 
 /** A short wait between attempts, longer after throttling, with jitter so retries do not line up. */
@@ -217,8 +255,11 @@ function pause(attempt: number, err: unknown): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** The HTTP status of an AWS error, from this transport or the SDK; 0 when there is none. */
+/** The HTTP status of an AWS error (a JSON call's, S3's, or the SDK's); 0 when there is none. */
 export function awsErrorStatus(err: unknown): number {
-  if (err instanceof AwsServiceError) return err.status;
-  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode ?? 0;
+  const { status, $metadata } = (err ?? {}) as {
+    status?: unknown;
+    $metadata?: { httpStatusCode?: number };
+  };
+  return typeof status === "number" ? status : $metadata?.httpStatusCode ?? 0;
 }

@@ -13,7 +13,6 @@ import {
   type RedriveResult,
   type SendOptions,
 } from "../../core/queue.ts";
-import { awsErrorStatus } from "./json_protocol.ts";
 import type { SqsCalls } from "./sqs_calls.ts";
 
 /** SQS's longest delay for one message. */
@@ -348,12 +347,13 @@ export async function resolveQueueUrl(sqs: SqsCalls, nameOrUrl: string): Promise
 
 /**
  * Whether an error says this SQS has no message move tasks: Moto answers 500
- * with an HTML page, which names no error type.
+ * with an HTML page, which names no error type (`Http500`). AWS's own 500
+ * (`InternalFailure`) is only a failure.
  */
-function lacksMoveTasks(err: unknown): boolean {
-  const name = (err as { name?: string })?.name;
-  return (name === "InternalFailure" && awsErrorStatus(err) >= 500) ||
-    name === "NotImplemented" || name === "InvalidAction";
+export function lacksMoveTasks(err: unknown): boolean {
+  const name = (err as { name?: unknown })?.name;
+  return typeof name === "string" &&
+    (/^Http5\d\d$/.test(name) || name === "NotImplemented" || name === "InvalidAction");
 }
 
 function queueNameFromArn(arn: string): string {
