@@ -23,13 +23,13 @@ import {
 import { toAttributeMap } from "../lib/storage/aws/attribute_values.ts";
 import { lacksMoveTasks } from "../lib/storage/aws/sqs_queue.ts";
 import { SqsCalls } from "../lib/storage/aws/sqs_calls.ts";
-import { motoUnavailable, startMoto } from "./support/moto.ts";
+import { motoUnavailable, motoUserWithChecks, routedTo, startMoto } from "./support/moto.ts";
 import { sharedDynamoDbLocal } from "./support/dynamodb_local.ts";
 import { skipWithoutAwsEmulators } from "./support/aws_emulators.ts";
 
 const KEYS = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "a-secret-never-shown" };
 
-/** A JSON call to an emulator, routed to `service` by a fake signature (before Moto's checks are on). */
+/** A JSON call to Moto, routed to `service` by a fake signature (before its checks are on). */
 async function setupCall(
   url: string,
   service: "sqs" | "dynamodb",
@@ -39,9 +39,7 @@ async function setupCall(
   const res = await fetch(url, {
     method: "POST",
     headers: {
-      authorization:
-        `AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/${service}/aws4_request, ` +
-        "SignedHeaders=host, Signature=0",
+      ...routedTo(service),
       "content-type": "application/x-amz-json-1.0",
       "x-amz-target": `${service === "sqs" ? "AmazonSQS" : "DynamoDB_20120810"}.${operation}`,
     },
@@ -51,23 +49,6 @@ async function setupCall(
   const text = await res.text();
   assert.equal(res.status, 200, text);
   return JSON.parse(text);
-}
-
-/** An IAM query call on Moto, routed by a fake signature; returns its XML answer. */
-async function iam(url: string, params: Record<string, string>): Promise<string> {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: {
-      authorization: "AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/iam/aws4_request, " +
-        "SignedHeaders=host, Signature=0",
-      "content-type": "application/x-www-form-urlencoded",
-    },
-    body: new URLSearchParams({ ...params, Version: "2010-05-08" }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  assert.equal(res.status, 200, text);
-  return text;
 }
 
 function services(endpoint: string, credentials: typeof KEYS) {
@@ -92,25 +73,8 @@ Deno.test({
   async fn(t) {
     const moto = await startMoto();
     try {
-      // The next five calls set up a user, its key and policy, a queue and a
-      // table; from the sixth on, Moto checks every signature with botocore's.
-      const reset = await fetch(`${moto.url}/moto-api/reset-auth`, {
-        method: "POST",
-        body: "5",
-        signal: AbortSignal.timeout(10_000),
-      });
-      assert.equal(reset.status, 200, await reset.text());
-      await iam(moto.url, { Action: "CreateUser", UserName: "worker" });
-      const keyXml = await iam(moto.url, { Action: "CreateAccessKey", UserName: "worker" });
-      await iam(moto.url, {
-        Action: "PutUserPolicy",
-        UserName: "worker",
-        PolicyName: "queue-and-tables",
-        PolicyDocument: JSON.stringify({
-          Version: "2012-10-17",
-          Statement: [{ Effect: "Allow", Action: ["sqs:*", "dynamodb:*"], Resource: "*" }],
-        }),
-      });
+      // The queue and the table are made before Moto's checks start; every call after is checked.
+      const credentials = await motoUserWithChecks(moto, ["sqs:*", "dynamodb:*"], 2);
       const { QueueUrl } = await setupCall(moto.url, "sqs", "CreateQueue", { QueueName: "jobs" });
       await setupCall(moto.url, "dynamodb", "CreateTable", {
         TableName: "Jobs",
@@ -118,10 +82,6 @@ Deno.test({
         KeySchema: [{ AttributeName: "job_id", KeyType: "HASH" }],
         BillingMode: "PAY_PER_REQUEST",
       });
-      const credentials = {
-        accessKeyId: /<AccessKeyId>([^<]+)</.exec(keyXml)![1],
-        secretAccessKey: /<SecretAccessKey>([^<]+)</.exec(keyXml)![1],
-      };
 
       await t.step(
         "first, a wrong secret is refused (so the checks are on), as an error waiting will not heal, without the secret",
@@ -262,6 +222,19 @@ function json(status: number, body: object, headers: Record<string, string> = {}
       status,
       headers: { "content-type": "application/x-amz-json-1.0", ...headers },
     });
+}
+
+/** Our DynamoDB calls to `url`, signed with {@linkcode KEYS}. */
+function documentsAt(url: string): DynamoDocuments {
+  return new DynamoDocuments(
+    new JsonService({
+      service: "dynamodb",
+      targetPrefix: "DynamoDB_20120810",
+      region: "us-east-1",
+      endpoint: url,
+      credentials: () => Promise.resolve(KEYS),
+    }),
+  );
 }
 
 function service(url: string, onCall?: (operation: string) => void) {
@@ -433,15 +406,7 @@ Deno.test("a cancelled transaction gives its reasons, with each reason's item as
     }),
   ]);
   try {
-    const documents = new DynamoDocuments(
-      new JsonService({
-        service: "dynamodb",
-        targetPrefix: "DynamoDB_20120810",
-        region: "us-east-1",
-        endpoint: server.url,
-        credentials: () => Promise.resolve(KEYS),
-      }),
-    );
+    const documents = documentsAt(server.url);
     const err = await documents.transactWrite({
       TransactItems: [{
         Update: {
@@ -576,15 +541,7 @@ Deno.test("a refused signature's message stops before the canonical request AWS 
 Deno.test("every attempt of a transaction carries the same request token", async () => {
   const server = answering([json(500, {}), json(200, {})]);
   try {
-    const documents = new DynamoDocuments(
-      new JsonService({
-        service: "dynamodb",
-        targetPrefix: "DynamoDB_20120810",
-        region: "us-east-1",
-        endpoint: server.url,
-        credentials: () => Promise.resolve(KEYS),
-      }),
-    );
+    const documents = documentsAt(server.url);
     await documents.transactWrite({
       TransactItems: [{ Put: { TableName: "T", Item: { job_id: "j" } } }],
     });
@@ -636,15 +593,7 @@ Deno.test({
           BillingMode: "PAY_PER_REQUEST",
         }),
       );
-      const documents = new DynamoDocuments(
-        new JsonService({
-          service: "dynamodb",
-          targetPrefix: "DynamoDB_20120810",
-          region: "us-east-1",
-          endpoint: `http://127.0.0.1:${proxy.addr.port}`,
-          credentials: () => Promise.resolve(KEYS),
-        }),
-      );
+      const documents = documentsAt(`http://127.0.0.1:${proxy.addr.port}`);
       await documents.transactWrite({
         TransactItems: [
           {

@@ -22,6 +22,30 @@ const FORBIDDEN: Record<string, string[]> = {
   "storage": ["http", "worker", "outbound"],
 };
 
+/** The module graph from `entry`, as `deno info --json` gives it. */
+interface ModuleGraph {
+  roots: string[];
+  modules: {
+    specifier: string;
+    dependencies?: {
+      code?: { specifier: string };
+      type?: { specifier: string };
+      isDynamic?: boolean;
+    }[];
+  }[];
+}
+
+async function moduleGraph(entry: string): Promise<ModuleGraph> {
+  const output = await new Deno.Command("deno", {
+    args: ["info", "--json", entry],
+    cwd: PROJECT_DIR,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(output.success, new TextDecoder().decode(output.stderr));
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
 async function libFiles(dir = `${PROJECT_DIR}/lib`): Promise<string[]> {
   const files: string[] = [];
   for await (const entry of Deno.readDir(dir)) {
@@ -38,19 +62,7 @@ async function libImports(): Promise<Edge[]> {
   try {
     const files = await libFiles();
     await Deno.writeTextFile(root, files.map((f) => `import "./${relative(f)}";`).join("\n"));
-    const output = await new Deno.Command("deno", {
-      args: ["info", "--json", root],
-      cwd: PROJECT_DIR,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(output.success, new TextDecoder().decode(output.stderr));
-    const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
-      modules: {
-        specifier: string;
-        dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
-      }[];
-    };
+    const graph = await moduleGraph(root);
     const edges: Edge[] = [];
     for (const module of graph.modules) {
       const from = libPath(module.specifier);
@@ -122,20 +134,7 @@ Deno.test("the Lambda entry point never reaches the embedded backend, the worker
  * imports only with `dynamic`, as a bundle holds them.
  */
 async function npmPackagesReached(entry: string, dynamic: boolean): Promise<Set<string>> {
-  const output = await new Deno.Command("deno", {
-    args: ["info", "--json", entry],
-    cwd: PROJECT_DIR,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(output.success, new TextDecoder().decode(output.stderr));
-  const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
-    roots: string[];
-    modules: {
-      specifier: string;
-      dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
-    }[];
-  };
+  const graph = await moduleGraph(entry);
   const modules = new Map(graph.modules.map((m) => [m.specifier, m]));
   const packages = new Set<string>();
   const seen = new Set<string>();

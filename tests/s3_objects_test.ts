@@ -11,7 +11,7 @@ import {
   S3RequestError,
   signS3Request,
 } from "../lib/storage/aws/s3_objects.ts";
-import { motoUnavailable, startMoto } from "./support/moto.ts";
+import { motoUnavailable, motoUserWithChecks, routedTo, startMoto } from "./support/moto.ts";
 
 /** The credentials of AWS's signing examples. */
 const EXAMPLE_SIGNER = {
@@ -72,28 +72,6 @@ Deno.test("encodeKey() percent-encodes each segment as S3 does and keeps the sla
   assert.equal(encodeKey("blobs/_/ab12.json"), "blobs/_/ab12.json");
 });
 
-/** A fake Authorization header that routes a request to a Moto service before its checks are on. */
-function routedTo(service: string): Record<string, string> {
-  return {
-    authorization:
-      `AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/${service}/aws4_request, ` +
-      "SignedHeaders=host, Signature=0",
-  };
-}
-
-/** An IAM query call on Moto; returns its XML answer. */
-async function iam(url: string, params: Record<string, string>): Promise<string> {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { ...routedTo("iam"), "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ ...params, Version: "2010-05-08" }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  assert.equal(res.status, 200, text);
-  return text;
-}
-
 Deno.test({
   name: "S3Objects on Moto with authentication on: botocore finds our signatures right",
   ignore: (() => {
@@ -107,31 +85,14 @@ Deno.test({
   async fn(t) {
     const moto = await startMoto();
     try {
-      // The next four calls set up a user, its key and policy, and the bucket;
-      // from the fifth on, Moto checks every signature with botocore's signer.
-      const reset = await fetch(`${moto.url}/moto-api/reset-auth`, { method: "POST", body: "4" });
-      assert.equal(reset.status, 200, await reset.text());
-      await iam(moto.url, { Action: "CreateUser", UserName: "gateway" });
-      const keyXml = await iam(moto.url, { Action: "CreateAccessKey", UserName: "gateway" });
-      await iam(moto.url, {
-        Action: "PutUserPolicy",
-        UserName: "gateway",
-        PolicyName: "blobs",
-        PolicyDocument: JSON.stringify({
-          Version: "2012-10-17",
-          Statement: [{ Effect: "Allow", Action: "s3:*", Resource: "*" }],
-        }),
-      });
+      // The bucket is made before Moto's checks start; every call after it is checked.
+      const credentials = await motoUserWithChecks(moto, ["s3:*"], 1);
       const bucket = await fetch(`${moto.url}/gateway-blobs`, {
         method: "PUT",
         headers: routedTo("s3"),
       });
       assert.equal(bucket.status, 200, await bucket.text());
 
-      const credentials = {
-        accessKeyId: /<AccessKeyId>([^<]+)</.exec(keyXml)![1],
-        secretAccessKey: /<SecretAccessKey>([^<]+)</.exec(keyXml)![1],
-      };
       const objects = new S3Objects({
         bucket: "gateway-blobs",
         region: "us-east-1",

@@ -66,3 +66,63 @@ async function collect(stream: ReadableStream<Uint8Array>): Promise<string> {
   }
   return text;
 }
+
+/**
+ * A fake Authorization header that routes a request to a Moto service, for
+ * the set-up calls made before its checks are on.
+ */
+export function routedTo(service: string): Record<string, string> {
+  return {
+    authorization:
+      `AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/${service}/aws4_request, ` +
+      "SignedHeaders=host, Signature=0",
+  };
+}
+
+/**
+ * Turns on Moto's signature and permission checks, and returns the keys of a
+ * user that may do `actions` (an IAM policy's, e.g. `["s3:*"]`). The checks
+ * start after `setupCalls` more calls, which the caller makes with
+ * {@linkcode routedTo} (a bucket, a queue, a table).
+ */
+export async function motoUserWithChecks(
+  moto: Moto,
+  actions: string[],
+  setupCalls: number,
+): Promise<{ accessKeyId: string; secretAccessKey: string }> {
+  // The user, its key and its policy are the first three of the calls before the checks.
+  const reset = await fetch(`${moto.url}/moto-api/reset-auth`, {
+    method: "POST",
+    body: String(3 + setupCalls),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!reset.ok) throw new Error(`Cannot turn on Moto's checks: ${await reset.text()}`);
+  await iam(moto.url, { Action: "CreateUser", UserName: "gateway" });
+  const keyXml = await iam(moto.url, { Action: "CreateAccessKey", UserName: "gateway" });
+  await iam(moto.url, {
+    Action: "PutUserPolicy",
+    UserName: "gateway",
+    PolicyName: "allowed",
+    PolicyDocument: JSON.stringify({
+      Version: "2012-10-17",
+      Statement: [{ Effect: "Allow", Action: actions, Resource: "*" }],
+    }),
+  });
+  return {
+    accessKeyId: /<AccessKeyId>([^<]+)</.exec(keyXml)![1],
+    secretAccessKey: /<SecretAccessKey>([^<]+)</.exec(keyXml)![1],
+  };
+}
+
+/** An IAM query call on Moto; returns its XML answer. */
+async function iam(url: string, params: Record<string, string>): Promise<string> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { ...routedTo("iam"), "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ ...params, Version: "2010-05-08" }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`Moto refused IAM ${params.Action}: ${text}`);
+  return text;
+}

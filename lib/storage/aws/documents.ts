@@ -161,37 +161,18 @@ function values(map: PlainMap | undefined): { ExpressionAttributeValues?: Attrib
   return map ? { ExpressionAttributeValues: toAttributeMap(map) } : {};
 }
 
+/** A transaction item with its values converted: a Put's item, the others' key. */
 function transactItem(item: TransactItem): object {
-  const { Put, Update, Delete, ConditionCheck } = item;
-  if (Put) {
+  for (const kind of ["Put", "Update", "Delete", "ConditionCheck"] as const) {
+    const operation = item[kind];
+    if (!operation) continue;
     return {
-      Put: { ...Put, Item: toAttributeMap(Put.Item), ...values(Put.ExpressionAttributeValues) },
-    };
-  }
-  if (Update) {
-    return {
-      Update: {
-        ...Update,
-        Key: toAttributeMap(Update.Key),
-        ...values(Update.ExpressionAttributeValues),
-      },
-    };
-  }
-  if (Delete) {
-    return {
-      Delete: {
-        ...Delete,
-        Key: toAttributeMap(Delete.Key),
-        ...values(Delete.ExpressionAttributeValues),
-      },
-    };
-  }
-  if (ConditionCheck) {
-    return {
-      ConditionCheck: {
-        ...ConditionCheck,
-        Key: toAttributeMap(ConditionCheck.Key),
-        ...values(ConditionCheck.ExpressionAttributeValues),
+      [kind]: {
+        ...operation,
+        ...("Item" in operation
+          ? { Item: toAttributeMap(operation.Item) }
+          : { Key: toAttributeMap(operation.Key) }),
+        ...values(operation.ExpressionAttributeValues),
       },
     };
   }
