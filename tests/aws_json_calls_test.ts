@@ -13,7 +13,6 @@ import { isLastingError } from "../lib/worker/outage.ts";
 import { createAwsClients } from "../lib/storage/aws/clients.ts";
 import { connectAws, credentialSource } from "../lib/storage/aws/connections.ts";
 import { sdkCredentialChain } from "../lib/storage/aws/credential_chain.ts";
-import { DynamoDocuments } from "../lib/storage/aws/documents.ts";
 import {
   AwsNetworkError,
   AwsServiceError,
@@ -22,7 +21,6 @@ import {
 } from "../lib/storage/aws/json_protocol.ts";
 import { toAttributeMap } from "../lib/storage/aws/attribute_values.ts";
 import { lacksMoveTasks } from "../lib/storage/aws/sqs_queue.ts";
-import { SqsCalls } from "../lib/storage/aws/sqs_calls.ts";
 import { motoUnavailable, motoUserWithChecks, routedTo, startMoto } from "./support/moto.ts";
 import { sharedDynamoDbLocal } from "./support/dynamodb_local.ts";
 import { skipWithoutAwsEmulators } from "./support/aws_emulators.ts";
@@ -51,14 +49,15 @@ async function setupCall(
   return JSON.parse(text);
 }
 
-function services(endpoint: string, credentials: typeof KEYS) {
-  const common = { region: "us-east-1", endpoint, credentials: () => Promise.resolve(credentials) };
-  return {
-    sqs: new SqsCalls(new JsonService({ ...common, service: "sqs", targetPrefix: "AmazonSQS" })),
-    documents: new DynamoDocuments(
-      new JsonService({ ...common, service: "dynamodb", targetPrefix: "DynamoDB_20120810" }),
-    ),
-  };
+/** The gateway's own connections to the AWS services at `url`, signed with `keys`. */
+function connectTo(url: string, keys: { accessKeyId: string; secretAccessKey: string } = KEYS) {
+  return connectAws(loadConfig({
+    BACKEND: "aws",
+    AWS_REGION: "us-east-1",
+    AWS_ENDPOINT_URL: url,
+    AWS_ACCESS_KEY_ID: keys.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
+  }));
 }
 
 Deno.test({
@@ -86,7 +85,7 @@ Deno.test({
       await t.step(
         "first, a wrong secret is refused (so the checks are on), as an error waiting will not heal, without the secret",
         async () => {
-          const wrong = services(moto.url, { ...credentials, secretAccessKey: "not-the-secret" });
+          const wrong = connectTo(moto.url, { ...credentials, secretAccessKey: "not-the-secret" });
           for (
             const call of [
               () => wrong.sqs.call("GetQueueUrl", { QueueName: "jobs" }),
@@ -102,7 +101,7 @@ Deno.test({
         },
       );
 
-      const right = services(moto.url, credentials);
+      const right = connectTo(moto.url, credentials);
       await t.step("a message sent is received, each call signed", async () => {
         await right.sqs.call("SendMessage", { QueueUrl: String(QueueUrl), MessageBody: "hello" });
         const out = await right.sqs.call("ReceiveMessage", {
@@ -222,19 +221,6 @@ function json(status: number, body: object, headers: Record<string, string> = {}
       status,
       headers: { "content-type": "application/x-amz-json-1.0", ...headers },
     });
-}
-
-/** Our DynamoDB calls to `url`, signed with {@linkcode KEYS}. */
-function documentsAt(url: string): DynamoDocuments {
-  return new DynamoDocuments(
-    new JsonService({
-      service: "dynamodb",
-      targetPrefix: "DynamoDB_20120810",
-      region: "us-east-1",
-      endpoint: url,
-      credentials: () => Promise.resolve(KEYS),
-    }),
-  );
 }
 
 function service(url: string, onCall?: (operation: string) => void) {
@@ -406,7 +392,7 @@ Deno.test("a cancelled transaction gives its reasons, with each reason's item as
     }),
   ]);
   try {
-    const documents = documentsAt(server.url);
+    const documents = connectTo(server.url).documents;
     const err = await documents.transactWrite({
       TransactItems: [{
         Update: {
@@ -541,7 +527,7 @@ Deno.test("a refused signature's message stops before the canonical request AWS 
 Deno.test("every attempt of a transaction carries the same request token", async () => {
   const server = answering([json(500, {}), json(200, {})]);
   try {
-    const documents = documentsAt(server.url);
+    const documents = connectTo(server.url).documents;
     await documents.transactWrite({
       TransactItems: [{ Put: { TableName: "T", Item: { job_id: "j" } } }],
     });
@@ -593,7 +579,7 @@ Deno.test({
           BillingMode: "PAY_PER_REQUEST",
         }),
       );
-      const documents = documentsAt(`http://127.0.0.1:${proxy.addr.port}`);
+      const documents = connectTo(`http://127.0.0.1:${proxy.addr.port}`).documents;
       await documents.transactWrite({
         TransactItems: [
           {

@@ -384,7 +384,7 @@ async function askBackend(
   }
   // release() has handed this place to the job waiting for it: this job's store
   // calls wait one turn of the event loop, so that job calls its model first and
-  // its request goes out during that turn, not after this job's SDK work.
+  // its request goes out during that turn, not after this job's store calls.
   await sleep(0);
   const result: JobResult = {
     reply: reply.message,

@@ -62,7 +62,6 @@ export function connectAws(config: Config, options: ConnectOptions = {}): AwsCon
       // As the SDK asks: errors also carry SQS's older codes (`x-amzn-query-error`).
       headers: { "x-amzn-query-mode": "true" },
     }),
-    CALL_TIMEOUT_MS,
   );
   return {
     documents: new DynamoDocuments(db),

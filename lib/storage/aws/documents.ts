@@ -12,8 +12,6 @@ import type {
   PutCommandOutput,
   QueryCommandInput,
   QueryCommandOutput,
-  ScanCommandInput,
-  ScanCommandOutput,
   TransactWriteCommandInput,
   UpdateCommandInput,
   UpdateCommandOutput,
@@ -68,15 +66,6 @@ export class DynamoDocuments {
 
   async query(input: QueryCommandInput): Promise<Answer<QueryCommandOutput>> {
     const out = await this.#db.call<PagedItems>("Query", {
-      ...input,
-      ...values(input.ExpressionAttributeValues),
-      ExclusiveStartKey: input.ExclusiveStartKey && toAttributeMap(input.ExclusiveStartKey),
-    });
-    return pageOf(out);
-  }
-
-  async scan(input: ScanCommandInput): Promise<Answer<ScanCommandOutput>> {
-    const out = await this.#db.call<PagedItems>("Scan", {
       ...input,
       ...values(input.ExpressionAttributeValues),
       ExclusiveStartKey: input.ExclusiveStartKey && toAttributeMap(input.ExclusiveStartKey),
@@ -139,7 +128,7 @@ export class DynamoDocuments {
   }
 }
 
-/** A page of `Query` or `Scan`, as sent. */
+/** A page of `Query`, as sent. */
 interface PagedItems {
   Items?: AttributeMap[];
   LastEvaluatedKey?: AttributeMap;

@@ -123,16 +123,18 @@ export class JsonService {
 
   /**
    * Calls `operation` with `input`; its output, or an {@linkcode AwsServiceError}
-   * or {@linkcode AwsNetworkError}. Every attempt sends the same body.
+   * or {@linkcode AwsNetworkError}. Every attempt sends the same body. A call
+   * that waits on the server (a long poll) gets `waitSeconds` on top of its
+   * time, so it is never cut off while it waits; only a stuck one is.
    */
   async call<Output>(
     operation: string,
     input: object,
-    options: { timeoutMs?: number } = {},
+    options: { waitSeconds?: number } = {},
   ): Promise<Output> {
     this.#options.onCall?.(operation);
     const body = JSON.stringify(input);
-    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? 10_000;
+    const timeoutMs = (this.#options.timeoutMs ?? 10_000) + (options.waitSeconds ?? 0) * 1000;
     const attempts = this.#options.maxAttempts ?? 3;
     for (let attempt = 1;; attempt++) {
       try {
@@ -142,7 +144,8 @@ export class JsonService {
         // Signed on a clock minutes off AWS's (a laptop after sleep): sign on AWS's time at once.
         if (this.#correctClock(err)) continue;
         if (!worthAnotherAttempt(err)) throw err;
-        await pause(attempt, err);
+        const throttled = err instanceof AwsServiceError && THROTTLING.has(err.name);
+        await pauseBeforeAttempt(attempt + 1, throttled);
       }
     }
   }
@@ -248,10 +251,12 @@ function worthAnotherAttempt(err: unknown): boolean {
       TRANSIENT.has(err.name));
 }
 
-/** A short wait between attempts, longer after throttling, with jitter so retries do not line up. */
-function pause(attempt: number, err: unknown): Promise<void> {
-  const base = err instanceof AwsServiceError && THROTTLING.has(err.name) ? 500 : 100;
-  const ms = Math.min(20_000, base * 2 ** attempt * Math.random());
+/**
+ * The wait before attempt `attempt` (2 for the first retry) of any AWS call:
+ * growing, longer after throttling, with jitter so retries do not line up.
+ */
+export function pauseBeforeAttempt(attempt: number, throttled = false): Promise<void> {
+  const ms = Math.min(20_000, (throttled ? 500 : 100) * 2 ** (attempt - 1) * Math.random());
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 

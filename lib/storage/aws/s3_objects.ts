@@ -5,6 +5,7 @@
  * figure). Requests are signed by `sigv4.ts` with S3's rules, with the same
  * credentials and region as the other clients.
  */
+import { pauseBeforeAttempt } from "./json_protocol.ts";
 import { type SigningCredentials, signRequest } from "./sigv4.ts";
 
 /** Something resolved later, as the SDK's clients hold their region and credentials. */
@@ -160,7 +161,7 @@ export class S3Objects {
         });
       } catch (err) {
         if (attempt >= attempts) throw err;
-        await pause(attempt);
+        await pauseBeforeAttempt(attempt + 1);
         continue;
       }
       if (response.ok || expected.includes(response.status)) return response;
@@ -169,7 +170,7 @@ export class S3Objects {
       if (!retryable || attempt >= attempts) {
         throw new S3RequestError(response.status, code, operation);
       }
-      await pause(attempt);
+      await pauseBeforeAttempt(attempt + 1, code === "SlowDown");
     }
   }
 }
@@ -177,9 +178,4 @@ export class S3Objects {
 /** S3's error code from its XML answer (`<Code>NoSuchBucket</Code>`). */
 function errorCode(xml: string): string {
   return /<Code>([A-Za-z0-9.]{1,64})<\/Code>/.exec(xml)?.[1] ?? "UnknownError";
-}
-
-/** A short wait between attempts, with jitter so retries do not line up. */
-function pause(attempt: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt * Math.random()));
 }

@@ -47,27 +47,20 @@ const MAX_WAIT_SECONDS = 20;
 /** SQS, one typed call at a time. */
 export class SqsCalls {
   #sqs: JsonService;
-  #timeoutMs: number;
 
-  /** `timeoutMs`: how long a call may take, besides a long poll's wait. */
-  constructor(sqs: JsonService, timeoutMs = 15_000) {
+  constructor(sqs: JsonService) {
     this.#sqs = sqs;
-    this.#timeoutMs = timeoutMs;
   }
 
-  /**
-   * Calls `operation`. A receive may take its long poll's wait on top of the
-   * usual time, so a poll in flight is never cut off; only a stuck one is.
-   */
+  /** Calls `operation`; a receive may also take its long poll's wait. */
   call<K extends keyof SqsOperations>(
     operation: K,
     input: SqsOperations[K][0],
   ): Promise<SqsOperations[K][1]> {
-    const wait = (input as ReceiveMessageRequest).WaitTimeSeconds;
     return this.#sqs.call(operation, input, {
-      timeoutMs: operation === "ReceiveMessage"
-        ? this.#timeoutMs + (wait ?? MAX_WAIT_SECONDS) * 1000
-        : this.#timeoutMs,
+      waitSeconds: operation === "ReceiveMessage"
+        ? (input as ReceiveMessageRequest).WaitTimeSeconds ?? MAX_WAIT_SECONDS
+        : 0,
     });
   }
 }
