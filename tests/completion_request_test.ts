@@ -295,3 +295,93 @@ Deno.test("parseCompletionRequest() summarises the problems in the error message
       err.param === "messages[0].tool_call_id",
   );
 });
+
+Deno.test("parseCompletionRequest() reads null as a field left out, and keeps it from the backend", () => {
+  const request = parseCompletionRequest({
+    model: null,
+    messages: [{ role: "user", content: "Hi" }],
+    stream: null,
+    temperature: null,
+    stop: null,
+    tools: null,
+    user: null,
+  });
+  assert.deepEqual(request, {
+    messages: [{ role: "user", content: "Hi" }],
+    stream: false,
+    includeUsage: false,
+    params: {},
+  });
+});
+
+Deno.test("parseCompletionRequest() checks numbers at their bounds, and a huge integer is one problem", () => {
+  const messages = [{ role: "user", content: "Hi" }];
+  const accepted = parseCompletionRequest({
+    messages,
+    temperature: 2,
+    top_p: 0,
+    presence_penalty: -2,
+    max_tokens: 1,
+  });
+  assert.deepEqual(accepted.params, {
+    temperature: 2,
+    top_p: 0,
+    presence_penalty: -2,
+    max_tokens: 1,
+  });
+  assert.deepEqual(
+    problemsOf({
+      messages,
+      temperature: 2.01,
+      presence_penalty: "1",
+      max_tokens: 0,
+      n: 2 ** 60,
+      top_logprobs: 1e300,
+    }),
+    [
+      { param: "temperature", message: "must be between 0 and 2" },
+      { param: "max_tokens", message: "must be positive" },
+      { param: "presence_penalty", message: "must be a number" },
+      { param: "n", message: "must be an integer" },
+      { param: "top_logprobs", message: "must be an integer" },
+    ],
+  );
+});
+
+Deno.test("parseCompletionRequest() names a content part of an unknown type by its type field", () => {
+  assert.deepEqual(
+    problemsOf({
+      messages: [{ role: "user", content: [{ type: "text", text: "a" }, { type: "video" }, 7] }],
+    }),
+    [
+      {
+        param: "messages[0].content[1].type",
+        message: 'must be a part of type "text" or "image_url"',
+      },
+      { param: "messages[0].content[2]", message: 'must be a part of type "text" or "image_url"' },
+    ],
+  );
+});
+
+Deno.test("parseCompletionRequest() takes stop as a string or a few strings, naming what is wrong", () => {
+  const messages = [{ role: "user", content: "Hi" }];
+  assert.deepEqual(parseCompletionRequest({ messages, stop: "END" }).params, { stop: "END" });
+  const union = "must be a string or an array of at most 4 strings of at most 256 characters";
+  assert.deepEqual(problemsOf({ messages, stop: ["a", "b", "c", "d", "e"] }), [
+    { param: "stop", message: union },
+  ]);
+  assert.deepEqual(problemsOf({ messages, stop: 5 }), [{ param: "stop", message: union }]);
+  assert.deepEqual(problemsOf({ messages, stop: ["a", "s".repeat(257)] }), [
+    { param: "stop[1]", message: "must be at most 256 characters" },
+  ]);
+});
+
+Deno.test("parseCompletionRequest() passes no __proto__ key through to the backend's fields", () => {
+  const body = JSON.parse(
+    '{"messages":[{"role":"user","content":"Hi"}],"top_k":40,"__proto__":{"polluted":true}}',
+  );
+  const { params } = parseCompletionRequest(body);
+  assert.deepEqual(Object.keys(params), ["top_k"]);
+  assert.equal(Object.getPrototypeOf(params), Object.prototype);
+  assert.equal((params as { polluted?: unknown }).polluted, undefined);
+});

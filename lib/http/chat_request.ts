@@ -1,5 +1,5 @@
 /** The body of `POST /chat`, checked against a schema. */
-import { z } from "./schema.ts";
+import * as z from "zod/mini";
 import { invalidRequest } from "./errors.ts";
 import {
   callbackUrlProblem,
@@ -15,21 +15,28 @@ import type { Priority } from "../core/jobs.ts";
 
 const chatRequestSchema = z.object({
   conversation_id: conversationIdSchema,
-  user_message: z.string({ error: "must be a string" })
-    .max(MAX_TEXT_CHARS, `must be at most ${MAX_TEXT_CHARS} characters`)
-    .refine((s) => s.trim().length > 0, "must not be empty"),
-  images: cappedArray(
+  user_message: z.string({ error: "must be a string" }).check(
+    z.maxLength(MAX_TEXT_CHARS, `must be at most ${MAX_TEXT_CHARS} characters`),
+    z.refine((s: string) => s.trim().length > 0, "must not be empty"),
+  ),
+  images: z.optional(cappedArray(
     z.object({ image_url: imageUrlSchema }, {
       error: "must be an object with an image_url string",
     }),
     { max: MAX_IMAGES, items: "images", notArray: "must be an array of { image_url } objects" },
-  ).optional(),
-  priority: z.enum(["high", "normal"], { error: 'must be "high" or "normal"' }).optional(),
-  model: z.string({ error: "must be a string" }).trim().min(1, "must not be empty")
-    .max(256, "must be at most 256 characters").optional(),
-  callback_url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" })
-    .max(MAX_URL_CHARS, `must be at most ${MAX_URL_CHARS} characters`)
-    .optional(),
+  )),
+  priority: z.optional(z.enum(["high", "normal"], { error: 'must be "high" or "normal"' })),
+  model: z.optional(
+    z.string({ error: "must be a string" }).check(
+      z.trim(),
+      z.minLength(1, "must not be empty"),
+      z.maxLength(256, "must be at most 256 characters"),
+    ),
+  ),
+  callback_url: z.optional(
+    z.url({ protocol: /^https?$/, error: "must be an http(s) URL" })
+      .check(z.maxLength(MAX_URL_CHARS, `must be at most ${MAX_URL_CHARS} characters`)),
+  ),
 }, { error: "must be a JSON object" });
 
 /** What {@linkcode parseChatRequest} checks a request against besides its schema. */

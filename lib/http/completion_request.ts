@@ -6,7 +6,7 @@
  * level), and the backend decides. Messages may be system, user, assistant
  * (with tool calls, or last: "continue this reply") and tool results.
  */
-import { type Infer, z } from "./schema.ts";
+import * as z from "zod/mini";
 import { type FieldProblem, invalidRequest } from "./errors.ts";
 import type { CompletionParams } from "../core/jobs.ts";
 import type { ChatMessage, ContentPart, ToolCall } from "../core/messages.ts";
@@ -34,8 +34,11 @@ const HANDLED = new Set(["model", "messages", "stream", "stream_options", "max_c
 
 const TOO_LONG = `must be at most ${MAX_TEXT_CHARS} characters`;
 const shortString = z.string({ error: "must be a string" })
-  .max(MAX_SHORT_CHARS, `must be at most ${MAX_SHORT_CHARS} characters`);
-const longText = z.string({ error: "must be a string" }).max(MAX_TEXT_CHARS, TOO_LONG);
+  .check(z.maxLength(MAX_SHORT_CHARS, `must be at most ${MAX_SHORT_CHARS} characters`));
+const nonEmptyShortString = shortString.check(z.minLength(1, "must not be empty"));
+const longText = z.string({ error: "must be a string" }).check(
+  z.maxLength(MAX_TEXT_CHARS, TOO_LONG),
+);
 
 const textPartSchema = z.object({
   type: z.literal("text"),
@@ -46,7 +49,7 @@ const imagePartSchema = z.object({
   type: z.literal("image_url"),
   image_url: z.object({
     url: imageUrlSchema,
-    detail: shortString.optional(),
+    detail: z.optional(shortString),
   }, { error: "must be an object with a url string" }),
 });
 
@@ -63,36 +66,38 @@ const partsSchema = cappedArray(
 
 // A union of string and parts would report only "no option matched"; choosing the
 // schema by the value's kind keeps errors on the exact part, e.g. content[1].text.
-const contentSchema = z.unknown().transform((value, ctx): string | ContentPart[] | null => {
+const contentSchema = z.transform((value: unknown, ctx): string | ContentPart[] | null => {
   if (value === null) return null; // allowed or not by the role: see messageProblems
-  if (value === undefined) {
-    ctx.addIssue({ code: "custom", input: value, message: "is required" });
-    return z.NEVER;
-  }
   if (typeof value === "string") {
-    if (value.length <= MAX_TEXT_CHARS) return value;
-    ctx.addIssue({ code: "custom", input: value, message: TOO_LONG });
-    return z.NEVER;
+    const text = longText.safeParse(value, { reportInput: true });
+    if (text.success) return text.data;
+    ctx.issues.push(...asRaw(text.error.issues));
+  } else if (Array.isArray(value)) {
+    const parts = partsSchema.safeParse(value, { reportInput: true });
+    if (parts.success) return parts.data.map(toContentPart);
+    ctx.issues.push(...asRaw(parts.error.issues));
+  } else {
+    const message = value === undefined
+      ? "is required"
+      : "must be a string or an array of content parts";
+    ctx.issues.push({ code: "custom", input: value, message });
   }
-  if (Array.isArray(value)) {
-    const result = partsSchema.safeParse(value, { reportInput: true });
-    if (result.success) return result.data.map(toContentPart);
-    for (const issue of result.error.issues) ctx.addIssue({ ...issue });
-    return z.NEVER;
-  }
-  ctx.addIssue({
-    code: "custom",
-    input: value,
-    message: "must be a string or an array of content parts",
-  });
   return z.NEVER;
 });
 
+/**
+ * Issues of an inner parse, to add to the outer one. Zod's type for them has
+ * `input` optional and a raw issue needs it, but `reportInput` put it there.
+ */
+function asRaw(issues: readonly z.core.$ZodIssue[]): z.core.$ZodRawIssue[] {
+  return issues as z.core.$ZodRawIssue[];
+}
+
 const toolCallSchema = z.object({
-  id: shortString.min(1, "must not be empty"),
+  id: nonEmptyShortString,
   type: z.literal("function", { error: 'must be "function"' }),
   function: z.object({
-    name: shortString.min(1, "must not be empty"),
+    name: nonEmptyShortString,
     arguments: longText,
   }, { error: "must be an object with name and arguments" }),
 }, { error: "must be a tool call object" });
@@ -102,126 +107,118 @@ const messageObject = z.object({
     error: 'must be "system", "user", "assistant", "tool" or "developer"',
   }),
   content: contentSchema,
-  name: shortString.optional(),
-  tool_calls: cappedArray(toolCallSchema, { max: MAX_TOOL_CALLS, items: "tool calls" })
-    .optional(),
-  tool_call_id: shortString.min(1, "must not be empty").optional(),
-  reasoning_content: longText.optional(),
+  name: z.optional(shortString),
+  tool_calls: z.optional(cappedArray(toolCallSchema, { max: MAX_TOOL_CALLS, items: "tool calls" })),
+  tool_call_id: z.optional(nonEmptyShortString),
+  reasoning_content: z.optional(longText),
 }, { error: "must be an object with role and content" });
 
 /** A message; OpenAI lets an assistant message that calls tools leave its content out. */
-const messageSchema = z.unknown().transform((value, ctx) => {
-  const message = value as { role?: unknown; content?: unknown; tool_calls?: unknown } | null;
-  const callsTools = message?.role === "assistant" && Array.isArray(message.tool_calls) &&
-    message.tool_calls.length > 0;
-  const input = callsTools && message.content === undefined ? { ...message, content: null } : value;
-  const result = messageObject.safeParse(input, { reportInput: true });
-  if (result.success) return result.data;
-  for (const issue of result.error.issues) ctx.addIssue({ ...issue });
-  return z.NEVER;
-});
+const messageSchema = z.pipe(
+  z.transform((value: unknown) => {
+    const message = value as { role?: unknown; content?: unknown; tool_calls?: unknown } | null;
+    const callsTools = message?.role === "assistant" && Array.isArray(message.tool_calls) &&
+      message.tool_calls.length > 0;
+    return callsTools && message.content === undefined ? { ...message, content: null } : value;
+  }),
+  messageObject,
+);
 
 const functionToolSchema = z.looseObject({
   type: z.literal("function", { error: 'must be "function"' }),
   function: z.looseObject({
-    name: shortString.min(1, "must not be empty"),
-    description: longText.optional(),
+    name: nonEmptyShortString,
+    description: z.optional(longText),
   }, { error: "must be an object with a name" }),
 }, { error: "must be a tool object" });
 
-const toolChoiceSchema = z.unknown().transform((value, ctx) => {
-  if (value === "none" || value === "auto" || value === "required") return value;
+const toolChoiceSchema = z.custom((value) => {
+  if (value === "none" || value === "auto" || value === "required") return true;
   const name = (value as { function?: { name?: unknown } } | null)?.function?.name;
-  if ((value as { type?: unknown } | null)?.type === "function" && typeof name === "string") {
-    return value;
-  }
-  ctx.addIssue({
-    code: "custom",
-    input: value,
-    message: '"none", "auto", "required" or { "type": "function", "function": { "name" } }',
-  });
-  return z.NEVER;
-});
+  return (value as { type?: unknown } | null)?.type === "function" && typeof name === "string";
+}, { error: '"none", "auto", "required" or { "type": "function", "function": { "name" } }' });
 
-const logitBiasSchema = z.unknown().transform((value, ctx) => {
+const logitBiasSchema = z.custom((value) => {
   const entries = typeof value === "object" && value !== null && !Array.isArray(value)
     ? Object.entries(value)
     : undefined;
-  if (
-    entries && entries.length <= 300 &&
+  return entries !== undefined && entries.length <= 300 &&
     entries.every(([token, bias]) =>
       /^\d{1,9}$/.test(token) && typeof bias === "number" && bias >= -100 && bias <= 100
-    )
-  ) return value;
-  ctx.addIssue({
-    code: "custom",
-    input: value,
-    message: "must map at most 300 token ids to numbers from -100 to 100",
-  });
-  return z.NEVER;
-});
+    );
+}, { error: "must map at most 300 token ids to numbers from -100 to 100" });
 
-const penalty = z.number({ error: "must be a number" })
-  .min(-2, "must be between -2 and 2")
-  .max(2, "must be between -2 and 2");
+/** A number from `low` to `high`, one message for both bounds. */
+function between(low: number, high: number) {
+  const message = `must be between ${low} and ${high}`;
+  return z.number({ error: "must be a number" }).check(z.gte(low, message), z.lte(high, message));
+}
+
+// zod reports an integer beyond 2^53 as "too big" and would go on to the next checks
+// ("must be 1"…); abort keeps it to one problem, as for 1.5.
+const integer = z.int({ error: "must be an integer", abort: true });
+const positiveInteger = integer.check(z.positive("must be positive"));
+const boolean = z.boolean({ error: "must be a boolean" });
 
 const completionRequestSchema = z.looseObject({
-  model: shortString.nullish(),
+  model: z.nullish(shortString),
   messages: cappedArray(messageSchema, {
     max: MAX_MESSAGES,
     items: "messages",
     tooFew: { min: 1, problem: "must hold at least one message" },
   }),
-  stream: z.boolean({ error: "must be a boolean" }).nullish(),
-  stream_options: z.looseObject({
-    include_usage: z.boolean({ error: "must be a boolean" }).nullish(),
-  }, { error: "must be an object" }).nullish(),
-  temperature: z.number({ error: "must be a number" })
-    .min(0, "must be between 0 and 2")
-    .max(2, "must be between 0 and 2")
-    .nullish(),
-  top_p: z.number({ error: "must be a number" })
-    .min(0, "must be between 0 and 1")
-    .max(1, "must be between 0 and 1")
-    .nullish(),
-  max_tokens: z.int({ error: "must be an integer" }).positive("must be positive").nullish(),
-  max_completion_tokens: z.int({ error: "must be an integer" })
-    .positive("must be positive")
-    .nullish(),
-  stop: z.union([
-    shortString,
-    cappedArray(shortString, { max: MAX_STOP_SEQUENCES, items: "strings" }),
-  ], {
-    error:
-      `must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings of at most ${MAX_SHORT_CHARS} characters`,
-  }).nullish(),
-  seed: z.int({ error: "must be an integer" }).nullish(),
-  frequency_penalty: penalty.nullish(),
-  presence_penalty: penalty.nullish(),
-  logit_bias: logitBiasSchema.nullish(),
-  n: z.int({ error: "must be an integer" }).min(1, "must be 1").max(
-    1,
-    "must be 1: the gateway answers with one choice",
-  ).nullish(),
-  // The worker keeps the reply's text, not its tokens: asking for them would get nothing back.
-  logprobs: z.boolean({ error: "must be a boolean" }).refine(
-    (on) => !on,
-    "log probabilities are not returned by this gateway: leave logprobs out or false",
-  ).nullish(),
-  top_logprobs: z.int({ error: "must be an integer" }).refine(
-    (n) => n === 0,
-    "log probabilities are not returned by this gateway: leave top_logprobs out or 0",
-  ).nullish(),
-  response_format: z.looseObject({
-    type: z.enum(["text", "json_object", "json_schema"], {
-      error: 'must be "text", "json_object" or "json_schema"',
+  stream: z.nullish(boolean),
+  stream_options: z.nullish(
+    z.looseObject({ include_usage: z.nullish(boolean) }, { error: "must be an object" }),
+  ),
+  temperature: z.nullish(between(0, 2)),
+  top_p: z.nullish(between(0, 1)),
+  max_tokens: z.nullish(positiveInteger),
+  max_completion_tokens: z.nullish(positiveInteger),
+  stop: z.nullish(
+    z.union([
+      shortString,
+      cappedArray(shortString, { max: MAX_STOP_SEQUENCES, items: "strings" }),
+    ], {
+      error:
+        `must be a string or an array of at most ${MAX_STOP_SEQUENCES} strings of at most ${MAX_SHORT_CHARS} characters`,
     }),
-  }, { error: "must be an object with a type" }).nullish(),
-  tools: cappedArray(functionToolSchema, { max: MAX_TOOLS, items: "tools" }).nullish(),
-  tool_choice: toolChoiceSchema.nullish(),
-  parallel_tool_calls: z.boolean({ error: "must be a boolean" }).nullish(),
-  reasoning_effort: shortString.nullish(),
-  user: shortString.nullish(),
+  ),
+  seed: z.nullish(integer),
+  frequency_penalty: z.nullish(between(-2, 2)),
+  presence_penalty: z.nullish(between(-2, 2)),
+  logit_bias: z.nullish(logitBiasSchema),
+  n: z.nullish(
+    integer.check(
+      z.gte(1, "must be 1"),
+      z.lte(1, "must be 1: the gateway answers with one choice"),
+    ),
+  ),
+  // The worker keeps the reply's text, not its tokens: asking for them would get nothing back.
+  logprobs: z.nullish(boolean.check(
+    z.refine(
+      (on: boolean) => !on,
+      "log probabilities are not returned by this gateway: leave logprobs out or false",
+    ),
+  )),
+  top_logprobs: z.nullish(integer.check(
+    z.refine(
+      (n: number) => n === 0,
+      "log probabilities are not returned by this gateway: leave top_logprobs out or 0",
+    ),
+  )),
+  response_format: z.nullish(
+    z.looseObject({
+      type: z.enum(["text", "json_object", "json_schema"], {
+        error: 'must be "text", "json_object" or "json_schema"',
+      }),
+    }, { error: "must be an object with a type" }),
+  ),
+  tools: z.nullish(cappedArray(functionToolSchema, { max: MAX_TOOLS, items: "tools" })),
+  tool_choice: z.nullish(toolChoiceSchema),
+  parallel_tool_calls: z.nullish(boolean),
+  reasoning_effort: z.nullish(shortString),
+  user: z.nullish(shortString),
 }, { error: "must be a JSON object" });
 
 /** A valid `POST /v1/chat/completions` body, normalized to our message shape. */
@@ -266,7 +263,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   return request;
 }
 
-type ParsedMessage = Infer<typeof messageObject>;
+type ParsedMessage = z.infer<typeof messageObject>;
 
 function normalizeMessage(m: ParsedMessage): ChatMessage {
   const message: ChatMessage = {
@@ -344,7 +341,7 @@ function imageCountProblems(
 }
 
 function toContentPart(
-  part: Infer<typeof textPartSchema> | Infer<typeof imagePartSchema>,
+  part: z.infer<typeof textPartSchema> | z.infer<typeof imagePartSchema>,
 ): ContentPart {
   if (part.type === "text") return { type: "text", text: part.text };
   return { type: "image_url", image_url: { url: part.image_url.url } };

@@ -5,7 +5,7 @@
  * within that (thousands of empty messages, one problem each, once made a
  * 1 MB body answer with a 99 MB error).
  */
-import { type Infer, type Schema, z } from "./schema.ts";
+import * as z from "zod/mini";
 import { errorMessage } from "../core/error_message.ts";
 import {
   checkUrlLiterally,
@@ -14,6 +14,7 @@ import {
   OutboundRefusal,
   parseHttpUrl,
 } from "../outbound/url_rules.ts";
+import { problemCheck } from "./validation.ts";
 
 /** Longest conversation id, in characters. */
 export const MAX_ID_CHARS = 256;
@@ -49,13 +50,7 @@ export function idProblem(value: string, maxChars = MAX_ID_CHARS): string | unde
 
 /** A conversation id: trimmed, 1 to 256 characters, printable, valid Unicode. */
 export const conversationIdSchema = z.string({ error: "must be a string" })
-  .trim()
-  .transform((value, ctx) => {
-    const problem = idProblem(value);
-    if (!problem) return value;
-    ctx.addIssue({ code: "custom", input: value, message: problem });
-    return z.NEVER;
-  });
+  .check(z.trim(), problemCheck((id: string) => idProblem(id)));
 
 /** The limits and the problems of a {@linkcode cappedArray}. */
 export interface ArrayLimits {
@@ -69,29 +64,26 @@ export interface ArrayLimits {
 }
 
 /**
- * An array of at most `max` items. Its length is checked before any item, so
- * an array of a million bad items costs one problem, not a million.
+ * An array of at most `max` items. Its length is checked first and the pipe
+ * stops there when it fails, so an array of a million bad items costs one
+ * problem, not a million. (zod's own length checks would also measure a
+ * string sent instead, and report its length as a count of items.)
  */
-export function cappedArray<S extends Schema<unknown>>(item: S, limits: ArrayLimits) {
-  const array = z.array(item as Schema<Infer<S>>);
-  return z.unknown().transform((value, ctx): Infer<S>[] => {
-    const fail = (message: string) => {
-      ctx.addIssue({ code: "custom", input: value, message });
-      return z.NEVER;
-    };
-    if (value === undefined) return fail("is required");
-    if (!Array.isArray(value)) {
-      return fail(limits.notArray ?? `must be an array of ${limits.items}`);
-    }
-    if (value.length > limits.max) {
-      return fail(`must hold at most ${limits.max} ${limits.items}, got ${value.length}`);
-    }
-    if (limits.tooFew && value.length < limits.tooFew.min) return fail(limits.tooFew.problem);
-    const result = array.safeParse(value, { reportInput: true });
-    if (result.success) return result.data;
-    for (const issue of result.error.issues) ctx.addIssue({ ...issue });
-    return z.NEVER;
-  });
+export function cappedArray<T extends z.core.SomeType>(item: T, limits: ArrayLimits) {
+  return z.pipe(
+    z.unknown().check(problemCheck((value) => arrayProblem(value, limits))),
+    z.array(item),
+  );
+}
+
+function arrayProblem(value: unknown, limits: ArrayLimits): string | undefined {
+  if (value === undefined) return "is required";
+  if (!Array.isArray(value)) return limits.notArray ?? `must be an array of ${limits.items}`;
+  if (value.length > limits.max) {
+    return `must hold at most ${limits.max} ${limits.items}, got ${value.length}`;
+  }
+  if (limits.tooFew && value.length < limits.tooFew.min) return limits.tooFew.problem;
+  return undefined;
 }
 
 /** A data: URL's header, up to its payload. */
@@ -115,17 +107,13 @@ function dataUrlProblem(url: string): string | undefined {
  * other data: URLs are refused here at once, not when the job runs.
  */
 export const imageUrlSchema = z.string({ error: "must be a string" })
-  .min(1, "must not be empty")
-  .transform((url, ctx) => {
-    const problem = /^\s*data:/i.test(url)
-      ? dataUrlProblem(url)
-      : url.length > MAX_URL_CHARS
-      ? `must be at most ${MAX_URL_CHARS} characters`
-      : refusal(() => parseHttpUrl(url, "use http, https or data:"));
-    if (!problem) return url;
-    ctx.addIssue({ code: "custom", input: url, message: problem });
-    return z.NEVER;
-  });
+  .check(z.minLength(1, "must not be empty"), problemCheck(imageUrlProblem));
+
+function imageUrlProblem(url: string): string | undefined {
+  if (/^\s*data:/i.test(url)) return dataUrlProblem(url);
+  if (url.length > MAX_URL_CHARS) return `must be at most ${MAX_URL_CHARS} characters`;
+  return refusal(() => parseHttpUrl(url, "use http, https or data:"));
+}
 
 /**
  * Why the front door refuses a callback URL, or undefined: another scheme,

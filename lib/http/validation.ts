@@ -1,20 +1,33 @@
-/** Reading request bodies: JSON, then schema issues (zod's shape) as field problems for one 400. */
-import type { Issue } from "./schema.ts";
+/** Reading request bodies: JSON, then zod issues as field problems for one 400. */
+import * as z from "zod/mini";
 import { errorMessage } from "../core/error_message.ts";
 import { ApiError, type FieldProblem } from "./errors.ts";
 
-/** Turns schema issues into field problems named like `messages[2].content`. */
-export function zodProblems(issues: readonly Issue[]): FieldProblem[] {
+/** Turns zod issues into field problems named like `messages[2].content`. */
+export function zodProblems(issues: readonly z.core.$ZodIssue[]): FieldProblem[] {
   return issues.map((issue) => {
     const param = issue.path.length === 0
       ? "body"
       : issue.path.map((p, i) =>
         typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`
       ).join("");
-    // Zod reports a missing key as an invalid type with input undefined.
+    // Zod reports a missing key as an invalid type with input undefined (parsed with reportInput).
     const missing = issue.code === "invalid_type" && issue.input === undefined &&
       issue.path.length > 0;
     return { param, message: missing ? "is required" : issue.message };
+  });
+}
+
+/**
+ * A check that asks `problem` what is wrong with a value and reports its
+ * answer as the issue, for rules whose message depends on the value.
+ */
+export function problemCheck<T>(problem: (value: T) => string | undefined): z.core.$ZodCheck<T> {
+  return z.check<T>((payload) => {
+    const message = problem(payload.value);
+    if (message !== undefined) {
+      payload.issues.push({ code: "custom", input: payload.value, message });
+    }
   });
 }
 
