@@ -27,23 +27,26 @@ backendTest(
     const conversations = Array.from({ length: CONVERSATIONS }, (_, i) => `backlog-${i}`);
     const jobIds: string[] = [];
 
-    await t.step("400 messages wait with no worker, through four line-check intervals", async () => {
-      await inParallel(conversations, 8, async (conversation) => {
-        for (let n = 0; n < MESSAGES; n++) {
-          const accepted = await gateway.send({
-            conversation_id: conversation,
-            user_message: `message ${n}`,
-          });
-          jobIds.push(accepted.job_id);
-        }
-      });
-      // Each conversation's head was sent and recorded so: nothing for a line check to do.
-      await sleep(4_000);
-      const records = await gateway.jobRecords();
-      assert.equal(records.length, CONVERSATIONS * MESSAGES);
-      const sent = records.filter((job) => job.sent_at !== undefined).length;
-      assert.equal(sent, CONVERSATIONS, "only the head of each line has been sent");
-    });
+    await t.step(
+      "400 messages wait with no worker, through four line-check intervals",
+      async () => {
+        await inParallel(conversations, 8, async (conversation) => {
+          for (let n = 0; n < MESSAGES; n++) {
+            const accepted = await gateway.send({
+              conversation_id: conversation,
+              user_message: `message ${n}`,
+            });
+            jobIds.push(accepted.job_id);
+          }
+        });
+        // Each conversation's head was sent and recorded so: nothing for a line check to do.
+        await sleep(4_000);
+        const records = await gateway.jobRecords();
+        assert.equal(records.length, CONVERSATIONS * MESSAGES);
+        const sent = records.filter((job) => job.sent_at !== undefined).length;
+        assert.equal(sent, CONVERSATIONS, "only the head of each line has been sent");
+      },
+    );
 
     await t.step("one worker drains it, each job delivered once", async () => {
       const observed = new ObservedQueue(gateway.services.queue);

@@ -23,7 +23,12 @@ function post(
 }
 
 Deno.test("idempotencyClaim() scopes a key to its API key and tells bodies apart, whatever their key order", async () => {
-  const request = { key: "k-1", owner: "owner-a", route: "/chat", body: { a: 1, b: { c: 2, d: 3 } } };
+  const request = {
+    key: "k-1",
+    owner: "owner-a",
+    route: "/chat",
+    body: { a: 1, b: { c: 2, d: 3 } },
+  };
   const claim = (await idempotencyClaim(request))!;
   const reordered = await idempotencyClaim({ ...request, body: { b: { d: 3, c: 2 }, a: 1 } });
   assert.equal(reordered?.id, claim.id);
@@ -76,25 +81,36 @@ backendTest(
       ]);
     });
 
-    await t.step("the same key with another body is a 409 the client should not retry", async () => {
-      const other = await post(gateway, "/chat", { ...body, user_message: "something else" }, key);
-      assert.equal(other.status, 409);
-      assert.equal(other.headers.get("x-should-retry"), "false");
-      const { error } = await other.json();
-      assert.equal(error.code, "idempotency_key_reused");
-      assert.equal(error.param, "Idempotency-Key");
-      assert.equal(error.job_id, accepted.job_id);
-      assert.equal((await gateway.jobRecords()).length, 1, "nothing was written");
-    });
+    await t.step(
+      "the same key with another body is a 409 the client should not retry",
+      async () => {
+        const other = await post(
+          gateway,
+          "/chat",
+          { ...body, user_message: "something else" },
+          key,
+        );
+        assert.equal(other.status, 409);
+        assert.equal(other.headers.get("x-should-retry"), "false");
+        const { error } = await other.json();
+        assert.equal(error.code, "idempotency_key_reused");
+        assert.equal(error.param, "Idempotency-Key");
+        assert.equal(error.job_id, accepted.job_id);
+        assert.equal((await gateway.jobRecords()).length, 1, "nothing was written");
+      },
+    );
 
-    await t.step("a key that is empty, too long or has spaces is a 400 naming the header", async () => {
-      for (const bad of ["", "x".repeat(256), "two words", "tab\there"]) {
-        const res = await post(gateway, "/chat", body, { "idempotency-key": bad });
-        assert.equal(res.status, 400, JSON.stringify(bad));
-        assert.equal((await res.json()).error.param, "Idempotency-Key");
-      }
-      assert.equal((await gateway.jobRecords()).length, 1, "nothing was written");
-    });
+    await t.step(
+      "a key that is empty, too long or has spaces is a 400 naming the header",
+      async () => {
+        for (const bad of ["", "x".repeat(256), "two words", "tab\there"]) {
+          const res = await post(gateway, "/chat", body, { "idempotency-key": bad });
+          assert.equal(res.status, 400, JSON.stringify(bad));
+          assert.equal((await res.json()).error.param, "Idempotency-Key");
+        }
+        assert.equal((await gateway.jobRecords()).length, 1, "nothing was written");
+      },
+    );
   },
 );
 

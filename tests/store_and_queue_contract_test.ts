@@ -353,19 +353,22 @@ backendTest(
       assert.equal((await store.findIdempotencyKey(claim.id))?.jobId, third.job_id);
     });
 
-    await t.step("an expired idempotency key no longer holds, even before it is deleted", async () => {
-      const claim = {
-        id: `key-${crypto.randomUUID()}`,
-        fingerprint: "old",
-        expiresAt: Math.floor(Date.now() / 1000) - 1,
-      };
-      const [old, fresh] = [aJob("expired-key"), aJob("expired-key")];
-      await store.createJob(old, { idempotency: claim });
-      assert.equal(await store.findIdempotencyKey(claim.id), undefined);
-      const renewed = { ...claim, fingerprint: "new", expiresAt: claim.expiresAt + 120 };
-      assert.equal((await store.createJob(fresh, { idempotency: renewed })).state, "created");
-      assert.equal((await store.findIdempotencyKey(claim.id))?.jobId, fresh.job_id);
-    });
+    await t.step(
+      "an expired idempotency key no longer holds, even before it is deleted",
+      async () => {
+        const claim = {
+          id: `key-${crypto.randomUUID()}`,
+          fingerprint: "old",
+          expiresAt: Math.floor(Date.now() / 1000) - 1,
+        };
+        const [old, fresh] = [aJob("expired-key"), aJob("expired-key")];
+        await store.createJob(old, { idempotency: claim });
+        assert.equal(await store.findIdempotencyKey(claim.id), undefined);
+        const renewed = { ...claim, fingerprint: "new", expiresAt: claim.expiresAt + 120 };
+        assert.equal((await store.createJob(fresh, { idempotency: renewed })).state, "created");
+        assert.equal((await store.findIdempotencyKey(claim.id))?.jobId, fresh.job_id);
+      },
+    );
 
     await t.step("workers publish their records, and a new one replaces the old", async () => {
       const record = (id: string, seenAt: number, models: string[]): WorkerRecord => ({

@@ -136,17 +136,22 @@ export class KvStore implements Store {
       const current = head.value ?? emptyHead(job.conversation_id);
       if (current.pending.includes(job.job_id)) return { first: current.pending[0] === job.job_id };
       const pending = [...current.pending, job.job_id];
-      if ((await this.#kv.atomic().check(head).set(head.key, { ...current, pending }).commit()).ok) {
+      if (
+        (await this.#kv.atomic().check(head).set(head.key, { ...current, pending }).commit()).ok
+      ) {
         return { first: pending.length === 1 };
       }
     }
   }
 
   async markSent(jobId: string, generation: number): Promise<void> {
-    await this.#update(jobId, (job) =>
-      (job.generation ?? 0) === generation && !isFinished(job)
-        ? { ...job, sent_at: new Date().toISOString() }
-        : job);
+    await this.#update(
+      jobId,
+      (job) =>
+        (job.generation ?? 0) === generation && !isFinished(job)
+          ? { ...job, sent_at: new Date().toISOString() }
+          : job,
+    );
   }
 
   async findIdempotencyKey(id: string): Promise<HeldIdempotencyKey | undefined> {
