@@ -60,7 +60,10 @@ backendTest(
       userMessage: userMessage("lost in the crash"),
       ttlDays: 1,
     });
-    assert.equal((await gateway.services.store.createJob(stranded)).first, true);
+    assert.deepEqual(await gateway.services.store.createJob(stranded), {
+      state: "created",
+      first: true,
+    });
 
     const next =
       (await gateway.send({ conversation_id: "stranded", user_message: "after it" })).job_id;

@@ -262,9 +262,9 @@ backendTest(
 
     await t.step("a conversation's jobs wait in line in the order they were created", async () => {
       const [a, b, c] = [aJob("line"), aJob("line"), aJob("line")];
-      assert.deepEqual(await store.createJob(a), { first: true });
-      assert.deepEqual(await store.createJob(b), { first: false });
-      assert.deepEqual(await store.createJob(c), { first: false });
+      assert.deepEqual(await store.createJob(a), { state: "created", first: true });
+      assert.deepEqual(await store.createJob(b), { state: "created", first: false });
+      assert.deepEqual(await store.createJob(c), { state: "created", first: false });
       assert.equal(await store.headOfLine("line"), a.job_id);
       assert.equal(
         await store.passTurn("line", b.job_id),
@@ -277,7 +277,7 @@ backendTest(
       assert.equal(await store.passTurn("line", c.job_id), undefined);
       assert.deepEqual(
         await store.createJob(aJob("line")),
-        { first: true },
+        { state: "created", first: true },
         "an empty line starts again",
       );
       assert.equal(
@@ -286,6 +286,89 @@ backendTest(
         "a line alone is not a conversation",
       );
     });
+
+    await t.step("a job joins its line once, however often it is lined up", async () => {
+      const [a, b] = [aJob("join"), aJob("join")];
+      await store.createJob(a);
+      await store.createJob(b);
+      assert.deepEqual(await store.joinLine(a), { first: true }, "already at the head");
+      assert.deepEqual(await store.joinLine(b), { first: false }, "already behind it");
+      assert.deepEqual(await store.lineOf("join"), [a.job_id, b.job_id]);
+      // What a front door that stopped between writing a job and lining it up leaves.
+      await store.passTurn("join", a.job_id);
+      await store.passTurn("join", b.job_id);
+      assert.deepEqual(await store.joinLine(b), { first: true });
+      assert.deepEqual(await store.joinLine(b), { first: true });
+      assert.deepEqual(await store.lineOf("join"), [b.job_id]);
+    });
+
+    await t.step("a job records that its message was sent, for its generation only", async () => {
+      const job = aJob("sent");
+      await store.createJob(job);
+      assert.equal((await store.getJob(job.job_id))?.sent_at, undefined);
+      await store.markSent(job.job_id, 1);
+      assert.equal((await store.getJob(job.job_id))?.sent_at, undefined, "a later generation's");
+      await store.markSent(job.job_id, 0);
+      const sentAt = (await store.getJob(job.job_id))?.sent_at;
+      assert.ok(sentAt && Date.parse(sentAt) <= Date.now(), `sent_at ${sentAt}`);
+      await store.markSent("no-such-job", 0);
+      assert.equal(await store.getJob("no-such-job"), undefined, "marking writes no job");
+    });
+
+    await t.step("an idempotency key is held by the first job that claims it", async () => {
+      const claim = {
+        id: `key-${crypto.randomUUID()}`,
+        fingerprint: "request-1",
+        expiresAt: Math.floor(Date.now() / 1000) + 60,
+        answer: { history_messages: 3 },
+      };
+      const [first, second] = [aJob("keyed"), aJob("keyed")];
+      assert.deepEqual(await store.createJob(first, { idempotency: claim }), {
+        state: "created",
+        first: true,
+      });
+      assert.deepEqual(
+        await store.createJob(second, { idempotency: { ...claim, fingerprint: "request-2" } }),
+        {
+          state: "repeated",
+          jobId: first.job_id,
+          fingerprint: "request-1",
+          answer: { history_messages: 3 },
+        },
+      );
+      assert.equal(await store.getJob(second.job_id), undefined, "the repeat wrote no job");
+      assert.deepEqual(await store.lineOf("keyed"), [first.job_id], "nor joined the line");
+      assert.deepEqual(await store.findIdempotencyKey(claim.id), {
+        jobId: first.job_id,
+        fingerprint: "request-1",
+        answer: { history_messages: 3 },
+      });
+
+      await store.releaseIdempotencyKey(claim.id, second.job_id);
+      assert.ok(await store.findIdempotencyKey(claim.id), "only its holder frees a key");
+      await store.releaseIdempotencyKey(claim.id, first.job_id);
+      assert.equal(await store.findIdempotencyKey(claim.id), undefined);
+      const third = aJob("keyed");
+      assert.equal((await store.createJob(third, { idempotency: claim })).state, "created");
+      assert.equal((await store.findIdempotencyKey(claim.id))?.jobId, third.job_id);
+    });
+
+    await t.step(
+      "an expired idempotency key no longer holds, even before it is deleted",
+      async () => {
+        const claim = {
+          id: `key-${crypto.randomUUID()}`,
+          fingerprint: "old",
+          expiresAt: Math.floor(Date.now() / 1000) - 1,
+        };
+        const [old, fresh] = [aJob("expired-key"), aJob("expired-key")];
+        await store.createJob(old, { idempotency: claim });
+        assert.equal(await store.findIdempotencyKey(claim.id), undefined);
+        const renewed = { ...claim, fingerprint: "new", expiresAt: claim.expiresAt + 120 };
+        assert.equal((await store.createJob(fresh, { idempotency: renewed })).state, "created");
+        assert.equal((await store.findIdempotencyKey(claim.id))?.jobId, fresh.job_id);
+      },
+    );
 
     await t.step("workers publish their records, and a new one replaces the old", async () => {
       const record = (id: string, seenAt: number, models: string[]): WorkerRecord => ({
@@ -738,10 +821,12 @@ backendTest(
     );
     // The first job runs and fails and hands its turn on; a later one joins the line.
     await store.createJob(failed);
+    await store.markSent(failed.job_id, 0);
     await started(store, failed.job_id);
     await store.failJob(failed.job_id, "backend down");
     await store.passTurn("requeue", failed.job_id);
     await store.createJob(later);
+    await store.markSent(later.job_id, 0);
     const line = await store.lineOf("requeue");
 
     await t.step("the line lists the unfinished jobs in order", () => {
@@ -781,8 +866,11 @@ backendTest(
           [0, 1, 1, undefined],
         );
         assert.ok(queued?.retried_at);
+        assert.equal(queued?.sent_at, undefined, "its next message is yet to be sent");
         assert.deepEqual(await store.lineOf("requeue"), [failed.job_id, ...line]);
-        assert.equal((await store.getJob(later.job_id))?.generation, 1);
+        const displaced = await store.getJob(later.job_id);
+        assert.equal(displaced?.generation, 1);
+        assert.equal(displaced?.sent_at, undefined, "the message it was sent is out of date");
       },
     );
 

@@ -8,7 +8,7 @@ import { SqsJobQueue } from "../lib/storage/aws/sqs_queue.ts";
 import { connectAws } from "../lib/storage/aws/connections.ts";
 import { AwsNetworkError, AwsServiceError } from "../lib/storage/aws/json_protocol.ts";
 import { createLogger } from "../lib/core/log.ts";
-import { isLastingError, pauseAfter } from "../lib/worker/outage.ts";
+import { DEFAULT_PAUSES, isLastingError, pauseAfter } from "../lib/worker/outage.ts";
 import { loadConfig } from "../lib/core/config.ts";
 import {
   skipWithoutAwsEmulators,
@@ -30,6 +30,14 @@ Deno.test("pauseAfter() doubles from the first pause up to the longest", () => {
     [1, 2, 3, 4, 5, 6, 7, 20].map((n) => pauseAfter(n, schedule)),
     [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000],
   );
+});
+
+Deno.test("by default a queue that is away is tried again at least every 4 s, a set-up fault every 30 s", () => {
+  // So the worker takes its next job within 5 s of the queue's return, without spinning meanwhile.
+  const pauses = Array.from({ length: 30 }, (_, i) => pauseAfter(i + 1, DEFAULT_PAUSES));
+  assert.ok(pauses.every((ms) => ms >= 500 && ms <= 4_000), pauses.join(", "));
+  assert.equal(pauses.at(-1), 4_000);
+  assert.equal(DEFAULT_PAUSES.lastingMs, 30_000);
 });
 
 Deno.test("isLastingError() tells set-up faults from passing ones", () => {
@@ -106,7 +114,11 @@ backendTest(
       failingReceives: 4,
       failure: missing,
     });
-    await gateway.startWorker({ queue: failing, logger, queuePauses: { firstMs: 10, maxMs: 300 } });
+    await gateway.startWorker({
+      queue: failing,
+      logger,
+      queuePauses: { firstMs: 10, maxMs: 50, lastingMs: 300 },
+    });
     assert.equal((await gateway.waitForJob(jobId)).status, "succeeded");
     const errors = lines.filter((l) => l.level === "error");
     // Once per pause the loops share: a failure inside a pause another loop began is not logged again.

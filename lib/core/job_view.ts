@@ -16,6 +16,7 @@ export type JobView = Omit<
   | "mode"
   | "stream"
   | "generation"
+  | "sent_at"
 >;
 
 /** The client's view of a job. */
@@ -32,6 +33,7 @@ export function jobView(job: Job): JobView {
     mode: _mode,
     stream: _stream,
     generation: _generation,
+    sent_at: _sent,
     ...view
   } = job;
   return { ...view, conversation_id: clientConversationId(owner, job.conversation_id) };

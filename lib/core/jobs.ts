@@ -92,6 +92,12 @@ export interface Job {
    * and a ticket of an older generation starts nothing. Absent for 0.
    */
   generation?: number;
+  /**
+   * When a message of the job's current generation went to the queue; absent
+   * until then, and cleared when its generation moves on. A job that has it
+   * is never sent again by a line check or a hand-over (see lib/core/turns.ts).
+   */
+  sent_at?: string;
 }
 
 /** What travels on the queue: enough to find the job record and its backend. */

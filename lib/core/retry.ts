@@ -28,11 +28,11 @@
  * dead-letter queue, so nothing is lost.
  */
 import { errorMessage } from "./error_message.ts";
-import { isStateless, type Job, ticketFor } from "./jobs.ts";
-import { type Lane, laneFor, queuesOf, type RedriveResult } from "./queue.ts";
+import { isStateless, type Job } from "./jobs.ts";
+import { type Lane, queuesOf, type RedriveResult } from "./queue.ts";
 import type { Services } from "./services.ts";
 import type { RequeuePlan, Store } from "./store.ts";
-import { advanceTurn } from "./turns.ts";
+import { advanceTurn, sendJob } from "./turns.ts";
 
 /** Why a retry was refused. */
 export type RefusalCode = "not_failed" | "conversation_moved_on" | "line_busy";
@@ -59,7 +59,7 @@ export async function retryFailedJob(
   services: Services,
   jobId: string,
 ): Promise<RetryResult | undefined> {
-  const { store, queue } = services;
+  const { store } = services;
   for (let tries = 0; tries < TRIES; tries++) {
     const job = await store.getJob(jobId);
     if (!job) return undefined;
@@ -77,7 +77,7 @@ export async function retryFailedJob(
       return { state: "waiting", job: queued, behind: plan.line[plan.position - 1] };
     }
     try {
-      await queue.send(laneFor(queued.priority), ticketFor(queued));
+      await sendJob(services, queued);
     } catch (err) {
       await store.failJob(jobId, `Could not be enqueued for a retry: ${errorMessage(err)}`);
       if (!stateless) await advanceTurn(services, job.conversation_id, jobId).catch(() => {});

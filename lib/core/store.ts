@@ -41,6 +41,41 @@ export type StartResult =
   /** The job was sent back to run after this message was sent: the message is out of date. */
   | { state: "stale"; job: Job };
 
+/**
+ * An idempotency key as the store keeps it (see lib/http/idempotency.ts):
+ * claimed by the job its first request made, in the same step as writing it.
+ */
+export interface IdempotencyClaim {
+  /** The key scoped to its API key, as a digest: the same for every repeat. */
+  id: string;
+  /** A digest of the request, so that a repeat with another body is told apart. */
+  fingerprint: string;
+  /** Epoch seconds after which the key no longer holds. */
+  expiresAt: number;
+  /** What the first answer says that the job record does not (`POST /chat`'s `history_messages`). */
+  answer?: Readonly<Record<string, unknown>>;
+}
+
+/** Options for {@linkcode Store.createJob}. */
+export interface CreateOptions {
+  /** The request's idempotency key: the job is written only if no live job holds it. */
+  idempotency?: IdempotencyClaim;
+}
+
+/** A live idempotency key: the job its first request made, and that request's digest. */
+export interface HeldIdempotencyKey {
+  jobId: string;
+  fingerprint: string;
+  answer?: Readonly<Record<string, unknown>>;
+}
+
+/** What {@linkcode Store.createJob} did. */
+export type CreateResult =
+  /** Written and put in its line; `first`: at the head, to be sent now. */
+  | { state: "created"; first: boolean }
+  /** Nothing written: an earlier request's job holds the idempotency key. */
+  | ({ state: "repeated" } & HeldIdempotencyKey);
+
 /** Options for {@linkcode Store.startJob}. */
 export interface StartOptions {
   /** The ticket's `generation`: a job whose generation moved on is not started by it. */
@@ -72,9 +107,29 @@ export interface Store {
    * Writes a queued job and puts it at the end of its conversation's line
    * (a stateless job has no line, and is always first).
    * `first` says it is at the head of the line and should be enqueued now;
-   * otherwise the job before it hands over the turn when it finishes.
+   * otherwise the job before it hands over the turn when it finishes. With
+   * an idempotency key already held by a live job, writes nothing and names
+   * that job.
    */
-  createJob(job: Job): Promise<{ first: boolean }>;
+  createJob(job: Job, options?: CreateOptions): Promise<CreateResult>;
+  /**
+   * Puts a queued job at the end of its conversation's line unless it is in
+   * it already, and says whether it is at the head: for a repeated request
+   * whose front door stopped between writing the job and lining it up.
+   */
+  joinLine(job: Job): Promise<{ first: boolean }>;
+  /**
+   * Records that a message of the job's `generation` went to the queue
+   * (`sent_at`), unless its generation has moved on meanwhile.
+   */
+  markSent(jobId: string, generation: number): Promise<void>;
+  /** The job that holds a live idempotency key, or undefined when none does. */
+  findIdempotencyKey(id: string): Promise<HeldIdempotencyKey | undefined>;
+  /**
+   * Frees an idempotency key that `jobId` holds, so that a retry of a request
+   * whose job could not be queued makes a new job.
+   */
+  releaseIdempotencyKey(id: string, jobId: string): Promise<void>;
   getJob(jobId: string): Promise<Job | undefined>;
   /**
    * Claims a job for a run: marks it running, counts the attempt and holds a
@@ -137,10 +192,10 @@ export interface Store {
   /** The ids in a conversation's line of unfinished jobs, head first. */
   lineOf(conversationId: string): Promise<string[]>;
   /**
-   * Sends a failed job back to run, in one step: `queued`, its attempts
-   * cleared, its `retries` and `generation` counted, and (unless stateless)
+   * Sends a failed job back to run, in one step: `queued`, its attempts and
+   * `sent_at` cleared, its `retries` and `generation` counted, and (unless stateless)
    * put in its conversation's line as `plan` says, the generation of each
-   * displaced job counted too. Only if the job is still failed and the plan
+   * displaced job counted too (and its `sent_at` cleared). Only if the job is still failed and the plan
    * still holds; returns the job, or undefined when something changed.
    */
   requeueFailedJob(job: Job, plan: RequeuePlan): Promise<Job | undefined>;

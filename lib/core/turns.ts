@@ -1,25 +1,51 @@
 /**
  * One job at a time per conversation, in the order sent: each conversation
  * has a line of unfinished jobs, and only the job at its head is on the queue.
- * A job that ends hands the turn to the next one by enqueuing it.
+ * A job that ends hands the turn to the next one by sending it.
  *
- * Every step can be cut off by a crash. A worker that dies mid hand-off
+ * A job's message is sent once. Whoever sends it records that it went
+ * (`sent_at`, for the job's generation), and a hand-over or a line check
+ * sends only a job that has no such record: a delivery of a finished job, a
+ * line check or a long backlog never sends a waiting job again.
+ *
+ * Every step can be cut off by a crash. A worker that dies mid hand-over
  * leaves its message on the queue, and the redelivery hands the turn on
  * again. A front door that dies after writing a job at the head of its line
- * and before enqueuing it leaves nothing to redeliver, so every job that joins
- * a busy line also sends a delayed line check: when it comes round, a head
- * that has waited unstarted for `LINE_CHECK_S` is sent again. A duplicate send
- * is harmless: a job is claimed at most once at a time, and finished once.
+ * and before sending it leaves nothing to redeliver: so a job that joins a
+ * line whose head the queue does not hold (unsent, finished, gone) sends a
+ * delayed line check, which sends that head or hands its turn on; and a
+ * repeat of the request with its `Idempotency-Key` sends it at once.
  */
 import { type Job, ticketFor } from "./jobs.ts";
 import { laneFor } from "./queue.ts";
 import type { Services } from "./services.ts";
 import { isFinished } from "./store.ts";
 
+/** Sends a job's message to its backend's queue, then records that it went. */
+export async function sendJob(services: Services, job: Job): Promise<void> {
+  await services.queue.send(laneFor(job.priority), ticketFor(job));
+  await services.store.markSent(job.job_id, job.generation ?? 0);
+}
+
+/** Whether a job waits for the message of its generation: queued, never started, never sent. */
+export function awaitsSending(job: Job): boolean {
+  return job.status === "queued" && job.attempts === 0 && job.sent_at === undefined;
+}
+
+/**
+ * Whether the queue holds a message that will run the job or hand its turn
+ * on: it was sent, it runs, or it waits out a retry delay.
+ */
+export function heldByQueue(job: Job): boolean {
+  return job.status === "running" ||
+    (job.status === "queued" && (job.attempts > 0 || job.sent_at !== undefined));
+}
+
 /**
  * Takes `finishedJobId` off the head of the conversation's line, if it is
- * there, and enqueues the job that is now first. Safe to repeat: a job that
- * finished or vanished at the head is passed over as well.
+ * there, and sends the job that is now first unless it was sent already.
+ * Safe to repeat: a job that finished or vanished at the head is passed over
+ * as well.
  */
 export async function advanceTurn(
   services: Services,
@@ -28,7 +54,7 @@ export async function advanceTurn(
   options: { stateless?: boolean } = {},
 ): Promise<void> {
   if (options.stateless) return; // a stateless job has no line
-  const { store, queue } = services;
+  const { store } = services;
   let done = finishedJobId;
   while (true) {
     const next = await store.passTurn(conversationId, done);
@@ -38,20 +64,19 @@ export async function advanceTurn(
       done = next;
       continue;
     }
-    // A job that never started has never been on the queue: this is its turn.
-    if (job.status === "queued" && job.attempts === 0) {
-      await queue.send(laneFor(job.priority), ticketFor(job));
-    }
+    if (awaitsSending(job)) await sendJob(services, job);
     return;
   }
 }
 
 /**
- * Sends the delayed line check for a job that joined a busy line, on its own
- * backend's queue: whoever serves that backend looks at the line. (Whatever
- * backend the head job is for, the check sends it to that backend's queue.)
+ * After `job` joined a busy line: frees the line's head if it can no longer
+ * run (see {@linkcode unblockLine}), and when the queue does not hold the
+ * head, sends a delayed line check on `job`'s backend's queue, to look again
+ * once the head has had `LINE_CHECK_S` to be sent or handed on.
  */
-export async function scheduleLineCheck(services: Services, job: Job): Promise<void> {
+export async function watchLine(services: Services, job: Job): Promise<void> {
+  if (await unblockLine(services, job.conversation_id)) return;
   await services.queue.send(
     laneFor(job.priority),
     {
@@ -67,47 +92,57 @@ export async function scheduleLineCheck(services: Services, job: Job): Promise<v
 /** Options for {@linkcode unblockLine}. */
 export interface UnblockOptions {
   /**
-   * Set by a line check: it comes round `LINE_CHECK_S` after a job joined the
-   * line behind the head, so an unstarted head has waited at least that long.
+   * Set by a line check: it comes round `LINE_CHECK_S` after a job joined
+   * the line, so an unsent head has had that long to be sent, and a finished
+   * head that long to hand its turn on.
    */
   lineCheck?: boolean;
 }
 
 /**
  * Frees a line whose head can no longer run: its record is gone, it finished
- * long ago without handing the turn on, or its last permitted attempt was cut
- * off (the worker died) long enough ago that its message has gone to the
- * dead-letter queue. A head that has waited unstarted for `LINE_CHECK_S` may
- * never have been enqueued: it is sent again.
+ * without handing the turn on, or its last permitted attempt was cut off
+ * (the worker died) long enough ago that its message has gone to the
+ * dead-letter queue. A head never sent that has waited `LINE_CHECK_S` is
+ * sent. Returns whether the line is now empty or its head held by the queue.
  */
 export async function unblockLine(
   services: Services,
   conversationId: string,
   options: UnblockOptions = {},
-): Promise<void> {
-  const { store, queue, config } = services;
+): Promise<boolean> {
+  const { store, config } = services;
   const head = await store.headOfLine(conversationId);
-  if (!head) return;
+  if (!head) return true;
   const job = await store.getJob(head);
-  const unsentSince = Date.now() - config.lineCheckSeconds * 1000;
-  const unstarted = job?.status === "queued" && job.attempts === 0;
-  // A retried job has waited since it was sent back, not since it was created.
-  const queuedAt = Date.parse(job?.retried_at ?? job?.created_at ?? "");
-  if (unstarted && (options.lineCheck || queuedAt <= unsentSince)) {
-    await queue.send(laneFor(job.priority), ticketFor(job));
-    return;
+  if (job && awaitsSending(job)) {
+    // A retried job has waited since it was sent back, not since it was created.
+    const queuedAt = Date.parse(job.retried_at ?? job.created_at);
+    if (!options.lineCheck && queuedAt > Date.now() - config.lineCheckSeconds * 1000) {
+      return false; // its sender may be at it now
+    }
+    await sendJob(services, job);
+    return true;
   }
+  if (job && heldByQueue(job) && !abandoned(job, services)) return true;
   // A worker that finishes a job hands the turn on at once, and a redelivery of
   // its message repeats that; only a head stuck for longer than that needs help.
   const longAgo = Date.now() - 2 * config.visibilityTimeoutSeconds * 1000;
-  const abandoned = job?.status === "running" && job.attempts >= config.maxAttempts &&
-    (job.lease_until ?? 0) < longAgo;
-  if (abandoned) {
+  if (job && abandoned(job, services)) {
     await store.failJob(head, "Gave up: the worker stopped during the last attempt");
+  } else if (
+    job && isFinished(job) && !options.lineCheck && Date.parse(job.updated_at) >= longAgo
+  ) {
+    return false;
   }
-  const finishedLongAgo = job !== undefined && isFinished(job) &&
-    Date.parse(job.updated_at) < longAgo;
-  if (!job || finishedLongAgo || abandoned) {
-    await advanceTurn(services, conversationId, head);
-  }
+  await advanceTurn(services, conversationId, head);
+  return true;
+}
+
+/** A head whose last permitted attempt's worker died: its lease lapsed long ago. */
+function abandoned(job: Job, services: Services): boolean {
+  const { config } = services;
+  const longAgo = Date.now() - 2 * config.visibilityTimeoutSeconds * 1000;
+  return job.status === "running" && job.attempts >= config.maxAttempts &&
+    (job.lease_until ?? 0) < longAgo;
 }

@@ -6,24 +6,33 @@ import { idProblem } from "./request_fields.ts";
 import { ApiError, invalidRequest } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import type { RouteDeps } from "./route_deps.ts";
+import { IDEMPOTENCY_HEADER, idempotencyClaim, REPLAYED_HEADER } from "./idempotency.ts";
 import { submitChat } from "./submit.ts";
 import { readJson } from "./validation.ts";
 
 /** `POST /chat`: checks the message, writes the job and queues it; answers 202. */
 export function postChat({ services, logger }: RouteDeps): Handler<GatewayEnv> {
   return async function handlePostChat(c) {
-    const request = parseChatRequest(await readJson(c.req.raw), {
+    const body = await readJson(c.req.raw);
+    const request = parseChatRequest(body, {
       callbackAllowedHosts: services.config.callbackAllowedHosts,
     });
-    const accepted = await submitChat(services, request, c.get("owner"));
-    logger.info("Job accepted", {
+    const owner = c.get("owner");
+    const idempotency = await idempotencyClaim({
+      key: c.req.header(IDEMPOTENCY_HEADER),
+      owner,
+      route: c.req.path,
+      body,
+    });
+    const { accepted, replayed } = await submitChat(services, request, { owner, idempotency });
+    logger.info(replayed ? "Job repeated" : "Job accepted", {
       request_id: c.get("requestId"),
       job_id: accepted.job_id,
       route: accepted.route,
       priority: accepted.priority,
       waiting_behind: accepted.waiting_behind,
     });
-    return c.json(accepted, 202);
+    return c.json(accepted, 202, replayed ? { [REPLAYED_HEADER]: "true" } : {});
   };
 }
 

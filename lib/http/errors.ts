@@ -18,6 +18,8 @@ export interface ApiErrorOptions {
   details?: FieldProblem[];
   /** The job the error is about, so a client can look it up. */
   jobId?: string;
+  /** Headers the response carries, such as `Retry-After`. */
+  headers?: Record<string, string>;
   cause?: unknown;
 }
 
@@ -29,6 +31,7 @@ export class ApiError extends Error {
   readonly param?: string;
   readonly details?: FieldProblem[];
   readonly jobId?: string;
+  readonly headers?: Record<string, string>;
 
   constructor(status: ContentfulStatusCode, message: string, options: ApiErrorOptions = {}) {
     super(message, { cause: options.cause });
@@ -39,6 +42,7 @@ export class ApiError extends Error {
     this.param = options.param;
     this.details = options.details;
     this.jobId = options.jobId;
+    this.headers = options.headers;
   }
 }
 
@@ -85,7 +89,7 @@ export function errorHandler(logger: Logger) {
       if (err.status >= 500) {
         logger.error("Request failed", { request_id: requestId, error: err.message });
       }
-      return c.json(toBody(err), err.status);
+      return c.json(toBody(err), err.status, err.headers);
     }
     logger.error("Request failed with an unexpected error", {
       request_id: requestId,

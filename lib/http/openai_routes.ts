@@ -26,6 +26,7 @@ import {
 } from "./completion_request.ts";
 import { type ChatIdentity, identifyChat } from "./chat_identity.ts";
 import { ModelDirectory, type Target } from "./model_directory.ts";
+import { IDEMPOTENCY_HEADER, idempotencyClaim, REPLAYED_HEADER } from "./idempotency.ts";
 import { idProblem } from "./request_fields.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { readJson } from "./validation.ts";
@@ -59,19 +60,28 @@ export function createCompletion(
 ): Handler<GatewayEnv> {
   const { config, store } = services;
   return async function handleCreateCompletion(c) {
-    const request = parseCompletionRequest(await readJson(c.req.raw));
+    const body = await readJson(c.req.raw);
+    const request = parseCompletionRequest(body);
     const identity = identifyChat((name) => c.req.header(name), request);
     if (identity.kind === "conversation") {
       const problem = idProblem(identity.conversationId);
       if (problem) throw invalidRequest([{ param: identity.header, message: problem }]);
     }
+    const owner = c.get("owner");
+    const idempotency = await idempotencyClaim({
+      key: c.req.header(IDEMPOTENCY_HEADER),
+      owner,
+      route: c.req.path,
+      body,
+    });
     // Where responses are buffered anyway, the worker need not stream the reply into the store.
     const workerStreams = request.stream && streamsResponses;
-    const accepted = await submitJob(
-      services,
-      jobSpec({ ...request, stream: workerStreams }, identity, c.get("owner")),
-    );
-    logger.info("Completion accepted", {
+    const { accepted, replayed } = await submitJob(services, {
+      ...jobSpec({ ...request, stream: workerStreams }, identity, owner),
+      idempotency,
+    });
+    if (replayed) c.header(REPLAYED_HEADER, "true");
+    logger.info(replayed ? "Completion repeated" : "Completion accepted", {
       request_id: c.get("requestId"),
       job_id: accepted.job_id,
       route: accepted.route,

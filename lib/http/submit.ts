@@ -5,12 +5,14 @@ import { ApiError } from "./errors.ts";
 import type { Target } from "./model_directory.ts";
 import { BlobWritesHeld, setPayloadsAside } from "./payloads.ts";
 import { routeMessage } from "./routing.ts";
-import { type Job, newJob, type NewJobOptions, type Priority, ticketFor } from "../core/jobs.ts";
+import { isStateless, type Job, newJob, type NewJobOptions, type Priority } from "../core/jobs.ts";
 import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
 import { scopedConversationId } from "../core/owners.ts";
-import { laneFor } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
-import { advanceTurn, scheduleLineCheck, unblockLine } from "../core/turns.ts";
+import { sleep } from "../core/sleep.ts";
+import type { HeldIdempotencyKey, IdempotencyClaim } from "../core/store.ts";
+import { advanceTurn, awaitsSending, sendJob, watchLine } from "../core/turns.ts";
+import { checkRepeat } from "./idempotency.ts";
 
 /** What `POST /chat` answers. */
 export interface ChatAccepted {
@@ -38,17 +40,26 @@ export interface JobSpec {
   recordFields?: Omit<NonNullable<NewJobOptions["recordFields"]>, "owner">;
   /** Checks the request against the backend it was routed to; throws a 400 for what it would refuse. */
   checkTarget?: (target: Target) => void;
+  /** The request's `Idempotency-Key`, claimed for the job it makes (see lib/http/idempotency.ts). */
+  idempotency?: IdempotencyClaim;
+}
+
+/** What a submission answers: the job, and whether it is an earlier request's. */
+export interface Submitted {
+  accepted: ChatAccepted;
+  /** The request repeated an earlier one's idempotency key: the job is that request's. */
+  replayed: boolean;
 }
 
 /** Submits a `POST /chat` request. */
 export function submitChat(
   services: Services,
   request: ChatRequest,
-  owner?: string,
-): Promise<ChatAccepted> {
+  options: Pick<JobSpec, "owner" | "idempotency"> = {},
+): Promise<Submitted> {
   return submitJob(services, {
+    ...options,
     conversationId: request.conversationId,
-    owner,
     userMessage: userMessage(request.userMessage, request.imageUrls),
     priority: request.priority,
     model: request.model,
@@ -59,10 +70,16 @@ export function submitChat(
 /**
  * Checks a job against the limits, picks its backend and model from what the
  * workers serve, writes it and puts it in its conversation's line; the job
- * goes on the backend's queue now if it is first in line.
+ * goes on the backend's queue now if it is first in line. A request that
+ * repeats an earlier one's idempotency key makes nothing: it answers with
+ * that request's job, and sends it if its front door stopped before it did.
  */
-export async function submitJob(services: Services, spec: JobSpec): Promise<ChatAccepted> {
-  const { store, queue, config } = services;
+export async function submitJob(services: Services, spec: JobSpec): Promise<Submitted> {
+  const { store, config } = services;
+  if (spec.idempotency) {
+    const held = await store.findIdempotencyKey(spec.idempotency.id);
+    if (held) return await replay(services, spec, held);
+  }
   const message = spec.userMessage;
   checkMessageSize(message, config);
   const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
@@ -113,19 +130,103 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
       owner: spec.owner,
     },
   });
-  const { first } = await store.createJob(job);
+  const historyMessages = mode === "conversation"
+    ? history.length
+    : spec.recordFields?.context?.length ?? 0;
+  const idempotency = spec.idempotency &&
+    { ...spec.idempotency, answer: { history_messages: historyMessages } };
+  const created = await store.createJob(job, { idempotency });
+  // Another request with the same key was a moment quicker.
+  if (created.state === "repeated") return await replay(services, spec, created);
+  await queueInTurn(services, job, created.first, spec.idempotency);
+  return {
+    accepted: acceptedAnswer(spec, job, { historyMessages, waitingBehind: !created.first }),
+    replayed: false,
+  };
+}
+
+/**
+ * Sends a new job now if it is first in its line; otherwise watches the line.
+ * When the queue refuses, the job is failed (its line goes on) and its
+ * idempotency key freed, and the client gets a 503.
+ */
+async function queueInTurn(
+  services: Services,
+  job: Job,
+  first: boolean,
+  idempotency: IdempotencyClaim | undefined,
+): Promise<void> {
   try {
-    if (first) {
-      await queue.send(laneFor(job.priority), ticketFor(job));
-    } else {
-      await scheduleLineCheck(services, job);
-    }
+    if (first) await sendJob(services, job);
+    else await watchLine(services, job);
   } catch (err) {
+    const { store } = services;
     await store.failJob(job.job_id, `Could not be enqueued: ${errorMessage(err)}`);
     if (first) await advanceTurn(services, job.conversation_id, job.job_id).catch(() => {});
+    if (idempotency) await store.releaseIdempotencyKey(idempotency.id, job.job_id).catch(() => {});
     throw new ApiError(503, `Cannot enqueue job: ${errorMessage(err)}`, { cause: err });
   }
-  if (!first) await unblockLine(services, job.conversation_id);
+}
+
+/**
+ * How long after a job was written a repeat of its request leaves sending it
+ * to the request that wrote it, which does so within milliseconds unless its
+ * front door stopped.
+ */
+const SENDER_GRACE_MS = 3_000;
+const SENDER_POLL_MS = 100;
+
+/**
+ * Answers a request that repeats an earlier one's idempotency key with that
+ * request's job. A job its front door wrote but never queued (it stopped in
+ * between) is lined up and sent now.
+ */
+async function replay(
+  services: Services,
+  spec: JobSpec,
+  held: HeldIdempotencyKey,
+): Promise<Submitted> {
+  checkRepeat(spec.idempotency!, held);
+  const { store } = services;
+  let job = await store.getJob(held.jobId);
+  if (!job) {
+    throw new ApiError(
+      409,
+      `Idempotency key reused: its job ${held.jobId} is no longer kept (JOB_TTL_DAYS); send a new key`,
+      { code: "idempotency_key_reused", param: "Idempotency-Key", jobId: held.jobId },
+    );
+  }
+  // Its own request may still be on its way to send it: give that a moment.
+  for (const waitUntil = Date.parse(job.created_at) + SENDER_GRACE_MS; awaitsSending(job);) {
+    if (Date.now() >= waitUntil) break;
+    await sleep(SENDER_POLL_MS);
+    job = await store.getJob(held.jobId) ?? job;
+  }
+  let first = true;
+  if (awaitsSending(job)) {
+    first = isStateless(job) || (await store.joinLine(job)).first;
+    if (first) {
+      await sendJob(services, job).catch((err) => {
+        throw new ApiError(503, `Cannot enqueue job: ${errorMessage(err)}`, { cause: err });
+      });
+      job = await store.getJob(job.job_id) ?? job;
+    }
+  } else if (!isStateless(job) && job.status === "queued") {
+    first = (await store.headOfLine(job.conversation_id)) === job.job_id;
+  }
+  const historyMessages = Number(held.answer?.history_messages ?? 0);
+  return {
+    accepted: acceptedAnswer(spec, job, { historyMessages, waitingBehind: !first }),
+    replayed: true,
+  };
+}
+
+/** What `POST /chat` answers for a job. */
+function acceptedAnswer(
+  spec: JobSpec,
+  job: Job,
+  counts: { historyMessages: number; waitingBehind: boolean },
+): ChatAccepted {
   return {
     job_id: job.job_id,
     conversation_id: spec.conversationId,
@@ -133,10 +234,8 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Chat
     route: job.route,
     model: job.model,
     priority: job.priority,
-    history_messages: mode === "conversation"
-      ? history.length
-      : spec.recordFields?.context?.length ?? 0,
-    waiting_behind: !first,
+    history_messages: counts.historyMessages,
+    waiting_behind: counts.waitingBehind,
   };
 }
 

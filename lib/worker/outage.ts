@@ -9,14 +9,23 @@ import { errorMessage } from "../core/error_message.ts";
 import type { Logger } from "../core/log.ts";
 import { awsErrorStatus } from "../storage/aws/json_protocol.ts";
 
-/** Pauses after consecutive failures: the first, doubling up to the longest. */
+/**
+ * Pauses after consecutive failures: the first, doubling up to the longest;
+ * after an error that waiting will not heal, the lasting pause.
+ */
 export interface PauseSchedule {
   firstMs: number;
   maxMs: number;
+  /** Default 30 s. */
+  lastingMs?: number;
 }
 
-/** One second, doubling up to half a minute. */
-export const DEFAULT_PAUSES: PauseSchedule = { firstMs: 1_000, maxMs: 30_000 };
+/**
+ * Half a second, doubling up to 4 s: a worker whose queue was away takes its
+ * next job within 4 s of its return, with one call per 4 s meanwhile (every
+ * loop shares the pause); a set-up fault waits half a minute between tries.
+ */
+export const DEFAULT_PAUSES: PauseSchedule = { firstMs: 500, maxMs: 4_000, lastingMs: 30_000 };
 
 /**
  * AWS error names that mean the request can never succeed as it stands: the
@@ -84,11 +93,12 @@ export class OutageTracker {
     this.#since ??= Date.now();
     const error = errorMessage(err);
     if (isLastingError(err)) {
+      const lastingMs = schedule.lastingMs ?? 30_000;
       logger.error(`Cannot use the ${what}: ${lastingHint}`, {
         error,
-        retry_in_s: schedule.maxMs / 1000,
+        retry_in_s: lastingMs / 1000,
       });
-      return schedule.maxMs;
+      return lastingMs;
     }
     const pause = pauseAfter(this.#failures, schedule);
     if (this.#failures === 1) {

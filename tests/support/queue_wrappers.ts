@@ -25,6 +25,8 @@ export interface ObservedReceive {
   at: number;
   /** Job ids it returned; undefined while it runs, or when it failed. */
   jobIds?: string[];
+  /** The tickets it returned, line checks among them. */
+  tickets?: JobTicket[];
   /** Set when it failed. */
   failed?: true;
 }
@@ -37,9 +39,11 @@ export interface ObservedQueueOptions {
   failure?: () => Error;
 }
 
-/** A {@linkcode JobQueue} that passes everything to `inner` and records each receive. */
+/** A {@linkcode JobQueue} that passes everything to `inner` and records each receive and send. */
 export class ObservedQueue implements JobQueue {
   readonly receives: ObservedReceive[] = [];
+  /** Every ticket sent through it, line checks among them. */
+  readonly sent: JobTicket[] = [];
   #inner: JobQueue;
   #failuresLeft: number;
   #failure: () => Error;
@@ -61,11 +65,18 @@ export class ObservedQueue implements JobQueue {
     }
     const got = await this.#inner.receive(queue, options);
     seen.jobIds = got.map((m) => m.ticket.job_id);
+    seen.tickets = got.map((m) => m.ticket);
     return got;
   }
 
   send(lane: Lane, ticket: JobTicket, options?: SendOptions): Promise<void> {
+    this.sent.push(ticket);
     return this.#inner.send(lane, ticket, options);
+  }
+
+  /** The job messages (not line checks) its receives returned. */
+  deliveries(): JobTicket[] {
+    return this.receives.flatMap((r) => r.tickets ?? []).filter((t) => !t.line_check);
   }
   delete(message: ReceivedJob): Promise<void> {
     return this.#inner.delete(message);

@@ -6,6 +6,7 @@
 import type {
   BatchGetCommandInput,
   BatchGetCommandOutput,
+  DeleteCommandInput,
   GetCommandInput,
   GetCommandOutput,
   PutCommandInput,
@@ -62,6 +63,14 @@ export class DynamoDocuments {
       ...values(input.ExpressionAttributeValues),
     });
     return { Attributes: out.Attributes && fromAttributeMap(out.Attributes) };
+  }
+
+  async delete(input: DeleteCommandInput): Promise<void> {
+    await this.#db.call("DeleteItem", {
+      ...input,
+      Key: toAttributeMap(input.Key),
+      ...values(input.ExpressionAttributeValues),
+    });
   }
 
   async query(input: QueryCommandInput): Promise<Answer<QueryCommandOutput>> {

@@ -14,6 +14,10 @@ import { jsonBytes, replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
   type Conversation,
+  type CreateOptions,
+  type CreateResult,
+  type HeldIdempotencyKey,
+  type IdempotencyClaim,
   isFinished,
   JobNotFoundError,
   type JobResult,
@@ -83,6 +87,11 @@ function partialKey(jobId: string) {
   return { job_id: `partial#${jobId}` };
 }
 
+/** The jobs-table key of an idempotency key's item: which job holds it, until `expires_at`. */
+function idempotencyKey(id: string) {
+  return { job_id: `idempotency#${id}` };
+}
+
 /**
  * How often a streamed reply so far is written, at most: with reads every
  * 30 ms while it runs, pieces reach the client about every 70 ms.
@@ -120,21 +129,103 @@ export class DynamoStore implements Store {
     return out.Item as Conversation | undefined;
   }
 
-  async createJob(job: Job): Promise<{ first: boolean }> {
-    await this.#db.put({
+  async createJob(job: Job, options: CreateOptions = {}): Promise<CreateResult> {
+    const item = { ...job, [OWNER_INDEX.partitionKey]: ownerIndexValue(job.owner) };
+    const put = {
       TableName: this.#tables.jobs,
-      Item: { ...job, [OWNER_INDEX.partitionKey]: ownerIndexValue(job.owner) },
+      Item: item,
       ConditionExpression: "attribute_not_exists(job_id)",
-    });
-    if (isStateless(job)) return { first: true };
-    const out = await this.#db.update({
+    };
+    const claim = options.idempotency;
+    if (!claim) {
+      await this.#db.put(put);
+    } else {
+      try {
+        // The job and its key in one step: a key never names a job that was not written.
+        await this.#db.transactWrite({
+          TransactItems: [{ Put: put }, { Put: this.#heldKeyPut(claim, job.job_id) }],
+        });
+      } catch (err) {
+        if (!isAwsError(err, "TransactionCanceledException")) throw err;
+        const held = await this.findIdempotencyKey(claim.id);
+        if (held) return { state: "repeated", ...held };
+        throw err;
+      }
+    }
+    return { state: "created", ...(await this.joinLine(job)) };
+  }
+
+  /** The put that makes `jobId` hold an idempotency key, unless a live job holds it. */
+  #heldKeyPut(claim: IdempotencyClaim, jobId: string) {
+    return {
       TableName: this.#tables.jobs,
-      Key: lineKey(job.conversation_id),
-      UpdateExpression: "SET pending = list_append(if_not_exists(pending, :empty), :job)",
-      ExpressionAttributeValues: { ":empty": [], ":job": [job.job_id] },
-      ReturnValues: "UPDATED_NEW",
+      Item: {
+        ...idempotencyKey(claim.id),
+        held_by: jobId,
+        fingerprint: claim.fingerprint,
+        answer: claim.answer,
+        expires_at: claim.expiresAt,
+      },
+      // DynamoDB's TTL deletes an expired item within days, not at once.
+      ConditionExpression: "attribute_not_exists(job_id) OR expires_at < :now",
+      ExpressionAttributeValues: { ":now": Math.floor(Date.now() / 1000) },
+    };
+  }
+
+  async joinLine(job: Job): Promise<{ first: boolean }> {
+    if (isStateless(job)) return { first: true };
+    try {
+      const out = await this.#db.update({
+        TableName: this.#tables.jobs,
+        Key: lineKey(job.conversation_id),
+        UpdateExpression: "SET pending = list_append(if_not_exists(pending, :empty), :job)",
+        ConditionExpression: "attribute_not_exists(pending) OR NOT contains(pending, :id)",
+        ExpressionAttributeValues: { ":empty": [], ":job": [job.job_id], ":id": job.job_id },
+        ReturnValues: "UPDATED_NEW",
+      });
+      return { first: out.Attributes?.pending?.[0] === job.job_id };
+    } catch (err) {
+      if (!isAwsError(err, "ConditionalCheckFailedException")) throw err;
+      // In the line already: a repeat of its request lined it up first.
+      return { first: (await this.headOfLine(job.conversation_id)) === job.job_id };
+    }
+  }
+
+  async markSent(jobId: string, generation: number): Promise<void> {
+    await this.#db.update({
+      TableName: this.#tables.jobs,
+      Key: { job_id: jobId },
+      UpdateExpression: "SET sent_at = :now",
+      ConditionExpression: "attribute_exists(job_id) AND " +
+        (generation === 0
+          ? "(attribute_not_exists(generation) OR generation = :generation)"
+          : "generation = :generation"),
+      ExpressionAttributeValues: { ":now": new Date().toISOString(), ":generation": generation },
+    }).catch(ignoreConditionFailure);
+  }
+
+  async findIdempotencyKey(id: string): Promise<HeldIdempotencyKey | undefined> {
+    const out = await this.#db.get({
+      TableName: this.#tables.jobs,
+      Key: idempotencyKey(id),
+      ConsistentRead: true,
     });
-    return { first: out.Attributes?.pending?.[0] === job.job_id };
+    const item = out.Item;
+    if (!item || Number(item.expires_at) <= Date.now() / 1000) return undefined;
+    return {
+      jobId: String(item.held_by),
+      fingerprint: String(item.fingerprint),
+      answer: item.answer as HeldIdempotencyKey["answer"],
+    };
+  }
+
+  async releaseIdempotencyKey(id: string, jobId: string): Promise<void> {
+    await this.#db.delete({
+      TableName: this.#tables.jobs,
+      Key: idempotencyKey(id),
+      ConditionExpression: "held_by = :job",
+      ExpressionAttributeValues: { ":job": jobId },
+    }).catch(ignoreConditionFailure);
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
@@ -542,7 +633,7 @@ export class DynamoStore implements Store {
       UpdateExpression: "SET #status = :queued, attempts = :zero, " +
         "retries = if_not_exists(retries, :zero) + :one, " +
         "generation = if_not_exists(generation, :zero) + :one, retried_at = :now, updated_at = :now " +
-        "REMOVE finished_at, started_at, lease_until, #partial",
+        "REMOVE finished_at, started_at, lease_until, #partial, sent_at",
       ConditionExpression: "#status = :failed",
       ExpressionAttributeNames: { ...names, "#partial": "partial" },
       ExpressionAttributeValues: {
@@ -575,7 +666,7 @@ export class DynamoStore implements Store {
       Update: {
         TableName: this.#tables.jobs,
         Key: { job_id },
-        UpdateExpression: "SET generation = :next",
+        UpdateExpression: "SET generation = :next REMOVE sent_at",
         ConditionExpression: "#status = :queued AND attempts = :zero AND " +
           (generation === 0
             ? "(attribute_not_exists(generation) OR generation = :generation)"

@@ -2,17 +2,14 @@
 import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
 import { followJob, JobChanges, type ReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
-import {
-  type JobPage,
-  type JobSummary,
-  type ListJobsOptions,
-  ownerIndexValue,
-  summarize,
-} from "../../core/job_list.ts";
-import { type ChatMessage, replyText, richReply } from "../../core/messages.ts";
+import type { JobPage, ListJobsOptions } from "../../core/job_list.ts";
+import { replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
   type Conversation,
+  type CreateOptions,
+  type CreateResult,
+  type HeldIdempotencyKey,
   isFinished,
   JobNotFoundError,
   type JobResult,
@@ -21,40 +18,37 @@ import {
   type StartResult,
   type Store,
 } from "../../core/store.ts";
+import {
+  CHUNK_BYTES,
+  type ConversationHead,
+  conversationKey,
+  emptyHead,
+  readMessages,
+  readPieces,
+  writeMessages,
+  writePieces,
+} from "./kv_chunks.ts";
+import { jobKey, listOwnerJobs, ownerIndexKey } from "./kv_job_list.ts";
 
-/**
- * A conversation's header: how many messages it has and its line of
- * unfinished jobs. Its messages are kept as JSON cut into `chunks` pieces
- * (`["conversation_chunk", id, n]`, bytes), since one KV value holds at most
- * 64 KiB and a single message may hold more. A conversation written before
- * chunks has no `chunks` and a message per entry (`["message", id, n]`); it
- * is rewritten in chunks the next time it changes.
- */
-interface ConversationHead {
-  conversation_id: string;
-  updated_at?: string;
-  latest_job_at?: string;
-  count: number;
-  pending: string[];
-  chunks?: number;
-}
-
-const conversationKey = (id: string) => ["conversation", id];
-const messagesPrefix = (id: string) => ["message", id];
-const chunkKey = (id: string, n: number) => ["conversation_chunk", id, n];
 const replyChunkKey = (id: string, n: number) => ["job_reply_chunk", id, n];
-/** The most bytes of a conversation's JSON one KV value holds here. */
-const CHUNK_BYTES = 60_000;
-const jobKey = (id: string) => ["job", id];
 const workerKey = (id: string) => ["worker", id];
-/** The owner index: `["job_by_owner", owner, created_at, job_id]` holds the job id. */
-const ownerIndexPrefix = (owner: string | undefined) => ["job_by_owner", ownerIndexValue(owner)];
-const ownerIndexKey = (job: Job) => [...ownerIndexPrefix(job.owner), job.created_at, job.job_id];
+const idempotencyKey = (id: string) => ["idempotency", id];
 const REDRIVE_KEY = ["redrive", "requested"];
 /** A redrive request is kept as long as SQS keeps a dead letter: 14 days. */
 const REDRIVE_KEEP_MS = 14 * 86_400_000;
-/** Job records read per listing at most, so a page of a rare status costs a bounded amount. */
-const MAX_LISTING_READS = 2000;
+
+/** An idempotency key as kept: the job that holds it, until `expires_at` (epoch s). */
+interface HeldKey {
+  job_id: string;
+  fingerprint: string;
+  expires_at: number;
+  answer?: Readonly<Record<string, unknown>>;
+}
+
+/** A held key as the store's callers see it. */
+function heldKey(value: HeldKey): HeldIdempotencyKey {
+  return { jobId: value.job_id, fingerprint: value.fingerprint, answer: value.answer };
+}
 
 /**
  * How often a waiting request reads its job anyway: every change this store
@@ -66,15 +60,6 @@ const RECHECK_MS = 1000;
 /** Keeps a job record only until its `expires_at`, like DynamoDB's TTL. */
 function expiry(job: Job): { expireIn: number } {
   return { expireIn: Math.max(1000, job.expires_at * 1000 - Date.now()) };
-}
-
-/** The cursor of an owner index key (`[…prefix, created_at, job_id]`). */
-function cursorOfKey(key: Deno.KvKey): { created_at: string; job_id: string } {
-  return { created_at: String(key.at(-2)), job_id: String(key.at(-1)) };
-}
-
-function emptyHead(conversationId: string): ConversationHead {
-  return { conversation_id: conversationId, count: 0, pending: [] };
 }
 
 /**
@@ -94,7 +79,7 @@ export class KvStore implements Store {
   async getConversation(conversationId: string): Promise<Conversation | undefined> {
     const head = await this.#kv.get<ConversationHead>(conversationKey(conversationId));
     if (!head.value?.updated_at) return undefined;
-    const messages = await this.#messagesOf(head.value);
+    const messages = await readMessages(this.#kv, head.value);
     const { updated_at, latest_job_at } = head.value;
     return {
       conversation_id: conversationId,
@@ -104,74 +89,80 @@ export class KvStore implements Store {
     };
   }
 
-  /** A conversation's messages, from its chunks or, written before chunks, its entries. */
-  async #messagesOf(head: ConversationHead): Promise<ChatMessage[]> {
-    const id = head.conversation_id;
-    if (head.chunks === undefined) {
-      return await Array.fromAsync(
-        this.#kv.list<ChatMessage>({ prefix: messagesPrefix(id) }),
-        (entry) => entry.value,
-      );
-    }
-    const pieces: Uint8Array[] = [];
-    for (let n = 0; n < head.chunks; n++) {
-      const chunk = await this.#kv.get<Uint8Array>(chunkKey(id, n));
-      if (!chunk.value) throw new Error(`Cannot read conversation "${id}": chunk ${n} is missing`);
-      pieces.push(chunk.value);
-    }
-    return head.chunks === 0 ? [] : JSON.parse(new TextDecoder().decode(concat(pieces)));
-  }
-
-  /**
-   * Adds to `atomic` the writes that make a conversation hold `messages`, in
-   * chunks, and returns its new header (for the caller to set, with its own
-   * changes). Old chunks past the new end, and entries of the layout before
-   * chunks, are deleted.
-   */
-  #writeMessages(
-    atomic: Deno.AtomicOperation,
-    head: ConversationHead,
-    messages: readonly ChatMessage[],
-  ): ConversationHead {
-    const id = head.conversation_id;
-    const bytes = new TextEncoder().encode(JSON.stringify(messages));
-    const chunks = Math.ceil(bytes.length / CHUNK_BYTES);
-    for (let n = 0; n < chunks; n++) {
-      atomic.set(chunkKey(id, n), bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES));
-    }
-    for (let n = chunks; n < (head.chunks ?? 0); n++) atomic.delete(chunkKey(id, n));
-    if (head.chunks === undefined) {
-      for (let n = 0; n < head.count; n++) atomic.delete([...messagesPrefix(id), n]);
-    }
-    return { ...head, count: messages.length, chunks };
-  }
-
-  async createJob(job: Job): Promise<{ first: boolean }> {
-    if (isStateless(job)) {
-      const result = await this.#kv.atomic().check({ key: jobKey(job.job_id), versionstamp: null })
-        .set(jobKey(job.job_id), job, expiry(job))
-        .set(ownerIndexKey(job), job.job_id, expiry(job)).commit();
-      if (!result.ok) throw new Error(`Cannot create job: job "${job.job_id}" already exists`);
-      this.#changed(job);
-      return { first: true };
-    }
+  async createJob(job: Job, options: CreateOptions = {}): Promise<CreateResult> {
+    const claim = options.idempotency;
     while (true) {
-      const head = await this.#kv.get<ConversationHead>(conversationKey(job.conversation_id));
-      const current = head.value ?? emptyHead(job.conversation_id);
-      const result = await this.#kv.atomic()
-        .check({ key: jobKey(job.job_id), versionstamp: null }, head)
+      const held = claim ? await this.#kv.get<HeldKey>(idempotencyKey(claim.id)) : undefined;
+      // KV deletes an expired key lazily: one past its time no longer holds.
+      if (held?.value && held.value.expires_at * 1000 > Date.now()) {
+        return { state: "repeated", ...heldKey(held.value) };
+      }
+      const head = isStateless(job)
+        ? undefined
+        : await this.#kv.get<ConversationHead>(conversationKey(job.conversation_id));
+      const atomic = this.#kv.atomic()
+        .check({ key: jobKey(job.job_id), versionstamp: null })
         .set(jobKey(job.job_id), job, expiry(job))
-        .set(ownerIndexKey(job), job.job_id, expiry(job))
-        .set(head.key, { ...current, pending: [...current.pending, job.job_id] })
-        .commit();
-      if (result.ok) {
+        .set(ownerIndexKey(job), job.job_id, expiry(job));
+      if (held && claim) {
+        const value: HeldKey = {
+          job_id: job.job_id,
+          fingerprint: claim.fingerprint,
+          expires_at: claim.expiresAt,
+          answer: claim.answer,
+        };
+        atomic.check(held).set(held.key, value, {
+          expireIn: Math.max(1000, claim.expiresAt * 1000 - Date.now()),
+        });
+      }
+      const current = head && (head.value ?? emptyHead(job.conversation_id));
+      if (head && current) {
+        atomic.check(head).set(head.key, { ...current, pending: [...current.pending, job.job_id] });
+      }
+      if ((await atomic.commit()).ok) {
         this.#changed(job);
-        return { first: current.pending.length === 0 };
+        return { state: "created", first: !current || current.pending.length === 0 };
       }
       if ((await this.#kv.get(jobKey(job.job_id))).value) {
         throw new Error(`Cannot create job: job "${job.job_id}" already exists`);
       }
     }
+  }
+
+  async joinLine(job: Job): Promise<{ first: boolean }> {
+    if (isStateless(job)) return { first: true };
+    while (true) {
+      const head = await this.#kv.get<ConversationHead>(conversationKey(job.conversation_id));
+      const current = head.value ?? emptyHead(job.conversation_id);
+      if (current.pending.includes(job.job_id)) return { first: current.pending[0] === job.job_id };
+      const pending = [...current.pending, job.job_id];
+      if (
+        (await this.#kv.atomic().check(head).set(head.key, { ...current, pending }).commit()).ok
+      ) {
+        return { first: pending.length === 1 };
+      }
+    }
+  }
+
+  async markSent(jobId: string, generation: number): Promise<void> {
+    await this.#update(
+      jobId,
+      (job) =>
+        (job.generation ?? 0) === generation && !isFinished(job)
+          ? { ...job, sent_at: new Date().toISOString() }
+          : job,
+    );
+  }
+
+  async findIdempotencyKey(id: string): Promise<HeldIdempotencyKey | undefined> {
+    const held = (await this.#kv.get<HeldKey>(idempotencyKey(id))).value;
+    return held && held.expires_at * 1000 > Date.now() ? heldKey(held) : undefined;
+  }
+
+  async releaseIdempotencyKey(id: string, jobId: string): Promise<void> {
+    const held = await this.#kv.get<HeldKey>(idempotencyKey(id));
+    if (held.value?.job_id !== jobId) return;
+    await this.#kv.atomic().check(held).delete(held.key).commit();
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
@@ -181,16 +172,14 @@ export class KvStore implements Store {
 
   /** A succeeded job whose reply was too long for its record, with the reply read back in. */
   async #withReply(job: Job): Promise<Job> {
-    const pieces: Uint8Array[] = [];
-    for (let n = 0; n < job.reply_chunks!; n++) {
-      const chunk = await this.#kv.get<Uint8Array>(replyChunkKey(job.job_id, n));
-      if (!chunk.value) {
-        throw new Error(`Cannot read job "${job.job_id}": reply chunk ${n} is missing`);
-      }
-      pieces.push(chunk.value);
-    }
+    const bytes = await readPieces(
+      this.#kv,
+      job.reply_chunks!,
+      (n) => replyChunkKey(job.job_id, n),
+      `job "${job.job_id}"'s reply`,
+    );
     const { reply_chunks: _chunks, ...rest } = job;
-    return { ...rest, ...JSON.parse(new TextDecoder().decode(concat(pieces))) };
+    return { ...rest, ...JSON.parse(new TextDecoder().decode(bytes)) };
   }
 
   /**
@@ -204,15 +193,12 @@ export class KvStore implements Store {
       return;
     }
     const { reply, reply_message, ...rest } = done;
-    const bytes = new TextEncoder().encode(JSON.stringify({ reply, reply_message }));
-    const chunks = Math.ceil(bytes.length / CHUNK_BYTES);
-    for (let n = 0; n < chunks; n++) {
-      atomic.set(
-        replyChunkKey(done.job_id, n),
-        bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES),
-        expiry(done),
-      );
-    }
+    const chunks = writePieces(
+      atomic,
+      { reply, reply_message },
+      (n) => replyChunkKey(done.job_id, n),
+      expiry(done),
+    );
     atomic.set(jobKey(done.job_id), { ...rest, reply_chunks: chunks }, expiry(done));
   }
 
@@ -297,9 +283,9 @@ export class KvStore implements Store {
       }
       // The header's version check covers the chunks: every write of them changes it.
       const messages = result.conversation ??
-        [...await this.#messagesOf(conversation), job.user_message, result.reply];
+        [...await readMessages(this.#kv, conversation), job.user_message, result.reply];
       const atomic = this.#kv.atomic().check(current, head);
-      const written = this.#writeMessages(atomic, conversation, messages);
+      const written = writeMessages(atomic, conversation, messages);
       atomic.set(head.key, { ...written, updated_at: now, latest_job_at: job.created_at });
       this.#writeDone(atomic, done);
       const commit = await atomic.commit();
@@ -368,50 +354,8 @@ export class KvStore implements Store {
     return records;
   }
 
-  async listJobs(owner: string | undefined, options: ListJobsOptions): Promise<JobPage> {
-    const prefix = ownerIndexPrefix(owner);
-    const start = options.since ? [...prefix, options.since] : undefined;
-    const end = options.after
-      ? [...prefix, options.after.created_at, options.after.job_id]
-      : undefined;
-    const selector = start && end
-      ? { start, end }
-      : start
-      ? { prefix, start }
-      : end
-      ? { prefix, end }
-      : { prefix };
-    const found: JobSummary[] = [];
-    let batch: Deno.KvEntry<string>[] = [];
-    let reads = 0;
-    let lastRead: Deno.KvKey | undefined;
-    const readBatch = async () => {
-      const entries = await this.#kv.getMany<Job[]>(batch.map((entry) => jobKey(entry.value)));
-      for (const { value } of entries) {
-        if (value && (!options.status || value.status === options.status)) {
-          found.push(summarize(value));
-        }
-      }
-      lastRead = batch.at(-1)?.key ?? lastRead;
-      batch = [];
-    };
-    const iterator = this.#kv.list<string>(selector, { reverse: true, batchSize: 100 });
-    for await (const entry of iterator) {
-      batch.push(entry);
-      reads++;
-      if (batch.length === 10) await readBatch();
-      // One more than asked for tells whether there is a next page.
-      if (found.length > options.limit || reads >= MAX_LISTING_READS) break;
-    }
-    if (batch.length > 0) await readBatch();
-    if (found.length > options.limit) {
-      const jobs = found.slice(0, options.limit);
-      const last = jobs.at(-1)!;
-      return { jobs, next: { created_at: last.created_at, job_id: last.job_id } };
-    }
-    // Out of read budget before the page was full: the next page goes on from there.
-    if (reads >= MAX_LISTING_READS && lastRead) return { jobs: found, next: cursorOfKey(lastRead) };
-    return { jobs: found };
+  listJobs(owner: string | undefined, options: ListJobsOptions): Promise<JobPage> {
+    return listOwnerJobs(this.#kv, owner, options);
   }
 
   async lineOf(conversationId: string): Promise<string[]> {
@@ -429,8 +373,14 @@ export class KvStore implements Store {
     );
     if (current.value?.status !== "failed") return undefined;
     const now = new Date().toISOString();
-    const { finished_at: _f, started_at: _s, lease_until: _l, partial: _p, ...rest } =
-      current.value;
+    const {
+      finished_at: _f,
+      started_at: _s,
+      lease_until: _l,
+      partial: _p,
+      sent_at: _sent,
+      ...rest
+    } = current.value;
     const queued: Job = {
       ...rest,
       status: "queued",
@@ -457,7 +407,8 @@ export class KvStore implements Store {
           (other.generation ?? 0) === plan.displaced[i].generation;
         if (!unstarted) return undefined;
         // Its messages go out of date: its next one is sent when its turn comes.
-        const next = { ...other, generation: (other.generation ?? 0) + 1 };
+        const { sent_at: _sent, ...unsent } = other;
+        const next = { ...unsent, generation: (other.generation ?? 0) + 1 };
         atomic.check(entry).set(entry.key, next, expiry(next));
       }
     }
@@ -508,14 +459,4 @@ export class KvStore implements Store {
   #changed(job: Job): void {
     this.#changes.publish(job.job_id, { job });
   }
-}
-
-function concat(pieces: readonly Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(pieces.reduce((sum, p) => sum + p.length, 0));
-  let offset = 0;
-  for (const piece of pieces) {
-    whole.set(piece, offset);
-    offset += piece.length;
-  }
-  return whole;
 }
