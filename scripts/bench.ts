@@ -10,9 +10,11 @@
  * - lambda: the Lambda bundle's size and cold start against the bare
  *   dependencies' floor, both built here;
  * - throughput: the worker against a backend with a fixed latency;
- * - memory: the worker's resident memory with many places, all busy.
+ * - memory: the worker's resident memory with many places, all busy;
+ * - backlog: jobs that waited through several line checks, drained by one
+ *   worker: deliveries per job and the drain against the ideal, both backends.
  *
- * Settings: BENCH_SECTIONS (latency,wait,stream,lambda,throughput,memory: all
+ * Settings: BENCH_SECTIONS (latency,wait,stream,lambda,throughput,memory,backlog: all
  * by default), BENCH_SQS (fast: the bench's SQS stand-in; moto), BENCH_LATENCY_REQUESTS (300),
  * BENCH_WAIT_REQUESTS (200), BENCH_STREAMS (5), BENCH_COLD_RUNS (9); for the
  * throughput run BENCH_BACKEND (aws | embedded; BACKEND=embedded works too),
@@ -20,10 +22,12 @@
  * BENCH_CONVERSATIONS (one per job), BENCH_SUBMITTERS (16),
  * BENCH_AWS_ENDPOINT_URL (a Moto already running on 127.0.0.1, instead of
  * fresh emulators); for the memory run BENCH_MEMORY_CONCURRENCY (64),
- * BENCH_MEMORY_QUEUED (300), BENCH_MEMORY_LATENCY_MS (5000).
+ * BENCH_MEMORY_QUEUED (300), BENCH_MEMORY_LATENCY_MS (5000); for the backlog run
+ * BENCH_BACKLOG_CONVERSATIONS (40), BENCH_BACKLOG_MESSAGES (10).
  */
 import { type BenchEmulators, startBenchEmulators } from "./bench/emulators.ts";
 import { type BenchFigures, figuresWithGoals, printFigures } from "./bench/goals.ts";
+import { measureBacklog } from "./bench/backlog.ts";
 import { measureLambdaCold } from "./bench/lambda_cold.ts";
 import { measureAwsWait, measureQueuedPath, measureStreams } from "./bench/latency.ts";
 import { runLoad } from "./bench/load.ts";
@@ -119,6 +123,24 @@ async function runSections(options: BenchOptions, emulators: () => Promise<Bench
     });
     printRows(Object.entries(figures.memory).map(([k, v]) => [k, String(v)]));
   }
+  if (run("backlog")) {
+    figures.backlogs = [];
+    for (const backend of ["embedded", "aws"] as const) {
+      console.log(
+        `\n## Backlog (${backend}): ${options.backlogConversations} conversations × ` +
+          `${options.backlogMessages} messages wait, then one worker drains them`,
+      );
+      const result = await measureBacklog(backend, {
+        conversations: options.backlogConversations,
+        messages: options.backlogMessages,
+        concurrency: options.concurrency,
+        latencyMs: options.latencyMs,
+        lineCheckSeconds: 2,
+      }, backend === "aws" ? await emulators() : undefined);
+      figures.backlogs.push(result);
+      printRows(Object.entries(result).map(([k, v]) => [k, String(v)]));
+    }
+  }
   return figures;
 }
 
@@ -133,7 +155,7 @@ if (import.meta.main) {
   } finally {
     if (started) await (await started).stop();
   }
-  console.log("\n## Issue 13's figures\n");
+  console.log("\n## The figures and their goals\n");
   printFigures(figuresWithGoals(figures));
   console.log(`\n${JSON.stringify(figures)}`);
 }

@@ -1,6 +1,7 @@
 /** Issue 13's figures, each beside its goal, for the bench's closing table. */
 import { type LambdaColdResult, medianCold } from "./lambda_cold.ts";
 import type { AwsWaitResult, QueuedPathResult, StreamResult } from "./latency.ts";
+import type { BacklogResult } from "./backlog.ts";
 import type { MemoryResult } from "./memory.ts";
 import type { BenchResult } from "./report.ts";
 import { round } from "./stats.ts";
@@ -25,12 +26,13 @@ export interface BenchFigures {
   lambda?: LambdaColdResult;
   throughput?: BenchResult;
   memory?: MemoryResult;
+  backlogs?: BacklogResult[];
 }
 
 /** The figures with their goals. */
 export function figuresWithGoals(results: BenchFigures): Figure[] {
   const figures: Figure[] = [];
-  const { queued, wait, streams, lambda, throughput, memory } = results;
+  const { queued, wait, streams, lambda, throughput, memory, backlogs } = results;
   if (queued) {
     figures.push({
       name: "queued completion, added p50 (embedded)",
@@ -97,6 +99,21 @@ export function figuresWithGoals(results: BenchFigures): Figure[] {
         `${memory.steady_mib} MiB (idle ${memory.idle_mib}, first ${memory.concurrency} at once ${memory.first_full_mib})`,
       goal: "< 100 MiB",
       met: memory.steady_mib < 100,
+    });
+  }
+  for (const backlog of backlogs ?? []) {
+    figures.push({
+      name: `backlog deliveries per job (${backlog.backend})`,
+      value:
+        `${backlog.deliveries_per_job} (${backlog.jobs} jobs waited ${backlog.waited_intervals} ` +
+        `line checks; ${backlog.line_checks} line checks delivered)`,
+      goal: "≤ 1.1 (issue 26)",
+      met: backlog.deliveries_per_job <= 1.1,
+    });
+    figures.push({
+      name: `backlog drain vs ideal (${backlog.backend})`,
+      value: `${backlog.ratio_pct} % (${backlog.drain_s} s, ideal ${backlog.ideal_s} s)`,
+      goal: "reported: the worker's pace",
     });
   }
   return figures;

@@ -6,7 +6,15 @@ import type { BenchSqs } from "./emulators.ts";
 export type BenchBackend = "aws" | "embedded";
 
 /** The parts of the bench, in the order they run. */
-export const SECTIONS = ["latency", "wait", "stream", "lambda", "throughput", "memory"] as const;
+export const SECTIONS = [
+  "latency",
+  "wait",
+  "stream",
+  "lambda",
+  "throughput",
+  "memory",
+  "backlog",
+] as const;
 
 /** One part of the bench. */
 export type BenchSection = typeof SECTIONS[number];
@@ -41,6 +49,9 @@ export interface BenchOptions {
   memoryQueued: number;
   /** The memory run: the backend's latency (BENCH_MEMORY_LATENCY_MS). */
   memoryLatencyMs: number;
+  /** The backlog run: conversations (BENCH_BACKLOG_CONVERSATIONS), each with this many messages (BENCH_BACKLOG_MESSAGES). */
+  backlogConversations: number;
+  backlogMessages: number;
   /** The SQS of the AWS runs (BENCH_SQS): the fast stand-in, or Moto. */
   sqs: BenchSqs;
   /** A Moto already running on 127.0.0.1 to use instead of starting one (e.g. behind a counting proxy). */
@@ -77,6 +88,8 @@ export function readBenchOptions(env: Readonly<Record<string, string | undefined
     memoryConcurrency: int("BENCH_MEMORY_CONCURRENCY", 64, 1, 1024),
     memoryQueued: int("BENCH_MEMORY_QUEUED", 300, 0, 100_000),
     memoryLatencyMs: int("BENCH_MEMORY_LATENCY_MS", 5000, 100, 600_000),
+    backlogConversations: int("BENCH_BACKLOG_CONVERSATIONS", 40, 1, 10_000),
+    backlogMessages: int("BENCH_BACKLOG_MESSAGES", 10, 1, 1000),
     sqs: readChoice(env, "BENCH_SQS", ["fast", "moto"], problems),
     awsEndpointUrl: readLoopbackUrl(env, "BENCH_AWS_ENDPOINT_URL", problems),
   };
