@@ -1,8 +1,12 @@
 /** How a worker asks its backends what they serve, against stand-ins of vLLM and Ollama on loopback. */
 import assert from "node:assert/strict";
-import { backendsFromConfig } from "../lib/core/backends.ts";
+import { backendsFromConfig, resolvedModelName, sameModel } from "../lib/core/backends.ts";
+import { mayTakeImages, takesImages } from "../lib/core/catalogue.ts";
 import { type Env, loadConfig } from "../lib/core/config.ts";
+import { createLogger } from "../lib/core/log.ts";
 import { checkBackend, ollamaRoot } from "../lib/worker/backend_models.ts";
+import { ModelCatalogue } from "../lib/worker/model_catalogue.ts";
+import { startBackendSwitch } from "./support/backend_switch.ts";
 import { startStandInLlm } from "./support/stand_in_llm.ts";
 
 function backend(env: Env) {
@@ -117,4 +121,87 @@ Deno.test("ollamaRoot() finds the native API beside the OpenAI-compatible /v1", 
   assert.equal(ollamaRoot("http://localhost:11434/v1"), "http://localhost:11434");
   assert.equal(ollamaRoot("http://mac.lan:11434/v1/"), "http://mac.lan:11434");
   assert.equal(ollamaRoot("https://proxy.example/ollama"), "https://proxy.example/ollama");
+});
+
+Deno.test("checkBackend() takes a configured Ollama name without a tag as the :latest Ollama lists", async () => {
+  const ollama = startStandInLlm({
+    name: "o",
+    kind: "ollama",
+    models: [
+      { id: "qwen2.5:latest", capabilities: ["completion"] },
+      { id: "llava:latest", capabilities: ["completion", "vision"] },
+    ],
+  });
+  try {
+    const config = backend({
+      LLM_B_KIND: "ollama",
+      LLM_B_BASE_URL: ollama.baseUrl,
+      LLM_B_MODEL: "llava",
+    });
+    const report = await checkBackend(config, TIMEOUT);
+    assert.equal(
+      report.default_model,
+      "llava:latest",
+      "the configured default, as Ollama names it",
+    );
+    const lines: string[] = [];
+    const catalogue = new ModelCatalogue([config], {
+      logger: createLogger({ write: (line) => lines.push(line) }),
+      timeoutMs: 5_000,
+    });
+    await catalogue.refresh();
+    assert.ok(!lines.some((l) => l.includes("is not served")), lines.join("\n"));
+    assert.equal(catalogue.model("b", "llava")?.id, "llava:latest");
+    assert.equal(catalogue.model("b", "llava:7b"), undefined, "another tag is another model");
+  } finally {
+    await ollama.stop();
+  }
+});
+
+Deno.test("checkBackend() lists an Ollama model whose /api/show fails with its capabilities unknown", async () => {
+  const ollama = startStandInLlm({
+    name: "o",
+    kind: "ollama",
+    models: [{ id: "llava:latest", capabilities: ["completion", "vision"] }],
+  });
+  const show = startBackendSwitch(ollama.baseUrl);
+  show.failing.add("/api/show");
+  try {
+    const report = await checkBackend(
+      backend({ LLM_B_KIND: "ollama", LLM_B_BASE_URL: show.baseUrl }),
+      TIMEOUT,
+    );
+    assert.equal(report.status, "up");
+    assert.deepEqual(report.models.map((m) => ({ ...m, created: undefined })), [
+      {
+        id: "llava:latest",
+        capabilities: ["completion"],
+        capabilities_unknown: true,
+        created: undefined,
+      },
+    ]);
+    assert.equal(takesImages(report.models[0]), false, "not known to see");
+    assert.equal(mayTakeImages(report.models[0]), true, "but images may go to it");
+  } finally {
+    await show.stop();
+    await ollama.stop();
+  }
+});
+
+Deno.test("resolvedModelName() gives an Ollama name without a tag its :latest, and leaves other kinds alone", () => {
+  const ollama = { kind: "ollama" } as const;
+  assert.equal(resolvedModelName(ollama, "llava"), "llava:latest");
+  assert.equal(resolvedModelName(ollama, "llava:7b"), "llava:7b");
+  assert.equal(
+    resolvedModelName(ollama, "hf.co/bartowski/Llama-3.2-1B-GGUF"),
+    "hf.co/bartowski/Llama-3.2-1B-GGUF:latest",
+  );
+  assert.equal(
+    resolvedModelName(ollama, "registry.lan:5000/team/llava"),
+    "registry.lan:5000/team/llava:latest",
+  );
+  assert.equal(resolvedModelName({ kind: "vllm" }, "Qwen/Qwen2.5-7B"), "Qwen/Qwen2.5-7B");
+  assert.ok(sameModel(ollama, "llava", "llava:latest"));
+  assert.ok(!sameModel(ollama, "llava", "llava:7b"));
+  assert.ok(!sameModel({ kind: "openai" }, "llava", "llava:latest"));
 });

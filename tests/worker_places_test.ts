@@ -1,11 +1,13 @@
 /**
  * One client cannot hold every worker place: callbacks are delivered outside
- * the job's place, and images are bounded per job.
+ * the job's place, images are fetched outside it, a key's fetches at once are
+ * bounded, and images are bounded per job.
  */
 import assert from "node:assert/strict";
 import { createLogger } from "../lib/core/log.ts";
-import { backendTest } from "./support/gateway.ts";
-import { pngDataUrl, startImageServer } from "./support/image_server.ts";
+import type { ChatAccepted } from "../lib/http/submit.ts";
+import { backendTest, type TestGateway } from "./support/gateway.ts";
+import { PNG, pngDataUrl, startImageServer } from "./support/image_server.ts";
 import { eventually } from "./support/wait.ts";
 
 /** A callback receiver on loopback that holds every request until released. */
@@ -74,6 +76,132 @@ backendTest(
       });
     } finally {
       await receiver.stop();
+    }
+  },
+);
+
+/** An image host on loopback that holds every request until released, then answers each with a PNG. */
+function startHeldImageHost() {
+  const release = Promise.withResolvers<void>();
+  let open = 0;
+  let mostOpen = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
+    open++;
+    mostOpen = Math.max(mostOpen, open);
+    try {
+      await release.promise;
+      return new Response(PNG.slice(), { headers: { "content-type": "image/png" } });
+    } finally {
+      open--;
+    }
+  });
+  const host = `127.0.0.1:${server.addr.port}`;
+  return {
+    host,
+    url: (name: string) => `http://${host}/${name}.png`,
+    /** Requests being held now. */
+    open: () => open,
+    /** The most requests held at once so far. */
+    mostOpen: () => mostOpen,
+    release: () => release.resolve(),
+    async stop() {
+      release.resolve();
+      await server.shutdown();
+    },
+  };
+}
+
+/** POSTs a chat with a bearer key, which must be accepted. */
+async function sendAs(
+  gateway: TestGateway,
+  key: string,
+  body: Record<string, unknown>,
+): Promise<ChatAccepted> {
+  const res = await gateway.app.request("/chat", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 202, await res.clone().text());
+  return await res.json();
+}
+
+backendTest(
+  "jobs fetching images hold no backend place: another key's text job runs while they wait, and a key's fetches at once are bounded",
+  async (t, start) => {
+    const images = startHeldImageHost();
+    try {
+      // One Ollama place: before, two jobs held by their images filled everything the worker gave Ollama.
+      const gateway = await start({
+        env: {
+          GATEWAY_API_KEYS: "key-a,key-b",
+          OLLAMA_CONCURRENCY: "1",
+          IMAGE_ALLOWED_HOSTS: images.host,
+          IMAGE_FETCHES_PER_KEY: "3",
+          IMAGE_TIMEOUT_S: "300",
+        },
+      });
+      await gateway.startWorker();
+      const pictures: ChatAccepted[] = [];
+      const unfinished = async () => {
+        const jobs = await Promise.all(
+          pictures.map((p) => gateway.services.store.getJob(p.job_id)),
+        );
+        return jobs.filter((j) => j?.status !== "succeeded" && j?.status !== "failed").length;
+      };
+
+      await t.step(
+        "one key's four jobs, two images each, on a host that does not answer",
+        async () => {
+          for (let i = 0; i < 4; i++) {
+            pictures.push(
+              await sendAs(gateway, "key-a", {
+                conversation_id: `pictures-${i}`,
+                user_message: "What is this?",
+                model: "test-vision-model",
+                images: [{ image_url: images.url(`a${i}`) }, { image_url: images.url(`b${i}`) }],
+              }),
+            );
+          }
+          await eventually(
+            () => images.open() === 3,
+            "the key's three fetches at once to reach the host" + gateway.recentLogs(),
+          );
+        },
+      );
+
+      await t.step("another key's text job on the same backend runs meanwhile", async () => {
+        const text = await sendAs(gateway, "key-b", {
+          conversation_id: "words",
+          user_message: "Hello",
+          model: "test-vision-model",
+        });
+        assert.equal(text.route, "ollama");
+        const job = await gateway.waitForJob(text.job_id, 60_000);
+        assert.equal(job.status, "succeeded", job.error);
+        assert.equal(job.reply, "ollama says: Hello");
+        assert.equal(await unfinished(), 4, "the image jobs were all still fetching");
+        assert.equal(images.open(), 3, "still three fetches held at the host");
+        assert.equal(images.mostOpen(), 3, "never more than the key's three at once");
+      });
+
+      await t.step(
+        "once the host answers, every image job gets its images and succeeds",
+        async () => {
+          images.release();
+          for (const picture of pictures) {
+            const job = await gateway.waitForJob(picture.job_id);
+            assert.equal(job.status, "succeeded", job.error);
+          }
+          const sent = gateway.ollama.requests.filter((r) =>
+            JSON.stringify(r).includes(pngDataUrl())
+          );
+          assert.equal(sent.length, 4, "each went to Ollama with its images inlined");
+          assert.ok(images.mostOpen() <= 3, `at most three at once, saw ${images.mostOpen()}`);
+        },
+      );
+    } finally {
+      await images.stop();
     }
   },
 );

@@ -35,3 +35,28 @@ export function configuredModels(backend: Backend): ModelInfo[] {
   const capabilities = backend.kind === "ollama" ? ["completion", "vision"] : ["completion"];
   return [{ id: backend.model, capabilities }];
 }
+
+/**
+ * A model name as the backend resolves it: Ollama takes a name without a tag
+ * as its `:latest` (`llava` is `llava:latest`); other servers take names as
+ * they are. The tag follows a colon in the name's last path segment, so a
+ * registry's port (`host:5000/llava`) is no tag.
+ */
+export function resolvedModelName(backend: Pick<Backend, "kind">, name: string): string {
+  if (backend.kind !== "ollama") return name;
+  return name.slice(name.lastIndexOf("/") + 1).includes(":") ? name : `${name}:latest`;
+}
+
+/** Whether two names mean the same model on a backend (see {@linkcode resolvedModelName}). */
+export function sameModel(backend: Pick<Backend, "kind">, a: string, b: string): boolean {
+  return a === b || resolvedModelName(backend, a) === resolvedModelName(backend, b);
+}
+
+/** The model of a list a name means on a backend: the one of that very name, else the one it resolves to. */
+export function findModel<T extends { id: string }>(
+  backend: Pick<Backend, "kind">,
+  models: readonly T[],
+  name: string,
+): T | undefined {
+  return models.find((m) => m.id === name) ?? models.find((m) => sameModel(backend, m.id, name));
+}

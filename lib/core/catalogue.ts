@@ -14,6 +14,12 @@ export interface ModelInfo {
   created?: number;
   /** What it can do: "completion", "vision", "tools", … (Ollama's names). */
   capabilities: string[];
+  /**
+   * Set when the backend could not say what the model can do (Ollama's
+   * `/api/show` failed): it is listed as a chat model, and images sent to it
+   * pass through for the backend to take or refuse.
+   */
+  capabilities_unknown?: true;
 }
 
 /** What a worker found when it last asked one of its backends. */
@@ -60,7 +66,17 @@ export function isKept(record: WorkerRecord, now = Date.now()): boolean {
   return Date.parse(record.seen_at) > now - WORKER_RECORD_KEEP_MS;
 }
 
-/** Whether a model takes image parts. */
+/** Whether a model is known to take image parts. */
 export function takesImages(model: Pick<ModelInfo, "capabilities">): boolean {
   return model.capabilities.includes("vision");
+}
+
+/**
+ * Whether images may go to a model: it takes them, or nobody could say
+ * whether it does, and its backend decides.
+ */
+export function mayTakeImages(
+  model: Pick<ModelInfo, "capabilities" | "capabilities_unknown">,
+): boolean {
+  return takesImages(model) || model.capabilities_unknown === true;
 }

@@ -94,6 +94,8 @@ export interface Config {
   readonly llmBackends: readonly LlmBackendConfig[];
   /** How often a worker asks its backends which models they serve. */
   readonly modelRefreshSeconds: number;
+  /** How often a worker asks again a backend it found down (`MODEL_RETRY_S`). */
+  readonly modelRetrySeconds: number;
   readonly logFile?: string;
   /** Bearer keys the front door accepts; empty means no authentication. Never logged. */
   readonly apiKeys: readonly string[];
@@ -151,6 +153,8 @@ export interface Config {
   readonly imageAllowedHosts: readonly string[];
   /** How long the worker may spend fetching all of one job's images. */
   readonly imageTimeoutMs: number;
+  /** Images one API key's jobs may be fetching at once on a worker (`IMAGE_FETCHES_PER_KEY`). */
+  readonly imageFetchesPerKey: number;
   /** Seconds without a worker heartbeat after which POST /chat answers 503; 0 turns it off. */
   readonly workerStaleSeconds: number;
   /** The longest a request waits for its job: `/v1/chat/completions` and `GET /jobs/:id?wait=`. */
@@ -222,6 +226,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     priorityQueue: read.string("PRIORITY_QUEUE", "llm-jobs-priority"),
     llmBackends: readLlmBackends(read),
     modelRefreshSeconds: read.integer("MODEL_REFRESH_S", 60, 5, 86_400),
+    modelRetrySeconds: read.integer("MODEL_RETRY_S", 5, 1, 86_400),
     logFile: env.LOG_FILE?.trim() || undefined,
     apiKeys: read.list("GATEWAY_API_KEYS"),
     apiKeyDigests: read.list("GATEWAY_API_KEY_SHA256", { lowercase: true }),
@@ -245,6 +250,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     imageJobMaxBytes: read.integer("IMAGE_JOB_MAX_BYTES", 20_971_520, 1, 1_000_000_000),
     imageAllowedHosts: read.list("IMAGE_ALLOWED_HOSTS", { lowercase: true }),
     imageTimeoutMs: read.integer("IMAGE_TIMEOUT_S", 15, 1, 600) * 1000,
+    imageFetchesPerKey: read.integer("IMAGE_FETCHES_PER_KEY", 4, 1, 1000),
     workerStaleSeconds: read.integer("WORKER_STALE_S", 120, 0, 86_400),
     syncTimeoutMs: read.integer("SYNC_TIMEOUT_S", 300, 1, 3600) * 1000,
     corsOrigins: read.list("CORS_ORIGINS"),

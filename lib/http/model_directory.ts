@@ -5,10 +5,11 @@
  * worker reported (so its jobs can wait for it, or the 503 can name it);
  * with no record at all, its configured models.
  */
-import { type Backend, configuredModels } from "../core/backends.ts";
+import { type Backend, configuredModels, findModel, sameModel } from "../core/backends.ts";
 import {
   type BackendReport,
   isLive,
+  mayTakeImages,
   type ModelInfo,
   takesImages,
   type WorkerRecord,
@@ -130,18 +131,21 @@ export class ModelDirectory {
    * The backend and model for a message: the backend that serves the model
    * the client named (a live one that is up first), else by content: a
    * message with images goes to the first model that takes them, text to the
-   * first backend's default model. Throws a 404 for a model no backend
-   * serves, and a 400 for images to a model that cannot see them.
+   * first backend's default model. On Ollama a name without a tag is its
+   * `:latest`, as Ollama has it. Throws a 404 for a model no backend serves,
+   * and a 400 for images to a model known not to see them (one whose
+   * capabilities nobody could learn gets them: its backend decides).
    */
   route(request: { model?: string; images: boolean }): Target {
     if (request.model !== undefined) {
       const entry = this.#find(request.model);
       if (!entry) throw this.#modelNotFound(request.model);
-      if (request.images && !takesImages(entry)) throw this.#noVision(entry.id);
+      if (request.images && !mayTakeImages(entry)) throw this.#noVision(entry.id);
       return { backend: entry.backend, model: entry.id };
     }
     if (request.images) {
-      const target = this.#visionTarget();
+      // A model nobody could say sees images is tried only when none is known to.
+      const target = this.#visionTarget() ?? this.#visionTarget(mayTakeImages);
       if (!target) throw this.#noVision();
       return target;
     }
@@ -167,14 +171,14 @@ export class ModelDirectory {
       ...this.#views.filter((v) => v.live).flatMap((v) => v.entries.filter((e) => !e.up)),
       ...this.#views.filter((v) => !v.live).flatMap((v) => v.entries),
     ];
-    return ranked.find((e) => e.id === id);
+    return ranked.find((e) => e.id === id) ?? ranked.find((e) => sameModel(e.backend, e.id, id));
   }
 
   /** The first model that takes images, in the backends' order, each backend's default first. */
-  #visionTarget(): Target | undefined {
+  #visionTarget(accepts: (model: ModelEntry) => boolean = takesImages): Target | undefined {
     const views = [...this.#views.filter((v) => v.live), ...this.#views.filter((v) => !v.live)];
     for (const view of views) {
-      const models = view.entries.filter((e) => takesImages(e));
+      const models = view.entries.filter(accepts);
       const preferred = models.find((e) => e.id === defaultModel(view) && e.up) ??
         models.find((e) => e.up) ?? models[0];
       if (preferred) return { backend: view.backend, model: preferred.id };
@@ -247,10 +251,15 @@ function entries(backend: Backend, reports: readonly BackendReport[], live = tru
   return out;
 }
 
-/** The backend's configured default if it is served, else its workers' default, else the first served. */
+/**
+ * The backend's configured default if it is served (under the name it is
+ * served by: Ollama's `llava:latest` for `llava`), else its workers' default,
+ * else the first served.
+ */
 function defaultModel(view: BackendView): string | undefined {
   const { backend } = view;
-  if (backend.model && view.entries.some((e) => e.id === backend.model)) return backend.model;
+  const configured = backend.model && findModel(backend, view.entries, backend.model);
+  if (configured) return configured.id;
   return view.reports.find((r) => r.default_model)?.default_model ?? view.entries[0]?.id ??
     backend.model;
 }

@@ -6,7 +6,7 @@
  * The reason a backend is down is published where clients may read it, so it
  * names the backend and what failed, never its address.
  */
-import { type Backend, configuredModels } from "../core/backends.ts";
+import { type Backend, configuredModels, findModel } from "../core/backends.ts";
 import type { BackendReport, ModelInfo } from "../core/catalogue.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { shorten } from "../core/text.ts";
@@ -49,10 +49,14 @@ export async function checkBackend(
   }
 }
 
-/** The configured default when the backend serves it, else the first model it serves. */
+/**
+ * The configured default when the backend serves it, under the name the
+ * backend lists it by (Ollama's `llava:latest` for `llava`), else the first
+ * model it serves.
+ */
 function defaultModel(backend: Backend, models: readonly ModelInfo[]): string | undefined {
-  if (backend.model && models.some((m) => m.id === backend.model)) return backend.model;
-  return models[0]?.id ?? backend.model;
+  const configured = backend.model && findModel(backend, models, backend.model);
+  return configured ? configured.id : models[0]?.id ?? backend.model;
 }
 
 /** `GET {base}/models`: OpenAI's `{ data: [...] }` or a bare list, as Open WebUI accepts. */
@@ -80,7 +84,8 @@ async function listModels(
 /**
  * Ollama's capabilities for each listed model. Models that cannot chat
  * (embedding models) are left out; a model whose details cannot be read is
- * kept as a plain chat model.
+ * kept as a chat model whose capabilities are unknown, so images sent to it
+ * still reach Ollama, which decides.
  */
 async function withOllamaCapabilities(
   backend: Backend,
@@ -95,15 +100,19 @@ async function withOllamaCapabilities(
         body: JSON.stringify({ model: model.id }),
         timeoutMs,
       }) as { capabilities?: unknown };
-      const capabilities = Array.isArray(body?.capabilities)
-        ? body.capabilities.filter((c): c is string => typeof c === "string")
-        : ["completion"]; // Ollama before 0.6 sends none
+      // Ollama before 0.6 sends none.
+      if (!Array.isArray(body?.capabilities)) return unknownCapabilities(model);
+      const capabilities = body.capabilities.filter((c): c is string => typeof c === "string");
       return { ...model, capabilities };
     } catch {
-      return { ...model, capabilities: ["completion"] };
+      return unknownCapabilities(model);
     }
   }));
   return models.filter((m) => m.capabilities.includes("completion"));
+}
+
+function unknownCapabilities(model: { id: string; created?: number }): ModelInfo {
+  return { ...model, capabilities: ["completion"], capabilities_unknown: true };
 }
 
 /** The last two segments of a URL's path, e.g. "v1/models", for messages that must not hold the address. */

@@ -220,3 +220,42 @@ export async function notifyCallback(job: Job, context: CallbackContext): Promis
 const CALLBACK_ATTEMPTS = 4;
 const CALLBACK_TIMEOUT_MS = 10_000;
 const CALLBACK_BACKOFF_MS = 1_000;
+
+/**
+ * The callback deliveries of a worker's finished jobs, made outside the runs
+ * (so a receiver that never answers holds no backend place) and tracked, so
+ * that stopping waits for them.
+ */
+export class CallbackDeliveries {
+  #context: Omit<CallbackContext, "signal">;
+  #deliveries = new Set<Promise<void>>();
+  /** Aborted when the grace period is over: deliveries still under way give up. */
+  #stop = new AbortController();
+
+  constructor(context: Omit<CallbackContext, "signal">) {
+    this.#context = context;
+  }
+
+  /** Starts delivering a finished job's callback. */
+  deliver(job: Job): void {
+    const delivery = notifyCallback(job, { ...this.#context, signal: this.#stop.signal })
+      .catch((err) =>
+        this.#context.logger.warn("Callback delivery failed", {
+          job_id: job.job_id,
+          error: messageOf(err),
+        })
+      ).finally(() => this.#deliveries.delete(delivery));
+    this.#deliveries.add(delivery);
+  }
+
+  /** Lets the deliveries under way go on until `graceEnds`, then stops the rest and waits for them. */
+  async drain(graceEnds: Promise<void>): Promise<void> {
+    if (this.#deliveries.size === 0) return;
+    this.#context.logger.info("Waiting for callback deliveries", {
+      deliveries: this.#deliveries.size,
+    });
+    await Promise.race([Promise.allSettled([...this.#deliveries]), graceEnds]);
+    this.#stop.abort();
+    await Promise.allSettled([...this.#deliveries]);
+  }
+}

@@ -10,7 +10,7 @@
 import { errorMessage } from "../core/error_message.ts";
 import { notifyCallback } from "./callbacks.ts";
 import type { Logger } from "../core/log.ts";
-import type { QueueRef } from "../core/queue.ts";
+import { type QueueRef, queuesOf } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
 import { isFinished } from "../core/store.ts";
 import { advanceTurn } from "../core/turns.ts";
@@ -78,4 +78,34 @@ export async function sweepDeadLetters(services: Services, options: SweepOptions
     }
   }
   return givenUp;
+}
+
+/** The key of a queue in the map of {@linkcode readRedriveLimits}. */
+export function queueKey(queue: QueueRef): string {
+  return `${queue.backend}/${queue.lane}`;
+}
+
+/**
+ * Each queue's delivery limit (its redrive policy's `maxReceiveCount`), by
+ * {@linkcode queueKey}, for every lane of the backends the worker serves.
+ * Throws, naming the queue and the command that mends it, when a queue cannot
+ * be read or has no dead-letter queue: failed jobs would be retried forever.
+ */
+export async function readRedriveLimits(services: Services): Promise<Map<string, number>> {
+  const limits = new Map<string, number>();
+  for (const queue of queuesOf(services.backends.map((b) => b.name))) {
+    const where = `backend "${queue.backend}"'s ${queue.lane} queue`;
+    const limit = await services.queue.maxReceiveCount(queue).catch((err) => {
+      throw new Error(
+        `Cannot start worker: cannot read ${where}: ${errorMessage(err)}; run \`deno task setup\``,
+      );
+    });
+    if (limit === undefined) {
+      throw new Error(
+        `Cannot start worker: ${where} has no dead-letter queue, so failed jobs would be retried forever; run \`deno task setup\``,
+      );
+    }
+    limits.set(queueKey(queue), limit);
+  }
+  return limits;
 }

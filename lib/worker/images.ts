@@ -35,6 +35,18 @@ export interface ImageFetchOptions {
   owner?: string;
   /** Where images a client sent inline are kept (`gateway-blob:` references). */
   blobs?: BlobStore;
+  /**
+   * Fetches each owner's jobs may have in flight at once (`IMAGE_FETCHES_PER_KEY`):
+   * a job waits here for its owner's turn, within its own time for images.
+   */
+  fetchSlots?: FetchSlots;
+  /** Aborted when the worker stops: fetches under way give up. */
+  signal?: AbortSignal;
+}
+
+/** Turns to fetch, per owner; see lib/worker/semaphore.ts `KeyedSemaphore`. */
+export interface FetchSlots {
+  acquire(owner: string, signal?: AbortSignal): Promise<() => void>;
 }
 
 /** Why an image could not be used; the message names the URL, shortened, never the image bytes. */
@@ -53,6 +65,7 @@ const MAX_REDIRECTS = 3;
 const ACCEPTED = "PNG, JPEG or WebP";
 const ACCEPTED_TYPES = new Set(["image/png", "image/jpeg", "image/webp"]);
 const DATA_URL = /^\s*data:/i;
+const FETCHED_URL = /^\s*https?:/i;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** What is left of a job's time and bytes for images. */
@@ -73,9 +86,10 @@ export async function inlineImages(
   messages: readonly ChatMessage[],
   options: ImageFetchOptions,
 ): Promise<ChatMessage[]> {
+  const time = AbortSignal.timeout(options.timeoutMs);
   const budget: Budget = {
     bytesLeft: options.jobMaxBytes ?? Infinity,
-    signal: AbortSignal.timeout(options.timeoutMs),
+    signal: options.signal ? AbortSignal.any([time, options.signal]) : time,
   };
   const inlined = new Map<string, string>();
   const result: ChatMessage[] = messages.map((message) => ({ ...message }));
@@ -107,6 +121,14 @@ export async function inlineImages(
     result[i] = { ...message, content };
   }
   return result;
+}
+
+/** Whether any of the messages holds an http(s) image, which only a fetch can inline. */
+export function hasImagesToFetch(messages: readonly ChatMessage[]): boolean {
+  return messages.some((m) =>
+    Array.isArray(m.content) &&
+    m.content.some((p) => p.type === "image_url" && FETCHED_URL.test(p.image_url.url))
+  );
 }
 
 /** Thrown inside this module with a bare reason; the caller's URL is added on the way out. */
@@ -156,13 +178,33 @@ async function inlineImage(
           `not fetched: the job's ${options.timeoutMs / 1000} s for images ran out`,
         );
       }
-      const fetched = await fetchAsDataUrl(url, options, limit, tooBig, budget.signal);
-      options.cache?.set(key, fetched);
-      return fetched;
+      const release = await fetchSlot(options, budget.signal);
+      try {
+        const fetched = await fetchAsDataUrl(url, options, limit, tooBig, budget.signal);
+        options.cache?.set(key, fetched);
+        return fetched;
+      } finally {
+        release();
+      }
     });
   }
   budget.bytesLeft -= image.bytes;
   return image.dataUrl;
+}
+
+/** Waits for the owner's turn to fetch, within the job's time for images. */
+async function fetchSlot(options: ImageFetchOptions, signal: AbortSignal): Promise<() => void> {
+  if (!options.fetchSlots) return () => {};
+  try {
+    return await options.fetchSlots.acquire(options.owner ?? "", signal);
+  } catch (err) {
+    if (!signal.aborted) throw err;
+    throw new Refusal(
+      `not fetched: the job's ${
+        options.timeoutMs / 1000
+      } s for images ran out while the same API key's other images were being fetched`,
+    );
+  }
 }
 
 async function fetchAsDataUrl(

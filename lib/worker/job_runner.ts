@@ -1,17 +1,17 @@
 /** Runs one received job: claim, history, backend call, atomic append, and what to do when it fails. */
-import type { BlobStore } from "../core/blobs.ts";
 import { errorMessage } from "../core/error_message.ts";
-import { type Backend, backendNamed, configuredModels } from "../core/backends.ts";
-import { type ModelInfo, takesImages } from "../core/catalogue.ts";
+import { backendNamed } from "../core/backends.ts";
+import type { ModelInfo } from "../core/catalogue.ts";
 import type { ImageCache } from "./image_cache.ts";
-import { ImageError, inlineImages } from "./images.ts";
+import { type FetchSlots, ImageError } from "./images.ts";
+import { clientChat, PermanentJobError, requestFields, withImages } from "./job_inputs.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import { fitContext } from "./context_fit.ts";
 import type { AssembledReply } from "./reply_assembler.ts";
 import { estimateUsage } from "./usage_estimate.ts";
 import type { Logger } from "../core/log.ts";
-import { type ChatMessage, jsonBytes, messageText, withoutImages } from "../core/messages.ts";
-import type { CompletionParams, Job } from "../core/jobs.ts";
+import { type ChatMessage, jsonBytes, messageText } from "../core/messages.ts";
+import type { Job } from "../core/jobs.ts";
 import type { ReceivedJob } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
@@ -46,8 +46,18 @@ export interface RunJobContext {
    * overlaps with model calls; only the call itself takes a place.
    */
   backendPlace?: (route: string) => Promise<() => void>;
-  /** What the worker last learnt its backends serve: whether a model takes images. */
-  catalogue?: { model(backend: string, id: string): ModelInfo | undefined };
+  /**
+   * Runs the fetching of the job's images outside its backend's room, so a
+   * job waiting on a slow image host holds nothing another job needs.
+   */
+  fetchingImages?: <T>(work: () => Promise<T>) => Promise<T>;
+  /** Turns to fetch images, per API key; without it a job fetches whenever it likes. */
+  imageFetches?: FetchSlots;
+  /** What the worker last learnt its backends serve: whether a model takes images, and which does. */
+  catalogue?: {
+    model(backend: string, id: string): ModelInfo | undefined;
+    visionModel?(): { backend: string; model: string } | undefined;
+  };
   /**
    * Takes a finished job's callback delivery off the run: the worker delivers
    * it outside the job's place, so a receiver that never answers holds no
@@ -94,14 +104,6 @@ export const ENDINGS: Readonly<
   redriven: { handOn: false, message: "delete" },
   redrive_refused: { handOn: false, message: "dead_letter" },
 };
-
-/** A failure that no retry can mend: the job is given up at once. */
-export class PermanentJobError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "PermanentJobError";
-  }
-}
 
 /** DynamoDB's item limit is 400 KB; this leaves room for the item's other attributes. */
 const CONVERSATION_HARD_LIMIT_BYTES = 390_000;
@@ -354,23 +356,19 @@ async function askBackend(
     maxMessages: config.historyMaxMessages,
     maxBytes: config.historyMaxBytes,
   });
-  const prepared = modelTakesImages(backend, job.model, context)
-    ? await inlineImages(fitted.messages, {
-      maxBytes: config.imageMaxBytes,
-      jobMaxBytes: config.imageJobMaxBytes,
-      timeoutMs: config.imageTimeoutMs,
-      allowedHosts: config.imageAllowedHosts,
-      cache: context.imageCache,
-      owner: job.owner,
-      blobs: context.services.blobs,
-    })
-    : withoutImages(fitted.messages);
+  const prepared = await withImages(fitted.messages, {
+    job,
+    backend,
+    sent: [...sent, job.user_message],
+    context,
+  });
   const continuing = job.user_message.role === "assistant";
   const release = await (context.backendPlace?.(job.route) ?? Promise.resolve(() => {}));
   let reply: AssembledReply;
   try {
     reply = await chatCompletion(backend, prepared, {
-      model: job.model,
+      // As the backend lists it: a job routed by configuration to Ollama's `llava` asks for `llava:latest`.
+      model: context.catalogue?.model(backend.name, job.model)?.id ?? job.model,
       idleTimeoutMs: config.llmTimeoutMs,
       maxReplyMs: config.llmMaxReplyMs,
       signal: context.signal,
@@ -410,30 +408,6 @@ async function askBackend(
   return { result, historyCount: fitted.messages.length - 1 };
 }
 
-/** The messages the client sent before the job's own, from the record or the blob store. */
-async function clientChat(job: Job, blobs: BlobStore): Promise<ChatMessage[]> {
-  if (!job.context_ref) return [...(job.context ?? [])];
-  const blob = await blobs.get(job.context_ref);
-  if (!blob) {
-    throw new PermanentJobError(
-      "Cannot run the job: the chat sent with it is no longer kept (BLOB_TTL_DAYS)",
-    );
-  }
-  return JSON.parse(new TextDecoder().decode(blob.bytes));
-}
-
-/** The request's other fields (tools, `response_format`…), from the record or the blob store. */
-async function requestFields(job: Job, blobs: BlobStore): Promise<CompletionParams | undefined> {
-  if (!job.params_ref) return job.params;
-  const blob = await blobs.get(job.params_ref);
-  if (!blob) {
-    throw new PermanentJobError(
-      "Cannot run the job: the fields sent with it are no longer kept (BLOB_TTL_DAYS)",
-    );
-  }
-  return JSON.parse(new TextDecoder().decode(blob.bytes));
-}
-
 /** An assistant message continued: its text followed by the continuation's. */
 function continued(partial: ChatMessage, continuation: ChatMessage): ChatMessage {
   const message: ChatMessage = {
@@ -442,15 +416,4 @@ function continued(partial: ChatMessage, continuation: ChatMessage): ChatMessage
   };
   if (continuation.tool_calls === undefined) delete message.tool_calls;
   return message;
-}
-
-/**
- * Whether to send a job's images to its model, inlined as data: URLs (Ollama
- * takes no other kind), or turn them into text notes: as the backend last
- * said of the model, else as configuration says, else only for Ollama.
- */
-function modelTakesImages(backend: Backend, model: string, context: RunJobContext): boolean {
-  const known = context.catalogue?.model(backend.name, model) ??
-    configuredModels(backend).find((m) => m.id === model);
-  return known ? takesImages(known) : backend.kind === "ollama";
 }

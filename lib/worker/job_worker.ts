@@ -11,19 +11,20 @@
  */
 import type { Backend } from "../core/backends.ts";
 import type { WorkerRecord } from "../core/catalogue.ts";
-import { notifyCallback } from "./callbacks.ts";
+import { BackendRooms, MAX_BATCH, refillBatch } from "./backend_rooms.ts";
+import { CallbackDeliveries } from "./callbacks.ts";
 import { ImageCache, WORKER_IMAGE_CACHE } from "./image_cache.ts";
-import { sweepDeadLetters } from "./dead_letters.ts";
+import { queueKey, readRedriveLimits, sweepDeadLetters } from "./dead_letters.ts";
 import { errorMessage } from "../core/error_message.ts";
+import { beatInterval, extendHolds, type Held } from "./holds.ts";
 import { runJob } from "./job_runner.ts";
 import type { Logger } from "../core/log.ts";
 import { longPollAll } from "./long_poll.ts";
 import { ModelCatalogue } from "./model_catalogue.ts";
 import { WorkerMetrics } from "./metrics.ts";
 import { OutageTracker, type PauseSchedule } from "./outage.ts";
-import type { Job } from "../core/jobs.ts";
 import { LANES, type QueueRef, queuesOf, type ReceivedJob } from "../core/queue.ts";
-import { Semaphore } from "./semaphore.ts";
+import { KeyedSemaphore } from "./semaphore.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
 
@@ -34,33 +35,15 @@ export interface WorkerOptions {
   queuePauses?: PauseSchedule;
 }
 
-/** The most messages one receive may ask for (SQS's limit). */
-const MAX_BATCH = 10;
-/**
- * Spare jobs a backend's loop holds beyond its places, before their model
- * calls: while jobs wait for the model, others are claimed and read, so no
- * place sits idle on store or queue round trips. One per place, but no more
- * than this: a few batches' worth keeps any number of places busy, and each
- * job held costs memory (its message, record, history and their requests).
- * Jobs past their model call, storing the reply and handing the turn on, do
- * not count.
- */
-const MAX_SPARE_JOBS = 16;
+export { capacity, refillBatch } from "./backend_rooms.ts";
+export { beatInterval, extensionDue } from "./holds.ts";
+
 /** How long to pause when idle and long polling is off (POLL_WAIT_S=0). */
 const IDLE_PAUSE_MS = 200;
 /** Time allowed for each request that asks a backend what it serves. */
 const MODEL_CHECK_TIMEOUT_MS = 10_000;
 /** Heartbeats a worker may miss before it no longer counts as live. */
 const LIVE_FOR_BEATS = 3;
-
-/** A message the worker holds: waiting to start, or running. */
-interface Held {
-  message: ReceivedJob;
-  /** When it was last made hidden for the visibility timeout: received, or extended by a heartbeat. */
-  hiddenSince: number;
-  /** When its job's lease was last taken or renewed; undefined until its run starts. */
-  leasedSince?: number;
-}
 
 /** The receiving side of one backend the worker serves. */
 interface Poller {
@@ -70,42 +53,6 @@ interface Poller {
   /** Resolves the wait of a loop whose backend has no room. */
   wake?: () => void;
   loop?: Promise<void>;
-}
-
-/** The jobs a backend's loop holds at most before their model calls end: its places and spares. */
-export function capacity(backend: Pick<Backend, "concurrency">): number {
-  return backend.concurrency + Math.min(backend.concurrency, MAX_SPARE_JOBS);
-}
-
-/**
- * The room a busy backend's loop waits for before it receives again: half its
- * spare jobs, at most one receive's worth. The other half keeps its places
- * busy while the receive and the claims are under way.
- */
-export function refillBatch(backend: Pick<Backend, "concurrency">): number {
-  const spare = capacity(backend) - backend.concurrency;
-  return Math.min(MAX_BATCH, Math.max(1, Math.ceil(spare / 2)));
-}
-
-/** How often the heartbeat runs: three times per visibility timeout, at most twice a second. */
-export function beatInterval(visibilityTimeoutSeconds: number): number {
-  return Math.max(500, (visibilityTimeoutSeconds * 1000) / 3);
-}
-
-/**
- * Whether a heartbeat extends a held message's visibility (or a running job's
- * lease) last set at `since`: once it has gone half a beat without. So a job
- * that ends within half a beat of its message arriving costs no heartbeat
- * calls, and each hold is extended at least every one and a half beats: with
- * beats every third of the timeout, a beat may run up to half the timeout late
- * before anything lapses (every beat extending everything allowed two thirds).
- */
-export function extensionDue(since: number, now: number, beatEveryMs: number): boolean {
-  return now - since >= beatEveryMs / 2;
-}
-
-function queueKey(queue: QueueRef): string {
-  return `${queue.backend}/${queue.lane}`;
 }
 
 /** Pulls jobs from its backends' queues and runs them, up to each backend's concurrency, until stopped. */
@@ -118,18 +65,16 @@ export class JobWorker {
   /** Deliveries before each queue dead-letters a message, by queue. */
   #maxReceiveCount = new Map<string, number>();
   #pollers: Poller[];
-  /** Started runs per backend queue not yet past their model call: at most {@linkcode capacity}. */
-  #runsPerBackend = new Map<string, number>();
-  /** Places at each backend: only the model call itself takes one. */
-  #places = new Map<string, Semaphore>();
+  /** What each backend's started runs take of its room, and its model places. */
+  #rooms: BackendRooms;
+  /** Images each API key's jobs are fetching at once. */
+  #imageFetches: KeyedSemaphore;
   /** Held messages not started yet, priority lane first; each starts when its backend has room. */
   #waiting: ReceivedJob[] = [];
   #held = new Map<string, Held>();
   #running = new Set<Promise<void>>();
   /** Callback deliveries: outside the runs, so they hold no backend place, and awaited on stop. */
-  #callbacks = new Set<Promise<void>>();
-  /** Aborted when the grace period is over: callbacks still being delivered give up. */
-  #stopCallbacks = new AbortController();
+  #callbacks: CallbackDeliveries;
   /** Images of earlier turns, so a conversation's images are not fetched on every turn. */
   #imageCache = new ImageCache(WORKER_IMAGE_CACHE);
   /** When the receive that brought each message was sent. */
@@ -149,6 +94,7 @@ export class JobWorker {
   #heartbeat?: ReturnType<typeof setInterval>;
   #sweeper?: ReturnType<typeof setInterval>;
   #refresher?: ReturnType<typeof setInterval>;
+  #retrier?: ReturnType<typeof setInterval>;
   #sweeping?: Promise<void>;
   /** The last record write: writes go one after another, so a late heartbeat cannot undo a stop. */
   #publishing: Promise<unknown> = Promise.resolve();
@@ -159,9 +105,14 @@ export class JobWorker {
     this.#services = services;
     this.#logger = options.logger;
     this.#pollers = services.backends.map((backend) => ({ backend, idle: false }));
-    for (const backend of services.backends) {
-      this.#places.set(backend.name, new Semaphore(backend.concurrency));
-    }
+    this.#callbacks = new CallbackDeliveries({ services, logger: this.#logger });
+    this.#rooms = new BackendRooms(services.backends, {
+      onRoom: () => {
+        this.#dispatch();
+        this.#wakeAll();
+      },
+    });
+    this.#imageFetches = new KeyedSemaphore(services.config.imageFetchesPerKey);
     this.#beatEveryMs = beatInterval(services.config.visibilityTimeoutSeconds);
     this.#catalogue = new ModelCatalogue(services.backends, {
       logger: this.#logger,
@@ -200,12 +151,13 @@ export class JobWorker {
         );
       }
     }
-    await this.#readRedriveLimits();
+    this.#maxReceiveCount = await readRedriveLimits(this.#services);
     await this.#catalogue.refresh();
     await this.#publish();
     this.#heartbeat = setInterval(() => this.#beat(), this.#beatEveryMs);
     this.#sweeper = setInterval(() => this.#sweep(), config.deadLetterSweepSeconds * 1000);
     this.#refresher = setInterval(() => this.#refresh(), config.modelRefreshSeconds * 1000);
+    this.#retrier = setInterval(() => this.#retryDown(), config.modelRetrySeconds * 1000);
     this.#sweep();
     for (const poller of this.#pollers) poller.loop = this.#run(poller);
   }
@@ -230,6 +182,7 @@ export class JobWorker {
     this.#wakeAll();
     clearInterval(this.#sweeper);
     clearInterval(this.#refresher);
+    clearInterval(this.#retrier);
     // Its models leave the catalogue at once; jobs for them wait in their queues.
     const leaving = this.#publish().catch(() => {});
     // Receives in flight end by themselves; #accept puts back what they bring.
@@ -255,12 +208,7 @@ export class JobWorker {
       }
     }
     // Jobs that finished during the grace period may have added deliveries; they share its end.
-    if (this.#callbacks.size > 0) {
-      this.#logger.info("Waiting for callback deliveries", { deliveries: this.#callbacks.size });
-      await Promise.race([Promise.allSettled([...this.#callbacks]), graceEnds]);
-      this.#stopCallbacks.abort();
-      await Promise.allSettled([...this.#callbacks]);
-    }
+    await this.#callbacks.drain(graceEnds);
     clearTimeout(timer);
     await receivesEnded;
     await this.#sweeping;
@@ -312,8 +260,7 @@ export class JobWorker {
   /** How many more messages a backend's loop may hold: its held messages count against it. */
   #room(backend: Backend): number {
     const waiting = this.#waiting.filter((m) => m.backend === backend.name).length;
-    return capacity(backend) - waiting -
-      (this.#runsPerBackend.get(backend.name) ?? 0);
+    return this.#rooms.room(backend, waiting);
   }
 
   /**
@@ -396,12 +343,7 @@ export class JobWorker {
     this.#waiting = this.#waiting.filter((message) => {
       const backend = this.#services.backends.find((b) => b.name === message.backend);
       // A line check never calls a model: it starts at once.
-      if (
-        backend && !message.ticket.line_check &&
-        (this.#runsPerBackend.get(backend.name) ?? 0) >= capacity(backend)
-      ) {
-        return true;
-      }
+      if (backend && !message.ticket.line_check && this.#rooms.isFull(backend)) return true;
       this.#start(message);
       return false;
     });
@@ -409,17 +351,9 @@ export class JobWorker {
 
   #start(message: ReceivedJob): void {
     const key = message.backend;
-    this.#runsPerBackend.set(key, (this.#runsPerBackend.get(key) ?? 0) + 1);
     // A run counts against its backend's room until its model call is over: then
     // it only stores and hands on, and another job is claimed and read meanwhile.
-    let counted = true;
-    const uncount = () => {
-      if (!counted) return;
-      counted = false;
-      this.#runsPerBackend.set(key, (this.#runsPerBackend.get(key) ?? 1) - 1);
-      this.#dispatch();
-      this.#wakeAll();
-    };
+    const room = this.#rooms.enter(key);
     const held = this.#held.get(message.receipt);
     // The run claims the job at once, with a lease of the visibility timeout.
     if (held) held.leasedSince = Date.now();
@@ -429,23 +363,18 @@ export class JobWorker {
       maxReceiveCount: this.#maxReceiveCount.get(queueKey(message))!,
       signal: this.#interrupt.signal,
       stopHolding: () => this.#held.delete(message.receipt),
-      backendPlace: async (route) => {
-        const place = this.#places.get(route);
-        const release = place ? await place.acquire(message.lane === "priority") : () => {};
-        return () => {
-          release();
-          // The room freed is filled a turn of the event loop later: the model
-          // request of the job that takes this place goes out before the
-          // receives and claims of the jobs that fill it.
-          setTimeout(uncount, 0);
-        };
-      },
+      backendPlace: (route) => room.place(route, message.lane === "priority"),
+      fetchingImages: (work) => room.fetchingImages(work),
+      imageFetches: this.#imageFetches,
       catalogue: this.#catalogue,
-      deliverCallback: (job) => this.#deliverCallback(job),
+      deliverCallback: (job) => this.#callbacks.deliver(job),
       imageCache: this.#imageCache,
       onRun: (run) => this.#metrics.timeRun(run),
     }).then(
-      (outcome) => this.#metrics.countRun(key, outcome),
+      (outcome) => {
+        this.#metrics.countRun(key, outcome);
+        if (outcome === "succeeded") this.#answered(key);
+      },
       (err) => {
         this.#metrics.countRun(key, "error");
         // The message stays hidden until its visibility runs out, then comes back: nothing is lost.
@@ -457,7 +386,7 @@ export class JobWorker {
     ).finally(() => {
       this.#held.delete(message.receipt);
       this.#running.delete(run);
-      uncount();
+      room.leave();
     });
     this.#running.add(run);
   }
@@ -466,52 +395,17 @@ export class JobWorker {
     for (const poller of this.#pollers) poller.wake?.();
   }
 
-  /** Delivers a finished job's callback on its own, tracked so that stopping waits for it. */
-  #deliverCallback(job: Job): void {
-    const delivery = notifyCallback(job, {
-      services: this.#services,
-      logger: this.#logger,
-      signal: this.#stopCallbacks.signal,
-    }).catch((err) =>
-      this.#logger.warn("Callback delivery failed", {
-        job_id: job.job_id,
-        error: errorMessage(err),
-      })
-    ).finally(() => this.#callbacks.delete(delivery));
-    this.#callbacks.add(delivery);
-  }
-
   /**
    * Keeps held messages hidden and running jobs leased, and publishes what the
    * worker serves. Only holds that have gone half a beat without are extended
    * (see {@linkcode extensionDue}): a short job costs no heartbeat calls.
    */
   #beat(): void {
-    const { queue, store, config } = this.#services;
-    const seconds = config.visibilityTimeoutSeconds;
-    const now = Date.now();
-    const due = (since: number) => extensionDue(since, now, this.#beatEveryMs);
-    for (const held of this.#held.values()) {
-      const { message } = held;
-      if (due(held.hiddenSince)) {
-        held.hiddenSince = now;
-        queue.returnAfter(message, seconds).catch((err) =>
-          this.#logger.warn("Heartbeat could not extend a message", {
-            job_id: message.ticket.job_id,
-            error: errorMessage(err),
-          })
-        );
-      }
-      if (held.leasedSince !== undefined && due(held.leasedSince)) {
-        held.leasedSince = now;
-        store.renewLease(message.ticket.job_id, seconds * 1000).catch((err) =>
-          this.#logger.warn("Heartbeat could not renew a lease", {
-            job_id: message.ticket.job_id,
-            error: errorMessage(err),
-          })
-        );
-      }
-    }
+    extendHolds(this.#held.values(), {
+      services: this.#services,
+      logger: this.#logger,
+      beatEveryMs: this.#beatEveryMs,
+    });
     this.#publish().then(
       () => this.#storeOutage.succeeded(),
       (err) => this.#storeOutage.failed(err),
@@ -539,10 +433,30 @@ export class JobWorker {
     return write;
   }
 
-  /** Asks the backends again what they serve, and publishes the answer at once. */
-  #refresh(): void {
-    this.#catalogue.refresh().then(() => {
-      if (!this.#stopping.signal.aborted) return this.#publish();
+  /** Asks the backends again what they serve (or only those named), and publishes the answer at once. */
+  #refresh(names?: string[]): void {
+    this.#publishAfter(this.#catalogue.refresh(names).then(() => true));
+  }
+
+  /** Asks again the backends found down; one that is up now is published at once. */
+  #retryDown(): void {
+    this.#publishAfter(this.#catalogue.recheckDown());
+  }
+
+  /**
+   * A job of this backend has just succeeded: if it was reported down, it is
+   * published up at once, and asked again what it serves.
+   */
+  #answered(backend: string): void {
+    if (!this.#catalogue.answered(backend)) return;
+    this.#publishAfter(Promise.resolve(true));
+    this.#refresh([backend]);
+  }
+
+  /** Publishes the worker's record once `changed` resolves to true, unless it is stopping. */
+  #publishAfter(changed: Promise<boolean>): void {
+    changed.then((yes) => {
+      if (yes && !this.#stopping.signal.aborted) return this.#publish();
     }).catch((err) =>
       this.#logger.warn("Could not publish the models this worker serves", {
         error: errorMessage(err),
@@ -574,24 +488,5 @@ export class JobWorker {
         error: errorMessage(err),
       })
     );
-  }
-
-  async #readRedriveLimits(): Promise<void> {
-    for (const queue of queuesOf(this.#services.backends.map((b) => b.name))) {
-      const where = `backend "${queue.backend}"'s ${queue.lane} queue`;
-      const limit = await this.#services.queue.maxReceiveCount(queue).catch((err) => {
-        throw new Error(
-          `Cannot start worker: cannot read ${where}: ${
-            errorMessage(err)
-          }; run \`deno task setup\``,
-        );
-      });
-      if (limit === undefined) {
-        throw new Error(
-          `Cannot start worker: ${where} has no dead-letter queue, so failed jobs would be retried forever; run \`deno task setup\``,
-        );
-      }
-      this.#maxReceiveCount.set(queueKey(queue), limit);
-    }
   }
 }
