@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { ErrorBody } from "../lib/http/errors.ts";
 import { backendTest, startTestGateway, type TestGateway } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
-import { blobRef } from "../lib/core/blobs.ts";
+import { blobRef, dataUrlOf } from "../lib/core/blobs.ts";
 import { PNG, pngDataUrl } from "./support/image_server.ts";
 
 async function nothingNewQueued(gateway: TestGateway, jobsBefore: number) {
@@ -136,11 +136,7 @@ backendTest("/healthz counts waiting, in-flight and dead messages per lane", asy
 function randomImage(bytes: number): string {
   const data = new Uint8Array(bytes);
   for (let i = 0; i < bytes; i += 65_536) crypto.getRandomValues(data.subarray(i, i + 65_536));
-  let binary = "";
-  for (let i = 0; i < data.length; i += 0x8000) {
-    binary += String.fromCharCode(...data.subarray(i, i + 0x8000));
-  }
-  return `data:image/png;base64,${btoa(binary)}`;
+  return dataUrlOf({ bytes: data, contentType: "image/png" });
 }
 
 /** The blob files under DATA_DIR/blobs, by their path there. */

@@ -11,6 +11,7 @@
  * gateway's own AWS transport names its errors the same way), SQS's older
  * `code`, and their HTTP status (`$metadata.httpStatusCode`, or `status`).
  */
+import { HTTPException } from "hono/http-exception";
 import { ApiError } from "./errors.ts";
 
 /** A resource the gateway needs that is not there, or a service it cannot reach. */
@@ -40,7 +41,9 @@ export function missingResource(err: unknown): MissingResource | undefined {
   for (let at = err, depth = 0; at !== undefined && depth < MAX_CAUSES; depth++) {
     const { name, code, Code, message, cause } = (at ?? {}) as Record<string, unknown>;
     for (const label of [name, code, Code]) {
-      if (typeof label === "string" && label in MISSING_BY_NAME) return MISSING_BY_NAME[label];
+      if (typeof label === "string" && Object.hasOwn(MISSING_BY_NAME, label)) {
+        return MISSING_BY_NAME[label];
+      }
     }
     if (
       name === "ConnectionRefused" || code === "ECONNREFUSED" ||
@@ -57,6 +60,8 @@ export function missingResource(err: unknown): MissingResource | undefined {
  * or is a network failure of the AWS transport.
  */
 export function isServiceError(err: unknown): boolean {
+  // Hono's own errors carry a status too, and are the gateway's, not a service's.
+  if (err instanceof HTTPException) return false;
   if (missingResource(err) !== undefined) return true;
   const { name, status, $metadata } = (err ?? {}) as Record<string, unknown>;
   const httpStatus = (($metadata ?? {}) as { httpStatusCode?: unknown }).httpStatusCode;
