@@ -42,7 +42,7 @@ backendTest(
           assert.equal(res.status, 400, `${path}: ${text.slice(0, 300)}`);
           const { error } = JSON.parse(text) as ErrorBody;
           assert.equal(error.param, "extra[0][0][0][0][0]…");
-          assert.match(error.message, /nests deeper than 64 levels of arrays and objects/);
+          assert.match(error.message, /nested more than 64 levels deep \(arrays and objects\)/);
         }
       },
     );

@@ -106,20 +106,15 @@ Deno.test("parseCompletionRequest() bounds parts, images and string lengths", as
 });
 
 Deno.test("jsonDepthProblem() measures nesting on the text, strings and escapes aside", async (t) => {
-  await t.step("at the limit is fine; one past it names where", () => {
+  await t.step("at the limit is fine; one past it is refused, and findTooDeep() says where", () => {
     assert.equal(jsonDepthProblem(`${"[".repeat(64)}${"]".repeat(64)}`), undefined);
     assert.equal(
       jsonDepthProblem(`${"[".repeat(65)}${"]".repeat(65)}`),
-      "[0][0][0][0][0][0]…: nests deeper than 64 levels of arrays and objects",
+      "nested more than 64 levels deep (arrays and objects)",
     );
-    assert.equal(
-      jsonDepthProblem("[[[]]]", 2),
-      "[0][0]: nests deeper than 2 levels of arrays and objects",
-    );
-    assert.equal(
-      jsonDepthProblem("{}", 0),
-      "body: nests deeper than 0 levels of arrays and objects",
-    );
+    assert.equal(findTooDeep(`${"[".repeat(65)}${"]".repeat(65)}`)?.path, "[0][0][0][0][0][0]…");
+    assert.equal(findTooDeep("[[[]]]", 2)?.path, "[0][0]");
+    assert.equal(findTooDeep("{}", 0)?.path, "body");
   });
 
   await t.step("the path follows keys and indexes", () => {

@@ -33,18 +33,19 @@ interface Frame {
 }
 
 /**
- * Why JSON text nests too deeply, or undefined when it nests at most
- * `maxDepth` arrays and objects deep: a sentence naming where, such as
- * `extra[0][0][0][0][0]…: nests deeper than 64 levels of arrays and objects`.
- * O(n) in the text's length; text that is not JSON is measured as far as it
- * goes (its syntax is for the parser to judge).
+ * Why JSON text is refused for its nesting (arrays and objects more than
+ * `maxDepth` deep), or undefined when it is not. O(n) in the text's length;
+ * text that is not JSON is measured as far as it goes (its syntax is for the
+ * parser to judge). {@linkcode findTooDeep} also says where.
  */
 export function jsonDepthProblem(text: string, maxDepth = MAX_JSON_DEPTH): string | undefined {
-  const found = findTooDeep(text, maxDepth);
-  return found && `${found.path}: ${found.problem}`;
+  return findTooDeep(text, maxDepth)?.problem;
 }
 
-/** Where JSON text first nests deeper than `maxDepth`, or undefined; see {@linkcode jsonDepthProblem}. */
+/**
+ * Where JSON text first nests deeper than `maxDepth`, as a field's path
+ * (`extra[0][0][0][0][0]…`), and why; undefined when it does not.
+ */
 export function findTooDeep(text: string, maxDepth = MAX_JSON_DEPTH): JsonTooDeep | undefined {
   const stack: Frame[] = [];
   for (let i = 0; i < text.length; i++) {
@@ -61,7 +62,7 @@ export function findTooDeep(text: string, maxDepth = MAX_JSON_DEPTH): JsonTooDee
       if (stack.length === maxDepth) {
         return {
           path: pathOf(stack),
-          problem: `nests deeper than ${maxDepth} levels of arrays and objects`,
+          problem: `nested more than ${maxDepth} levels deep (arrays and objects)`,
         };
       }
       const isObject = char === OPEN_BRACE;
