@@ -136,7 +136,7 @@ backendTest("only an admin key may retry or redrive dead letters", async (t, sta
 });
 
 backendTest(
-  "a failed job retried by id runs again as the same job and is appended once",
+  "a failed job retried by id runs again as the same job and is appended once, its messages unshown",
   async (t, start) => {
     const { gateway, backend } = await startGateway(start, { DEAD_LETTER_SWEEP_S: "1" });
     await gateway.startWorker();
@@ -154,13 +154,9 @@ backendTest(
       const { status, body } = await retry(gateway, { job_id: jobId });
       assert.equal(status, 200, JSON.stringify(body));
       assert.equal(body.retry, "sent");
-      const job = body.job as Record<string, unknown>;
-      assert.deepEqual([job.job_id, job.status, job.attempts, job.retries], [
-        jobId,
-        "queued",
-        0,
-        1,
-      ]);
+      // The job is the user key's: the admin sees its ids and status, never its messages.
+      assert.deepEqual(body.job, { job_id: jobId, status: "queued" });
+      assert.equal((await gateway.services.store.getJob(jobId))?.retries, 1);
       const done = await gateway.waitForJob(jobId);
       assert.equal(done.status, "succeeded", done.error);
       assert.equal(done.attempts, 1);

@@ -22,6 +22,17 @@ async function nothingQueued(gateway: TestGateway) {
   assert.equal((await gateway.depth("default")).waiting, 0, "nothing was queued");
 }
 
+/** `target` with one method that fails with `error()`; the others are its own. */
+function failing<T extends object>(target: T, method: keyof T, error: () => Error): T {
+  return new Proxy(target, {
+    get(inner, name) {
+      if (name === method) return () => Promise.reject(error());
+      const value = Reflect.get(inner, name);
+      return typeof value === "function" ? value.bind(inner) : value;
+    },
+  });
+}
+
 function completion(gateway: TestGateway, body: unknown, headers: Record<string, string> = {}) {
   return gateway.app.request("/v1/chat/completions", {
     method: "POST",
@@ -234,6 +245,134 @@ backendTest(
       })).json();
       assert.equal(withKey.status, "ok");
       assert.ok(withKey.queues && withKey.worker, JSON.stringify(withKey));
+    });
+  },
+);
+
+backendTest(
+  "a storage service's error text reaches no client: the log has it, with the request id",
+  async (t, start) => {
+    const gateway = await start();
+    const lines: string[] = [];
+    const denied = () =>
+      Object.assign(
+        new Error(
+          "User: arn:aws:sts::123456789012:assumed-role/llm-gateway-FrontDoorRole-ABC/x is not authorized to perform: sqs:sendmessage on resource: arn:aws:sqs:us-east-1:123456789012:llm-jobs-vllm",
+        ),
+        { name: "AccessDenied", $metadata: { httpStatusCode: 403 } },
+      );
+    const app = createApp(
+      {
+        ...gateway.services,
+        queue: failing(gateway.services.queue, "send", denied),
+        store: failing(gateway.services.store, "listJobs", denied),
+      },
+      { logger: createLogger({ write: (l) => lines.push(l) }) },
+    );
+    const secret = /123456789012|arn:aws|FrontDoorRole/;
+
+    await t.step("a queue that refuses a job: 503, the queue is unavailable", async () => {
+      const res = await app.request("/chat", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "req-queue" },
+        body: JSON.stringify({ conversation_id: "c", user_message: "hi" }),
+      });
+      const text = await res.text();
+      assert.equal(res.status, 503, text);
+      assert.doesNotMatch(text, secret);
+      const { error } = JSON.parse(text) as ErrorBody;
+      assert.match(
+        error.message,
+        /^Cannot enqueue job: the queue is unavailable \(request id req-queue/,
+      );
+      const [job] = await gateway.jobRecords();
+      assert.equal(job.status, "failed");
+      assert.doesNotMatch(job.error ?? "", secret);
+      assert.match(job.error ?? "", /the queue is unavailable/);
+    });
+
+    await t.step("a store that refuses a read: 503, not the store's words", async () => {
+      const res = await app.request("/v1/jobs", { headers: { "x-request-id": "req-store" } });
+      const text = await res.text();
+      assert.equal(res.status, 503, text);
+      assert.doesNotMatch(text, secret);
+      assert.match(text, /the gateway's storage is unavailable \(request id req-store/);
+    });
+
+    await t.step("the log has each error, with its request id", () => {
+      for (const id of ["req-queue", "req-store"]) {
+        const line = lines.find((l) => l.includes(`"request_id":"${id}"`) && l.includes("arn:aws"));
+        assert.ok(line, `a log line for ${id} with the error:\n${lines.join("\n")}`);
+      }
+    });
+  },
+);
+
+backendTest(
+  "refusals say what to do: the method, the route, the image type, every bad parameter",
+  async (t, start) => {
+    const gateway = await start();
+
+    await t.step("GET /chat is a 405 that says to use POST", async () => {
+      const res = await gateway.app.request("/chat");
+      assert.equal(res.status, 405);
+      assert.equal(res.headers.get("allow"), "POST");
+      assert.match((await res.json() as ErrorBody).error.message, /send the request as POST/);
+      const other = await gateway.app.request("/v1/models", { method: "DELETE" });
+      assert.equal(other.status, 405);
+      assert.equal(other.headers.get("allow"), "GET, HEAD");
+    });
+
+    await t.step("an OpenAI-shaped body sent to /chat points to /v1/chat/completions", async () => {
+      await assertRefused(
+        await gateway.postChat({ model: "x", messages: [{ role: "user", content: "hi" }] }),
+        400,
+        "messages",
+        /POST \/v1\/chat\/completions/,
+      );
+    });
+
+    await t.step("a data: URL that is not an image is refused, naming its type", async () => {
+      const text = `data:text/plain;base64,${btoa("not an image")}`;
+      await assertRefused(
+        await gateway.postChat({
+          conversation_id: "c",
+          user_message: "hi",
+          images: [{ image_url: text }],
+        }),
+        400,
+        "images[0].image_url",
+        /must hold an image .*got text\/plain/,
+      );
+      const content = [{ type: "text", text: "hi" }, {
+        type: "image_url",
+        image_url: { url: "data:application/pdf;base64,JVBERi0=" },
+      }];
+      await assertRefused(
+        await completion(gateway, { messages: [{ role: "user", content }] }),
+        400,
+        "messages[0].content[1].image_url.url",
+        /got application\/pdf/,
+      );
+    });
+
+    await t.step("a query with two bad parameters names both", async () => {
+      const res = await gateway.app.request("/v1/jobs?limit=0&status=lost");
+      assert.equal(res.status, 400);
+      const { error } = await res.json() as ErrorBody;
+      assert.deepEqual(error.details?.map((d) => d.param), ["limit", "status"]);
+    });
+    await nothingQueued(gateway);
+
+    await t.step("a cancel needs no body", async () => {
+      const job = await gateway.send({ conversation_id: "to-cancel", user_message: "hi" });
+      // `curl -X POST`: a body stream with nothing in it, and fetch's default type for a string.
+      const res = await gateway.app.request(`/jobs/${job.job_id}/cancel`, {
+        method: "POST",
+        body: "",
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.equal((await res.json()).status, "canceled");
     });
   },
 );

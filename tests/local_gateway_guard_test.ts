@@ -2,7 +2,7 @@
  * A gateway without API keys (`deno task dev`) answers anyone who can reach
  * it, web pages included: bodies must be JSON, and without keys a foreign
  * Origin or a Host the gateway does not answer to is refused. Request bodies
- * have a read deadline.
+ * have a read deadline. A Host that is no host at all is a 400, keys or not.
  */
 import assert from "node:assert/strict";
 import type { ErrorBody } from "../lib/http/errors.ts";
@@ -119,7 +119,7 @@ backendTest(
 );
 
 backendTest(
-  "on a real socket, a rebound Host is refused and a body that stops arriving gets a 408",
+  "on a real socket: a rebound Host is a 403, a Host that is no host a 400, a stalled body a 408, a bare cancel fine",
   async (t, start) => {
     const gateway = await start({ env: { BODY_TIMEOUT_S: "1" } });
     const server = Deno.serve(
@@ -147,6 +147,31 @@ backendTest(
         assert.match(answer, /^HTTP\/1\.1 403 /);
       });
 
+      await t.step("a Host that is not a host is a 400, with or without keys", async () => {
+        const request = (host: string) =>
+          `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
+        for (const host of ["evil.com 127.0.0.1", "[::1", "a b"]) {
+          const answer = await exchange(request(host));
+          assert.match(answer, /^HTTP\/1\.1 400 /, answer);
+          assert.match(answer, /Invalid Host header/);
+        }
+        const keyed = await start({ env: { GATEWAY_API_KEYS: "k-1" } });
+        const keyedServer = Deno.serve(
+          { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+          keyed.app.fetch,
+        );
+        try {
+          const conn = await Deno.connect({ hostname: "127.0.0.1", port: keyedServer.addr.port });
+          await conn.write(new TextEncoder().encode(request("evil.com 127.0.0.1")));
+          const buffer = new Uint8Array(4096);
+          const read = await within(conn.read(buffer), "the keyed gateway's answer", 15_000);
+          conn.close();
+          assert.match(new TextDecoder().decode(buffer.subarray(0, read ?? 0)), /^HTTP\/1\.1 400 /);
+        } finally {
+          await keyedServer.shutdown();
+        }
+      });
+
       await t.step("headers promising 500 bytes, then 10 and silence", async () => {
         const answer = await exchange(
           `POST /chat HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\n` +
@@ -156,6 +181,16 @@ backendTest(
         assert.match(answer, /BODY_TIMEOUT_S/);
       });
       assert.deepEqual(await gateway.jobRecords(), []);
+
+      await t.step("a cancel sent without a body, as `curl -X POST` sends it", async () => {
+        const job = await gateway.send({ conversation_id: "c", user_message: "never mind" });
+        const answer = await exchange(
+          `POST /jobs/${job.job_id}/cancel HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+            "Connection: close\r\n\r\n",
+        );
+        assert.match(answer, /^HTTP\/1\.1 200 /, answer);
+        assert.match(answer, /"status":"canceled"/);
+      });
     } finally {
       await server.shutdown();
     }

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
 
+/** An admin key: once admin keys are configured, only they may scrape everyone's figures. */
 const KEY = "metrics-key";
+const USER_KEY = "user-key";
 
 /** One sample of a scrape. */
 interface Sample {
@@ -50,11 +52,11 @@ function find(samples: Sample[], name: string, labels: Record<string, string> = 
   );
 }
 
-async function scrape(gateway: TestGateway): Promise<Sample[]> {
+async function scrape(gateway: TestGateway, key = KEY): Promise<Sample[]> {
   const res = await gateway.app.request("/metrics", {
-    headers: { authorization: `Bearer ${KEY}` },
+    headers: { authorization: `Bearer ${key}` },
   });
-  assert.equal(res.status, 200);
+  assert.equal(res.status, 200, await res.clone().text());
   assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
   return parseExposition(await res.text());
 }
@@ -63,7 +65,7 @@ backendTest(
   "GET /metrics counts requests, each backend's queues and the worker's job runs",
   async (t, start) => {
     const gateway = await start({
-      env: { GATEWAY_API_KEYS: KEY, VISIBILITY_TIMEOUT_S: "3" },
+      env: { GATEWAY_API_KEYS: USER_KEY, GATEWAY_ADMIN_KEYS: KEY, VISIBILITY_TIMEOUT_S: "3" },
       vllmAnswer: (request) =>
         String(request.messages.at(-1)?.content).includes("fail")
           ? { status: 400, message: "no" }
@@ -94,6 +96,16 @@ backendTest(
 
     await t.step("it needs a key like every other route", async () => {
       assert.equal((await gateway.app.request("/metrics")).status, 401);
+    });
+
+    await t.step("with admin keys configured, another key may not read it", async () => {
+      const res = await gateway.app.request("/metrics", {
+        headers: { authorization: `Bearer ${USER_KEY}` },
+      });
+      assert.equal(res.status, 403);
+      const { error } = await res.json();
+      assert.equal(error.code, "not_admin");
+      assert.match(error.message, /GATEWAY_ADMIN_KEYS/);
     });
 
     await t.step(
@@ -183,5 +195,53 @@ backendTest(
       assert.equal(find(samples, "gateway_backend_live_workers", { backend: "vllm" })[0]?.value, 0);
       assert.equal(find(samples, "gateway_worker_last_seen_timestamp_seconds").length, 1);
     });
+  },
+);
+
+backendTest(
+  "with API keys but no admin keys, GET /metrics shows a key its own jobs only",
+  async (_t, start) => {
+    const gateway = await start({ env: { GATEWAY_API_KEYS: `${KEY},${USER_KEY}` } });
+    const post = (key: string, text: string) =>
+      gateway.app.request("/chat", {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ conversation_id: text, user_message: text }),
+      });
+    for (const text of ["one", "two"]) assert.equal((await post(KEY, text)).status, 202);
+    assert.equal((await post(USER_KEY, "mine")).status, 202);
+
+    const jobs = (samples: Sample[]) =>
+      find(samples, "gateway_key_jobs", { status: "queued" }).map((s) => s.value);
+    assert.deepEqual(jobs(await scrape(gateway, KEY)), [2]);
+    const other = await scrape(gateway, USER_KEY);
+    assert.deepEqual(jobs(other), [1]);
+    const names = new Set(other.map((s) => s.name));
+    assert.deepEqual([...names].sort(), ["gateway_key_jobs", "gateway_key_jobs_truncated"]);
+  },
+);
+
+backendTest(
+  "a method the client makes up is counted as other, and grows no table",
+  async (_t, start) => {
+    const gateway = await start();
+    // Before any key is checked, and answered 404 (or 401 with keys): 8 KB methods, each new.
+    for (let i = 0; i < 200; i++) {
+      const method = `M${i}${"Q".repeat(8000)}`;
+      const res = await gateway.app.request("/v1/models", { method });
+      await res.body?.cancel();
+    }
+    const res = await gateway.app.request("/metrics");
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.ok(text.length < 20_000, `the scrape is ${text.length} characters`);
+    const methods = find(parseExposition(text), "gateway_http_requests_total")
+      .map((s) => s.labels.method);
+    assert.deepEqual([...new Set(methods)].sort(), ["other"]);
+    assert.equal(
+      find(parseExposition(text), "gateway_http_requests_total", { method: "other" })
+        .reduce((sum, s) => sum + s.value, 0),
+      200,
+    );
   },
 );

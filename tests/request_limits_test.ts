@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { ApiError, type ErrorBody, type FieldProblem } from "../lib/http/errors.ts";
 import { parseCompletionRequest } from "../lib/http/completion_request.ts";
+import { findTooDeep, jsonDepthProblem } from "../lib/core/json_depth.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 
 function postCompletion(gateway: TestGateway, body: string) {
@@ -101,5 +102,35 @@ Deno.test("parseCompletionRequest() bounds parts, images and string lengths", as
       "messages[0].name",
       "stop[0]",
     ]);
+  });
+});
+
+Deno.test("jsonDepthProblem() measures nesting on the text, strings and escapes aside", async (t) => {
+  await t.step("at the limit is fine; one past it is refused, and findTooDeep() says where", () => {
+    assert.equal(jsonDepthProblem(`${"[".repeat(64)}${"]".repeat(64)}`), undefined);
+    assert.equal(
+      jsonDepthProblem(`${"[".repeat(65)}${"]".repeat(65)}`),
+      "nested more than 64 levels deep (arrays and objects)",
+    );
+    assert.equal(findTooDeep(`${"[".repeat(65)}${"]".repeat(65)}`)?.path, "[0][0][0][0][0][0]…");
+    assert.equal(findTooDeep("[[[]]]", 2)?.path, "[0][0]");
+    assert.equal(findTooDeep("{}", 0)?.path, "body");
+  });
+
+  await t.step("the path follows keys and indexes", () => {
+    const text = JSON.stringify({ a: 1, b: [0, { c: [[["x"]]] }] });
+    assert.equal(findTooDeep(text, 4)?.path, "b[1].c[0]");
+    assert.equal(findTooDeep(text, 6), undefined);
+  });
+
+  await t.step("brackets and quotes inside strings do not count", () => {
+    const text = JSON.stringify({ t: '[[[[{{{{ \\" [[[[', u: ["\\\\", "]]]]"] });
+    assert.equal(jsonDepthProblem(text, 2), undefined);
+    assert.equal(findTooDeep(`{"k\\"[[":[[1]]}`, 2)?.path, 'k\\"[[[0]');
+  });
+
+  await t.step("a million levels are measured without recursion, as far as the limit", () => {
+    const text = "[".repeat(1_000_000) + "]".repeat(1_000_000);
+    assert.equal(findTooDeep(text)?.path, "[0][0][0][0][0][0]…");
   });
 });

@@ -13,12 +13,57 @@ export interface StoredBlob {
   contentType: string;
 }
 
+/** How a blob is kept. */
+export interface BlobPutOptions {
+  /**
+   * Kept for a day, not `BLOB_TTL_DAYS`: the blobs of a stateless request,
+   * needed only until its job ends. The same blob put without it is kept
+   * `BLOB_TTL_DAYS` as ever: a short-lived put never shortens a blob's life.
+   */
+  shortLived?: boolean;
+}
+
 /** Where blobs live: S3 on AWS, files under `DATA_DIR` with the embedded backend. */
 export interface BlobStore {
   /** Keeps `bytes` for `owner` (a key's owner id, or none) and returns the reference that finds them. */
-  put(owner: string | undefined, bytes: Uint8Array, contentType: string): Promise<string>;
+  put(
+    owner: string | undefined,
+    bytes: Uint8Array,
+    contentType: string,
+    options?: BlobPutOptions,
+  ): Promise<string>;
   /** The blob a reference names; undefined when it is gone (blobs expire after `BLOB_TTL_DAYS`). */
   get(ref: string): Promise<StoredBlob | undefined>;
+  /**
+   * Keeps several blobs of one owner, all or none, and returns their
+   * references in order. A store that bounds the bytes one owner's blobs may
+   * take (`BLOB_KEY_MAX_BYTES`) counts them as it keeps them, and refuses the
+   * lot with a {@linkcode BlobQuotaError} when the new ones would pass it; a
+   * blob it holds already costs nothing. A store without this method keeps
+   * each blob with `put`, unbounded.
+   */
+  putAll?(
+    owner: string | undefined,
+    blobs: readonly StoredBlob[],
+    options?: BlobPutOptions,
+  ): Promise<string[]>;
+}
+
+/** Thrown when blobs would take their owner over the bytes it may hold: nothing was kept. */
+export class BlobQuotaError extends Error {
+  constructor(
+    /** Bytes the owner's blobs take now. */
+    readonly held: number,
+    /** Bytes the refused blobs would have added. */
+    readonly adding: number,
+    /** The most the owner may hold. */
+    readonly limit: number,
+  ) {
+    super(
+      `Cannot keep blobs: their owner holds ${held} bytes, and ${adding} more would pass its limit of ${limit}`,
+    );
+    this.name = "BlobQuotaError";
+  }
 }
 
 /** How a blob reference begins. */

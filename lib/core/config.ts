@@ -143,6 +143,11 @@ export interface Config {
   readonly maxMessageBytes: number;
   /** Largest request body the front door reads. */
   readonly maxBodyBytes: number;
+  /**
+   * Most request bodies over 1 MiB the front door reads at once
+   * (`MAX_LARGE_BODIES`); another waits for a place up to half of `BODY_TIMEOUT_S`.
+   */
+  readonly maxLargeBodies: number;
   /** Largest stored conversation (JSON bytes); DynamoDB items stop at 400 KB. */
   readonly conversationMaxBytes: number;
   /** Largest image the worker fetches for Ollama. */
@@ -171,6 +176,11 @@ export interface Config {
   readonly blobBucket: string;
   /** How long blobs are kept: the bucket's lifecycle rule (`BLOB_TTL_DAYS`). */
   readonly blobTtlDays: number;
+  /**
+   * Most bytes of blobs (images, long chats) one API key may hold, all keys'
+   * alike; without keys, all requests together (`BLOB_KEY_MAX_BYTES`).
+   */
+  readonly blobKeyMaxBytes: number;
   /**
    * How long after a message joins a busy conversation its line is looked at
    * again, and how long a job at the head may wait unstarted before it is
@@ -245,6 +255,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     historyMaxBytes: read.integer("HISTORY_MAX_BYTES", 2_000_000, 1024, 100_000_000),
     maxMessageBytes: read.integer("MAX_MESSAGE_BYTES", 32_768, 1, 10_000_000),
     maxBodyBytes: read.integer("MAX_BODY_BYTES", 8_388_608, 1024, 100_000_000),
+    maxLargeBodies: read.integer("MAX_LARGE_BODIES", 8, 1, 10_000),
     conversationMaxBytes: read.integer("CONVERSATION_MAX_BYTES", 300_000, 1024, 390_000),
     imageMaxBytes: read.integer("IMAGE_MAX_BYTES", 10_485_760, 1, 100_000_000),
     imageJobMaxBytes: read.integer("IMAGE_JOB_MAX_BYTES", 20_971_520, 1, 1_000_000_000),
@@ -259,6 +270,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     jobTtlDays: read.integer("JOB_TTL_DAYS", 7, 1, 3650),
     blobBucket: read.string("BLOB_BUCKET", "llm-gateway-blobs"),
     blobTtlDays: read.integer("BLOB_TTL_DAYS", 30, 1, 3650),
+    blobKeyMaxBytes: read.integer("BLOB_KEY_MAX_BYTES", 1_073_741_824, 1_048_576, 1e15),
     lineCheckSeconds: read.integer("LINE_CHECK_S", 120, 1, 900),
     deadLetterSweepSeconds: read.integer("DEAD_LETTER_SWEEP_S", 60, 1, 3600),
   };

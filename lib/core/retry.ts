@@ -79,7 +79,8 @@ export async function retryFailedJob(
     try {
       await sendJob(services, queued);
     } catch (err) {
-      await store.failJob(jobId, `Could not be enqueued for a retry: ${errorMessage(err)}`);
+      // The queue's own text names accounts and roles: the caller logs it, the record does not keep it.
+      await store.failJob(jobId, "Could not be enqueued for a retry: the queue is unavailable");
       if (!stateless) await advanceTurn(services, job.conversation_id, jobId).catch(() => {});
       throw err;
     }

@@ -4,13 +4,12 @@
  * backend's queues (`{"all": true}`). The rules are in lib/core/retry.ts.
  */
 import type { Handler } from "hono";
-import { errorMessage } from "../core/error_message.ts";
-import { jobView } from "../core/job_view.ts";
 import { redriveDeadLetters, retryFailedJob } from "../core/retry.ts";
 import { ApiError, invalidRequest } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { isJobId } from "./job_routes.ts";
 import type { RouteDeps } from "./route_deps.ts";
+import { storageFailure } from "./storage_errors.ts";
 import { readJson } from "./validation.ts";
 
 /** What the body asks for. */
@@ -23,29 +22,33 @@ export function retryDeadLetters({ services, logger }: RouteDeps): Handler<Gatew
     const requestId = c.get("requestId");
     if ("all" in request) {
       const report = await redriveDeadLetters(services).catch((err) => {
-        throw new ApiError(503, `Cannot redrive the dead letters: ${errorMessage(err)}`, {
-          cause: err,
+        throw storageFailure(err, {
+          action: "Cannot redrive the dead letters",
+          what: "the store or the queue",
         });
       });
       if (report.failed > 0) {
+        // The queues' own errors are in the log only: they name accounts and roles.
         logger.error("Dead letters redriven in part", { request_id: requestId, ...report });
         // The others were moved; asking again moves whatever is left, so nothing is lost.
-        const errors = Object.values(report.backends).flatMap((lanes) =>
-          Object.values(lanes).flatMap((r) => "error" in r ? [r.error] : [])
+        const failed = Object.entries(report.backends).flatMap(([backend, lanes]) =>
+          Object.entries(lanes).flatMap(([lane, r]) => "error" in r ? [`${backend} ${lane}`] : [])
         );
         throw new ApiError(
           503,
-          `Cannot redrive every dead-letter queue (${report.failed} failed; the others were): ${
-            errors.join("; ")
-          }`,
+          `Cannot redrive every dead-letter queue (${report.failed} failed: ${
+            failed.join(", ")
+          }; the others were; request id ${requestId}: the gateway's log says why)`,
+          { code: "service_unavailable" },
         );
       }
       logger.info("Dead letters redriven", { request_id: requestId, ...report });
       return c.json({ redrive: report }, 202);
     }
     const result = await retryFailedJob(services, request.jobId).catch((err) => {
-      throw new ApiError(503, `Cannot enqueue job for a retry: ${errorMessage(err)}`, {
-        cause: err,
+      throw storageFailure(err, {
+        action: "Cannot enqueue job for a retry",
+        what: "the queue",
         jobId: request.jobId,
       });
     });
@@ -60,10 +63,11 @@ export function retryDeadLetters({ services, logger }: RouteDeps): Handler<Gatew
       job_id: request.jobId,
       retry: result.state,
     });
+    // The job is most likely another key's: its ids and status, never its messages.
     return c.json({
       retry: result.state,
       ...(result.state === "waiting" ? { behind: result.behind } : {}),
-      job: jobView(result.job),
+      job: { job_id: result.job.job_id, status: result.job.status },
     });
   };
 }

@@ -8,14 +8,17 @@ import { retryDeadLetters } from "./admin_routes.ts";
 import { adminKeyAuth, apiKeyAuth } from "./auth.ts";
 import { limitPostBodies } from "./body_limit.ts";
 import { limitBodyReadTime } from "./body_timeout.ts";
+import { limitLargeBodies } from "./large_bodies.ts";
 import { getConversation, postChat } from "./chat_routes.ts";
 import { CONSOLE_PATHS, consoleFile } from "./console_routes.ts";
-import { errorHandler, notFoundBody } from "./errors.ts";
+import { errorHandler } from "./error_handler.ts";
+import { ApiError, notFoundBody } from "./errors.ts";
 import { getHealth } from "./health_route.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { jobStats, listJobs } from "./job_list_routes.ts";
 import { cancelJob, getJob } from "./job_routes.ts";
 import { requireJsonBodies } from "./json_body.ts";
+import { refuseMalformedHost } from "./host_header.ts";
 import { guardLocalGateway } from "./local_guard.ts";
 import { getMetrics } from "./metrics_route.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
@@ -47,6 +50,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
 
   app.use(requestLog({ logger: options.logger }));
   app.use(countRequests(requests));
+  app.use(refuseMalformedHost());
   // Without keys, anything that can reach the gateway may use it: web pages too, unless refused here.
   if (!hasApiKeys(config)) {
     app.use(guardLocalGateway({
@@ -78,6 +82,12 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   }));
   app.use("/admin/*", adminKeyAuth({ keys: config.adminKeys, digests: config.adminKeyDigests }));
   app.use(limitBodyReadTime({ timeoutMs: config.bodyTimeoutMs, variable: "BODY_TIMEOUT_S" }));
+  // A large body waits for a place at most half its deadline, leaving the other half to arrive.
+  app.use(limitLargeBodies({
+    maxBodies: config.maxLargeBodies,
+    variable: "MAX_LARGE_BODIES",
+    waitMs: config.bodyTimeoutMs / 2,
+  }));
   app.use(limitPostBodies({ maxBytes: config.maxBodyBytes, variable: "MAX_BODY_BYTES" }));
 
   const json = requireJsonBodies();
@@ -95,8 +105,38 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   app.get("/v1/jobs", listJobs(deps));
   app.get("/v1/jobs/stats", jobStats(deps));
   app.post("/admin/dead-letters/retry", json, retryDeadLetters(deps));
+  refuseOtherMethods(app);
 
   app.notFound((c) => c.json(notFoundBody(c.req.method, c.req.path), 404));
   app.onError(errorHandler(options.logger));
   return app;
+}
+
+/**
+ * Answers a known path asked with a method it does not take (`GET /chat`)
+ * with a 405 that says which to use, rather than a 404 "no route". Registered
+ * after every route, so a path's own handlers answer first.
+ */
+function refuseOtherMethods(app: Hono<GatewayEnv>): void {
+  const methods = new Map<string, Set<string>>();
+  for (const { method, path } of app.routes) {
+    if (method === "ALL") continue;
+    const allowed = methods.get(path) ?? new Set<string>();
+    allowed.add(method);
+    if (method === "GET") allowed.add("HEAD");
+    methods.set(path, allowed);
+  }
+  for (const [path, allowed] of methods) {
+    const use = [...allowed].filter((m) => m !== "HEAD").join(" or ");
+    app.all(path, () => {
+      throw new ApiError(
+        405,
+        `Method not allowed: ${path} takes ${use}; send the request as ${use}`,
+        {
+          code: "method_not_allowed",
+          headers: { allow: [...allowed].join(", ") },
+        },
+      );
+    });
+  }
 }

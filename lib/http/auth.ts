@@ -56,9 +56,8 @@ export interface AdminKeyAuthOptions {
  * dead letters; answers 403 to any other key.
  */
 export function adminKeyAuth(options: AdminKeyAuthOptions): MiddlewareHandler<GatewayEnv> {
-  const configured = (options.digests ?? []).map(fromHex);
-  const digests = Promise.all(options.keys.map(digest)).then((d) => [...d, ...configured]);
-  const none = options.keys.length === 0 && configured.length === 0;
+  const isAdmin = adminKeyCheck(options);
+  const none = options.keys.length === 0 && (options.digests ?? []).length === 0;
   return async function requireAdminKey(c, next) {
     if (none) {
       throw new ApiError(
@@ -67,8 +66,7 @@ export function adminKeyAuth(options: AdminKeyAuthOptions): MiddlewareHandler<Ga
         { code: "no_admin_keys", type: "permission_error" },
       );
     }
-    const given = await digest(bearerKey(c.req.header("authorization")));
-    if (!(await digests).some((known) => sameBytes(known, given))) {
+    if (!(await isAdmin(bearerKey(c.req.header("authorization"))))) {
       throw new ApiError(
         403,
         "Forbidden: this key may not retry or redrive dead letters; use an admin key (GATEWAY_ADMIN_KEYS)",
@@ -79,8 +77,21 @@ export function adminKeyAuth(options: AdminKeyAuthOptions): MiddlewareHandler<Ga
   };
 }
 
+/**
+ * Whether a key is one of the admin keys; a check that answers false to
+ * every key when none are configured.
+ */
+export function adminKeyCheck(options: AdminKeyAuthOptions): (key: string) => Promise<boolean> {
+  const configured = (options.digests ?? []).map(fromHex);
+  const digests = Promise.all(options.keys.map(digest)).then((d) => [...d, ...configured]);
+  return async function isAdminKey(key) {
+    const given = await digest(key);
+    return (await digests).some((known) => sameBytes(known, given));
+  };
+}
+
 /** The key of an `Authorization: Bearer <key>` header, if it has one. */
-function bearerKeyOf(header: string | undefined): string | undefined {
+export function bearerKeyOf(header: string | undefined): string | undefined {
   return /^Bearer\s+(.+)$/i.exec((header ?? "").trim())?.[1];
 }
 

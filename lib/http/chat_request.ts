@@ -59,6 +59,14 @@ export interface ChatRequest {
 
 /** Parses a JSON value as a chat request, or throws a 400 listing every problem. */
 export function parseChatRequest(body: unknown, options: ChatRequestOptions): ChatRequest {
+  // An OpenAI client pointed at the job API: say where its request belongs, before what it lacks.
+  if (isObject(body) && "messages" in body && !("user_message" in body)) {
+    throw invalidRequest([{
+      param: "messages",
+      message:
+        "is OpenAI's chat shape, which POST /v1/chat/completions takes; POST /chat takes conversation_id and user_message",
+    }]);
+  }
   const result = chatRequestSchema.safeParse(body, { reportInput: true });
   const problems = result.success ? [] : zodProblems(result.error.issues);
   // A callback URL that plainly points inside the network is refused now, not when the job ends.
@@ -77,4 +85,8 @@ export function parseChatRequest(body: unknown, options: ChatRequestOptions): Ch
     model,
     callbackUrl: callback_url,
   };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

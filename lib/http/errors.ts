@@ -1,7 +1,5 @@
-/** The one place where failures become HTTP responses, in OpenAI's error shape. */
-import type { Context } from "hono";
+/** The errors a client sees, in OpenAI's error shape. */
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { Logger } from "../core/log.ts";
 import { shorten } from "../core/text.ts";
 
 /** One problem with a request, tied to the field it concerns. */
@@ -79,33 +77,6 @@ export function invalidRequest(problems: FieldProblem[]): ApiError {
     param: listed[0]?.param,
     details: listed,
   });
-}
-
-/** Builds the `app.onError` handler that turns any thrown error into a JSON response. */
-export function errorHandler(logger: Logger) {
-  return function onError(err: Error, c: Context): Response {
-    const requestId = c.get("requestId" as never) as string | undefined;
-    if (err instanceof ApiError) {
-      if (err.status >= 500) {
-        logger.error("Request failed", { request_id: requestId, error: err.message });
-      }
-      return c.json(toBody(err), err.status, err.headers);
-    }
-    logger.error("Request failed with an unexpected error", {
-      request_id: requestId,
-      error: err.message,
-      error_name: err.name,
-    });
-    return c.json(
-      {
-        error: {
-          message: "Internal error: the gateway could not handle the request",
-          type: "api_error",
-        },
-      },
-      500,
-    );
-  };
 }
 
 /** The JSON body for an unknown route. */

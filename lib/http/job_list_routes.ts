@@ -9,7 +9,7 @@ import {
 } from "../core/job_list.ts";
 import type { JobStatus } from "../core/jobs.ts";
 import { clientConversationId } from "../core/owners.ts";
-import { invalidRequest } from "./errors.ts";
+import { type FieldProblem, invalidRequest } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
@@ -31,11 +31,14 @@ export type JobListEntry = JobSummary & {
 export function listJobs({ services }: RouteDeps): Handler<GatewayEnv> {
   return async function handleListJobs(c) {
     const owner = c.get("owner");
+    // Every bad parameter is named in one answer, not the first of them only.
+    const problems: FieldProblem[] = [];
     const options: ListJobsOptions = {
-      limit: parseLimit(c.req.query("limit")),
-      after: parseCursor(c.req.query("cursor")),
-      status: parseStatus(c.req.query("status")),
+      limit: parseLimit(c.req.query("limit"), problems),
+      after: parseCursor(c.req.query("cursor"), problems),
+      status: parseStatus(c.req.query("status"), problems),
     };
+    if (problems.length > 0) throw invalidRequest(problems);
     const page = await services.store.listJobs(owner, options);
     return c.json({
       object: "list",
@@ -116,34 +119,34 @@ export function median(values: readonly (number | undefined)[]): number | null {
     : Math.round((sorted[middle - 1] + sorted[middle]) / 2);
 }
 
-function parseLimit(value: string | undefined): number {
+/** Each parser below adds what is wrong with its parameter to `problems`, and answers a default. */
+function parseLimit(value: string | undefined, problems: FieldProblem[]): number {
   if (value === undefined || value === "") return DEFAULT_LIMIT;
   const limit = Number(value);
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
-    throw invalidRequest([{
-      param: "limit",
-      message: `must be a whole number from 1 to ${MAX_LIMIT}`,
-    }]);
+    problems.push({ param: "limit", message: `must be a whole number from 1 to ${MAX_LIMIT}` });
+    return DEFAULT_LIMIT;
   }
   return limit;
 }
 
-function parseCursor(value: string | undefined): JobCursor | undefined {
+function parseCursor(value: string | undefined, problems: FieldProblem[]): JobCursor | undefined {
   if (value === undefined || value === "") return undefined;
   const cursor = decodeCursor(value);
   if (!cursor) {
-    throw invalidRequest([{
+    problems.push({
       param: "cursor",
       message: "is not a cursor this gateway gave out: pass next_cursor from the previous page",
-    }]);
+    });
   }
   return cursor;
 }
 
-function parseStatus(value: string | undefined): JobStatus | undefined {
+function parseStatus(value: string | undefined, problems: FieldProblem[]): JobStatus | undefined {
   if (value === undefined || value === "") return undefined;
   if (!(STATUSES as readonly string[]).includes(value)) {
-    throw invalidRequest([{ param: "status", message: `must be one of ${STATUSES.join(", ")}` }]);
+    problems.push({ param: "status", message: `must be one of ${STATUSES.join(", ")}` });
+    return undefined;
   }
   return value as JobStatus;
 }

@@ -5,11 +5,20 @@
  * lib/core/metrics.ts). Queue depths and worker records are read from the
  * queue and the store at each scrape, so every front-door instance serves the
  * same ones.
+ *
+ * Those figures are everyone's, so who sees them is bounded: with admin keys
+ * configured, only an admin key may scrape; with API keys but no admin keys,
+ * a key sees its own figures only (its jobs of the last hour, by status);
+ * without keys (a local gateway), everything is shown.
  */
-import type { Handler } from "hono";
+import type { Context, Handler } from "hono";
 import type { Backend } from "../core/backends.ts";
 import type { WorkerRecord } from "../core/catalogue.ts";
+import { hasAdminKeys, hasApiKeys } from "../core/config.ts";
 import { errorMessage } from "../core/error_message.ts";
+import type { JobStatus } from "../core/jobs.ts";
+import { adminKeyCheck, bearerKeyOf } from "./auth.ts";
+import { ApiError } from "./errors.ts";
 import { type HistogramData, TIME_BUCKETS } from "../core/metrics.ts";
 import { type QueueDepth, type QueueRef, queuesOf } from "../core/queue.ts";
 import type { GatewayEnv } from "./http_context.ts";
@@ -54,12 +63,38 @@ class Exposition {
   }
 }
 
-/** `GET /metrics`: always 200; a source that cannot be read shows as `gateway_source_up 0`. */
+/** Who sees what of `GET /metrics`: everything, or the caller's own figures. */
+type MetricsScope = "all" | "own";
+
+/**
+ * `GET /metrics`: always 200 to a caller who may scrape; a source that cannot
+ * be read shows as `gateway_source_up 0`.
+ */
 export function getMetrics(
   { services, logger }: RouteDeps,
   requests: RequestCounts,
 ): Handler<GatewayEnv> {
+  const { config } = services;
+  const isAdmin = adminKeyCheck({ keys: config.adminKeys, digests: config.adminKeyDigests });
+  /** The scope of a request, or a 403 for a key that may not scrape. */
+  const scopeOf = async (c: Context<GatewayEnv>): Promise<MetricsScope> => {
+    if (hasAdminKeys(config)) {
+      const key = bearerKeyOf(c.req.header("authorization"));
+      if (key !== undefined && await isAdmin(key)) return "all";
+      throw new ApiError(
+        403,
+        "Forbidden: /metrics shows every key's figures, so only an admin key (GATEWAY_ADMIN_KEYS) may read it; a key's own jobs are at GET /v1/jobs/stats",
+        { code: "not_admin", type: "permission_error" },
+      );
+    }
+    return hasApiKeys(config) ? "own" : "all";
+  };
   return async function handleGetMetrics(c) {
+    const scope = await scopeOf(c);
+    if (scope === "own") {
+      const text = await ownFigures(services, c.get("owner"));
+      return c.body(text, 200, { "content-type": CONTENT_TYPE });
+    }
     const out = new Exposition();
     out.family(
       "gateway_http_requests_total",
@@ -67,7 +102,7 @@ export function getMetrics(
       "Requests this front-door instance answered, by route and status (each instance counts its own).",
     );
     for (const { method, route, status, count } of requests.entries()) {
-      out.sample("gateway_http_requests_total", { method, route, status: String(status) }, count);
+      out.sample("gateway_http_requests_total", { method, route, status }, count);
     }
     out.family(
       "gateway_instance_start_time_seconds",
@@ -94,6 +129,33 @@ export function getMetrics(
     }
     return c.body(out.text(), 200, { "content-type": CONTENT_TYPE });
   };
+}
+
+/** The jobs of the last hour read at most for a key's own figures; past it they say `truncated`. */
+const MAX_OWN_JOBS = 2000;
+const JOB_STATUSES: readonly JobStatus[] = ["queued", "running", "succeeded", "failed", "canceled"];
+
+/** What a key sees when it may not see everyone's figures: its own jobs of the last hour. */
+async function ownFigures(services: RouteDeps["services"], owner: string | undefined) {
+  const since = new Date(Date.now() - 3600_000).toISOString();
+  const page = await services.store.listJobs(owner, { limit: MAX_OWN_JOBS, since });
+  const out = new Exposition().family(
+    "gateway_key_jobs",
+    "gauge",
+    `The caller's jobs created in the last hour, by status (at most ${MAX_OWN_JOBS} counted). Only an admin key sees every key's figures, once GATEWAY_ADMIN_KEYS is set.`,
+  );
+  for (const status of JOB_STATUSES) {
+    out.sample(
+      "gateway_key_jobs",
+      { status },
+      page.jobs.filter((job) => job.status === status).length,
+    );
+  }
+  return out.family(
+    "gateway_key_jobs_truncated",
+    "gauge",
+    `1 when the caller made more than ${MAX_OWN_JOBS} jobs in the last hour, and only that many were counted.`,
+  ).sample("gateway_key_jobs_truncated", {}, page.next ? 1 : 0).text();
 }
 
 function queueDepths(out: Exposition, queues: QueueRef[], depths: QueueDepth[]): void {

@@ -3,11 +3,11 @@
  * `GET /v1/models` and `POST /v1/chat/completions`, through the same queue
  * and worker as `POST /chat`.
  */
-import { errorMessage } from "../core/error_message.ts";
 import type { Handler } from "hono";
-import { type SSEStreamingApi, streamSSE } from "hono/streaming";
+import { streamSSE } from "hono/streaming";
 import { type JobSpec, submitJob } from "./submit.ts";
-import { ApiError, type FieldProblem, invalidRequest, toBody } from "./errors.ts";
+import { ApiError, type FieldProblem, invalidRequest } from "./errors.ts";
+import { clientFailure } from "./error_handler.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { waitForJobEnd } from "./job_wait.ts";
 import type { Job } from "../core/jobs.ts";
@@ -172,7 +172,9 @@ export function createCompletion(
           });
         }
       } catch (err) {
-        await sendError(stream, err);
+        // The status is sent already: the error goes as the stream's last event, as OpenAI's does.
+        const { body } = clientFailure(err, { logger, requestId: c.get("requestId") });
+        await stream.writeSSE({ data: JSON.stringify(body) });
       }
       await stream.writeSSE({ data: "[DONE]" });
     });
@@ -316,11 +318,4 @@ function finishedJob(
     } s without progress (SYNC_TIMEOUT_S) waiting for job ${jobId}; it goes on: read it with GET /jobs/${jobId}`,
     { code: "timeout", jobId },
   );
-}
-
-async function sendError(stream: SSEStreamingApi, err: unknown): Promise<void> {
-  const apiError = err instanceof ApiError
-    ? err
-    : new ApiError(500, `Internal error: ${errorMessage(err)}`, { type: "api_error" });
-  await stream.writeSSE({ data: JSON.stringify(toBody(apiError)) });
 }

@@ -6,7 +6,13 @@
  * within a DynamoDB item (400 KB) and a Deno KV value (64 KiB), and a stored
  * conversation never holds megabytes of base64.
  */
-import { blobRef, type BlobStore, decodeDataUrl, type StoredBlob } from "../core/blobs.ts";
+import {
+  type BlobPutOptions,
+  blobRef,
+  type BlobStore,
+  decodeDataUrl,
+  type StoredBlob,
+} from "../core/blobs.ts";
 import type { CompletionParams } from "../core/jobs.ts";
 import { type ChatMessage, jsonBytes } from "../core/messages.ts";
 
@@ -88,14 +94,17 @@ async function withImagesAside(
  * A blob store whose writes wait until {@linkcode BlobWritesHeld.write}: it
  * answers each `put` with the reference at once (references are named by
  * content), so the front door can measure a job with its payloads set aside
- * and refuse it before anything is written.
+ * and refuse it before anything is written. Every blob is kept as `options`
+ * say: a stateless request's for a day.
  */
 export class BlobWritesHeld implements BlobStore {
   #blobs: BlobStore;
+  #options: BlobPutOptions;
   #held = new Map<string, { owner: string | undefined; blob: StoredBlob }>();
 
-  constructor(blobs: BlobStore) {
+  constructor(blobs: BlobStore, options: BlobPutOptions = {}) {
     this.#blobs = blobs;
+    this.#options = options;
   }
 
   async put(owner: string | undefined, bytes: Uint8Array, contentType: string): Promise<string> {
@@ -109,11 +118,22 @@ export class BlobWritesHeld implements BlobStore {
     return held ? Promise.resolve(held.blob) : this.#blobs.get(ref);
   }
 
-  /** Writes what was put, each blob once. */
+  /**
+   * Writes what was put, each blob once: each owner's all at once where the
+   * store can, so a store that bounds an owner's bytes keeps all or none
+   * (it throws `BlobQuotaError`).
+   */
   async write(): Promise<void> {
+    const byOwner = new Map<string | undefined, StoredBlob[]>();
+    for (const { owner, blob } of this.#held.values()) {
+      byOwner.set(owner, [...byOwner.get(owner) ?? [], blob]);
+    }
+    const blobs = this.#blobs;
     await Promise.all(
-      [...this.#held.values()].map(({ owner, blob }) =>
-        this.#blobs.put(owner, blob.bytes, blob.contentType)
+      [...byOwner].map(([owner, held]) =>
+        blobs.putAll
+          ? blobs.putAll(owner, held, this.#options)
+          : Promise.all(held.map((b) => blobs.put(owner, b.bytes, b.contentType, this.#options)))
       ),
     );
     this.#held.clear();

@@ -7,6 +7,7 @@
  */
 import * as z from "zod/mini";
 import { errorMessage } from "../core/error_message.ts";
+import { shorten } from "../core/text.ts";
 import {
   checkUrlLiterally,
   isAllowedHost,
@@ -86,14 +87,23 @@ function arrayProblem(value: unknown, limits: ArrayLimits): string | undefined {
   return undefined;
 }
 
-/** A data: URL's header, up to its payload. */
-const DATA_URL_HEAD = /^\s*data:[^,]*?(;base64)?,/i;
+/** A data: URL's header, up to its payload: its media type, and whether it says base64. */
+const DATA_URL_HEAD = /^\s*data:([^,;]*)[^,]*?(;base64)?,/i;
+/** Characters of a media type a refusal repeats. */
+const SHOWN_TYPE_CHARS = 60;
 
-/** Why a data: URL cannot be an image, or undefined: only base64 payloads that decode. */
+/** Why a data: URL cannot be an image, or undefined: only base64 images that decode. */
 function dataUrlProblem(url: string): string | undefined {
   const head = DATA_URL_HEAD.exec(url);
   if (!head) return "must be a data: URL with a comma before its payload";
-  if (!head[1]) return "a data: URL must be base64 (data:image/png;base64,...)";
+  // Without a type, a data: URL is text/plain (RFC 2397).
+  const type = head[1].trim().toLowerCase() || "text/plain";
+  if (!type.startsWith("image/")) {
+    return `a data: URL must hold an image (data:image/png;base64,...), got ${
+      shorten(type, SHOWN_TYPE_CHARS)
+    }`;
+  }
+  if (!head[2]) return "a data: URL must be base64 (data:image/png;base64,...)";
   const payload = url.slice(head[0].length).replace(/\s+/g, "");
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || payload.length % 4 === 1) {
     return "its base64 payload does not decode (standard base64, not base64url)";

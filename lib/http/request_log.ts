@@ -1,6 +1,7 @@
 /** One log line per request, and a request id on every response. */
 import type { MiddlewareHandler } from "hono";
 import type { Logger } from "../core/log.ts";
+import { shorten } from "../core/text.ts";
 import type { GatewayEnv } from "./http_context.ts";
 
 /** Options for {@linkcode requestLog}. */
@@ -21,8 +22,9 @@ export function requestLog(options: RequestLogOptions): MiddlewareHandler<Gatewa
     c.header("x-request-id", requestId);
     logger.info("Request handled", {
       request_id: requestId,
-      method: c.req.method,
-      path: c.req.path,
+      // Both are whatever the client sent, before any key is checked: a line stays a line.
+      method: shorten(c.req.method, 20),
+      path: shorten(c.req.path, 300),
       status: c.res.status,
       ms: Math.round(performance.now() - started),
     });

@@ -11,23 +11,48 @@ import type { GatewayEnv } from "./http_context.ts";
 
 /** The route label of requests no route matched. */
 const UNMATCHED = "unmatched";
+/** The label of a method outside {@linkcode METHODS}, and of a status outside 100 to 599. */
+const OTHER = "other";
+/**
+ * The methods counted by name. A method is whatever token the client sends
+ * (8 KB of it, if it likes), before any key is checked: each new one would be
+ * a new series, so the others all count as one.
+ */
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+
+/** How many requests one method, route and status had. */
+export interface RequestCount {
+  method: string;
+  route: string;
+  /** The status, or `other`. */
+  status: string;
+  count: number;
+}
 
 /** Request counts of one front-door instance. */
 export class RequestCounts {
   /** When this instance started counting (epoch ms). */
   readonly since = Date.now();
-  #counts = new Map<string, { method: string; route: string; status: number; count: number }>();
+  #counts = new Map<string, RequestCount>();
 
-  /** Counts one answered request. */
+  /**
+   * Counts one answered request. Every label comes from a fixed set whatever
+   * the request said: a method not in the list and a status out of range
+   * count as `other`, and `route` must be a route's path (or `unmatched`).
+   */
   add(method: string, route: string, status: number): void {
-    const key = `${method} ${route} ${status}`;
+    const label = METHODS.has(method) ? method : OTHER;
+    const code = Number.isInteger(status) && status >= 100 && status <= 599
+      ? String(status)
+      : OTHER;
+    const key = `${label} ${route} ${code}`;
     const entry = this.#counts.get(key);
     if (entry) entry.count++;
-    else this.#counts.set(key, { method, route, status, count: 1 });
+    else this.#counts.set(key, { method: label, route, status: code, count: 1 });
   }
 
   /** Every count so far. */
-  entries(): { method: string; route: string; status: number; count: number }[] {
+  entries(): RequestCount[] {
     return [...this.#counts.values()].map((entry) => ({ ...entry }));
   }
 }

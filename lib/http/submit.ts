@@ -1,9 +1,9 @@
 /** What the front door does with a chat message: check it, write it, and queue it in turn. */
-import { errorMessage } from "../core/error_message.ts";
 import type { ChatRequest } from "./chat_request.ts";
 import { ApiError } from "./errors.ts";
 import type { Target } from "./model_directory.ts";
 import { BlobWritesHeld, setPayloadsAside } from "./payloads.ts";
+import { BlobQuotaError } from "../core/blobs.ts";
 import { routeMessage } from "./routing.ts";
 import { isStateless, type Job, newJob, type NewJobOptions, type Priority } from "../core/jobs.ts";
 import { type ChatMessage, hasImage, jsonBytes, userMessage } from "../core/messages.ts";
@@ -13,6 +13,7 @@ import { sleep } from "../core/sleep.ts";
 import type { HeldIdempotencyKey, IdempotencyClaim } from "../core/store.ts";
 import { advanceTurn, awaitsSending, sendJob, watchLine } from "../core/turns.ts";
 import { checkRepeat } from "./idempotency.ts";
+import { storageFailure, storageProblem } from "./storage_errors.ts";
 
 /** What `POST /chat` answers. */
 export interface ChatAccepted {
@@ -84,8 +85,10 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Subm
   checkMessageSize(message, config);
   const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
   const target = await routeMessage(services, { model: spec.model, images }, spec.checkTarget);
-  // Written only once the job passes every check: a refused request changes nothing.
-  const blobs = new BlobWritesHeld(services.blobs);
+  const mode = spec.recordFields?.mode ?? "conversation";
+  // Written only once the job passes every check: a refused request changes nothing. A stateless
+  // request's blobs are needed only until its job ends: they are kept a day.
+  const blobs = new BlobWritesHeld(services.blobs, { shortLived: mode === "stateless" });
   const aside = await setPayloadsAside(
     blobs,
     spec.owner,
@@ -93,7 +96,6 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Subm
     spec.recordFields?.context,
     spec.recordFields?.params,
   );
-  const mode = spec.recordFields?.mode ?? "conversation";
   const storedId = mode === "stateless"
     ? spec.conversationId
     : scopedConversationId(spec.owner, spec.conversationId);
@@ -112,7 +114,9 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Subm
     );
   }
 
-  await blobs.write();
+  await blobs.write().catch((err) => {
+    throw err instanceof BlobQuotaError ? blobQuotaRefusal(err, config) : err;
+  });
 
   const job = newJob({
     conversationId: storedId,
@@ -148,7 +152,9 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Subm
 /**
  * Sends a new job now if it is first in its line; otherwise watches the line.
  * When the queue refuses, the job is failed (its line goes on) and its
- * idempotency key freed, and the client gets a 503.
+ * idempotency key freed, and the client gets a 503. Neither the job's reason
+ * nor the answer holds the queue's own error text (it names accounts and
+ * roles): the error handler logs it.
  */
 async function queueInTurn(
   services: Services,
@@ -161,10 +167,10 @@ async function queueInTurn(
     else await watchLine(services, job);
   } catch (err) {
     const { store } = services;
-    await store.failJob(job.job_id, `Could not be enqueued: ${errorMessage(err)}`);
+    await store.failJob(job.job_id, `Could not be enqueued: ${storageProblem(err, "the queue")}`);
     if (first) await advanceTurn(services, job.conversation_id, job.job_id).catch(() => {});
     if (idempotency) await store.releaseIdempotencyKey(idempotency.id, job.job_id).catch(() => {});
-    throw new ApiError(503, `Cannot enqueue job: ${errorMessage(err)}`, { cause: err });
+    throw storageFailure(err, { action: "Cannot enqueue job", what: "the queue" });
   }
 }
 
@@ -207,7 +213,7 @@ async function replay(
     first = isStateless(job) || (await store.joinLine(job)).first;
     if (first) {
       await sendJob(services, job).catch((err) => {
-        throw new ApiError(503, `Cannot enqueue job: ${errorMessage(err)}`, { cause: err });
+        throw storageFailure(err, { action: "Cannot enqueue job", what: "the queue" });
       });
       job = await store.getJob(job.job_id) ?? job;
     }
@@ -276,6 +282,15 @@ function checkMessageSize(message: ChatMessage, config: Services["config"]): voi
       );
     }
   }
+}
+
+/** A 429 for a request whose blobs would take its key over `BLOB_KEY_MAX_BYTES`. */
+function blobQuotaRefusal(err: BlobQuotaError, config: Services["config"]): ApiError {
+  return new ApiError(
+    429,
+    `Blob storage full: this key's images and long chats take ${err.held} bytes, and this request's ${err.adding} more would pass BLOB_KEY_MAX_BYTES (${err.limit}); they are deleted ${config.blobTtlDays} days after their last use (BLOB_TTL_DAYS), a stateless request's after a day: wait, or raise BLOB_KEY_MAX_BYTES`,
+    { code: "blob_quota_exceeded", type: "insufficient_quota" },
+  );
 }
 
 /** The decoded size of a base64 data: URL, or undefined for any other URL. */

@@ -1,7 +1,8 @@
 /** Reading request bodies: JSON, then zod issues as field problems for one 400. */
 import * as z from "zod/mini";
 import { errorMessage } from "../core/error_message.ts";
-import { ApiError, type FieldProblem } from "./errors.ts";
+import { findTooDeep } from "../core/json_depth.ts";
+import { ApiError, type FieldProblem, invalidRequest } from "./errors.ts";
 
 /** Turns zod issues into field problems named like `messages[2].content`. */
 export function zodProblems(issues: readonly z.core.$ZodIssue[]): FieldProblem[] {
@@ -31,9 +32,15 @@ export function problemCheck<T>(problem: (value: T) => string | undefined): z.co
   });
 }
 
-/** Reads a JSON body, or throws a 400 naming the syntax error. */
+/**
+ * Reads a JSON body, or throws a 400 naming the syntax error, or the field
+ * that nests too deeply: that is measured on the text, before parsing it,
+ * since parsing and everything after it takes time in proportion to depth.
+ */
 export async function readJson(request: Request): Promise<unknown> {
   const text = await request.text();
+  const tooDeep = findTooDeep(text);
+  if (tooDeep) throw invalidRequest([{ param: tooDeep.path, message: tooDeep.problem }]);
   try {
     return JSON.parse(text);
   } catch (err) {
