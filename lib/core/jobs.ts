@@ -13,6 +13,12 @@ export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancele
  */
 export type CompletionParams = Readonly<Record<string, unknown>>;
 
+/**
+ * Which API made a job: `POST /chat`, `/v1/chat/completions`, `/v1/responses`,
+ * `/v1/messages` or `/v1/embeddings`. Counted apart in `/metrics` and usage.
+ */
+export type JobApi = "chat" | "chat.completions" | "responses" | "messages" | "embeddings";
+
 /** How urgently a job should run. */
 export type Priority = "high" | "normal";
 
@@ -82,6 +88,8 @@ export interface Job {
   partial_reasoning?: string;
   /** Where the finished job is POSTed. */
   callback_url?: string;
+  /** Which API made it; absent on jobs made before the field (`chat` or `chat.completions`). */
+  api?: JobApi;
   /** How many times an operator sent the failed job back to run (see lib/core/retry.ts). */
   retries?: number;
   /** When the job was last sent back to run. */
@@ -142,6 +150,7 @@ export interface NewJobOptions {
     | "params_ref"
     | "stream"
     | "callback_url"
+    | "api"
   >;
   ttlDays: number;
   now?: Date;

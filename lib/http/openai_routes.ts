@@ -220,7 +220,11 @@ function jobSpec(
       if (problems.length > 0) throw invalidRequest(problems);
     },
   };
-  const fields = { params: request.params, stream: request.stream };
+  const fields = {
+    params: request.params,
+    stream: request.stream,
+    api: "chat.completions" as const,
+  };
   if (identity.kind === "conversation" && identity.header === "x-conversation-id") {
     const problems = memoryModeProblems(request.messages);
     if (problems.length > 0) throw invalidRequest(problems);

@@ -64,7 +64,10 @@ export function submitChat(
     userMessage: userMessage(request.userMessage, request.imageUrls),
     priority: request.priority,
     model: request.model,
-    recordFields: request.callbackUrl ? { callback_url: request.callbackUrl } : undefined,
+    recordFields: {
+      api: "chat",
+      ...(request.callbackUrl ? { callback_url: request.callbackUrl } : {}),
+    },
   });
 }
 
