@@ -1,9 +1,10 @@
 /**
  * Bundles the Lambda entry point into one ES module for the Node.js 22.x
  * runtime (`deno task build` writes `dist/lambda.mjs`, handler `lambda.handler`).
- * The front door holds no AWS SDK: it calls DynamoDB, SQS and S3 as signed
- * `fetch` requests (lib/storage/aws/connections.ts). The bench bundles its
- * floor (Hono and the SDK's clients) with the same function.
+ * The AWS SDK's clients (lib/storage/aws/clients.ts) are bundled too, not left
+ * to the runtime's copy: the bundle then runs the SDK version we test, and it
+ * imports faster than from node_modules. The bench bundles its floor (Hono and
+ * the same clients) with the same function.
  */
 
 const ROOT = new URL("../", import.meta.url);
@@ -53,7 +54,7 @@ async function copyConsole(into: URL): Promise<void> {
 }
 
 /**
- * CommonJS code in a bundle (the SDK's, in the bench's floor) calls
+ * CommonJS code in a bundle (some of the SDK's) calls
  * `require("node:crypto")` through esbuild's shim, which needs a `require` in
  * scope. `deno bundle` (2.9.6) swaps the shim for a `createRequire` banner,
  * but only when the minifier names the shim with word characters: named `$t`,

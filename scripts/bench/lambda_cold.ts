@@ -9,7 +9,7 @@ import { backendsFromConfig } from "../../lib/core/backends.ts";
 import { loadConfig } from "../../lib/core/config.ts";
 import { queueNameFor } from "../../lib/core/queue.ts";
 import { silentLogger } from "../../lib/core/log.ts";
-import { connectAws } from "../../lib/storage/aws/connections.ts";
+import { createAwsClients } from "../../lib/storage/aws/clients.ts";
 import { provisionAws } from "../../lib/storage/aws/provision.ts";
 import { resolveQueueUrl } from "../../lib/storage/aws/sqs_queue.ts";
 import { type AwsEmulators, uniqueAwsEnv } from "../../tests/support/aws_emulators.ts";
@@ -81,21 +81,25 @@ async function lambdaEnv(emulators: AwsEmulators): Promise<Record<string, string
   const aws = uniqueAwsEnv(emulators, "Cold");
   const config = loadConfig(aws);
   await provisionAws(config, silentLogger);
-  const { sqs } = connectAws(config);
-  // The template gives each lane's URL without its backend: each backend's queue adds `-<backend>`.
-  const backend = backendsFromConfig(config)[0].name;
-  const urlOf = (base: string) => resolveQueueUrl(sqs, queueNameFor(base, backend));
-  const [jobs, priority] = [await urlOf(config.jobsQueue), await urlOf(config.priorityQueue)];
-  return {
-    ...aws,
-    JOBS_QUEUE: jobs.slice(0, -`-${backend}`.length),
-    PRIORITY_QUEUE: priority.slice(0, -`-${backend}`.length),
-    // The floor sends to one queue, the one `POST /chat` sends to.
-    FLOOR_QUEUE_URL: jobs,
-    WORKER_STALE_S: "0",
-    // As the template sets it for a public API without keys: the API's own name is no local one.
-    ALLOWED_HOSTS: "*",
-  };
+  const clients = createAwsClients(config);
+  try {
+    // The template gives each lane's URL without its backend: each backend's queue adds `-<backend>`.
+    const backend = backendsFromConfig(config)[0].name;
+    const urlOf = (base: string) => resolveQueueUrl(clients.sqs, queueNameFor(base, backend));
+    const [jobs, priority] = [await urlOf(config.jobsQueue), await urlOf(config.priorityQueue)];
+    return {
+      ...aws,
+      JOBS_QUEUE: jobs.slice(0, -`-${backend}`.length),
+      PRIORITY_QUEUE: priority.slice(0, -`-${backend}`.length),
+      // The floor sends to one queue, the one `POST /chat` sends to.
+      FLOOR_QUEUE_URL: jobs,
+      WORKER_STALE_S: "0",
+      // As the template sets it for a public API without keys: the API's own name is no local one.
+      ALLOWED_HOSTS: "*",
+    };
+  } finally {
+    clients.destroy();
+  }
 }
 
 async function coldStart(
