@@ -175,9 +175,10 @@ const SDK_CLIENTS = [
 Deno.test("the front door, its Lambda bundle and the worker reach AWS through the SDK's clients", async () => {
   for (
     const [entry, dynamic] of [
-      ["main.ts", false],
+      // The S3 client is loaded at its first use (a dynamic import); a bundle holds it.
+      ["main.ts", true],
       ["lib/http/lambda.ts", true],
-      ["worker.ts", false],
+      ["worker.ts", true],
     ] as const
   ) {
     const packages = await npmPackagesReached(entry, dynamic);
@@ -185,6 +186,18 @@ Deno.test("the front door, its Lambda bundle and the worker reach AWS through th
       SDK_CLIENTS.filter((name) => !packages.has(name)),
       [],
       `the SDK clients ${entry} does not reach`,
+    );
+  }
+});
+
+Deno.test("the worker and the front door load the S3 client only at their first blob", async () => {
+  for (const entry of ["worker.ts", "main.ts", "lib/http/lambda.ts"]) {
+    const packages = await npmPackagesReached(entry, false);
+    assert.ok(packages.has("@aws-sdk/client-sqs"), `the walk of ${entry} reached the SDK`);
+    assert.equal(
+      packages.has("@aws-sdk/client-s3"),
+      false,
+      `${entry} loads the S3 client at start`,
     );
   }
 });

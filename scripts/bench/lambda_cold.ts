@@ -43,9 +43,10 @@ export async function measureLambdaCold(
   const dir = await Deno.makeTempDir({ prefix: "gateway-bench-lambda-" });
   try {
     const env = await lambdaEnv(emulators);
+    // Each in a directory of its own, with its chunks.
     const bundles = {
-      gateway: `${dir}/lambda.mjs`,
-      floor: `${dir}/floor.mjs`,
+      gateway: `${dir}/gateway/lambda.mjs`,
+      floor: `${dir}/floor/floor.mjs`,
     };
     const figures = {
       gateway: empty(await buildLambdaBundle(bundles.gateway)),

@@ -7,7 +7,7 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { SQSClient } from "@aws-sdk/client-sqs";
-import { S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import type { InitializeMiddleware, MetadataBearer } from "@smithy/types";
 import type { Config } from "../../core/config.ts";
 
@@ -28,7 +28,11 @@ export interface AwsClients {
   /** DynamoDB items as plain values (`removeUndefinedValues`). */
   documents: DynamoDBDocumentClient;
   sqs: SQSClient;
-  s3: S3Client;
+  /**
+   * The S3 client, loaded and built at its first use, then kept: most jobs
+   * hold no blob, and loading it costs a worker some 4 MiB.
+   */
+  s3(): Promise<S3Client>;
   /** Closes the clients' sockets. */
   destroy(): void;
 }
@@ -68,24 +72,33 @@ export function createAwsClients(config: Config, options: AwsClientOptions = {})
     marshallOptions: { removeUndefinedValues: true },
   });
   const sqs = new SQSClient(settings(config, "sqs"));
-  const s3 = new S3Client({
-    ...settings(config, "s3"),
-    // An emulator answers at one address, not at a host name per bucket.
-    forcePathStyle: config.awsEndpoints.s3 !== undefined,
-  });
+  let s3: Promise<S3Client> | undefined;
+  const loadS3 = async () => {
+    const { S3Client } = await import("./s3_calls.ts");
+    const client = new S3Client({
+      ...settings(config, "s3"),
+      // An emulator answers at one address, not at a host name per bucket.
+      forcePathStyle: config.awsEndpoints.s3 !== undefined,
+    });
+    client.middlewareStack.add(callObserver(options.onCall), OBSERVER);
+    return client;
+  };
   dynamo.middlewareStack.add(callObserver(options.onCall), OBSERVER);
   sqs.middlewareStack.add(callObserver(options.onCall), OBSERVER);
-  s3.middlewareStack.add(callObserver(options.onCall), OBSERVER);
   return {
     dynamo,
     documents,
     sqs,
-    s3,
+    s3: () =>
+      s3 ??= loadS3().catch((err) => {
+        s3 = undefined; // loaded again next time
+        throw err;
+      }),
     destroy() {
       documents.destroy();
       dynamo.destroy();
       sqs.destroy();
-      s3.destroy();
+      s3?.then((client) => client.destroy(), () => {});
     },
   };
 }

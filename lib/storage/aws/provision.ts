@@ -64,7 +64,7 @@ async function provisionWith(clients: AwsClients, config: Config, logger: Logger
   for (const name of backendQueueNames(config)) {
     await ensureQueueWithDlq(clients, name, config.maxAttempts, logger);
   }
-  await configureBlobBucket(clients.s3, config, logger);
+  await configureBlobBucket(await clients.s3(), config, logger);
 }
 
 /**

@@ -1,5 +1,5 @@
 /** Blobs in an S3 bucket, under `blobs/`, expired by the bucket's lifecycle rule. */
-import { GetObjectCommand, NoSuchKey, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { blobRef, type BlobStore, parseBlobRef, type StoredBlob } from "../../core/blobs.ts";
 
 /** The key prefix of every blob; the lifecycle rule and the IAM policies name it. */
@@ -18,48 +18,44 @@ export interface S3BlobOptions {
 
 /** A {@linkcode BlobStore} on S3. */
 export class S3BlobStore implements BlobStore {
-  #s3: S3Client;
+  #s3: () => Promise<S3Client>;
   #options: S3BlobOptions;
   #owner: Promise<string | undefined> | undefined;
 
-  constructor(s3: S3Client, options: S3BlobOptions) {
+  /** `s3` gives the process's S3 client, loaded at the first blob (clients.ts). */
+  constructor(s3: () => Promise<S3Client>, options: S3BlobOptions) {
     this.#s3 = s3;
     this.#options = options;
   }
 
   async put(owner: string | undefined, bytes: Uint8Array, contentType: string): Promise<string> {
     const ref = await blobRef(owner, bytes, contentType);
+    const [s3, { putObject }, expectedOwner] = await this.#prepare();
     // Named by its content: writing it again writes the same bytes.
-    await this.#s3.send(
-      new PutObjectCommand({
-        Bucket: this.#options.bucket,
-        Key: BLOB_PREFIX + parseBlobRef(ref)!.path,
-        Body: bytes,
-        ContentType: contentType,
-        ExpectedBucketOwner: await this.#expectedOwner(),
-      }),
-    );
+    const key = BLOB_PREFIX + parseBlobRef(ref)!.path;
+    await putObject(s3, { bucket: this.#options.bucket, key, expectedOwner }, {
+      bytes,
+      contentType,
+    });
     return ref;
   }
 
   async get(ref: string): Promise<StoredBlob | undefined> {
     const parsed = parseBlobRef(ref);
     if (!parsed) return undefined;
-    try {
-      const out = await this.#s3.send(
-        new GetObjectCommand({
-          Bucket: this.#options.bucket,
-          Key: BLOB_PREFIX + parsed.path,
-          ExpectedBucketOwner: await this.#expectedOwner(),
-        }),
-      );
-      const bytes = await out.Body!.transformToByteArray();
-      return { bytes, contentType: parsed.contentType };
-    } catch (err) {
-      // The worker may list the prefix (template.yaml), so a missing key is a 404, not a 403.
-      if (err instanceof NoSuchKey) return undefined;
-      throw err;
-    }
+    const [s3, { getObject }, expectedOwner] = await this.#prepare();
+    // The worker may list the prefix (template.yaml), so a missing key is a 404, not a 403.
+    const bytes = await getObject(s3, {
+      bucket: this.#options.bucket,
+      key: BLOB_PREFIX + parsed.path,
+      expectedOwner,
+    });
+    return bytes && { bytes, contentType: parsed.contentType };
+  }
+
+  /** The client, its calls and the bucket's expected owner. */
+  #prepare() {
+    return Promise.all([this.#s3(), import("./s3_calls.ts"), this.#expectedOwner()]);
   }
 
   #expectedOwner(): Promise<string | undefined> {
