@@ -19,12 +19,11 @@ import {
 import { loadConfig } from "../lib/core/config.ts";
 import { isLastingError } from "../lib/worker/outage.ts";
 import { createAwsClients } from "../lib/storage/aws/clients.ts";
+import { clientsAt, TEST_KEYS } from "./support/aws_clients.ts";
 import { lacksMoveTasks } from "../lib/storage/aws/sqs_queue.ts";
 import { motoUserWithChecks, routedTo, skipWithoutMoto, startMoto } from "./support/moto.ts";
 import { sharedDynamoDbLocal } from "./support/dynamodb_local.ts";
 import { skipWithoutAwsEmulators } from "./support/aws_emulators.ts";
-
-const KEYS = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "a-secret-never-shown" };
 
 /** A JSON call to Moto, routed to `service` by a fake signature (before its checks are on). */
 async function setupCall(
@@ -46,31 +45,6 @@ async function setupCall(
   const text = await res.text();
   assert.equal(res.status, 200, text);
   return JSON.parse(text);
-}
-
-/** How {@linkcode clientsFor} makes the clients. */
-interface ClientsForOptions {
-  keys?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-  region?: string;
-  onCall?: (operation: string) => void;
-}
-
-/** The gateway's own clients for the AWS services at `url`, with `keys` and no others. */
-function clientsFor(
-  url: string,
-  { keys = KEYS, region = "us-east-1", onCall }: ClientsForOptions = {},
-) {
-  return createAwsClients(
-    loadConfig({
-      BACKEND: "aws",
-      AWS_REGION: region,
-      AWS_ENDPOINT_URL: url,
-      AWS_ACCESS_KEY_ID: keys.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
-      ...(keys.sessionToken ? { AWS_SESSION_TOKEN: keys.sessionToken } : {}),
-    }),
-    { onCall },
-  );
 }
 
 /** What a promise rejected with; fails when it resolved. */
@@ -104,7 +78,7 @@ Deno.test({
       await t.step(
         "first, a wrong secret is refused (so the checks are on), as an error waiting will not heal, without the secret",
         async () => {
-          const wrong = clientsFor(moto.url, {
+          const wrong = clientsAt(moto.url, {
             keys: { ...credentials, secretAccessKey: "not-the-secret" },
           });
           try {
@@ -125,7 +99,7 @@ Deno.test({
         },
       );
 
-      const right = clientsFor(moto.url, { keys: credentials });
+      const right = clientsAt(moto.url, { keys: credentials });
       try {
         await t.step("a message sent is received, each call signed", async () => {
           const url = String(QueueUrl);
@@ -188,8 +162,8 @@ Deno.test("a 5xx or a throttle is tried again, up to three attempts, each signed
     json(503, {}),
   ]);
   const calls: string[] = [];
-  const { sqs, destroy } = clientsFor(server.url, {
-    keys: { ...KEYS, sessionToken: "a-session-token" },
+  const { sqs, destroy } = clientsAt(server.url, {
+    keys: { ...TEST_KEYS, sessionToken: "a-session-token" },
     region: "eu-west-1",
     onCall: (operation) => calls.push(operation),
   });
@@ -242,7 +216,7 @@ Deno.test("a connection dropped without an answer is tried again, and the third 
       conn.close();
     }
   })();
-  const { sqs, destroy } = clientsFor(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`);
+  const { sqs, destroy } = clientsAt(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`);
   try {
     const out = await sqs.send(new GetQueueUrlCommand({ QueueName: "jobs" }));
     assert.equal(out.QueueUrl, "http://q");
@@ -261,7 +235,7 @@ Deno.test("a refusal is not tried again, and keeps its name, status and SQS's ol
       message: "The specified queue does not exist.",
     }, { "x-amzn-query-error": "AWS.SimpleQueueService.NonExistentQueue;Sender" }),
   ]);
-  const { sqs, destroy } = clientsFor(server.url);
+  const { sqs, destroy } = clientsAt(server.url);
   try {
     const err = await rejection(sqs.send(new GetQueueUrlCommand({ QueueName: "gone" })));
     assert.ok(err instanceof QueueDoesNotExist, `${err.name}: ${err.message}`);
@@ -290,7 +264,7 @@ Deno.test("only an SQS 5xx that is no JSON (Moto's page) means an SQS without mo
     json(500, { __type: "InternalFailure" }),
     json(500, { __type: "InternalFailure" }),
   ]);
-  const { sqs, destroy } = clientsFor(server.url);
+  const { sqs, destroy } = clientsAt(server.url);
   try {
     const move = () => sqs.send(new StartMessageMoveTaskCommand({ SourceArn: "arn:dlq" }));
     const missing = await rejection(move());
@@ -315,7 +289,7 @@ Deno.test("a refused signature's message stops before the canonical request AWS 
         "The Canonical String for this request should have been\n'POST\n/\n\nx-amz-security-token:a-session-token\n'",
     }),
   ]);
-  const { sqs, destroy } = clientsFor(server.url);
+  const { sqs, destroy } = clientsAt(server.url);
   try {
     const err = await rejection(
       sqs.send(new DeleteMessageCommand({ QueueUrl: `${server.url}/q`, ReceiptHandle: "r" })),
@@ -354,7 +328,7 @@ Deno.test("a call signed on a clock an hour off AWS's is refused once, then sign
       })
       : Response.json({ QueueUrl: "http://q" }, { headers });
   });
-  const { sqs, destroy } = clientsFor(`http://127.0.0.1:${server.addr.port}`);
+  const { sqs, destroy } = clientsAt(`http://127.0.0.1:${server.addr.port}`);
   try {
     await sqs.send(new GetQueueUrlCommand({ QueueName: "jobs" }));
     assert.equal(signedAt.length, 2, "refused once, then accepted");
@@ -395,7 +369,7 @@ Deno.test({
       }
       return new Response(answer, { status: forwarded.status, headers: forwarded.headers });
     });
-    const clients = clientsFor(`http://127.0.0.1:${proxy.addr.port}`, {
+    const clients = clientsAt(`http://127.0.0.1:${proxy.addr.port}`, {
       keys: { accessKeyId: "test", secretAccessKey: "test" },
     });
     try {

@@ -5,24 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { blobRef } from "../lib/core/blobs.ts";
-import { loadConfig } from "../lib/core/config.ts";
-import { createAwsClients } from "../lib/storage/aws/clients.ts";
 import { S3BlobStore } from "../lib/storage/aws/s3_blobs.ts";
 import { isLastingError } from "../lib/worker/outage.ts";
+import { clientsAt } from "./support/aws_clients.ts";
 import { motoUserWithChecks, routedTo, skipWithoutMoto, startMoto } from "./support/moto.ts";
-
-const KEYS = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "a-secret-never-shown" };
-
-/** The gateway's S3 client for the endpoint at `url`, with `keys`. */
-function s3For(url: string, keys: { accessKeyId: string; secretAccessKey: string } = KEYS) {
-  return createAwsClients(loadConfig({
-    BACKEND: "aws",
-    AWS_REGION: "us-east-1",
-    AWS_ENDPOINT_URL: url,
-    AWS_ACCESS_KEY_ID: keys.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: keys.secretAccessKey,
-  }));
-}
 
 Deno.test({
   name: "blobs on Moto with authentication on: botocore accepts the S3 client's signatures",
@@ -45,7 +31,9 @@ Deno.test({
       await t.step(
         "first, a wrong secret is refused (so the checks are on), as an error waiting will not heal, without the secret",
         async () => {
-          const wrong = s3For(moto.url, { ...credentials, secretAccessKey: "not-the-secret" });
+          const wrong = clientsAt(moto.url, {
+            keys: { ...credentials, secretAccessKey: "not-the-secret" },
+          });
           try {
             const blobs = new S3BlobStore(wrong.s3, { bucket: "gateway-blobs" });
             const err = await blobs.put(undefined, bytes, "image/png").then(
@@ -62,7 +50,7 @@ Deno.test({
         },
       );
 
-      const right = s3For(moto.url, credentials);
+      const right = clientsAt(moto.url, { keys: credentials });
       try {
         const blobs = new S3BlobStore(right.s3, { bucket: "gateway-blobs" });
         await t.step("a blob put is read back, each call signed", async () => {
@@ -101,7 +89,7 @@ Deno.test("a blob put is tried again after S3's 503, and not after a missing buc
       return new Response(null, { status: 200 });
     },
   );
-  const { s3, destroy } = s3For(`http://127.0.0.1:${server.addr.port}`);
+  const { s3, destroy } = clientsAt(`http://127.0.0.1:${server.addr.port}`);
   try {
     const bytes = new Uint8Array([1]);
     await new S3BlobStore(s3, { bucket: "b" }).put(undefined, bytes, "image/png");
@@ -125,7 +113,7 @@ Deno.test("every blob call names the account that must own the bucket, in a sign
     seen.push(req.headers);
     return new Response(req.method === "GET" ? "x" : null, { status: 200 });
   });
-  const { s3, destroy } = s3For(`http://127.0.0.1:${server.addr.port}`);
+  const { s3, destroy } = clientsAt(`http://127.0.0.1:${server.addr.port}`);
   try {
     let asked = 0;
     const blobs = new S3BlobStore(s3, {

@@ -5,25 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
-import { loadConfig } from "../lib/core/config.ts";
 import type { ReceivedJob } from "../lib/core/queue.ts";
-import { createAwsClients } from "../lib/storage/aws/clients.ts";
+import { clientsAt } from "./support/aws_clients.ts";
 import { SqsJobQueue } from "../lib/storage/aws/sqs_queue.ts";
 import { skipWithoutMoto, startMoto } from "./support/moto.ts";
 
 /** The gateway's clients for the SQS at `url`, counting their calls by operation. */
 function countingClients(url: string) {
   const calls: string[] = [];
-  const clients = createAwsClients(
-    loadConfig({
-      BACKEND: "aws",
-      AWS_REGION: "us-east-1",
-      AWS_ENDPOINT_URL: url,
-      AWS_ACCESS_KEY_ID: "test",
-      AWS_SECRET_ACCESS_KEY: "test",
-    }),
-    { onCall: (operation) => calls.push(operation) },
-  );
+  const clients = clientsAt(url, { onCall: (operation) => calls.push(operation) });
   return { clients, calls };
 }
 
