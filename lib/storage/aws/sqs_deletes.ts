@@ -23,12 +23,11 @@ interface PendingDelete {
   done: PromiseWithResolvers<void>;
 }
 
-/** A refused entry of a batch, named by SQS's code for it (`ReceiptHandleIsInvalid`). */
-export class BatchEntryError extends Error {
-  constructor(code: string, message: string | undefined) {
-    super(`Cannot delete message: ${code}${message ? `: ${message}` : ""}`);
-    this.name = code;
-  }
+/** The error of a refused entry, named by SQS's code for it (`ReceiptHandleIsInvalid`), as a lone delete's is. */
+function entryError(code: string, message: string | undefined): Error {
+  const err = new Error(`Cannot delete message: ${code}${message ? `: ${message}` : ""}`);
+  err.name = code;
+  return err;
 }
 
 /** Gathers deletes per queue and sends them a batch at a time. */
@@ -75,12 +74,12 @@ export class DeleteBatcher {
       for (const entry of out.Successful ?? []) batch[Number(entry.Id)]?.done.resolve();
       for (const entry of out.Failed ?? []) {
         batch[Number(entry.Id)]?.done.reject(
-          new BatchEntryError(entry.Code ?? "UnknownError", entry.Message),
+          entryError(entry.Code ?? "UnknownError", entry.Message),
         );
       }
       // Settling twice does nothing: only an entry SQS said nothing of is refused here.
       for (const { done } of batch) {
-        done.reject(new BatchEntryError("NoAnswer", "SQS's answer did not name this entry"));
+        done.reject(entryError("NoAnswer", "SQS's answer did not name this entry"));
       }
     }, (err) => {
       for (const { done } of batch) done.reject(err);
