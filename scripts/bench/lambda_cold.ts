@@ -1,8 +1,9 @@
 /**
  * The Lambda bundle against its floor (scripts/bench/lambda_floor.ts: Hono,
- * its Lambda adapter, the SQS client and the DynamoDB document client and
- * nothing else): the size of each, and each one's cold start, the import plus
- * the first `POST /chat` in a fresh Node.js process, against the emulators.
+ * its Lambda adapter, and the DynamoDB document client, SQS and S3 clients
+ * the front door uses, and nothing else): the size of each (all its files,
+ * chunks included), and each one's cold start, the import plus the first
+ * `POST /chat` in a fresh Node.js process, against the emulators.
  */
 import { fileURLToPath } from "node:url";
 import { backendsFromConfig } from "../../lib/core/backends.ts";
