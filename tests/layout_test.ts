@@ -56,8 +56,12 @@ async function libFiles(dir = `${PROJECT_DIR}/lib`): Promise<string[]> {
   return files;
 }
 
-/** Every import between two modules of lib/, as `deno info --json` resolves them. */
-async function libImports(): Promise<Edge[]> {
+/**
+ * Every import of a module of lib/, as `deno info --json` resolves it: `to` is
+ * the path of another module of lib/, or the resolved specifier of anything
+ * else (`npm:@aws-sdk/client-sqs@3.1169.0`).
+ */
+async function libDependencies(): Promise<Edge[]> {
   const root = await Deno.makeTempFile({ dir: PROJECT_DIR, prefix: ".layout-", suffix: ".ts" });
   try {
     const files = await libFiles();
@@ -69,8 +73,7 @@ async function libImports(): Promise<Edge[]> {
       if (!from) continue;
       for (const dependency of module.dependencies ?? []) {
         for (const target of [dependency.code?.specifier, dependency.type?.specifier]) {
-          const to = target && libPath(target);
-          if (to) edges.push({ from, to });
+          if (target) edges.push({ from, to: libPath(target) ?? target });
         }
       }
     }
@@ -78,6 +81,11 @@ async function libImports(): Promise<Edge[]> {
   } finally {
     await Deno.remove(root);
   }
+}
+
+/** Every import between two modules of lib/. */
+async function libImports(): Promise<Edge[]> {
+  return (await libDependencies()).filter(({ to }) => !/^[a-z]+:/.test(to));
 }
 
 function relative(path: string): string {
@@ -122,7 +130,7 @@ Deno.test("the Lambda entry point never reaches the embedded backend, the worker
   assert.deepEqual(
     [...reached].filter((path) =>
       path.startsWith("storage/embedded/") || path.startsWith("worker/") ||
-      // The one module with the full S3 client: creating the bucket is setup's work.
+      // Creating tables, queues and the bucket is setup's work.
       path === "storage/aws/provision.ts"
     ),
     [],
@@ -156,19 +164,59 @@ async function npmPackagesReached(entry: string, dynamic: boolean): Promise<Set<
   return packages;
 }
 
-Deno.test("the worker starts without the AWS SDK, and the Lambda's bundle holds none: both call AWS with signed fetch", async () => {
+/** The SDK's clients the store, the queue and the blobs use. */
+const SDK_CLIENTS = [
+  "@aws-sdk/client-dynamodb",
+  "@aws-sdk/lib-dynamodb",
+  "@aws-sdk/client-sqs",
+  "@aws-sdk/client-s3",
+];
+
+Deno.test("the front door, its Lambda bundle and the worker reach AWS through the SDK's clients", async () => {
   for (
-    const [entry, dynamic] of [["worker.ts", false], ["main.ts", false], [
-      "lib/http/lambda.ts",
-      true,
-    ]] as const
+    const [entry, dynamic] of [
+      // The S3 client is loaded at its first use (a dynamic import); a bundle holds it.
+      ["main.ts", true],
+      ["lib/http/lambda.ts", true],
+      ["worker.ts", true],
+    ] as const
   ) {
     const packages = await npmPackagesReached(entry, dynamic);
-    assert.ok(packages.has("hono") || entry === "worker.ts", `the walk of ${entry} reached hono`);
     assert.deepEqual(
-      [...packages].filter((name) => name.startsWith("@aws-sdk/") || name.startsWith("@smithy/")),
+      SDK_CLIENTS.filter((name) => !packages.has(name)),
       [],
-      `the SDK packages ${entry} reaches`,
+      `the SDK clients ${entry} does not reach`,
     );
   }
+});
+
+Deno.test("the worker and the front door load the S3 client only at their first blob", async () => {
+  for (const entry of ["worker.ts", "main.ts", "lib/http/lambda.ts"]) {
+    const packages = await npmPackagesReached(entry, false);
+    assert.ok(packages.has("@aws-sdk/client-sqs"), `the walk of ${entry} reached the SDK`);
+    assert.equal(
+      packages.has("@aws-sdk/client-s3"),
+      false,
+      `${entry} loads the S3 client at start`,
+    );
+  }
+});
+
+Deno.test("no module of lib/ signs a request or calls AWS with fetch: the SDK's clients do", async () => {
+  const edges = await libDependencies();
+  const signers = edges.filter(({ to }) => /^npm:\/?@(smithy|aws-sdk)\/signature-v4/.test(to));
+  assert.deepEqual(signers, [], "imports of a signer");
+  const handMade: string[] = [];
+  for (const file of await libFiles()) {
+    const code = await Deno.readTextFile(file);
+    const path = relative(file);
+    // fetch( that is no method of something else (app.fetch), and the marks of a hand-signed call.
+    if (path.startsWith("lib/storage/") && /(^|[^.\w])fetch\(/m.test(code)) {
+      handMade.push(`${path} calls fetch`);
+    }
+    if (/AWS4-HMAC-SHA256|x-amz-(target|date|content-sha256)|createHmac|subtle\.sign/i.test(code)) {
+      handMade.push(`${path} signs or builds an AWS request`);
+    }
+  }
+  assert.deepEqual(handMade, []);
 });

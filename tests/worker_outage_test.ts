@@ -4,9 +4,9 @@
  * errors that waiting will not heal.
  */
 import assert from "node:assert/strict";
+import { QueueDoesNotExist, SQSServiceException } from "@aws-sdk/client-sqs";
 import { SqsJobQueue } from "../lib/storage/aws/sqs_queue.ts";
-import { connectAws } from "../lib/storage/aws/connections.ts";
-import { AwsNetworkError, AwsServiceError } from "../lib/storage/aws/json_protocol.ts";
+import { createAwsClients } from "../lib/storage/aws/clients.ts";
 import { createLogger } from "../lib/core/log.ts";
 import { DEFAULT_PAUSES, isLastingError, pauseAfter } from "../lib/worker/outage.ts";
 import { loadConfig } from "../lib/core/config.ts";
@@ -40,26 +40,32 @@ Deno.test("by default a queue that is away is tried again at least every 4 s, a 
   assert.equal(DEFAULT_PAUSES.lastingMs, 30_000);
 });
 
-Deno.test("isLastingError() tells set-up faults from passing ones", () => {
-  const answer = (name: string, status: number) =>
-    new AwsServiceError(name, `${name} (${status})`, status, undefined, {});
-  assert.equal(isLastingError(answer("QueueDoesNotExist", 400)), true);
+Deno.test("isLastingError() tells set-up faults from passing ones, as the AWS SDK shapes them", () => {
+  const $metadata = (httpStatusCode: number) => ({ $metadata: { httpStatusCode } });
+  // Fields past the constructor's are added as the SDK adds them, after it.
+  const answer = (name: string, status: number, more: object = {}) =>
+    Object.assign(new SQSServiceException({ name, $fault: "client", ...$metadata(status) }), more);
+  assert.equal(
+    isLastingError(new QueueDoesNotExist({ message: "gone", ...$metadata(400) })),
+    true,
+  );
   assert.equal(isLastingError(answer("InvalidClientTokenId", 403)), true);
   assert.equal(isLastingError(answer("UnrecognizedClientException", 400)), true);
-  // An answer that names no error type (a proxy's page): only the status tells.
-  assert.equal(isLastingError(answer("Http403", 403)), true);
-  assert.equal(isLastingError(answer("ThrottlingException", 400)), false);
-  assert.equal(isLastingError(answer("Http503", 503)), false);
+  // Named by SQS's older code only.
   assert.equal(
-    isLastingError(new AwsNetworkError("sqs ReceiveMessage", new TypeError("Connection refused"))),
+    isLastingError(answer("Unknown", 400, { Code: "AWS.SimpleQueueService.NonExistentQueue" })),
+    true,
+  );
+  // An answer the SDK cannot read (an emulator's or a proxy's page): only the status tells.
+  const unreadable = (status: number) =>
+    Object.assign(new SyntaxError("Unexpected token '<'"), $metadata(status));
+  assert.equal(isLastingError(unreadable(403)), true);
+  assert.equal(isLastingError(unreadable(503)), false);
+  assert.equal(isLastingError(answer("ThrottlingException", 400)), false);
+  assert.equal(
+    isLastingError(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })),
     false,
   );
-  // The SDK's errors (setting up) are read the same way.
-  const sdkError = Object.assign(new Error("denied"), {
-    name: "SomethingElse",
-    $metadata: { httpStatusCode: 403 },
-  });
-  assert.equal(isLastingError(sdkError), true);
   assert.equal(isLastingError("a string"), false);
 });
 
@@ -141,9 +147,9 @@ Deno.test({
   ignore: skipWithoutAwsEmulators(),
   async fn() {
     const emulators = await startAwsEmulators();
-    const { sqs } = connectAws(loadConfig(uniqueAwsEnv(emulators)));
+    const clients = createAwsClients(loadConfig(uniqueAwsEnv(emulators)));
     try {
-      const queue = new SqsJobQueue(sqs, { priority: "no-such-q", default: "nor-this" });
+      const queue = new SqsJobQueue(clients.sqs, { priority: "no-such-q", default: "nor-this" });
       const err = await queue.receive({ backend: "vllm", lane: "default" }, {
         maxMessages: 1,
         waitSeconds: 0,
@@ -152,6 +158,7 @@ Deno.test({
       assert.ok(err instanceof Error, "the receive failed");
       assert.equal(isLastingError(err), true, `${err.name}: ${err.message}`);
     } finally {
+      clients.destroy();
       await emulators.stop();
     }
   },

@@ -7,7 +7,6 @@
  */
 import { errorMessage } from "../core/error_message.ts";
 import type { Logger } from "../core/log.ts";
-import { awsErrorStatus } from "../storage/aws/json_protocol.ts";
 
 /**
  * Pauses after consecutive failures: the first, doubling up to the longest;
@@ -47,11 +46,19 @@ const LASTING_ERROR_NAMES = new Set([
   "AccessDeniedException",
 ]);
 
-/** Whether waiting will not heal this error: it needs someone to change the set-up. */
+/**
+ * Whether waiting will not heal this error: it needs someone to change the
+ * set-up. Read as the AWS SDK shapes its errors: the error's `name`, SQS's
+ * older `Code` (`AWS.SimpleQueueService.NonExistentQueue`), or only the
+ * answer's status (`$metadata.httpStatusCode`), for an answer the SDK cannot
+ * read (an emulator's or a proxy's page).
+ */
 export function isLastingError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  const { Code, $metadata } = err as { Code?: unknown; $metadata?: { httpStatusCode?: unknown } };
   if (LASTING_ERROR_NAMES.has(err.name)) return true;
-  const status = awsErrorStatus(err);
+  if (typeof Code === "string" && LASTING_ERROR_NAMES.has(Code)) return true;
+  const status = $metadata?.httpStatusCode;
   return status === 401 || status === 403;
 }
 

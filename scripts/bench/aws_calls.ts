@@ -1,19 +1,17 @@
-/** AWS connections that count the calls they make, by operation: the bench's calls per job. */
-import { type AwsConnections, connectAws } from "../../lib/storage/aws/connections.ts";
+/** AWS clients that count the calls they make, by operation: the bench's calls per job. */
+import { type AwsClients, createAwsClients } from "../../lib/storage/aws/clients.ts";
 import type { Config } from "../../lib/core/config.ts";
 
 /** Calls made so far, by operation name (`GetItem`, `ReceiveMessage`...). */
 export type CallCounts = Map<string, number>;
 
-/** Connections for `config` whose every DynamoDB and SQS call, retries aside, adds one to `calls`. */
-export function countingConnections(
-  config: Config,
-): { connections: AwsConnections; calls: CallCounts } {
+/** The gateway's clients for `config`, whose every call, retries aside, adds one to `calls`. */
+export function countingClients(config: Config): { clients: AwsClients; calls: CallCounts } {
   const calls: CallCounts = new Map();
-  const connections = connectAws(config, {
+  const clients = createAwsClients(config, {
     onCall: (operation) => calls.set(operation, (calls.get(operation) ?? 0) + 1),
   });
-  return { connections, calls };
+  return { clients, calls };
 }
 
 /** The calls made between two snapshots, by operation. */

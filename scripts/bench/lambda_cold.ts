@@ -1,15 +1,16 @@
 /**
  * The Lambda bundle against its floor (scripts/bench/lambda_floor.ts: Hono,
- * its Lambda adapter, the SQS client and the DynamoDB document client and
- * nothing else): the size of each, and each one's cold start, the import plus
- * the first `POST /chat` in a fresh Node.js process, against the emulators.
+ * its Lambda adapter, and the DynamoDB document client, SQS and S3 clients
+ * the front door uses, and nothing else): the size of each (all its files,
+ * chunks included), and each one's cold start, the import plus the first
+ * `POST /chat` in a fresh Node.js process, against the emulators.
  */
 import { fileURLToPath } from "node:url";
 import { backendsFromConfig } from "../../lib/core/backends.ts";
 import { loadConfig } from "../../lib/core/config.ts";
 import { queueNameFor } from "../../lib/core/queue.ts";
 import { silentLogger } from "../../lib/core/log.ts";
-import { connectAws } from "../../lib/storage/aws/connections.ts";
+import { createAwsClients } from "../../lib/storage/aws/clients.ts";
 import { provisionAws } from "../../lib/storage/aws/provision.ts";
 import { resolveQueueUrl } from "../../lib/storage/aws/sqs_queue.ts";
 import { type AwsEmulators, uniqueAwsEnv } from "../../tests/support/aws_emulators.ts";
@@ -43,9 +44,10 @@ export async function measureLambdaCold(
   const dir = await Deno.makeTempDir({ prefix: "gateway-bench-lambda-" });
   try {
     const env = await lambdaEnv(emulators);
+    // Each in a directory of its own, with its chunks.
     const bundles = {
-      gateway: `${dir}/lambda.mjs`,
-      floor: `${dir}/floor.mjs`,
+      gateway: `${dir}/gateway/lambda.mjs`,
+      floor: `${dir}/floor/floor.mjs`,
     };
     const figures = {
       gateway: empty(await buildLambdaBundle(bundles.gateway)),
@@ -81,21 +83,25 @@ async function lambdaEnv(emulators: AwsEmulators): Promise<Record<string, string
   const aws = uniqueAwsEnv(emulators, "Cold");
   const config = loadConfig(aws);
   await provisionAws(config, silentLogger);
-  const { sqs } = connectAws(config);
-  // The template gives each lane's URL without its backend: each backend's queue adds `-<backend>`.
-  const backend = backendsFromConfig(config)[0].name;
-  const urlOf = (base: string) => resolveQueueUrl(sqs, queueNameFor(base, backend));
-  const [jobs, priority] = [await urlOf(config.jobsQueue), await urlOf(config.priorityQueue)];
-  return {
-    ...aws,
-    JOBS_QUEUE: jobs.slice(0, -`-${backend}`.length),
-    PRIORITY_QUEUE: priority.slice(0, -`-${backend}`.length),
-    // The floor sends to one queue, the one `POST /chat` sends to.
-    FLOOR_QUEUE_URL: jobs,
-    WORKER_STALE_S: "0",
-    // As the template sets it for a public API without keys: the API's own name is no local one.
-    ALLOWED_HOSTS: "*",
-  };
+  const clients = createAwsClients(config);
+  try {
+    // The template gives each lane's URL without its backend: each backend's queue adds `-<backend>`.
+    const backend = backendsFromConfig(config)[0].name;
+    const urlOf = (base: string) => resolveQueueUrl(clients.sqs, queueNameFor(base, backend));
+    const [jobs, priority] = [await urlOf(config.jobsQueue), await urlOf(config.priorityQueue)];
+    return {
+      ...aws,
+      JOBS_QUEUE: jobs.slice(0, -`-${backend}`.length),
+      PRIORITY_QUEUE: priority.slice(0, -`-${backend}`.length),
+      // The floor sends to one queue, the one `POST /chat` sends to.
+      FLOOR_QUEUE_URL: jobs,
+      WORKER_STALE_S: "0",
+      // As the template sets it for a public API without keys: the API's own name is no local one.
+      ALLOWED_HOSTS: "*",
+    };
+  } finally {
+    clients.destroy();
+  }
 }
 
 async function coldStart(

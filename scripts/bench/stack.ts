@@ -16,7 +16,7 @@ import { openServices } from "../../lib/storage/open.ts";
 import { JobWorker } from "../../lib/worker/job_worker.ts";
 import { uniqueAwsEnv } from "../../tests/support/aws_emulators.ts";
 import type { BenchEmulators } from "./emulators.ts";
-import { type CallCounts, countingConnections } from "./aws_calls.ts";
+import { type CallCounts, countingClients } from "./aws_calls.ts";
 import { type JobProgress, watchJobs } from "./job_watch.ts";
 import { type LlmProcess, startLlmProcess } from "./llm_process.ts";
 import { startWorkerProcess } from "./worker_process.ts";
@@ -92,8 +92,8 @@ export async function startBenchStack(
     let calls: BenchStack["calls"];
     if (config.backend === "aws") {
       await provisionAws(config, logger);
-      const frontDoor = countingConnections(config);
-      services = openAwsServices(config, frontDoor.connections);
+      const frontDoor = countingClients(config);
+      services = openAwsServices(config, frontDoor.clients);
       cleanups.push(() => services.close());
       const worker = await startWorkerProcess(env as Record<string, string>);
       cleanups.push(() => worker.stop());

@@ -14,7 +14,7 @@ import { loadConfig } from "../../lib/core/config.ts";
 import { createLogger } from "../../lib/core/log.ts";
 import { openAwsServices } from "../../lib/storage/aws/open.ts";
 import { JobWorker } from "../../lib/worker/job_worker.ts";
-import { type CallCounts, countingConnections } from "./aws_calls.ts";
+import { type CallCounts, countingClients } from "./aws_calls.ts";
 import { JobTracker, type WatchEvent, watchJobs } from "./job_watch.ts";
 import { answerBench, startJsonChild, tellBench } from "./json_child.ts";
 import { workerEnv, workerTaskSettings } from "./worker_task.ts";
@@ -64,8 +64,8 @@ async function main(): Promise<void> {
     level: "warn",
     write: (line) => console.error(line),
   });
-  const { connections, calls } = countingConnections(config);
-  const services = openAwsServices(config, connections);
+  const { clients, calls } = countingClients(config);
+  const services = openAwsServices(config, clients);
   const watch = watchJobs(services.store, (event) => tellBench("news", event));
   const worker = new JobWorker({ ...services, store: watch.store }, { logger });
   await worker.start();

@@ -23,6 +23,17 @@ export function motoUnavailable(): string | undefined {
   }
 }
 
+/**
+ * Whether a test of `what` that needs Moto should be ignored: only when Moto
+ * is missing and we are not in CI, where that is a failure, loudly.
+ */
+export function skipWithoutMoto(what: string): boolean {
+  const reason = motoUnavailable();
+  if (reason && Deno.env.get("CI")) throw new Error(`Cannot run ${what} in CI: ${reason}`);
+  if (reason) console.warn(`\n!!! SKIPPING ${what}: ${reason}\n`);
+  return reason !== undefined;
+}
+
 /** Starts `moto_server -H 127.0.0.1 -p <free port>` and waits until it answers. */
 export async function startMoto(): Promise<Moto> {
   const port = freePort();

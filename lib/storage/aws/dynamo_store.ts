@@ -1,5 +1,20 @@
 /** The store on DynamoDB: one table of conversations, one of job records. */
-import type { QueryCommandInput, TransactWriteCommandInput } from "@aws-sdk/lib-dynamodb";
+import {
+  ConditionalCheckFailedException,
+  TransactionCanceledException,
+} from "@aws-sdk/client-dynamodb";
+import {
+  BatchGetCommand,
+  DeleteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  type QueryCommandInput,
+  TransactWriteCommand,
+  type TransactWriteCommandInput,
+  UpdateCommand,
+} from "@aws-sdk/lib-dynamodb";
 import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
 import { followJob, type ReplySoFar, withReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
@@ -27,9 +42,7 @@ import {
   type StartResult,
   type Store,
 } from "../../core/store.ts";
-import type { DynamoDocuments } from "./documents.ts";
 import { type BatchRead, JobPoller } from "./job_poller.ts";
-import { isAwsError } from "./json_protocol.ts";
 
 /** The most a job item may take, in JSON bytes, leaving room below DynamoDB's 400 KB for names. */
 const JOB_ITEM_MAX_BYTES = 390_000;
@@ -107,25 +120,27 @@ const PARTIAL_TTL_S = 86_400;
  */
 export class DynamoStore implements Store {
   readonly partialEveryMs = PARTIAL_EVERY_MS;
-  #db: DynamoDocuments;
+  #db: DynamoDBDocumentClient;
   #tables: DynamoTables;
   /** Whether this store has dropped old worker records yet: once, with its first heartbeat. */
   #pruned = false;
   /** The one read loop of this process for every request that waits on a job. */
   readonly poller: JobPoller;
 
-  constructor(db: DynamoDocuments, tables: DynamoTables) {
+  constructor(db: DynamoDBDocumentClient, tables: DynamoTables) {
     this.#db = db;
     this.#tables = tables;
     this.poller = new JobPoller((ids, withPartial) => this.#readJobs(ids, withPartial));
   }
 
   async getConversation(conversationId: string): Promise<Conversation | undefined> {
-    const out = await this.#db.get({
-      TableName: this.#tables.conversations,
-      Key: { conversation_id: conversationId },
-      ConsistentRead: true,
-    });
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.conversations,
+        Key: { conversation_id: conversationId },
+        ConsistentRead: true,
+      }),
+    );
     return out.Item as Conversation | undefined;
   }
 
@@ -138,15 +153,17 @@ export class DynamoStore implements Store {
     };
     const claim = options.idempotency;
     if (!claim) {
-      await this.#db.put(put);
+      await this.#db.send(new PutCommand(put));
     } else {
       try {
         // The job and its key in one step: a key never names a job that was not written.
-        await this.#db.transactWrite({
-          TransactItems: [{ Put: put }, { Put: this.#heldKeyPut(claim, job.job_id) }],
-        });
+        await this.#db.send(
+          new TransactWriteCommand({
+            TransactItems: [{ Put: put }, { Put: this.#heldKeyPut(claim, job.job_id) }],
+          }),
+        );
       } catch (err) {
-        if (!isAwsError(err, "TransactionCanceledException")) throw err;
+        if (!(err instanceof TransactionCanceledException)) throw err;
         const held = await this.findIdempotencyKey(claim.id);
         if (held) return { state: "repeated", ...held };
         throw err;
@@ -175,41 +192,47 @@ export class DynamoStore implements Store {
   async joinLine(job: Job): Promise<{ first: boolean }> {
     if (isStateless(job)) return { first: true };
     try {
-      const out = await this.#db.update({
-        TableName: this.#tables.jobs,
-        Key: lineKey(job.conversation_id),
-        UpdateExpression: "SET pending = list_append(if_not_exists(pending, :empty), :job)",
-        ConditionExpression: "attribute_not_exists(pending) OR NOT contains(pending, :id)",
-        ExpressionAttributeValues: { ":empty": [], ":job": [job.job_id], ":id": job.job_id },
-        ReturnValues: "UPDATED_NEW",
-      });
+      const out = await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.jobs,
+          Key: lineKey(job.conversation_id),
+          UpdateExpression: "SET pending = list_append(if_not_exists(pending, :empty), :job)",
+          ConditionExpression: "attribute_not_exists(pending) OR NOT contains(pending, :id)",
+          ExpressionAttributeValues: { ":empty": [], ":job": [job.job_id], ":id": job.job_id },
+          ReturnValues: "UPDATED_NEW",
+        }),
+      );
       return { first: out.Attributes?.pending?.[0] === job.job_id };
     } catch (err) {
-      if (!isAwsError(err, "ConditionalCheckFailedException")) throw err;
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
       // In the line already: a repeat of its request lined it up first.
       return { first: (await this.headOfLine(job.conversation_id)) === job.job_id };
     }
   }
 
   async markSent(jobId: string, generation: number): Promise<void> {
-    await this.#db.update({
-      TableName: this.#tables.jobs,
-      Key: { job_id: jobId },
-      UpdateExpression: "SET sent_at = :now",
-      ConditionExpression: "attribute_exists(job_id) AND " +
-        (generation === 0
-          ? "(attribute_not_exists(generation) OR generation = :generation)"
-          : "generation = :generation"),
-      ExpressionAttributeValues: { ":now": new Date().toISOString(), ":generation": generation },
-    }).catch(ignoreConditionFailure);
+    await this.#db.send(
+      new UpdateCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: jobId },
+        UpdateExpression: "SET sent_at = :now",
+        ConditionExpression: "attribute_exists(job_id) AND " +
+          (generation === 0
+            ? "(attribute_not_exists(generation) OR generation = :generation)"
+            : "generation = :generation"),
+        ExpressionAttributeValues: { ":now": new Date().toISOString(), ":generation": generation },
+      }),
+    ).catch(ignoreConditionFailure);
   }
 
   async findIdempotencyKey(id: string): Promise<HeldIdempotencyKey | undefined> {
-    const out = await this.#db.get({
-      TableName: this.#tables.jobs,
-      Key: idempotencyKey(id),
-      ConsistentRead: true,
-    });
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: idempotencyKey(id),
+        ConsistentRead: true,
+      }),
+    );
     const item = out.Item;
     if (!item || Number(item.expires_at) <= Date.now() / 1000) return undefined;
     return {
@@ -220,23 +243,27 @@ export class DynamoStore implements Store {
   }
 
   async releaseIdempotencyKey(id: string, jobId: string): Promise<void> {
-    await this.#db.delete({
-      TableName: this.#tables.jobs,
-      Key: idempotencyKey(id),
-      ConditionExpression: "held_by = :job",
-      ExpressionAttributeValues: { ":job": jobId },
-    }).catch(ignoreConditionFailure);
+    await this.#db.send(
+      new DeleteCommand({
+        TableName: this.#tables.jobs,
+        Key: idempotencyKey(id),
+        ConditionExpression: "held_by = :job",
+        ExpressionAttributeValues: { ":job": jobId },
+      }),
+    ).catch(ignoreConditionFailure);
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
     // Job ids are UUIDs; the table's other items (lines, replies so far, the workers' records,
     // the redrive request) are no jobs.
     if (NOT_JOBS.has(jobId) || jobId.includes("#")) return undefined;
-    const out = await this.#db.get({
-      TableName: this.#tables.jobs,
-      Key: { job_id: jobId },
-      ConsistentRead: true,
-    });
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: jobId },
+        ConsistentRead: true,
+      }),
+    );
     return asJob(out.Item);
   }
 
@@ -244,35 +271,37 @@ export class DynamoStore implements Store {
     const now = Date.now();
     const generation = options.generation ?? 0;
     try {
-      const out = await this.#db.update({
-        TableName: this.#tables.jobs,
-        Key: { job_id: jobId },
-        UpdateExpression:
-          "SET #status = :running, attempts = if_not_exists(attempts, :zero) + :one, started_at = :iso, updated_at = :iso, lease_until = :lease",
-        ConditionExpression:
-          "attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed, :canceled) " +
-          "AND (attribute_not_exists(lease_until) OR lease_until < :now) AND " +
-          (generation === 0
-            ? "(attribute_not_exists(generation) OR generation = :generation)"
-            : "generation = :generation"),
-        ExpressionAttributeNames: { "#status": "status" },
-        ExpressionAttributeValues: {
-          ":generation": generation,
-          ":running": "running" satisfies JobStatus,
-          ":succeeded": "succeeded" satisfies JobStatus,
-          ":failed": "failed" satisfies JobStatus,
-          ":canceled": "canceled" satisfies JobStatus,
-          ":zero": 0,
-          ":one": 1,
-          ":iso": new Date(now).toISOString(),
-          ":now": now,
-          ":lease": now + leaseMs,
-        },
-        ReturnValues: "ALL_NEW",
-      });
+      const out = await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.jobs,
+          Key: { job_id: jobId },
+          UpdateExpression:
+            "SET #status = :running, attempts = if_not_exists(attempts, :zero) + :one, started_at = :iso, updated_at = :iso, lease_until = :lease",
+          ConditionExpression:
+            "attribute_exists(job_id) AND NOT #status IN (:succeeded, :failed, :canceled) " +
+            "AND (attribute_not_exists(lease_until) OR lease_until < :now) AND " +
+            (generation === 0
+              ? "(attribute_not_exists(generation) OR generation = :generation)"
+              : "generation = :generation"),
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: {
+            ":generation": generation,
+            ":running": "running" satisfies JobStatus,
+            ":succeeded": "succeeded" satisfies JobStatus,
+            ":failed": "failed" satisfies JobStatus,
+            ":canceled": "canceled" satisfies JobStatus,
+            ":zero": 0,
+            ":one": 1,
+            ":iso": new Date(now).toISOString(),
+            ":now": now,
+            ":lease": now + leaseMs,
+          },
+          ReturnValues: "ALL_NEW",
+        }),
+      );
       return { state: "started", job: asJob(out.Attributes)! };
     } catch (err) {
-      if (!isAwsError(err, "ConditionalCheckFailedException")) throw err;
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
       // The rare path: read the record to say why it could not be claimed.
       const job = await this.getJob(jobId);
       if (!job) throw new JobNotFoundError(jobId);
@@ -283,17 +312,19 @@ export class DynamoStore implements Store {
   }
 
   async renewLease(jobId: string, leaseMs: number): Promise<void> {
-    await this.#db.update({
-      TableName: this.#tables.jobs,
-      Key: { job_id: jobId },
-      UpdateExpression: "SET lease_until = :lease",
-      ConditionExpression: "#status = :running",
-      ExpressionAttributeNames: { "#status": "status" },
-      ExpressionAttributeValues: {
-        ":lease": Date.now() + leaseMs,
-        ":running": "running" satisfies JobStatus,
-      },
-    }).catch(ignoreConditionFailure);
+    await this.#db.send(
+      new UpdateCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: jobId },
+        UpdateExpression: "SET lease_until = :lease",
+        ConditionExpression: "#status = :running",
+        ExpressionAttributeNames: { "#status": "status" },
+        ExpressionAttributeValues: {
+          ":lease": Date.now() + leaseMs,
+          ":running": "running" satisfies JobStatus,
+        },
+      }),
+    ).catch(ignoreConditionFailure);
   }
 
   async retryJob(jobId: string, error: string): Promise<void> {
@@ -310,12 +341,10 @@ export class DynamoStore implements Store {
       try {
         return await this.#completeOnce(job, result);
       } catch (err) {
-        if (!isAwsError(err, "TransactionCanceledException")) throw err;
+        if (!(err instanceof TransactionCanceledException)) throw err;
         if ((await this.getJob(job.job_id))?.status === "succeeded") return "already_completed";
         // Another transaction touched the same item at the same moment: DynamoDB asks us to try again.
-        const reasons = err.details.CancellationReasons;
-        const conflict = Array.isArray(reasons) &&
-          reasons.some((r) => r?.Code === "TransactionConflict");
+        const conflict = err.CancellationReasons?.some((r) => r.Code === "TransactionConflict");
         if (!conflict || attempt >= 5) throw err;
         await new Promise((r) => setTimeout(r, 20 * attempt + Math.random() * 50));
       }
@@ -345,27 +374,31 @@ export class DynamoStore implements Store {
           ":created": job.created_at,
         },
       };
-    await this.#db.transactWrite({
-      TransactItems: [
-        {
-          Update: {
-            TableName: this.#tables.conversations,
-            Key: { conversation_id: job.conversation_id },
-            ...conversation,
+    await this.#db.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Update: {
+              TableName: this.#tables.conversations,
+              Key: { conversation_id: job.conversation_id },
+              ...conversation,
+            },
           },
-        },
-        { Update: this.#markSucceeded(job, result, now) },
-      ],
-    });
+          { Update: this.#markSucceeded(job, result, now) },
+        ],
+      }),
+    );
     return "completed";
   }
 
   async #completeStateless(job: Job, result: JobResult): Promise<CompleteResult> {
     try {
-      await this.#db.update(this.#markSucceeded(job, result, new Date().toISOString()));
+      await this.#db.send(
+        new UpdateCommand(this.#markSucceeded(job, result, new Date().toISOString())),
+      );
       return "completed";
     } catch (err) {
-      if (isAwsError(err, "ConditionalCheckFailedException")) return "already_completed";
+      if (err instanceof ConditionalCheckFailedException) return "already_completed";
       throw err;
     }
   }
@@ -410,22 +443,24 @@ export class DynamoStore implements Store {
   async cancelJob(jobId: string): Promise<Job | undefined> {
     const now = new Date().toISOString();
     try {
-      const out = await this.#db.update({
-        TableName: this.#tables.jobs,
-        Key: { job_id: jobId },
-        UpdateExpression: "SET #status = :canceled, finished_at = :now, updated_at = :now",
-        ConditionExpression: "#status = :queued",
-        ExpressionAttributeNames: { "#status": "status" },
-        ExpressionAttributeValues: {
-          ":canceled": "canceled" satisfies JobStatus,
-          ":queued": "queued" satisfies JobStatus,
-          ":now": now,
-        },
-        ReturnValues: "ALL_NEW",
-      });
+      const out = await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.jobs,
+          Key: { job_id: jobId },
+          UpdateExpression: "SET #status = :canceled, finished_at = :now, updated_at = :now",
+          ConditionExpression: "#status = :queued",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: {
+            ":canceled": "canceled" satisfies JobStatus,
+            ":queued": "queued" satisfies JobStatus,
+            ":now": now,
+          },
+          ReturnValues: "ALL_NEW",
+        }),
+      );
       return asJob(out.Attributes);
     } catch (err) {
-      if (isAwsError(err, "ConditionalCheckFailedException")) return undefined;
+      if (err instanceof ConditionalCheckFailedException) return undefined;
       throw err;
     }
   }
@@ -433,15 +468,17 @@ export class DynamoStore implements Store {
   async savePartial(jobId: string, soFar: ReplySoFar): Promise<void> {
     // Unconditional: a late write after the job ended is never read, since
     // only a running job's reply so far is, and TTL deletes it.
-    await this.#db.put({
-      TableName: this.#tables.jobs,
-      Item: {
-        ...partialKey(jobId),
-        text: soFar.content,
-        reasoning: soFar.reasoning || undefined,
-        expires_at: Math.floor(Date.now() / 1000) + PARTIAL_TTL_S,
-      },
-    });
+    await this.#db.send(
+      new PutCommand({
+        TableName: this.#tables.jobs,
+        Item: {
+          ...partialKey(jobId),
+          text: soFar.content,
+          reasoning: soFar.reasoning || undefined,
+          expires_at: Math.floor(Date.now() / 1000) + PARTIAL_TTL_S,
+        },
+      }),
+    );
   }
 
   watchJob(jobId: string, signal: AbortSignal): AsyncIterable<Job | undefined> {
@@ -455,9 +492,11 @@ export class DynamoStore implements Store {
       ...jobIds.map((id) => ({ job_id: id })),
       ...[...withPartial].map(partialKey),
     ];
-    const out = await this.#db.batchGet({
-      RequestItems: { [table]: { Keys: keys, ConsistentRead: true } },
-    });
+    const out = await this.#db.send(
+      new BatchGetCommand({
+        RequestItems: { [table]: { Keys: keys, ConsistentRead: true } },
+      }),
+    );
     const items = new Map<string, Record<string, unknown>>();
     for (const item of out.Responses?.[table] ?? []) items.set(item.job_id as string, item);
     const unprocessed = new Set<string>();
@@ -485,28 +524,32 @@ export class DynamoStore implements Store {
 
   async passTurn(conversationId: string, jobId: string): Promise<string | undefined> {
     try {
-      const out = await this.#db.update({
-        TableName: this.#tables.jobs,
-        Key: lineKey(conversationId),
-        UpdateExpression: "REMOVE pending[0]",
-        ConditionExpression: "pending[0] = :job",
-        ExpressionAttributeValues: { ":job": jobId },
-        ReturnValues: "ALL_NEW",
-      });
+      const out = await this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.jobs,
+          Key: lineKey(conversationId),
+          UpdateExpression: "REMOVE pending[0]",
+          ConditionExpression: "pending[0] = :job",
+          ExpressionAttributeValues: { ":job": jobId },
+          ReturnValues: "ALL_NEW",
+        }),
+      );
       return out.Attributes?.pending?.[0];
     } catch (err) {
-      if (!isAwsError(err, "ConditionalCheckFailedException")) throw err;
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
       return await this.headOfLine(conversationId);
     }
   }
 
   async headOfLine(conversationId: string): Promise<string | undefined> {
-    const out = await this.#db.get({
-      TableName: this.#tables.jobs,
-      Key: lineKey(conversationId),
-      ProjectionExpression: "pending[0]",
-      ConsistentRead: true,
-    });
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: lineKey(conversationId),
+        ProjectionExpression: "pending[0]",
+        ConsistentRead: true,
+      }),
+    );
     return out.Item?.pending?.[0];
   }
 
@@ -515,52 +558,60 @@ export class DynamoStore implements Store {
     const old = this.#pruned ? [] : await this.#oldWorkerIds();
     this.#pruned = true;
     const update = () =>
-      this.#db.update({
-        TableName: this.#tables.jobs,
-        Key: { job_id: WORKERS_ID },
-        UpdateExpression: "SET workers.#id = :record, expires_at = :expires" +
-          (old.length > 0 ? ` REMOVE ${old.map((_, i) => `workers.#old${i}`).join(", ")}` : ""),
-        ExpressionAttributeNames: {
-          "#id": record.worker_id,
-          ...Object.fromEntries(old.map((id, i) => [`#old${i}`, id])),
-        },
-        ExpressionAttributeValues: { ":record": record, ":expires": expires },
-      });
+      this.#db.send(
+        new UpdateCommand({
+          TableName: this.#tables.jobs,
+          Key: { job_id: WORKERS_ID },
+          UpdateExpression: "SET workers.#id = :record, expires_at = :expires" +
+            (old.length > 0 ? ` REMOVE ${old.map((_, i) => `workers.#old${i}`).join(", ")}` : ""),
+          ExpressionAttributeNames: {
+            "#id": record.worker_id,
+            ...Object.fromEntries(old.map((id, i) => [`#old${i}`, id])),
+          },
+          ExpressionAttributeValues: { ":record": record, ":expires": expires },
+        }),
+      );
     try {
       await update();
     } catch (err) {
       // A nested path cannot be set before the map exists: the first heartbeat creates it.
-      if (!isAwsError(err, "ValidationException")) throw err;
+      if (!(err instanceof Error && err.name === "ValidationException")) throw err;
       try {
-        await this.#db.put({
-          TableName: this.#tables.jobs,
-          Item: {
-            job_id: WORKERS_ID,
-            workers: { [record.worker_id]: record },
-            expires_at: expires,
-          },
-          ConditionExpression: "attribute_not_exists(job_id)",
-        });
+        await this.#db.send(
+          new PutCommand({
+            TableName: this.#tables.jobs,
+            Item: {
+              job_id: WORKERS_ID,
+              workers: { [record.worker_id]: record },
+              expires_at: expires,
+            },
+            ConditionExpression: "attribute_not_exists(job_id)",
+          }),
+        );
       } catch (putErr) {
-        if (!isAwsError(putErr, "ConditionalCheckFailedException")) throw putErr;
+        if (!(putErr instanceof ConditionalCheckFailedException)) throw putErr;
         await update(); // another worker created it first
       }
     }
   }
 
   async listWorkers(): Promise<WorkerRecord[]> {
-    const out = await this.#db.get({ TableName: this.#tables.jobs, Key: { job_id: WORKERS_ID } });
+    const out = await this.#db.send(
+      new GetCommand({ TableName: this.#tables.jobs, Key: { job_id: WORKERS_ID } }),
+    );
     const workers = (out.Item?.workers ?? {}) as Record<string, WorkerRecord>;
     return Object.values(workers).filter((record) => isKept(record));
   }
 
   /** The ids of worker records not renewed for a day. */
   async #oldWorkerIds(): Promise<string[]> {
-    const out = await this.#db.get({
-      TableName: this.#tables.jobs,
-      Key: { job_id: WORKERS_ID },
-      ConsistentRead: true,
-    });
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: WORKERS_ID },
+        ConsistentRead: true,
+      }),
+    );
     const workers = (out.Item?.workers ?? {}) as Record<string, WorkerRecord>;
     return Object.entries(workers).filter(([, record]) => !isKept(record)).map(([id]) => id);
   }
@@ -595,7 +646,7 @@ export class DynamoStore implements Store {
     const found: JobSummary[] = [];
     let reads = 0;
     do {
-      const out = await this.#db.query({ ...query, ExclusiveStartKey: start });
+      const out = await this.#db.send(new QueryCommand({ ...query, ExclusiveStartKey: start }));
       found.push(...(out.Items ?? []).map((item) => summarize(item as Job)));
       reads += out.ScannedCount ?? 0;
       start = out.LastEvaluatedKey;
@@ -616,11 +667,13 @@ export class DynamoStore implements Store {
   }
 
   async lineOf(conversationId: string): Promise<string[]> {
-    const out = await this.#db.get({
-      TableName: this.#tables.jobs,
-      Key: lineKey(conversationId),
-      ConsistentRead: true,
-    });
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: lineKey(conversationId),
+        ConsistentRead: true,
+      }),
+    );
     return out.Item?.pending ?? [];
   }
 
@@ -692,9 +745,9 @@ export class DynamoStore implements Store {
     jobId: string,
   ): Promise<Job | undefined> {
     try {
-      await this.#db.transactWrite({ TransactItems: items });
+      await this.#db.send(new TransactWriteCommand({ TransactItems: items }));
     } catch (err) {
-      if (isAwsError(err, "TransactionCanceledException")) return undefined;
+      if (err instanceof TransactionCanceledException) return undefined;
       throw err;
     }
     return await this.getJob(jobId);
@@ -702,45 +755,51 @@ export class DynamoStore implements Store {
 
   async requestRedrive(): Promise<Date> {
     const now = new Date();
-    await this.#db.put({
-      TableName: this.#tables.jobs,
-      Item: {
-        job_id: REDRIVE_ID,
-        requested_at: now.toISOString(),
-        expires_at: Math.floor(now.getTime() / 1000) + REDRIVE_KEEP_S,
-      },
-    });
+    await this.#db.send(
+      new PutCommand({
+        TableName: this.#tables.jobs,
+        Item: {
+          job_id: REDRIVE_ID,
+          requested_at: now.toISOString(),
+          expires_at: Math.floor(now.getTime() / 1000) + REDRIVE_KEEP_S,
+        },
+      }),
+    );
     return now;
   }
 
   async lastRedriveRequest(): Promise<Date | undefined> {
-    const out = await this.#db.get({
-      TableName: this.#tables.jobs,
-      Key: { job_id: REDRIVE_ID },
-      ConsistentRead: true,
-    });
+    const out = await this.#db.send(
+      new GetCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: REDRIVE_ID },
+        ConsistentRead: true,
+      }),
+    );
     return out.Item?.requested_at ? new Date(out.Item.requested_at) : undefined;
   }
 
   async #settle(jobId: string, status: JobStatus, error: string): Promise<void> {
     const now = new Date().toISOString();
-    await this.#db.update({
-      TableName: this.#tables.jobs,
-      Key: { job_id: jobId },
-      UpdateExpression: status === "failed"
-        ? "SET #status = :status, #error = :error, updated_at = :now, finished_at = :now REMOVE lease_until"
-        : "SET #status = :status, #error = :error, updated_at = :now REMOVE lease_until",
-      // Never undo a success that another delivery of the same job recorded.
-      ConditionExpression: "attribute_exists(job_id) AND NOT #status IN (:succeeded, :canceled)",
-      ExpressionAttributeNames: { "#status": "status", "#error": "error" },
-      ExpressionAttributeValues: {
-        ":status": status,
-        ":succeeded": "succeeded" satisfies JobStatus,
-        ":canceled": "canceled" satisfies JobStatus,
-        ":error": error,
-        ":now": now,
-      },
-    }).catch(ignoreConditionFailure);
+    await this.#db.send(
+      new UpdateCommand({
+        TableName: this.#tables.jobs,
+        Key: { job_id: jobId },
+        UpdateExpression: status === "failed"
+          ? "SET #status = :status, #error = :error, updated_at = :now, finished_at = :now REMOVE lease_until"
+          : "SET #status = :status, #error = :error, updated_at = :now REMOVE lease_until",
+        // Never undo a success that another delivery of the same job recorded.
+        ConditionExpression: "attribute_exists(job_id) AND NOT #status IN (:succeeded, :canceled)",
+        ExpressionAttributeNames: { "#status": "status", "#error": "error" },
+        ExpressionAttributeValues: {
+          ":status": status,
+          ":succeeded": "succeeded" satisfies JobStatus,
+          ":canceled": "canceled" satisfies JobStatus,
+          ":error": error,
+          ":now": now,
+        },
+      }),
+    ).catch(ignoreConditionFailure);
   }
 }
 
@@ -752,5 +811,5 @@ function asJob(item: Record<string, unknown> | undefined): Job | undefined {
 }
 
 function ignoreConditionFailure(err: unknown): void {
-  if (!isAwsError(err, "ConditionalCheckFailedException")) throw err;
+  if (!(err instanceof ConditionalCheckFailedException)) throw err;
 }

@@ -20,7 +20,7 @@ import {
   CreateBucketCommand,
   PutBucketLifecycleConfigurationCommand,
   PutPublicAccessBlockCommand,
-  S3Client,
+  type S3Client,
 } from "@aws-sdk/client-s3";
 import type { Config } from "../../core/config.ts";
 import { BLOB_PREFIX } from "./s3_blobs.ts";
@@ -28,7 +28,7 @@ import { SUMMARY_FIELDS } from "../../core/job_list.ts";
 import { queueNameFor } from "../../core/queue.ts";
 import type { Logger } from "../../core/log.ts";
 import { sleep } from "../../core/sleep.ts";
-import { type AwsClients, createAwsClients, sdkClientSettings } from "./clients.ts";
+import { type AwsClients, createAwsClients } from "./clients.ts";
 import { OWNER_INDEX } from "./dynamo_store.ts";
 
 /** Seconds a dead-letter queue keeps a message: SQS's maximum, 14 days. */
@@ -64,28 +64,13 @@ async function provisionWith(clients: AwsClients, config: Config, logger: Logger
   for (const name of backendQueueNames(config)) {
     await ensureQueueWithDlq(clients, name, config.maxAttempts, logger);
   }
-  await ensureBlobBucket(config, logger);
+  await configureBlobBucket(await clients.s3(), config, logger);
 }
 
 /**
  * The blob bucket: private, and its blobs expire after `BLOB_TTL_DAYS` (a
  * stored conversation then shows a note where an expired image was).
  */
-async function ensureBlobBucket(config: Config, logger: Logger) {
-  // The full S3 client only here: setting a bucket up is not the gateway's everyday work.
-  const s3 = new S3Client({
-    ...sdkClientSettings(config),
-    endpoint: config.awsEndpoints.s3,
-    // An emulator answers at one address, not at a host name per bucket.
-    forcePathStyle: config.awsEndpoints.s3 !== undefined,
-  });
-  try {
-    await configureBlobBucket(s3, config, logger);
-  } finally {
-    s3.destroy();
-  }
-}
-
 async function configureBlobBucket(s3: S3Client, config: Config, logger: Logger) {
   const Bucket = config.blobBucket;
   try {

@@ -1,5 +1,17 @@
 /** The job queue on Amazon SQS: one queue per backend and lane, each with its dead-letter queue. */
-import type { Message } from "@aws-sdk/client-sqs";
+import {
+  ChangeMessageVisibilityBatchCommand,
+  ChangeMessageVisibilityCommand,
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  SendMessageCommand,
+  type SQSClient,
+  StartMessageMoveTaskCommand,
+} from "@aws-sdk/client-sqs";
 import type { JobTicket } from "../../core/jobs.ts";
 import {
   type DeadLetterOptions,
@@ -13,7 +25,7 @@ import {
   type RedriveResult,
   type SendOptions,
 } from "../../core/queue.ts";
-import type { SqsCalls } from "./sqs_calls.ts";
+import { DeleteBatcher } from "./sqs_deletes.ts";
 
 /** SQS's longest delay for one message. */
 const MAX_DELAY_SECONDS = 900;
@@ -26,17 +38,19 @@ export type LaneQueues = Readonly<Record<Lane, string>>;
 
 /** A {@linkcode JobQueue} on SQS: two queues per backend, named by {@linkcode queueNameFor}. */
 export class SqsJobQueue implements JobQueue {
-  #sqs: SqsCalls;
+  #sqs: SQSClient;
   #bases: LaneQueues;
+  #deletes: DeleteBatcher;
   #urls = new Map<string, Promise<string>>();
   /** Each queue's dead-letter queue URL, or undefined without a redrive policy. */
   #deadLetterUrls = new Map<string, Promise<string | undefined>>();
   /** False once SQS has shown it has no message move tasks (Moto): redrives copy from then on. */
   #moveTasks = true;
 
-  constructor(sqs: SqsCalls, bases: LaneQueues) {
+  constructor(sqs: SQSClient, bases: LaneQueues) {
     this.#sqs = sqs;
     this.#bases = bases;
+    this.#deletes = new DeleteBatcher(sqs);
   }
 
   async send(lane: Lane, ticket: JobTicket, options: SendOptions = {}): Promise<void> {
@@ -44,11 +58,13 @@ export class SqsJobQueue implements JobQueue {
       throw new TypeError(`Cannot send job "${ticket.job_id}": its ticket names no backend`);
     }
     const delay = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.round(options.delaySeconds ?? 0)));
-    await this.#sqs.call("SendMessage", {
-      QueueUrl: await this.#url({ backend: ticket.route, lane }),
-      MessageBody: JSON.stringify(ticket),
-      DelaySeconds: delay > 0 ? delay : undefined,
-    });
+    await this.#sqs.send(
+      new SendMessageCommand({
+        QueueUrl: await this.#url({ backend: ticket.route, lane }),
+        MessageBody: JSON.stringify(ticket),
+        DelaySeconds: delay > 0 ? delay : undefined,
+      }),
+    );
   }
 
   /**
@@ -58,13 +74,15 @@ export class SqsJobQueue implements JobQueue {
    * `waitSeconds` on its own.
    */
   async receive(queue: QueueRef, options: ReceiveOptions): Promise<ReceivedJob[]> {
-    const out = await this.#sqs.call("ReceiveMessage", {
-      QueueUrl: await this.#url(queue),
-      MaxNumberOfMessages: options.maxMessages,
-      WaitTimeSeconds: options.waitSeconds,
-      VisibilityTimeout: options.visibilitySeconds,
-      MessageSystemAttributeNames: ["ApproximateReceiveCount"],
-    });
+    const out = await this.#sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: await this.#url(queue),
+        MaxNumberOfMessages: options.maxMessages,
+        WaitTimeSeconds: options.waitSeconds,
+        VisibilityTimeout: options.visibilitySeconds,
+        MessageSystemAttributeNames: ["ApproximateReceiveCount"],
+      }),
+    );
     return (out.Messages ?? []).map((m) => ({
       backend: queue.backend,
       lane: queue.lane,
@@ -74,19 +92,19 @@ export class SqsJobQueue implements JobQueue {
     }));
   }
 
+  /** Sent with the deletes of the same queue that come within a few milliseconds (sqs_deletes.ts). */
   async delete(message: ReceivedJob): Promise<void> {
-    await this.#sqs.call("DeleteMessage", {
-      QueueUrl: await this.#url(message),
-      ReceiptHandle: message.receipt,
-    });
+    await this.#deletes.delete(await this.#url(message), message.receipt);
   }
 
   async returnAfter(message: ReceivedJob, seconds: number): Promise<void> {
-    await this.#sqs.call("ChangeMessageVisibility", {
-      QueueUrl: await this.#url(message),
-      ReceiptHandle: message.receipt,
-      VisibilityTimeout: seconds,
-    });
+    await this.#sqs.send(
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: await this.#url(message),
+        ReceiptHandle: message.receipt,
+        VisibilityTimeout: seconds,
+      }),
+    );
   }
 
   async deadLetter(message: ReceivedJob): Promise<void> {
@@ -99,10 +117,9 @@ export class SqsJobQueue implements JobQueue {
         } has no redrive policy`,
       );
     }
-    await this.#sqs.call("SendMessage", {
-      QueueUrl: dlqUrl,
-      MessageBody: JSON.stringify(message.ticket),
-    });
+    await this.#sqs.send(
+      new SendMessageCommand({ QueueUrl: dlqUrl, MessageBody: JSON.stringify(message.ticket) }),
+    );
     await this.delete(message);
   }
 
@@ -125,12 +142,14 @@ export class SqsJobQueue implements JobQueue {
   async receiveDeadLetters(queue: QueueRef, options: DeadLetterOptions): Promise<JobTicket[]> {
     const dlqUrl = await this.#deadLetterUrl(queue);
     if (!dlqUrl) return [];
-    const out = await this.#sqs.call("ReceiveMessage", {
-      QueueUrl: dlqUrl,
-      MaxNumberOfMessages: Math.min(10, options.maxMessages),
-      WaitTimeSeconds: 0,
-      VisibilityTimeout: options.hideSeconds,
-    });
+    const out = await this.#sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: dlqUrl,
+        MaxNumberOfMessages: Math.min(10, options.maxMessages),
+        WaitTimeSeconds: 0,
+        VisibilityTimeout: options.hideSeconds,
+      }),
+    );
     return (out.Messages ?? []).map((m) => parseTicket(m.Body));
   }
 
@@ -149,10 +168,9 @@ export class SqsJobQueue implements JobQueue {
         const [source, destination] = await Promise.all(
           [dlqUrl, queueUrl].map((url) => this.#arn(url)),
         );
-        const out = await this.#sqs.call("StartMessageMoveTask", {
-          SourceArn: source,
-          DestinationArn: destination,
-        });
+        const out = await this.#sqs.send(
+          new StartMessageMoveTaskCommand({ SourceArn: source, DestinationArn: destination }),
+        );
         return { method: "move_task", task: out.TaskHandle };
       } catch (err) {
         if (!lacksMoveTasks(err)) throw err;
@@ -194,14 +212,16 @@ export class SqsJobQueue implements JobQueue {
     most: number,
     requestedAt: Date | undefined,
   ): Promise<{ moved: number; refused: Message[] } | "empty"> {
-    const out = await this.#sqs.call("ReceiveMessage", {
-      QueueUrl: dlqUrl,
-      MaxNumberOfMessages: Math.min(10, most),
-      // A short long poll asks every SQS server, so an empty answer means empty.
-      WaitTimeSeconds: 1,
-      VisibilityTimeout: 60,
-      MessageAttributeNames: ["All"],
-    });
+    const out = await this.#sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: dlqUrl,
+        MaxNumberOfMessages: Math.min(10, most),
+        // A short long poll asks every SQS server, so an empty answer means empty.
+        WaitTimeSeconds: 1,
+        VisibilityTimeout: 60,
+        MessageAttributeNames: ["All"],
+      }),
+    );
     const received = out.Messages ?? [];
     if (received.length === 0) {
       const { visible, hidden } = await this.#counts(dlqUrl);
@@ -211,20 +231,24 @@ export class SqsJobQueue implements JobQueue {
     const refused = received.filter((m) => refusedBy(m, requestedAt));
     const messages = received.filter((m) => !refusedBy(m, requestedAt));
     if (messages.length === 0) return { moved: 0, refused };
-    const sent = await this.#sqs.call("SendMessageBatch", {
-      QueueUrl: queueUrl,
-      Entries: messages.map((m, i) => ({
-        Id: String(i),
-        MessageBody: m.Body ?? "",
-        MessageAttributes: m.MessageAttributes,
-      })),
-    });
+    const sent = await this.#sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: messages.map((m, i) => ({
+          Id: String(i),
+          MessageBody: m.Body ?? "",
+          MessageAttributes: m.MessageAttributes,
+        })),
+      }),
+    );
     const copied = (sent.Successful ?? []).map((entry) => messages[Number(entry.Id)]);
     if (copied.length > 0) {
-      await this.#sqs.call("DeleteMessageBatch", {
-        QueueUrl: dlqUrl,
-        Entries: copied.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
-      });
+      await this.#sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: dlqUrl,
+          Entries: copied.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+        }),
+      );
     }
     const failed = sent.Failed ?? [];
     if (failed.length > 0) {
@@ -241,22 +265,23 @@ export class SqsJobQueue implements JobQueue {
   /** Makes messages this redrive read but left visible again at once, for the next one. */
   async #showAgain(dlqUrl: string, messages: Message[]): Promise<void> {
     for (let i = 0; i < messages.length; i += 10) {
-      await this.#sqs.call("ChangeMessageVisibilityBatch", {
-        QueueUrl: dlqUrl,
-        Entries: messages.slice(i, i + 10).map((m, j) => ({
-          Id: String(j),
-          ReceiptHandle: m.ReceiptHandle,
-          VisibilityTimeout: 0,
-        })),
-      }).catch(() => {}); // they show again after 60 s anyway
+      await this.#sqs.send(
+        new ChangeMessageVisibilityBatchCommand({
+          QueueUrl: dlqUrl,
+          Entries: messages.slice(i, i + 10).map((m, j) => ({
+            Id: String(j),
+            ReceiptHandle: m.ReceiptHandle,
+            VisibilityTimeout: 0,
+          })),
+        }),
+      ).catch(() => {}); // they show again after 60 s anyway
     }
   }
 
   async #arn(queueUrl: string): Promise<string> {
-    const out = await this.#sqs.call("GetQueueAttributes", {
-      QueueUrl: queueUrl,
-      AttributeNames: ["QueueArn"],
-    });
+    const out = await this.#sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["QueueArn"] }),
+    );
     const arn = out.Attributes?.QueueArn;
     if (!arn) throw new Error(`Cannot find queue ARN: none for "${queueUrl}"`);
     return arn;
@@ -273,23 +298,27 @@ export class SqsJobQueue implements JobQueue {
   async #redrivePolicy(
     queue: QueueRef,
   ): Promise<{ maxReceiveCount?: unknown; deadLetterTargetArn?: string } | undefined> {
-    const out = await this.#sqs.call("GetQueueAttributes", {
-      QueueUrl: await this.#url(queue),
-      AttributeNames: ["RedrivePolicy"],
-    });
+    const out = await this.#sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: await this.#url(queue),
+        AttributeNames: ["RedrivePolicy"],
+      }),
+    );
     const policy = out.Attributes?.RedrivePolicy;
     return policy ? JSON.parse(policy) : undefined;
   }
 
   async #counts(queueUrl: string): Promise<{ visible: number; hidden: number }> {
-    const out = await this.#sqs.call("GetQueueAttributes", {
-      QueueUrl: queueUrl,
-      AttributeNames: [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-      ],
-    });
+    const out = await this.#sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: [
+          "ApproximateNumberOfMessages",
+          "ApproximateNumberOfMessagesNotVisible",
+          "ApproximateNumberOfMessagesDelayed",
+        ],
+      }),
+    );
     const attributes: Record<string, string | undefined> = out.Attributes ?? {};
     const count = (name: string) => Number(attributes[name] ?? 0);
     return {
@@ -338,22 +367,23 @@ function cached<K, V>(cache: Map<K, Promise<V>>, key: K, lookup: () => Promise<V
 }
 
 /** The URL of a queue given by name or by URL. */
-export async function resolveQueueUrl(sqs: SqsCalls, nameOrUrl: string): Promise<string> {
+export async function resolveQueueUrl(sqs: SQSClient, nameOrUrl: string): Promise<string> {
   if (/^https?:\/\//.test(nameOrUrl)) return nameOrUrl;
-  const out = await sqs.call("GetQueueUrl", { QueueName: nameOrUrl });
+  const out = await sqs.send(new GetQueueUrlCommand({ QueueName: nameOrUrl }));
   if (!out.QueueUrl) throw new Error(`Cannot find queue: no URL for "${nameOrUrl}"`);
   return out.QueueUrl;
 }
 
 /**
  * Whether an error says this SQS has no message move tasks: Moto answers 500
- * with an HTML page, which names no error type (`Http500`). AWS's own 500
- * (`InternalFailure`) is only a failure.
+ * with an HTML page, which the SDK fails to read as JSON ("SyntaxError").
+ * AWS's own 500 (`InternalFailure`) is only a failure.
  */
 export function lacksMoveTasks(err: unknown): boolean {
-  const name = (err as { name?: unknown })?.name;
-  return typeof name === "string" &&
-    (/^Http5\d\d$/.test(name) || name === "NotImplemented" || name === "InvalidAction");
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e?.$metadata?.httpStatusCode ?? 0;
+  return (e?.name === "SyntaxError" && status >= 500) ||
+    e?.name === "NotImplemented" || e?.name === "InvalidAction";
 }
 
 function queueNameFromArn(arn: string): string {
