@@ -1,30 +1,24 @@
-/** The store on DynamoDB: one table of conversations, one of job records. */
+/**
+ * The store on DynamoDB: one table of conversations, one of job records and
+ * the items beside them (dynamo_items.ts). Listing, requeues, idempotency
+ * keys and the workers' records live in modules of their own.
+ */
 import {
   ConditionalCheckFailedException,
   TransactionCanceledException,
 } from "@aws-sdk/client-dynamodb";
 import {
   BatchGetCommand,
-  DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
-  QueryCommand,
-  type QueryCommandInput,
   TransactWriteCommand,
-  type TransactWriteCommandInput,
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
-import { isKept, WORKER_RECORD_KEEP_MS, type WorkerRecord } from "../../core/catalogue.ts";
+import type { WorkerRecord } from "../../core/catalogue.ts";
 import { followJob, type ReplySoFar, withReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
-import {
-  type JobPage,
-  type JobSummary,
-  type ListJobsOptions,
-  ownerIndexValue,
-  summarize,
-} from "../../core/job_list.ts";
+import { type JobPage, type ListJobsOptions, ownerIndexValue } from "../../core/job_list.ts";
 import { jsonBytes, replyText, richReply } from "../../core/messages.ts";
 import {
   type CompleteResult,
@@ -32,7 +26,6 @@ import {
   type CreateOptions,
   type CreateResult,
   type HeldIdempotencyKey,
-  type IdempotencyClaim,
   isFinished,
   JobNotFoundError,
   type JobResult,
@@ -42,68 +35,23 @@ import {
   type StartResult,
   type Store,
 } from "../../core/store.ts";
+import { findHeldKey, heldKeyPut, releaseHeldKey } from "./dynamo_idempotency.ts";
+import {
+  asJob,
+  type DynamoTables,
+  ignoreConditionFailure,
+  NOT_JOBS,
+  OWNER_INDEX,
+  partialKey,
+} from "./dynamo_items.ts";
+import { queryOwnerJobs } from "./dynamo_job_list.ts";
+import { DynamoLines } from "./dynamo_lines.ts";
+import { lastRedriveRequest, requestRedrive, requeueFailedJob } from "./dynamo_requeue.ts";
+import { DynamoWorkerRecords } from "./dynamo_worker_records.ts";
 import { type BatchRead, JobPoller } from "./job_poller.ts";
 
 /** The most a job item may take, in JSON bytes, leaving room below DynamoDB's 400 KB for names. */
 const JOB_ITEM_MAX_BYTES = 390_000;
-
-/** The table names the store uses. */
-export interface DynamoTables {
-  conversations: string;
-  jobs: string;
-}
-
-/**
- * The jobs-table item holding every worker's heartbeat record in a map by
- * worker id (`workers.<id>`), so the front door reads them all with one
- * GetItem. Records not renewed for a day are dropped when a worker starts.
- */
-const WORKERS_ID = "workers";
-/** The jobs-table item recording when an operator last asked for a redrive. */
-const REDRIVE_ID = "redrive-request";
-/** Items of the jobs table that are no job. */
-const NOT_JOBS = new Set([WORKERS_ID, REDRIVE_ID]);
-/** A redrive request is kept as long as SQS keeps a dead letter: 14 days. */
-const REDRIVE_KEEP_S = 14 * 86_400;
-/** Index entries read per listing at most, so a page of a rare status costs a bounded amount. */
-const MAX_LISTING_READS = 2000;
-
-/**
- * The jobs table's global secondary index of job records by owner and
- * creation time, for `GET /v1/jobs`. Its partition key is an attribute of its
- * own (`owner_key`), since jobs made without API keys have no `owner`; the
- * line, reply-so-far and workers items lack it, so they are not in the index.
- * It projects only a job's summary, so the frequent writes of other fields (a
- * streamed reply, a lease) do not write the index too.
- */
-export const OWNER_INDEX = {
-  name: "by-owner",
-  partitionKey: "owner_key",
-  sortKey: "created_at",
-} as const;
-
-/**
- * The jobs-table key of a conversation's line: `pending` lists its unfinished
- * jobs in order. Kept apart from the conversation item so that queuing a
- * message costs one small write, not a rewrite of the whole history.
- */
-function lineKey(conversationId: string) {
-  return { job_id: `line#${conversationId}` };
-}
-
-/**
- * The jobs-table key of a streamed job's reply so far: an item of its own,
- * so that each write costs the size of the reply (1 WRU per KB), not of the
- * whole job record with its context.
- */
-function partialKey(jobId: string) {
-  return { job_id: `partial#${jobId}` };
-}
-
-/** The jobs-table key of an idempotency key's item: which job holds it, until `expires_at`. */
-function idempotencyKey(id: string) {
-  return { job_id: `idempotency#${id}` };
-}
 
 /**
  * How often a streamed reply so far is written, at most: with reads every
@@ -122,14 +70,16 @@ export class DynamoStore implements Store {
   readonly partialEveryMs = PARTIAL_EVERY_MS;
   #db: DynamoDBDocumentClient;
   #tables: DynamoTables;
-  /** Whether this store has dropped old worker records yet: once, with its first heartbeat. */
-  #pruned = false;
+  #workers: DynamoWorkerRecords;
+  #lines: DynamoLines;
   /** The one read loop of this process for every request that waits on a job. */
   readonly poller: JobPoller;
 
   constructor(db: DynamoDBDocumentClient, tables: DynamoTables) {
     this.#db = db;
     this.#tables = tables;
+    this.#workers = new DynamoWorkerRecords(db, tables.jobs);
+    this.#lines = new DynamoLines(db, tables.jobs);
     this.poller = new JobPoller((ids, withPartial) => this.#readJobs(ids, withPartial));
   }
 
@@ -159,7 +109,9 @@ export class DynamoStore implements Store {
         // The job and its key in one step: a key never names a job that was not written.
         await this.#db.send(
           new TransactWriteCommand({
-            TransactItems: [{ Put: put }, { Put: this.#heldKeyPut(claim, job.job_id) }],
+            TransactItems: [{ Put: put }, {
+              Put: heldKeyPut(this.#tables.jobs, claim, job.job_id),
+            }],
           }),
         );
       } catch (err) {
@@ -170,44 +122,6 @@ export class DynamoStore implements Store {
       }
     }
     return { state: "created", ...(await this.joinLine(job)) };
-  }
-
-  /** The put that makes `jobId` hold an idempotency key, unless a live job holds it. */
-  #heldKeyPut(claim: IdempotencyClaim, jobId: string) {
-    return {
-      TableName: this.#tables.jobs,
-      Item: {
-        ...idempotencyKey(claim.id),
-        held_by: jobId,
-        fingerprint: claim.fingerprint,
-        answer: claim.answer,
-        expires_at: claim.expiresAt,
-      },
-      // DynamoDB's TTL deletes an expired item within days, not at once.
-      ConditionExpression: "attribute_not_exists(job_id) OR expires_at < :now",
-      ExpressionAttributeValues: { ":now": Math.floor(Date.now() / 1000) },
-    };
-  }
-
-  async joinLine(job: Job): Promise<{ first: boolean }> {
-    if (isStateless(job)) return { first: true };
-    try {
-      const out = await this.#db.send(
-        new UpdateCommand({
-          TableName: this.#tables.jobs,
-          Key: lineKey(job.conversation_id),
-          UpdateExpression: "SET pending = list_append(if_not_exists(pending, :empty), :job)",
-          ConditionExpression: "attribute_not_exists(pending) OR NOT contains(pending, :id)",
-          ExpressionAttributeValues: { ":empty": [], ":job": [job.job_id], ":id": job.job_id },
-          ReturnValues: "UPDATED_NEW",
-        }),
-      );
-      return { first: out.Attributes?.pending?.[0] === job.job_id };
-    } catch (err) {
-      if (!(err instanceof ConditionalCheckFailedException)) throw err;
-      // In the line already: a repeat of its request lined it up first.
-      return { first: (await this.headOfLine(job.conversation_id)) === job.job_id };
-    }
   }
 
   async markSent(jobId: string, generation: number): Promise<void> {
@@ -225,32 +139,28 @@ export class DynamoStore implements Store {
     ).catch(ignoreConditionFailure);
   }
 
-  async findIdempotencyKey(id: string): Promise<HeldIdempotencyKey | undefined> {
-    const out = await this.#db.send(
-      new GetCommand({
-        TableName: this.#tables.jobs,
-        Key: idempotencyKey(id),
-        ConsistentRead: true,
-      }),
-    );
-    const item = out.Item;
-    if (!item || Number(item.expires_at) <= Date.now() / 1000) return undefined;
-    return {
-      jobId: String(item.held_by),
-      fingerprint: String(item.fingerprint),
-      answer: item.answer as HeldIdempotencyKey["answer"],
-    };
+  findIdempotencyKey(id: string): Promise<HeldIdempotencyKey | undefined> {
+    return findHeldKey(this.#db, this.#tables.jobs, id);
   }
 
-  async releaseIdempotencyKey(id: string, jobId: string): Promise<void> {
-    await this.#db.send(
-      new DeleteCommand({
-        TableName: this.#tables.jobs,
-        Key: idempotencyKey(id),
-        ConditionExpression: "held_by = :job",
-        ExpressionAttributeValues: { ":job": jobId },
-      }),
-    ).catch(ignoreConditionFailure);
+  releaseIdempotencyKey(id: string, jobId: string): Promise<void> {
+    return releaseHeldKey(this.#db, this.#tables.jobs, id, jobId);
+  }
+
+  joinLine(job: Job): Promise<{ first: boolean }> {
+    return this.#lines.joinLine(job);
+  }
+
+  passTurn(conversationId: string, jobId: string): Promise<string | undefined> {
+    return this.#lines.passTurn(conversationId, jobId);
+  }
+
+  headOfLine(conversationId: string): Promise<string | undefined> {
+    return this.#lines.headOfLine(conversationId);
+  }
+
+  lineOf(conversationId: string): Promise<string[]> {
+    return this.#lines.lineOf(conversationId);
   }
 
   async getJob(jobId: string): Promise<Job | undefined> {
@@ -522,261 +432,30 @@ export class DynamoStore implements Store {
     return { jobs, unprocessed };
   }
 
-  async passTurn(conversationId: string, jobId: string): Promise<string | undefined> {
-    try {
-      const out = await this.#db.send(
-        new UpdateCommand({
-          TableName: this.#tables.jobs,
-          Key: lineKey(conversationId),
-          UpdateExpression: "REMOVE pending[0]",
-          ConditionExpression: "pending[0] = :job",
-          ExpressionAttributeValues: { ":job": jobId },
-          ReturnValues: "ALL_NEW",
-        }),
-      );
-      return out.Attributes?.pending?.[0];
-    } catch (err) {
-      if (!(err instanceof ConditionalCheckFailedException)) throw err;
-      return await this.headOfLine(conversationId);
-    }
+  saveWorker(record: WorkerRecord): Promise<void> {
+    return this.#workers.save(record);
   }
 
-  async headOfLine(conversationId: string): Promise<string | undefined> {
-    const out = await this.#db.send(
-      new GetCommand({
-        TableName: this.#tables.jobs,
-        Key: lineKey(conversationId),
-        ProjectionExpression: "pending[0]",
-        ConsistentRead: true,
-      }),
-    );
-    return out.Item?.pending?.[0];
+  listWorkers(): Promise<WorkerRecord[]> {
+    return this.#workers.list();
   }
 
-  async saveWorker(record: WorkerRecord): Promise<void> {
-    const expires = Math.floor((Date.now() + WORKER_RECORD_KEEP_MS) / 1000);
-    const old = this.#pruned ? [] : await this.#oldWorkerIds();
-    this.#pruned = true;
-    const update = () =>
-      this.#db.send(
-        new UpdateCommand({
-          TableName: this.#tables.jobs,
-          Key: { job_id: WORKERS_ID },
-          UpdateExpression: "SET workers.#id = :record, expires_at = :expires" +
-            (old.length > 0 ? ` REMOVE ${old.map((_, i) => `workers.#old${i}`).join(", ")}` : ""),
-          ExpressionAttributeNames: {
-            "#id": record.worker_id,
-            ...Object.fromEntries(old.map((id, i) => [`#old${i}`, id])),
-          },
-          ExpressionAttributeValues: { ":record": record, ":expires": expires },
-        }),
-      );
-    try {
-      await update();
-    } catch (err) {
-      // A nested path cannot be set before the map exists: the first heartbeat creates it.
-      if (!(err instanceof Error && err.name === "ValidationException")) throw err;
-      try {
-        await this.#db.send(
-          new PutCommand({
-            TableName: this.#tables.jobs,
-            Item: {
-              job_id: WORKERS_ID,
-              workers: { [record.worker_id]: record },
-              expires_at: expires,
-            },
-            ConditionExpression: "attribute_not_exists(job_id)",
-          }),
-        );
-      } catch (putErr) {
-        if (!(putErr instanceof ConditionalCheckFailedException)) throw putErr;
-        await update(); // another worker created it first
-      }
-    }
-  }
-
-  async listWorkers(): Promise<WorkerRecord[]> {
-    const out = await this.#db.send(
-      new GetCommand({ TableName: this.#tables.jobs, Key: { job_id: WORKERS_ID } }),
-    );
-    const workers = (out.Item?.workers ?? {}) as Record<string, WorkerRecord>;
-    return Object.values(workers).filter((record) => isKept(record));
-  }
-
-  /** The ids of worker records not renewed for a day. */
-  async #oldWorkerIds(): Promise<string[]> {
-    const out = await this.#db.send(
-      new GetCommand({
-        TableName: this.#tables.jobs,
-        Key: { job_id: WORKERS_ID },
-        ConsistentRead: true,
-      }),
-    );
-    const workers = (out.Item?.workers ?? {}) as Record<string, WorkerRecord>;
-    return Object.entries(workers).filter(([, record]) => !isKept(record)).map(([id]) => id);
-  }
-
-  async listJobs(owner: string | undefined, options: ListJobsOptions): Promise<JobPage> {
-    const query: QueryCommandInput = {
-      TableName: this.#tables.jobs,
-      IndexName: OWNER_INDEX.name,
-      KeyConditionExpression: options.since
-        ? "#owner = :owner AND #created >= :since"
-        : "#owner = :owner",
-      ExpressionAttributeNames: {
-        "#owner": OWNER_INDEX.partitionKey,
-        ...(options.since ? { "#created": OWNER_INDEX.sortKey } : {}),
-        ...(options.status ? { "#status": "status" } : {}),
-      },
-      ExpressionAttributeValues: {
-        ":owner": ownerIndexValue(owner),
-        ...(options.since ? { ":since": options.since } : {}),
-        ...(options.status ? { ":status": options.status } : {}),
-      },
-      FilterExpression: options.status ? "#status = :status" : undefined,
-      ScanIndexForward: false,
-      // One more than asked for tells whether there is a next page.
-      Limit: options.status ? 100 : options.limit + 1,
-    };
-    let start: Record<string, unknown> | undefined = options.after && {
-      [OWNER_INDEX.partitionKey]: ownerIndexValue(owner),
-      created_at: options.after.created_at,
-      job_id: options.after.job_id,
-    };
-    const found: JobSummary[] = [];
-    let reads = 0;
-    do {
-      const out = await this.#db.send(new QueryCommand({ ...query, ExclusiveStartKey: start }));
-      found.push(...(out.Items ?? []).map((item) => summarize(item as Job)));
-      reads += out.ScannedCount ?? 0;
-      start = out.LastEvaluatedKey;
-    } while (start && found.length <= options.limit && reads < MAX_LISTING_READS);
-    if (found.length > options.limit) {
-      const jobs = found.slice(0, options.limit);
-      const last = jobs.at(-1)!;
-      return { jobs, next: { created_at: last.created_at, job_id: last.job_id } };
-    }
-    // Out of read budget before the page was full: the next page goes on from there.
-    if (start) {
-      return {
-        jobs: found,
-        next: { created_at: String(start.created_at), job_id: String(start.job_id) },
-      };
-    }
-    return { jobs: found };
-  }
-
-  async lineOf(conversationId: string): Promise<string[]> {
-    const out = await this.#db.send(
-      new GetCommand({
-        TableName: this.#tables.jobs,
-        Key: lineKey(conversationId),
-        ConsistentRead: true,
-      }),
-    );
-    return out.Item?.pending ?? [];
+  listJobs(owner: string | undefined, options: ListJobsOptions): Promise<JobPage> {
+    return queryOwnerJobs(this.#db, this.#tables.jobs, owner, options);
   }
 
   async requeueFailedJob(job: Job, plan: RequeuePlan): Promise<Job | undefined> {
-    const now = new Date().toISOString();
-    const names = { "#status": "status" };
-    const requeue = {
-      TableName: this.#tables.jobs,
-      Key: { job_id: job.job_id },
-      UpdateExpression: "SET #status = :queued, attempts = :zero, " +
-        "retries = if_not_exists(retries, :zero) + :one, " +
-        "generation = if_not_exists(generation, :zero) + :one, retried_at = :now, updated_at = :now " +
-        "REMOVE finished_at, started_at, lease_until, #partial, sent_at",
-      ConditionExpression: "#status = :failed",
-      ExpressionAttributeNames: { ...names, "#partial": "partial" },
-      ExpressionAttributeValues: {
-        ":queued": "queued" satisfies JobStatus,
-        ":failed": "failed" satisfies JobStatus,
-        ":zero": 0,
-        ":one": 1,
-        ":now": now,
-      },
-    };
-    if (isStateless(job)) return await this.#requeue([{ Update: requeue }], job.job_id);
-    const { line, position } = plan;
-    // The line must still be what the caller saw: element by element, since lines are short.
-    const sameLine = line.length === 0
-      ? "attribute_not_exists(pending) OR size(pending) = :size"
-      : ["size(pending) = :size", ...line.map((_, i) => `pending[${i}] = :p${i}`)].join(" AND ");
-    const reorder = {
-      TableName: this.#tables.jobs,
-      Key: lineKey(job.conversation_id),
-      UpdateExpression: "SET pending = :pending",
-      ConditionExpression: sameLine,
-      ExpressionAttributeValues: {
-        ":pending": [...line.slice(0, position), job.job_id, ...line.slice(position)],
-        ":size": line.length,
-        ...Object.fromEntries(line.map((id, i) => [`:p${i}`, id])),
-      },
-    };
-    // A displaced job's messages go out of date: its next one is sent when its turn comes.
-    const displace = plan.displaced.map(({ job_id, generation }) => ({
-      Update: {
-        TableName: this.#tables.jobs,
-        Key: { job_id },
-        UpdateExpression: "SET generation = :next REMOVE sent_at",
-        ConditionExpression: "#status = :queued AND attempts = :zero AND " +
-          (generation === 0
-            ? "(attribute_not_exists(generation) OR generation = :generation)"
-            : "generation = :generation"),
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: {
-          ":queued": "queued" satisfies JobStatus,
-          ":zero": 0,
-          ":generation": generation,
-          ":next": generation + 1,
-        },
-      },
-    }));
-    return await this.#requeue(
-      [{ Update: requeue }, { Update: reorder }, ...displace],
-      job.job_id,
-    );
+    return await requeueFailedJob(this.#db, this.#tables.jobs, job, plan)
+      ? await this.getJob(job.job_id)
+      : undefined;
   }
 
-  /** Runs a requeue's transaction; the job after it, or undefined when a condition failed. */
-  async #requeue(
-    items: NonNullable<TransactWriteCommandInput["TransactItems"]>,
-    jobId: string,
-  ): Promise<Job | undefined> {
-    try {
-      await this.#db.send(new TransactWriteCommand({ TransactItems: items }));
-    } catch (err) {
-      if (err instanceof TransactionCanceledException) return undefined;
-      throw err;
-    }
-    return await this.getJob(jobId);
+  requestRedrive(): Promise<Date> {
+    return requestRedrive(this.#db, this.#tables.jobs);
   }
 
-  async requestRedrive(): Promise<Date> {
-    const now = new Date();
-    await this.#db.send(
-      new PutCommand({
-        TableName: this.#tables.jobs,
-        Item: {
-          job_id: REDRIVE_ID,
-          requested_at: now.toISOString(),
-          expires_at: Math.floor(now.getTime() / 1000) + REDRIVE_KEEP_S,
-        },
-      }),
-    );
-    return now;
-  }
-
-  async lastRedriveRequest(): Promise<Date | undefined> {
-    const out = await this.#db.send(
-      new GetCommand({
-        TableName: this.#tables.jobs,
-        Key: { job_id: REDRIVE_ID },
-        ConsistentRead: true,
-      }),
-    );
-    return out.Item?.requested_at ? new Date(out.Item.requested_at) : undefined;
+  lastRedriveRequest(): Promise<Date | undefined> {
+    return lastRedriveRequest(this.#db, this.#tables.jobs);
   }
 
   async #settle(jobId: string, status: JobStatus, error: string): Promise<void> {
@@ -801,15 +480,4 @@ export class DynamoStore implements Store {
       }),
     ).catch(ignoreConditionFailure);
   }
-}
-
-/** A job record as stored, without the owner index's attribute. */
-function asJob(item: Record<string, unknown> | undefined): Job | undefined {
-  if (!item) return undefined;
-  const { [OWNER_INDEX.partitionKey]: _owner, ...job } = item;
-  return job as unknown as Job;
-}
-
-function ignoreConditionFailure(err: unknown): void {
-  if (!(err instanceof ConditionalCheckFailedException)) throw err;
 }

@@ -29,7 +29,7 @@ import { queueNameFor } from "../../core/queue.ts";
 import type { Logger } from "../../core/log.ts";
 import { sleep } from "../../core/sleep.ts";
 import { type AwsClients, createAwsClients } from "./clients.ts";
-import { OWNER_INDEX } from "./dynamo_store.ts";
+import { OWNER_INDEX } from "./dynamo_items.ts";
 
 /** Seconds a dead-letter queue keeps a message: SQS's maximum, 14 days. */
 const DLQ_RETENTION_SECONDS = 1_209_600;
