@@ -283,7 +283,7 @@ function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] 
 const LAMBDA_MARGIN_MS = 10_000;
 
 /** When a wait on Lambda must end (epoch ms), from the function's remaining time; else undefined. */
-function lambdaEndBy(env: unknown): number | undefined {
+export function lambdaEndBy(env: unknown): number | undefined {
   const context =
     (env as { lambdaContext?: { getRemainingTimeInMillis?: () => number } } | undefined)
       ?.lambdaContext;
@@ -292,7 +292,7 @@ function lambdaEndBy(env: unknown): number | undefined {
 }
 
 /** A job that succeeded, or the error that says why there is no reply. */
-function finishedJob(
+export function finishedJob(
   job: Job | undefined,
   jobId: string,
   timeoutMs: number,
