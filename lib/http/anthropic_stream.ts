@@ -68,7 +68,8 @@ export class MessageStreamEncoder {
    * it passes what was; one that says something else cannot be taken back,
    * and ends the stream with an error.
    */
-  progress(text: string, reasoning: string): StreamEvent[] {
+  progress(text: string, allReasoning: string): StreamEvent[] {
+    const reasoning = this.#options.showThinking ? allReasoning : "";
     const behind = (now: string, before: string) =>
       now.length < before.length && before.startsWith(now);
     if (
@@ -111,14 +112,16 @@ export class MessageStreamEncoder {
     return events;
   }
 
-  #pass(text: string, reasoning: string): StreamEvent[] {
+  #pass(text: string, allReasoning: string): StreamEvent[] {
+    // Reasoning not shown is not followed either: only what was sent must hold.
+    const reasoning = this.#options.showThinking ? allReasoning : "";
     const sent = this.#sent;
     if (!text.startsWith(sent.text) || !reasoning.startsWith(sent.reasoning)) {
       throw restarted(this.#options.jobId);
     }
     const events: StreamEvent[] = [];
     const thinking = reasoning.slice(sent.reasoning.length);
-    if (thinking && this.#options.showThinking) {
+    if (thinking) {
       events.push(...this.#openBlock("thinking"), {
         type: "content_block_delta",
         index: this.#index - 1,
