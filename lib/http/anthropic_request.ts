@@ -16,7 +16,7 @@ import {
   MAX_SHORT_CHARS,
   MAX_TEXT_CHARS,
 } from "./request_fields.ts";
-import { zodProblems } from "./validation.ts";
+import { asRaw, zodProblems } from "./validation.ts";
 
 /** Stop sequences one request may give; Anthropic sets no small limit, and each costs the backend a check. */
 export const MAX_STOP_SEQUENCES = 16;
@@ -144,11 +144,6 @@ function stringOrBlocks<T extends z.core.SomeType>(block: T, items = "content bl
     }
     return z.NEVER;
   });
-}
-
-/** Issues of an inner parse, to add to the outer one (`reportInput` gave them their input). */
-function asRaw(issues: readonly z.core.$ZodIssue[]): z.core.$ZodRawIssue[] {
-  return issues as z.core.$ZodRawIssue[];
 }
 
 const toolResultBlock = z.strictObject({
@@ -310,7 +305,7 @@ export function checkCountBody(body: unknown): Checked<CountTokensBody> {
 function schemaProblems(issues: readonly z.core.$ZodIssue[]): FieldProblem[] {
   return issues.flatMap((issue) => {
     if (issue.code !== "unrecognized_keys") return zodProblems([issue]);
-    const [at] = zodProblems([{ ...issue, path: issue.path }]);
+    const [at] = zodProblems([issue]);
     const prefix = issue.path.length === 0 ? "" : `${at.param}.`;
     return issue.keys.map((key) => ({
       param: `${prefix}${key}`,
