@@ -13,7 +13,7 @@
 import type { Handler } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Backend } from "../core/backends.ts";
-import { type ChatMessage, hasImage } from "../core/messages.ts";
+import { hasImage } from "../core/messages.ts";
 import { estimatePromptTokens } from "../core/usage_estimate.ts";
 import { anthropicErrorBody } from "./anthropic_errors.ts";
 import { anthropicUsage, finalReply, messageObject } from "./anthropic_objects.ts";
@@ -29,7 +29,7 @@ import type { GatewayEnv } from "./http_context.ts";
 import { IDEMPOTENCY_HEADER, idempotencyClaim, REPLAYED_HEADER } from "./idempotency.ts";
 import { waitForJobEnd } from "./job_wait.ts";
 import { ModelDirectory, type Target } from "./model_directory.ts";
-import { finishedJob, lambdaEndBy } from "./openai_routes.ts";
+import { finishedJob, lambdaEndBy, leadingSystemMessages } from "./openai_routes.ts";
 import { idProblem } from "./request_fields.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { type JobSpec, submitJob } from "./submit.ts";
@@ -65,9 +65,9 @@ export function createMessage(
       body,
     });
     // Where responses are buffered anyway, the worker need not stream the reply into the store.
-    const stream = request.stream && streamsResponses;
+    const workerStreams = request.stream && streamsResponses;
     const { accepted, replayed } = await submitJob(services, {
-      ...jobSpec(request, { conversationId, owner, stream }),
+      ...jobSpec(request, { conversationId, owner, stream: workerStreams }),
       idempotency,
     });
     if (replayed) c.header(REPLAYED_HEADER, "true");
@@ -249,10 +249,4 @@ function memoryModeProblems(request: MessagesRequest): FieldProblem[] {
     }];
   }
   return [];
-}
-
-/** The system prompt: the system messages the chat starts with, never its last message. */
-function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] {
-  const end = messages.findIndex((m) => m.role !== "system");
-  return messages.slice(0, end < 0 ? messages.length : end).slice(0, messages.length - 1);
 }

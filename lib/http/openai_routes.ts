@@ -274,7 +274,8 @@ function memoryModeProblems(messages: readonly ChatMessage[]): FieldProblem[] {
   return [];
 }
 
-function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] {
+/** The system prompt: the system messages a chat starts with, never its last message. */
+export function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] {
   const end = messages.findIndex((m) => m.role !== "system");
   return messages.slice(0, end < 0 ? messages.length : end).slice(0, messages.length - 1);
 }
