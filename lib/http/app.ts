@@ -11,7 +11,7 @@ import { limitBodyReadTime } from "./body_timeout.ts";
 import { limitLargeBodies } from "./large_bodies.ts";
 import { getConversation, postChat } from "./chat_routes.ts";
 import { CONSOLE_PATHS, consoleFile } from "./console_routes.ts";
-import { errorHandler } from "./error_handler.ts";
+import { errorHandler, failureBody } from "./error_handler.ts";
 import { ApiError, notFoundBody } from "./errors.ts";
 import { getHealth } from "./health_route.ts";
 import type { GatewayEnv } from "./http_context.ts";
@@ -22,6 +22,7 @@ import { refuseMalformedHost } from "./host_header.ts";
 import { guardLocalGateway } from "./local_guard.ts";
 import { getMetrics } from "./metrics_route.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
+import { countTokens, createMessage } from "./anthropic_routes.ts";
 import { countRequests, RequestCounts } from "./request_metrics.ts";
 import { requestLog } from "./request_log.ts";
 
@@ -64,6 +65,10 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
       allowHeaders: [
         "Authorization",
         "Content-Type",
+        // Anthropic's clients: their key header, and the version and beta headers they always send.
+        "x-api-key",
+        "anthropic-version",
+        "anthropic-beta",
         "X-Conversation-Id",
         "X-OpenWebUI-Chat-Id",
         "X-OpenWebUI-Task",
@@ -102,12 +107,17 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   app.post("/jobs/:job_id/cancel", json, cancelJob(deps));
   app.get("/v1/models", listModels(deps));
   app.post("/v1/chat/completions", json, createCompletion(deps));
+  app.post("/v1/messages", json, createMessage(deps));
+  app.post("/v1/messages/count_tokens", json, countTokens(deps));
   app.get("/v1/jobs", listJobs(deps));
   app.get("/v1/jobs/stats", jobStats(deps));
   app.post("/admin/dead-letters/retry", json, retryDeadLetters(deps));
   refuseOtherMethods(app);
 
-  app.notFound((c) => c.json(notFoundBody(c.req.method, c.req.path), 404));
+  app.notFound((c) => {
+    const body = notFoundBody(c.req.method, c.req.path);
+    return c.json(failureBody({ status: 404, body }, c.req.path, c.get("requestId")), 404);
+  });
   app.onError(errorHandler(options.logger));
   return app;
 }

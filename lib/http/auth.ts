@@ -1,4 +1,4 @@
-/** Bearer-key authentication for the front door. */
+/** API-key authentication for the front door: `Authorization: Bearer`, or Anthropic's `x-api-key`. */
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
@@ -15,8 +15,10 @@ export interface ApiKeyAuthOptions {
 }
 
 /**
- * Requires `Authorization: Bearer <key>` with one of the configured keys, and
- * records the key's owner id for the handlers.
+ * Requires one of the configured keys, as `Authorization: Bearer <key>` or
+ * as `x-api-key: <key>` (how Anthropic's clients send theirs; the bearer
+ * header wins when both come), and records the key's owner id for the
+ * handlers.
  */
 export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<GatewayEnv> {
   const openPaths = new Set(options.openPaths ?? ["/healthz"]);
@@ -26,14 +28,14 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<Gatewa
   return async function requireApiKey(c, next) {
     if (!required || c.req.method === "OPTIONS") return await next();
     if (openPaths.has(c.req.path)) {
-      const key = bearerKeyOf(c.req.header("authorization"));
+      const key = requestKeyOf((name) => c.req.header(name));
       const given = key === undefined ? undefined : await digest(key);
       if (given && (await digests).some((known) => sameBytes(known, given))) {
         c.set("owner", ownerFromDigest(given));
       }
       return await next();
     }
-    const given = await digest(bearerKey(c.req.header("authorization")));
+    const given = await digest(requestKey((name) => c.req.header(name)));
     if (!(await digests).some((known) => sameBytes(known, given))) {
       throw new ApiError(401, "Invalid API key", { code: "invalid_api_key" });
     }
@@ -102,6 +104,27 @@ function bearerKey(header: string | undefined): string {
     throw new ApiError(401, "Missing API key: send it as `Authorization: Bearer <key>`", {
       code: "missing_api_key",
     });
+  }
+  return key;
+}
+
+/** The header Anthropic's clients send their key in. */
+const API_KEY_HEADER = "x-api-key";
+
+/** A request's key: its bearer token, else its `x-api-key`. */
+function requestKeyOf(header: (name: string) => string | undefined): string | undefined {
+  return bearerKeyOf(header("authorization")) ?? (header(API_KEY_HEADER)?.trim() || undefined);
+}
+
+/** A request's key, or a 401 when it has none. */
+function requestKey(header: (name: string) => string | undefined): string {
+  const key = requestKeyOf(header);
+  if (key === undefined) {
+    throw new ApiError(
+      401,
+      "Missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`",
+      { code: "missing_api_key" },
+    );
   }
   return key;
 }

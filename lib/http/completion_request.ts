@@ -20,7 +20,7 @@ import {
   MAX_SHORT_CHARS,
   MAX_TEXT_CHARS,
 } from "./request_fields.ts";
-import { zodProblems } from "./validation.ts";
+import { asRaw, zodProblems } from "./validation.ts";
 
 /** Stop sequences OpenAI allows in one request. */
 const MAX_STOP_SEQUENCES = 4;
@@ -84,14 +84,6 @@ const contentSchema = z.transform((value: unknown, ctx): string | ContentPart[] 
   }
   return z.NEVER;
 });
-
-/**
- * Issues of an inner parse, to add to the outer one. Zod's type for them has
- * `input` optional and a raw issue needs it, but `reportInput` put it there.
- */
-function asRaw(issues: readonly z.core.$ZodIssue[]): z.core.$ZodRawIssue[] {
-  return issues as z.core.$ZodRawIssue[];
-}
 
 const toolCallSchema = z.object({
   id: nonEmptyShortString,

@@ -1,8 +1,16 @@
-/** The one place where failures become HTTP responses, in OpenAI's error shape. */
+/**
+ * The one place where failures become HTTP responses: in OpenAI's error
+ * shape, or Anthropic's on the routes of its Messages API.
+ */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { errorMessage } from "../core/error_message.ts";
 import type { Logger } from "../core/log.ts";
+import {
+  type AnthropicErrorBody,
+  anthropicErrorBody,
+  isAnthropicPath,
+} from "./anthropic_errors.ts";
 import { ApiError, type ErrorBody, toBody } from "./errors.ts";
 import { isServiceError, storageFailure } from "./storage_errors.ts";
 
@@ -65,9 +73,18 @@ export function clientFailure(err: unknown, options: ClientFailureOptions): Clie
 export function errorHandler(logger: Logger) {
   return function onError(err: Error, c: Context): Response {
     const requestId = c.get("requestId" as never) as string | undefined;
-    const { status, body, headers } = clientFailure(err, { logger, requestId });
-    return c.json(body, status, headers);
+    const failure = clientFailure(err, { logger, requestId });
+    return c.json(failureBody(failure, c.req.path, requestId), failure.status, failure.headers);
   };
+}
+
+/** A failure's body in the shape the API of `path` uses. */
+export function failureBody(
+  failure: ClientFailure,
+  path: string,
+  requestId?: string,
+): ErrorBody | AnthropicErrorBody {
+  return isAnthropicPath(path) ? anthropicErrorBody(failure, requestId) : failure.body;
 }
 
 /** What the log says of an error a client is not shown: its message and name. */

@@ -274,7 +274,8 @@ function memoryModeProblems(messages: readonly ChatMessage[]): FieldProblem[] {
   return [];
 }
 
-function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] {
+/** The system prompt: the system messages a chat starts with, never its last message. */
+export function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] {
   const end = messages.findIndex((m) => m.role !== "system");
   return messages.slice(0, end < 0 ? messages.length : end).slice(0, messages.length - 1);
 }
@@ -283,7 +284,7 @@ function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] 
 const LAMBDA_MARGIN_MS = 10_000;
 
 /** When a wait on Lambda must end (epoch ms), from the function's remaining time; else undefined. */
-function lambdaEndBy(env: unknown): number | undefined {
+export function lambdaEndBy(env: unknown): number | undefined {
   const context =
     (env as { lambdaContext?: { getRemainingTimeInMillis?: () => number } } | undefined)
       ?.lambdaContext;
@@ -292,7 +293,7 @@ function lambdaEndBy(env: unknown): number | undefined {
 }
 
 /** A job that succeeded, or the error that says why there is no reply. */
-function finishedJob(
+export function finishedJob(
   job: Job | undefined,
   jobId: string,
   timeoutMs: number,

@@ -20,6 +20,14 @@ export function zodProblems(issues: readonly z.core.$ZodIssue[]): FieldProblem[]
 }
 
 /**
+ * Issues of an inner parse, to add to the outer one. Zod's type for them has
+ * `input` optional and a raw issue needs it, but `reportInput` put it there.
+ */
+export function asRaw(issues: readonly z.core.$ZodIssue[]): z.core.$ZodRawIssue[] {
+  return issues as z.core.$ZodRawIssue[];
+}
+
+/**
  * A check that asks `problem` what is wrong with a value and reports its
  * answer as the issue, for rules whose message depends on the value.
  */

@@ -8,7 +8,7 @@ import { clientChat, PermanentJobError, requestFields, withImages } from "./job_
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import { fitContext } from "./context_fit.ts";
 import type { AssembledReply } from "./reply_assembler.ts";
-import { estimateUsage } from "./usage_estimate.ts";
+import { estimateUsage } from "../core/usage_estimate.ts";
 import type { Logger } from "../core/log.ts";
 import { type ChatMessage, jsonBytes, messageText } from "../core/messages.ts";
 import type { Job } from "../core/jobs.ts";

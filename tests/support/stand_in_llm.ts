@@ -7,6 +7,7 @@
  * each streams: vLLM sends a tool call's name once and its arguments in
  * pieces, Ollama sends each call whole; both send reasoning as `reasoning`,
  * and the token counts last when `stream_options.include_usage` asks for them.
+ * A reply ends at the first of the request's `stop` sequences, as each ends it.
  */
 import { type ChatMessage, messageText } from "../../lib/core/messages.ts";
 
@@ -147,8 +148,9 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
         "BadRequestError",
       );
     }
-    const result = await answer(body);
-    if ("status" in result) return openAiError(result.status, result.message, "server_error");
+    const answered = await answer(body);
+    if ("status" in answered) return openAiError(answered.status, answered.message, "server_error");
+    const result = endAtStop(kind, body, answered);
     const usage = countUsage(body.messages, result);
     if (body.stream) {
       return streamedReply(
@@ -219,6 +221,29 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
     },
     stop: () => stopped ??= server.shutdown(),
   };
+}
+
+/**
+ * The reply cut at the first of the request's `stop` sequences, as servers
+ * cut it: without the sequence, or with it when vLLM is asked for it with
+ * `include_stop_str_in_output`. A reply cut short makes no tool calls.
+ */
+function endAtStop<T extends { reply: string; toolCalls?: StandInToolCall[] }>(
+  kind: StandInKind,
+  body: RecordedRequest,
+  answer: T,
+): T {
+  const stops = typeof body.stop === "string"
+    ? [body.stop]
+    : Array.isArray(body.stop)
+    ? body.stop as string[]
+    : [];
+  const hits = stops.map((stop) => ({ stop, at: answer.reply.indexOf(stop) }))
+    .filter((hit) => hit.at !== -1).sort((a, b) => a.at - b.at);
+  if (hits.length === 0) return answer;
+  const { stop, at } = hits[0];
+  const kept = kind === "vllm" && body.include_stop_str_in_output === true ? stop.length : 0;
+  return { ...answer, reply: answer.reply.slice(0, at + kept), toolCalls: undefined };
 }
 
 function openAiError(status: number, message: string, type: string): Response {
