@@ -24,6 +24,7 @@ import { getMetrics } from "./metrics_route.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
 import { countRequests, RequestCounts } from "./request_metrics.ts";
 import { requestLog } from "./request_log.ts";
+import { createResponse, deleteResponse, getResponse } from "./responses_routes.ts";
 
 /** Options for {@linkcode createApp}. */
 export interface AppOptions {
@@ -68,7 +69,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
         "X-OpenWebUI-Chat-Id",
         "X-OpenWebUI-Task",
       ],
-      allowMethods: ["GET", "POST", "OPTIONS"],
+      allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
       exposeHeaders: ["X-Request-Id"],
       maxAge: 600,
     }));
@@ -102,6 +103,9 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   app.post("/jobs/:job_id/cancel", json, cancelJob(deps));
   app.get("/v1/models", listModels(deps));
   app.post("/v1/chat/completions", json, createCompletion(deps));
+  app.post("/v1/responses", json, createResponse(deps));
+  app.get("/v1/responses/:response_id", getResponse(deps));
+  app.delete("/v1/responses/:response_id", deleteResponse(deps));
   app.get("/v1/jobs", listJobs(deps));
   app.get("/v1/jobs/stats", jobStats(deps));
   app.post("/admin/dead-letters/retry", json, retryDeadLetters(deps));

@@ -49,7 +49,7 @@ export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
 }
 
 /** How often a stream that waits sends an SSE comment, so proxies and clients with idle timeouts keep it open. */
-const KEEPALIVE_MS = 5_000;
+export const KEEPALIVE_MS = 5_000;
 
 /**
  * `POST /v1/chat/completions`: queues the request as a job and answers with
@@ -181,7 +181,8 @@ export function createCompletion(
   };
 }
 
-function restarted(jobId: string): ApiError {
+/** The error for a streamed reply that began again after a failed attempt. */
+export function restarted(jobId: string): ApiError {
   return new ApiError(
     502,
     `The backend's answer was restarted after a failed attempt; read the full reply with GET /jobs/${jobId}`,
@@ -283,7 +284,7 @@ function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] 
 const LAMBDA_MARGIN_MS = 10_000;
 
 /** When a wait on Lambda must end (epoch ms), from the function's remaining time; else undefined. */
-function lambdaEndBy(env: unknown): number | undefined {
+export function lambdaEndBy(env: unknown): number | undefined {
   const context =
     (env as { lambdaContext?: { getRemainingTimeInMillis?: () => number } } | undefined)
       ?.lambdaContext;
@@ -292,7 +293,7 @@ function lambdaEndBy(env: unknown): number | undefined {
 }
 
 /** A job that succeeded, or the error that says why there is no reply. */
-function finishedJob(
+export function finishedJob(
   job: Job | undefined,
   jobId: string,
   timeoutMs: number,

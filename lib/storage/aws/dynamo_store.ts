@@ -430,6 +430,29 @@ export class DynamoStore implements Store {
     }
   }
 
+  async deleteJob(jobId: string): Promise<boolean> {
+    if (NOT_JOBS.has(jobId) || jobId.includes("#")) return false;
+    try {
+      await this.#db.delete({
+        TableName: this.#tables.jobs,
+        Key: { job_id: jobId },
+        ConditionExpression: "#status IN (:succeeded, :failed, :canceled)",
+        ExpressionAttributeNames: { "#status": "status" },
+        ExpressionAttributeValues: {
+          ":succeeded": "succeeded" satisfies JobStatus,
+          ":failed": "failed" satisfies JobStatus,
+          ":canceled": "canceled" satisfies JobStatus,
+        },
+      });
+    } catch (err) {
+      if (isAwsError(err, "ConditionalCheckFailedException")) return false;
+      throw err;
+    }
+    // The owner index follows the item; a streamed job's last reply so far would wait for TTL.
+    await this.#db.delete({ TableName: this.#tables.jobs, Key: partialKey(jobId) });
+    return true;
+  }
+
   async savePartial(jobId: string, soFar: ReplySoFar): Promise<void> {
     // Unconditional: a late write after the job ended is never read, since
     // only a running job's reply so far is, and TTL deletes it.
