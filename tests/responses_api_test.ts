@@ -541,6 +541,17 @@ backendTest(
         404,
         "previous_response_id",
       );
+      const onOllama = await post({
+        model: "test-vision-model",
+        input: "Hi",
+        tools: [WEATHER],
+        tool_choice: "required",
+        parallel_tool_calls: false,
+        reasoning: { effort: "minimal" },
+      });
+      assert.equal(onOllama.status, 400);
+      const details = (await onOllama.json()).error.details as { param: string }[];
+      assert.deepEqual(details.map((d) => d.param), ["tool_choice", "reasoning.effort"]);
       const missing = `resp_${crypto.randomUUID()}`;
       await refused({ input: "Hi", previous_response_id: missing }, 404, "previous_response_id");
       const res = await gateway.app.request(`/v1/responses/${missing}`);

@@ -48,6 +48,9 @@ export async function responseJobSpec(
         target.backend.name,
         request.params,
       )
+        // Several calls at once are several function_call items, which every Responses client
+        // takes one by one; Codex asks for one at a time, and Ollama cannot promise it.
+        .filter((p) => p.param !== "parallel_tool_calls")
         .map((p) => ({ ...p, param: RESPONSES_FIELD[p.param] ?? p.param }));
       if (problems.length > 0) throw invalidRequest(problems);
     },
