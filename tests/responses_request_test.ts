@@ -164,6 +164,7 @@ Deno.test("what the gateway cannot do is refused by name, every problem at once"
       text: { verbosity: "low" },
       prompt: { id: "pmpt_1" },
       frobnicate: 1,
+      constructor: 1,
     }).map((line) => line.split(":")[0]).sort(),
     [
       "background",
@@ -173,6 +174,7 @@ Deno.test("what the gateway cannot do is refused by name, every problem at once"
       "input[0].content[0].type",
       "prompt",
       "frobnicate",
+      "constructor",
       "tools[0].type",
       "tools[1].defer_loading",
     ].sort(),

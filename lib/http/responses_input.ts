@@ -107,7 +107,7 @@ class ChatBuilder {
     else if (type === "function_call") this.#functionCall(item, at);
     else if (type === "function_call_output") this.#functionOutput(item, at);
     else if (type === "reasoning") this.#reasoningItem(item, at);
-    else if (typeof type === "string" && type in REFUSED_ITEMS) {
+    else if (typeof type === "string" && Object.hasOwn(REFUSED_ITEMS, type)) {
       this.#problem(`${at}.type`, REFUSED_ITEMS[type]);
     } else if (typeof type === "string" && /_(call|output)$/.test(type)) {
       this.#problem(

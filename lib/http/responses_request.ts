@@ -229,8 +229,9 @@ function unknownFields(data: Record<string, unknown>): FieldProblem[] {
     .filter(([key, value]) => !KNOWN.has(key) && value !== null && value !== undefined)
     .map(([key]) => ({
       param: key,
-      message: REFUSED[key] ??
-        "is not a Responses API field this gateway takes: leave it out (see docs/responses-api.md)",
+      message: Object.hasOwn(REFUSED, key)
+        ? REFUSED[key]
+        : "is not a Responses API field this gateway takes: leave it out (see docs/responses-api.md)",
     }));
 }
 
