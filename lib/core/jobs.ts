@@ -19,6 +19,27 @@ export type CompletionParams = Readonly<Record<string, unknown>>;
  */
 export type JobApi = "chat" | "chat.completions" | "responses" | "messages" | "embeddings";
 
+/**
+ * What a job made by `POST /v1/responses` keeps of its request, to answer for
+ * it as a response object later (see lib/http/responses_routes.ts).
+ */
+export interface ResponseRecord {
+  /**
+   * Whether the response is kept: readable with `GET /v1/responses/{id}` and
+   * continued with `previous_response_id`. False: it reads as missing.
+   */
+  store: boolean;
+  /** The response it continues, as the client named it (`resp_<job_id>`). */
+  previous_response_id?: string;
+  /**
+   * Set when `context` begins with the request's `instructions`, as a system
+   * message: the next response of a chain does not inherit them.
+   */
+  instructions?: true;
+  /** The client's `metadata`, echoed in the response object. */
+  metadata?: Record<string, string>;
+}
+
 /** How urgently a job should run. */
 export type Priority = "high" | "normal";
 
@@ -90,6 +111,8 @@ export interface Job {
   callback_url?: string;
   /** Which API made it; absent on jobs made before the field (`chat` or `chat.completions`). */
   api?: JobApi;
+  /** Set on a job made by `POST /v1/responses`. */
+  response?: ResponseRecord;
   /** How many times an operator sent the failed job back to run (see lib/core/retry.ts). */
   retries?: number;
   /** When the job was last sent back to run. */
@@ -151,6 +174,7 @@ export interface NewJobOptions {
     | "stream"
     | "callback_url"
     | "api"
+    | "response"
   >;
   ttlDays: number;
   now?: Date;

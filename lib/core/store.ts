@@ -160,6 +160,13 @@ export interface Store {
   /** Cancels a job that is queued, not running; returns it canceled, or undefined when it could not be. */
   cancelJob(jobId: string): Promise<Job | undefined>;
   /**
+   * Deletes a finished job's record and what is kept beside it (a long
+   * reply's pieces, a reply so far), for a client that asks for it gone.
+   * Returns whether it deleted one: an unfinished job is left alone, since a
+   * worker still needs it. Blobs are shared by content and expire on their own.
+   */
+  deleteJob(jobId: string): Promise<boolean>;
+  /**
    * Records the reply so far of a running, streamed job, for the requests
    * that follow it with {@linkcode Store.watchJob}.
    */

@@ -25,6 +25,7 @@ import { createCompletion, listModels } from "./openai_routes.ts";
 import { countTokens, createMessage } from "./anthropic_routes.ts";
 import { countRequests, RequestCounts } from "./request_metrics.ts";
 import { requestLog } from "./request_log.ts";
+import { createResponse, deleteResponse, getResponse } from "./responses_routes.ts";
 
 /** Options for {@linkcode createApp}. */
 export interface AppOptions {
@@ -73,7 +74,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
         "X-OpenWebUI-Chat-Id",
         "X-OpenWebUI-Task",
       ],
-      allowMethods: ["GET", "POST", "OPTIONS"],
+      allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
       exposeHeaders: ["X-Request-Id"],
       maxAge: 600,
     }));
@@ -109,6 +110,9 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   app.post("/v1/chat/completions", json, createCompletion(deps));
   app.post("/v1/messages", json, createMessage(deps));
   app.post("/v1/messages/count_tokens", json, countTokens(deps));
+  app.post("/v1/responses", json, createResponse(deps));
+  app.get("/v1/responses/:response_id", getResponse(deps));
+  app.delete("/v1/responses/:response_id", deleteResponse(deps));
   app.get("/v1/jobs", listJobs(deps));
   app.get("/v1/jobs/stats", jobStats(deps));
   app.post("/admin/dead-letters/retry", json, retryDeadLetters(deps));

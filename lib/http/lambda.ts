@@ -48,7 +48,12 @@ export const handler: LambdaHandler = (event, context) => {
  * no throttling) in front of it, only the functions' reserved concurrency, so
  * the rest of the app (`/chat`, the console, admin) stays behind the API URL.
  */
-export const STREAMING_PATHS = ["/v1/chat/completions", "/v1/models"] as const;
+export const STREAMING_PATHS = [
+  "/v1/chat/completions",
+  "/v1/models",
+  "/v1/responses",
+  "/v1/responses/:response_id",
+] as const;
 
 function streamingDoor(
   app: { fetch(request: Request, env?: unknown): Response | Promise<Response> },
@@ -61,7 +66,7 @@ function streamingDoor(
         new ApiError(
           404,
           `Not served on the streaming URL, which serves ${
-            STREAMING_PATHS.join(" and ")
+            STREAMING_PATHS.join(", ")
           }: use the API URL`,
           { code: "not_found" },
         ),

@@ -49,7 +49,7 @@ export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
 }
 
 /** How often a stream that waits sends an SSE comment, so proxies and clients with idle timeouts keep it open. */
-const KEEPALIVE_MS = 5_000;
+export const KEEPALIVE_MS = 5_000;
 
 /**
  * `POST /v1/chat/completions`: queues the request as a job and answers with
@@ -181,7 +181,8 @@ export function createCompletion(
   };
 }
 
-function restarted(jobId: string): ApiError {
+/** The error for a streamed reply that began again after a failed attempt. */
+export function restarted(jobId: string): ApiError {
   return new ApiError(
     502,
     `The backend's answer was restarted after a failed attempt; read the full reply with GET /jobs/${jobId}`,

@@ -43,6 +43,11 @@ export interface JobSpec {
   checkTarget?: (target: Target) => void;
   /** The request's `Idempotency-Key`, claimed for the job it makes (see lib/http/idempotency.ts). */
   idempotency?: IdempotencyClaim;
+  /**
+   * Keeps a stateless job's blobs `BLOB_TTL_DAYS`, not a day: a stored
+   * response, whose chat a later request continues.
+   */
+  keepPayloads?: boolean;
 }
 
 /** What a submission answers: the job, and whether it is an earlier request's. */
@@ -90,8 +95,10 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Subm
   const target = await routeMessage(services, { model: spec.model, images }, spec.checkTarget);
   const mode = spec.recordFields?.mode ?? "conversation";
   // Written only once the job passes every check: a refused request changes nothing. A stateless
-  // request's blobs are needed only until its job ends: they are kept a day.
-  const blobs = new BlobWritesHeld(services.blobs, { shortLived: mode === "stateless" });
+  // request's blobs are needed only until its job ends: they are kept a day, unless kept on purpose.
+  const blobs = new BlobWritesHeld(services.blobs, {
+    shortLived: mode === "stateless" && !spec.keepPayloads,
+  });
   const aside = await setPayloadsAside(
     blobs,
     spec.owner,

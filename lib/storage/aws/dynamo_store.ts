@@ -8,7 +8,7 @@ import {
   TransactionCanceledException,
 } from "@aws-sdk/client-dynamodb";
 import {
-  BatchGetCommand,
+  DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
@@ -16,7 +16,7 @@ import {
   UpdateCommand,
 } from "@aws-sdk/lib-dynamodb";
 import type { WorkerRecord } from "../../core/catalogue.ts";
-import { followJob, type ReplySoFar, withReplySoFar } from "../../core/job_changes.ts";
+import { followJob, type ReplySoFar } from "../../core/job_changes.ts";
 import { isStateless, type Job, type JobStatus } from "../../core/jobs.ts";
 import { type JobPage, type ListJobsOptions, ownerIndexValue } from "../../core/job_list.ts";
 import { jsonBytes, replyText, richReply } from "../../core/messages.ts";
@@ -47,8 +47,9 @@ import {
 import { queryOwnerJobs } from "./dynamo_job_list.ts";
 import { DynamoLines } from "./dynamo_lines.ts";
 import { lastRedriveRequest, requestRedrive, requeueFailedJob } from "./dynamo_requeue.ts";
+import { readJobs } from "./dynamo_job_reads.ts";
 import { DynamoWorkerRecords } from "./dynamo_worker_records.ts";
-import { type BatchRead, JobPoller } from "./job_poller.ts";
+import { JobPoller } from "./job_poller.ts";
 
 /** The most a job item may take, in JSON bytes, leaving room below DynamoDB's 400 KB for names. */
 const JOB_ITEM_MAX_BYTES = 390_000;
@@ -80,7 +81,7 @@ export class DynamoStore implements Store {
     this.#tables = tables;
     this.#workers = new DynamoWorkerRecords(db, tables.jobs);
     this.#lines = new DynamoLines(db, tables.jobs);
-    this.poller = new JobPoller((ids, withPartial) => this.#readJobs(ids, withPartial));
+    this.poller = new JobPoller((ids, withPartial) => readJobs(db, tables.jobs, ids, withPartial));
   }
 
   async getConversation(conversationId: string): Promise<Conversation | undefined> {
@@ -375,6 +376,33 @@ export class DynamoStore implements Store {
     }
   }
 
+  async deleteJob(jobId: string): Promise<boolean> {
+    if (NOT_JOBS.has(jobId) || jobId.includes("#")) return false;
+    try {
+      await this.#db.send(
+        new DeleteCommand({
+          TableName: this.#tables.jobs,
+          Key: { job_id: jobId },
+          ConditionExpression: "#status IN (:succeeded, :failed, :canceled)",
+          ExpressionAttributeNames: { "#status": "status" },
+          ExpressionAttributeValues: {
+            ":succeeded": "succeeded" satisfies JobStatus,
+            ":failed": "failed" satisfies JobStatus,
+            ":canceled": "canceled" satisfies JobStatus,
+          },
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw err;
+    }
+    // The owner index follows the item; a streamed job's last reply so far would wait for TTL.
+    await this.#db.send(
+      new DeleteCommand({ TableName: this.#tables.jobs, Key: partialKey(jobId) }),
+    );
+    return true;
+  }
+
   async savePartial(jobId: string, soFar: ReplySoFar): Promise<void> {
     // Unconditional: a late write after the job ended is never read, since
     // only a running job's reply so far is, and TTL deletes it.
@@ -393,43 +421,6 @@ export class DynamoStore implements Store {
 
   watchJob(jobId: string, signal: AbortSignal): AsyncIterable<Job | undefined> {
     return followJob(this.poller, jobId, signal);
-  }
-
-  /** One BatchGetItem: the jobs, and the replies so far of those in `withPartial`. */
-  async #readJobs(jobIds: string[], withPartial: ReadonlySet<string>): Promise<BatchRead> {
-    const table = this.#tables.jobs;
-    const keys = [
-      ...jobIds.map((id) => ({ job_id: id })),
-      ...[...withPartial].map(partialKey),
-    ];
-    const out = await this.#db.send(
-      new BatchGetCommand({
-        RequestItems: { [table]: { Keys: keys, ConsistentRead: true } },
-      }),
-    );
-    const items = new Map<string, Record<string, unknown>>();
-    for (const item of out.Responses?.[table] ?? []) items.set(item.job_id as string, item);
-    const unprocessed = new Set<string>();
-    for (const key of out.UnprocessedKeys?.[table]?.Keys ?? []) {
-      const id = String(key.job_id);
-      unprocessed.add(id.startsWith("partial#") ? id.slice("partial#".length) : id);
-    }
-    const jobs = new Map<string, Job>();
-    for (const id of jobIds) {
-      const job = asJob(items.get(id));
-      if (!job || !("status" in job)) continue;
-      const partial = items.get(partialKey(id).job_id);
-      jobs.set(
-        id,
-        job.status === "running" && typeof partial?.text === "string"
-          ? withReplySoFar(job, {
-            content: partial.text,
-            reasoning: typeof partial.reasoning === "string" ? partial.reasoning : undefined,
-          })
-          : job,
-      );
-    }
-    return { jobs, unprocessed };
   }
 
   saveWorker(record: WorkerRecord): Promise<void> {

@@ -307,6 +307,20 @@ export class KvStore implements Store {
     return canceled;
   }
 
+  async deleteJob(jobId: string): Promise<boolean> {
+    while (true) {
+      const entry = await this.#kv.get<Job>(jobKey(jobId));
+      if (!entry.value || !isFinished(entry.value)) return false;
+      const job = entry.value;
+      const atomic = this.#kv.atomic().check(entry).delete(entry.key).delete(ownerIndexKey(job));
+      for (let n = 0; n < (job.reply_chunks ?? 0); n++) atomic.delete(replyChunkKey(jobId, n));
+      if ((await atomic.commit()).ok) {
+        this.#changes.publish(jobId, { job: undefined });
+        return true;
+      }
+    }
+  }
+
   savePartial(jobId: string, soFar: ReplySoFar): Promise<void> {
     this.#changes.publish(jobId, { partial: soFar });
     return Promise.resolve();
