@@ -44,11 +44,14 @@ export const handler: LambdaHandler = (event, context) => {
 
 /**
  * What the streaming function URL serves: the OpenAI-compatible door, for
- * Open WebUI and other streaming clients. The URL has no API Gateway (and so
- * no throttling) in front of it, only the functions' reserved concurrency, so
- * the rest of the app (`/chat`, the console, admin) stays behind the API URL.
+ * Open WebUI and other streaming clients; embeddings too, since the same base
+ * URL serves Open WebUI's documents, and a large batch's answer may pass the
+ * API URL's 30 seconds or Lambda's 6 MB buffered response. The URL has no API
+ * Gateway (and so no throttling) in front of it, only the functions' reserved
+ * concurrency, so the rest of the app (`/chat`, the console, admin) stays
+ * behind the API URL.
  */
-export const STREAMING_PATHS = ["/v1/chat/completions", "/v1/models"] as const;
+export const STREAMING_PATHS = ["/v1/chat/completions", "/v1/models", "/v1/embeddings"] as const;
 
 function streamingDoor(
   app: { fetch(request: Request, env?: unknown): Response | Promise<Response> },
@@ -61,7 +64,7 @@ function streamingDoor(
         new ApiError(
           404,
           `Not served on the streaming URL, which serves ${
-            STREAMING_PATHS.join(" and ")
+            STREAMING_PATHS.join(", ")
           }: use the API URL`,
           { code: "not_found" },
         ),

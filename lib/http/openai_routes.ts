@@ -43,6 +43,7 @@ export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
       id: m.id,
       owned_by: m.backend.name,
       created: m.created,
+      capabilities: m.capabilities,
     }));
     return c.json(modelList(models, { catalogue: directory.source }));
   };
@@ -283,7 +284,7 @@ function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] 
 const LAMBDA_MARGIN_MS = 10_000;
 
 /** When a wait on Lambda must end (epoch ms), from the function's remaining time; else undefined. */
-function lambdaEndBy(env: unknown): number | undefined {
+export function lambdaEndBy(env: unknown): number | undefined {
   const context =
     (env as { lambdaContext?: { getRemainingTimeInMillis?: () => number } } | undefined)
       ?.lambdaContext;
@@ -292,7 +293,7 @@ function lambdaEndBy(env: unknown): number | undefined {
 }
 
 /** A job that succeeded, or the error that says why there is no reply. */
-function finishedJob(
+export function finishedJob(
   job: Job | undefined,
   jobId: string,
   timeoutMs: number,
