@@ -35,13 +35,14 @@ Deno.test("checkBackend() lists a vLLM server's models from /v1/models", async (
   }
 });
 
-Deno.test("checkBackend() reads Ollama's capabilities from /api/show and leaves out models that cannot chat", async () => {
+Deno.test("checkBackend() reads Ollama's capabilities from /api/show and leaves out models that neither chat nor embed", async () => {
   const ollama = startStandInLlm({
     name: "o",
     kind: "ollama",
     models: [
-      { id: "llava:7b", capabilities: ["completion", "vision"] },
       { id: "nomic-embed-text:latest", capabilities: ["embedding"] },
+      { id: "llava:7b", capabilities: ["completion", "vision"] },
+      { id: "x/flux2-klein:latest", capabilities: ["image"] },
       { id: "qwen2.5-coder:7b", capabilities: ["completion", "tools", "insert"] },
     ],
   });
@@ -52,14 +53,20 @@ Deno.test("checkBackend() reads Ollama's capabilities from /api/show and leaves 
     );
     assert.equal(report.status, "up");
     assert.deepEqual(report.models.map((m) => [m.id, m.capabilities]), [
+      ["nomic-embed-text:latest", ["embedding"]],
       ["llava:7b", ["completion", "vision"]],
       ["qwen2.5-coder:7b", ["completion", "tools", "insert"]],
     ]);
-    assert.equal(report.default_model, "llava:7b", "with none configured, the first served");
+    assert.equal(
+      report.default_model,
+      "llava:7b",
+      "with none configured, the first chat model served",
+    );
     assert.deepEqual(ollama.shown.sort(), [
       "llava:7b",
       "nomic-embed-text:latest",
       "qwen2.5-coder:7b",
+      "x/flux2-klein:latest",
     ]);
   } finally {
     await ollama.stop();
@@ -73,12 +80,17 @@ Deno.test("checkBackend() takes models and capabilities from configuration when 
       backend({
         LLM_B_KIND: "vllm",
         LLM_B_BASE_URL: server.baseUrl,
-        LLM_B_MODELS: "Qwen2-VL=vision",
+        LLM_B_MODELS: "bge-m3=embedding,Qwen2-VL=vision,gte-qwen2=embedding+completion",
       }),
       TIMEOUT,
     );
     assert.equal(report.status, "up");
-    assert.deepEqual(report.models, [{ id: "Qwen2-VL", capabilities: ["completion", "vision"] }]);
+    assert.deepEqual(report.models, [
+      { id: "bge-m3", capabilities: ["embedding"] },
+      { id: "Qwen2-VL", capabilities: ["completion", "vision"] },
+      { id: "gte-qwen2", capabilities: ["embedding", "completion"] },
+    ], "a model marked =embedding does not chat, unless marked so too");
+    assert.equal(report.default_model, "Qwen2-VL", "the first that chats");
     assert.equal(server.listings, 1);
   } finally {
     await server.stop();

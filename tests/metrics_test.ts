@@ -163,6 +163,13 @@ backendTest(
       const runs = (outcome: string) =>
         find(samples, "gateway_worker_job_runs_total", { backend: "vllm", outcome })[0]?.value;
       assert.deepEqual([runs("succeeded"), runs("failed")], [1, 1]);
+      const byApi = find(samples, "gateway_worker_api_runs_total")
+        .map((s) => `${s.labels.api} ${s.labels.outcome} ${s.value}`);
+      assert.deepEqual(
+        byApi.sort(),
+        ["chat failed 1", "chat succeeded 1"],
+        "by the API that made the jobs: POST /chat",
+      );
       for (const name of ["gateway_job_wait_seconds", "gateway_job_run_seconds"]) {
         const count = find(samples, `${name}_count`, { backend: "vllm" })[0]?.value;
         assert.equal(count, 2, name);

@@ -155,3 +155,51 @@ Deno.test("ModelDirectory ignores workers that serve only backends the front doo
   assert.deepEqual(directory.models().map((m) => m.id), ["qwen-7b"]);
   assert.equal(apiError(() => directory.route({ model: "m", images: false })).status, 404);
 });
+
+Deno.test("ModelDirectory.route() sends embeddings to a model that embeds, and a chat never to one", () => {
+  const mac = report("mac", [
+    ["nomic-embed-text:latest", "embedding"],
+    ["llama3.2:latest", "completion"],
+  ], { default_model: "llama3.2:latest" });
+  const directory = new ModelDirectory(backends, [
+    worker("w-gpu", [report("gpu", [["qwen-7b", "completion"]])]),
+    worker("w-mac", [mac]),
+  ], { now: NOW });
+  const embedding = directory.route({ model: "nomic-embed-text", images: false, embeddings: true });
+  assert.deepEqual([embedding.backend.name, embedding.model], ["mac", "nomic-embed-text:latest"]);
+  const unnamed = directory.route({ images: false, embeddings: true });
+  assert.equal(unnamed.model, "nomic-embed-text:latest", "without a name, the first that embeds");
+
+  const chat = apiError(() => directory.route({ model: "nomic-embed-text:latest", images: false }));
+  assert.deepEqual([chat.status, chat.code, chat.param], [400, "model_not_for_chat", "model"]);
+  assert.match(chat.message, /"qwen-7b" \(backend "gpu"\) chats/);
+  const embed = apiError(() =>
+    directory.route({ model: "qwen-7b", images: false, embeddings: true })
+  );
+  assert.deepEqual([embed.status, embed.code], [400, "model_not_for_embeddings"]);
+  assert.match(
+    embed.message,
+    /"nomic-embed-text:latest" \(backend "mac"\) does \(if it does, list it in LLM_GPU_MODELS as qwen-7b=embedding\)/,
+  );
+});
+
+Deno.test("ModelDirectory.route() never makes an embedding model a backend's default for chats", () => {
+  const directory = new ModelDirectory(backendsFromConfig(loadConfig({ LLM_BACKENDS: "mac" })), [
+    worker("w-mac", [
+      report("mac", [["bge-m3:latest", "embedding"], ["llama3.2:latest", "completion"]], {
+        default_model: undefined,
+      }),
+    ]),
+  ], { now: NOW });
+  assert.equal(directory.route({ images: false }).model, "llama3.2:latest");
+});
+
+Deno.test("ModelDirectory.routeEmbeddings() lets a model whose capabilities nobody could learn decide, and says when none embeds", () => {
+  const unknown = report("mac", [["mystery:latest", "completion"]]);
+  unknown.models[0].capabilities_unknown = true;
+  const directory = new ModelDirectory(backends, [worker("w-mac", [unknown])], { now: NOW });
+  assert.equal(directory.routeEmbeddings("mystery").model, "mystery:latest");
+  const none = apiError(() => directory.routeEmbeddings(undefined));
+  assert.equal(none.code, "model_not_for_embeddings");
+  assert.match(none.message, /^No model embeds text; no backend serves a model known to$/);
+});

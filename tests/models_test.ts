@@ -94,12 +94,13 @@ backendTest(
       const macWorker = await gateway.startWorker({ env: machines.macEnv });
 
       await t.step(
-        "/v1/models lists every chat model the live workers' backends serve, owned by the backend",
+        "/v1/models lists every model the live workers' backends serve, owned by the backend",
         async () => {
           assert.deepEqual(await listedModels(openai), [
             ["qwen-7b", "gpu"],
             ["llama3.2:latest", "mac"],
             ["llava:7b", "mac"],
+            ["nomic-embed-text:latest", "mac"],
           ]);
           const body = await (await fetch(`${http.base}/v1/models`)).json();
           assert.equal(body.catalogue, "workers");
@@ -223,7 +224,7 @@ backendTest(
         assert.deepEqual(mac.workers.map((w: { worker_id: string }) => w.worker_id), [
           macWorker.id,
         ]);
-        assert.deepEqual(mac.models, ["llama3.2:latest", "llava:7b"]);
+        assert.deepEqual(mac.models, ["llama3.2:latest", "llava:7b", "nomic-embed-text:latest"]);
         assert.deepEqual(Object.keys(mac.queues), ["priority", "default"]);
       });
 

@@ -296,7 +296,7 @@ backendTest("the completions route checks its body and bounds its wait", async (
   });
 
   await t.step("an unknown route is a JSON 404", async () => {
-    const res = await gateway.app.request("/v1/embeddings", { method: "POST", body: "{}" });
+    const res = await gateway.app.request("/v1/audio/speech", { method: "POST", body: "{}" });
     assert.equal(res.status, 404);
     assert.equal((await res.json()).error.type, "not_found_error");
   });

@@ -67,3 +67,27 @@ Deno.test("WorkerMetrics times every run, and the wait of a job's first run from
   counters.runs.vllm.succeeded = 99;
   assert.equal(metrics.snapshot().runs.vllm.succeeded, 2, "a snapshot is a copy");
 });
+
+Deno.test("WorkerMetrics counts the runs that started a job by the API that made it, in known names only", () => {
+  const job = newJob({
+    conversationId: "c",
+    route: "vllm",
+    model: "m",
+    priority: "normal",
+    userMessage: userMessage("hi"),
+    ttlDays: 1,
+  });
+  const metrics = new WorkerMetrics();
+  metrics.endRun({ job: { ...job, api: "embeddings" }, outcome: "succeeded", ms: 10 });
+  metrics.endRun({ job: { ...job, api: "embeddings" }, outcome: "retrying", ms: 10 });
+  metrics.endRun({ job: { ...job, api: "chat" }, outcome: "succeeded", ms: 10 });
+  metrics.endRun({ job, outcome: "failed", ms: 10 });
+  metrics.endRun({ job: { ...job, api: "made-up" as "chat" }, outcome: "failed", ms: 10 });
+  const counters = metrics.snapshot();
+  assert.deepEqual(counters.api_runs, {
+    embeddings: { succeeded: 1, retrying: 1 },
+    chat: { succeeded: 1 },
+    unknown: { failed: 2 },
+  });
+  assert.equal(counters.run_seconds.vllm.count, 5, "each run is timed as well");
+});

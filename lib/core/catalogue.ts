@@ -12,7 +12,10 @@ export interface ModelInfo {
   id: string;
   /** Epoch seconds the backend gives for it (Ollama: when it was pulled). */
   created?: number;
-  /** What it can do: "completion", "vision", "tools", … (Ollama's names). */
+  /**
+   * What it can do, in Ollama's names: "completion" (it chats), "embedding"
+   * (it embeds text), "vision", "tools", …
+   */
   capabilities: string[];
   /**
    * Set when the backend could not say what the model can do (Ollama's
@@ -79,4 +82,24 @@ export function mayTakeImages(
   model: Pick<ModelInfo, "capabilities" | "capabilities_unknown">,
 ): boolean {
   return takesImages(model) || model.capabilities_unknown === true;
+}
+
+/** Whether a model answers chats; an embedding model does not. */
+export function chats(model: Pick<ModelInfo, "capabilities">): boolean {
+  return model.capabilities.includes("completion");
+}
+
+/** Whether a model is known to embed text. */
+export function embeds(model: Pick<ModelInfo, "capabilities">): boolean {
+  return model.capabilities.includes("embedding");
+}
+
+/**
+ * Whether embedding requests may go to a model: it embeds, or nobody could
+ * say what it does, and its backend decides.
+ */
+export function mayEmbed(
+  model: Pick<ModelInfo, "capabilities" | "capabilities_unknown">,
+): boolean {
+  return embeds(model) || model.capabilities_unknown === true;
 }

@@ -408,7 +408,9 @@ function readLlmBackend(read: EnvReader, name: string): LlmBackendConfig {
 /**
  * A list such as `llama3.2:latest,llava:7b=vision,qwen2.5-coder=tools+vision`:
  * each model with the capabilities after `=`, joined by `+`. Every listed
- * model answers chats ("completion").
+ * model answers chats ("completion"), except one marked `=embedding`, which
+ * only embeds (vLLM's model list cannot tell; mark it `=embedding+completion`
+ * if it does both).
  */
 function readModelSpecs(read: EnvReader, variable: string): ModelSpec[] {
   return read.list(variable).flatMap((entry) => {
@@ -422,7 +424,8 @@ function readModelSpecs(read: EnvReader, variable: string): ModelSpec[] {
       );
       return [];
     }
-    return [{ id, capabilities: [...new Set(["completion", ...listed])] }];
+    const chat = listed.includes("embedding") ? [] : ["completion"];
+    return [{ id, capabilities: [...new Set([...chat, ...listed])] }];
   });
 }
 

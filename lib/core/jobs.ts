@@ -1,4 +1,5 @@
 /** Job records: what the front door promised and what the worker did about it. */
+import type { StoredEmbeddings } from "./embeddings.ts";
 import type { ChatMessage, StoredReplyMessage, Usage } from "./messages.ts";
 
 /** Where a job is in its life; the last three are final. */
@@ -39,6 +40,14 @@ export interface ResponseRecord {
   /** The client's `metadata`, echoed in the response object. */
   metadata?: Record<string, string>;
 }
+/** Every API, in the order `/metrics` lists them. */
+export const JOB_APIS: readonly JobApi[] = [
+  "chat",
+  "chat.completions",
+  "responses",
+  "messages",
+  "embeddings",
+];
 
 /** How urgently a job should run. */
 export type Priority = "high" | "normal";
@@ -75,6 +84,8 @@ export interface Job {
   reply_chunks?: number;
   /** The reply's token counts: the backend's, or counted by the gateway when it gave none. */
   usage?: Usage;
+  /** An embeddings job's vectors, once succeeded (its `reply` is empty). */
+  embeddings?: StoredEmbeddings;
   /** Why the last attempt failed; on a failed job, why it was given up. */
   error?: string;
   /** Epoch seconds after which the store may delete the record (DynamoDB TTL). */

@@ -42,6 +42,12 @@ export interface WorkerCounters {
   wait_seconds: Record<string, HistogramData>;
   /** By backend: each run that reached the backend, from its start to its end. */
   run_seconds: Record<string, HistogramData>;
+  /**
+   * Runs that started a job, by the API that made it (see `JobApi`, or
+   * "unknown" for jobs made before jobs recorded it), then by how the run
+   * ended. Absent in the records of workers older than it.
+   */
+  api_runs?: Record<string, Record<string, number>>;
 }
 
 /** An empty histogram. */

@@ -1,5 +1,6 @@
 /** What the gateway needs from storage, whichever store backs it. */
 import type { WorkerRecord } from "./catalogue.ts";
+import type { StoredEmbeddings } from "./embeddings.ts";
 import type { ReplySoFar } from "./job_changes.ts";
 import type { ChatMessage, Usage } from "./messages.ts";
 import type { Job } from "./jobs.ts";
@@ -21,6 +22,8 @@ export interface JobResult {
   /** Why the reply ended: "stop", "length", "tool_calls", … */
   finishReason: string;
   usage: Usage;
+  /** An embeddings job's vectors (its `reply` is empty). */
+  embeddings?: StoredEmbeddings;
   /**
    * For a synced job: the conversation as it now stands (what the client sent
    * plus the reply, trimmed to fit), which replaces what is stored.

@@ -11,6 +11,7 @@ import { limitBodyReadTime } from "./body_timeout.ts";
 import { limitLargeBodies } from "./large_bodies.ts";
 import { getConversation, postChat } from "./chat_routes.ts";
 import { CONSOLE_PATHS, consoleFile } from "./console_routes.ts";
+import { createEmbeddings } from "./embeddings_routes.ts";
 import { errorHandler, failureBody } from "./error_handler.ts";
 import { ApiError, notFoundBody } from "./errors.ts";
 import { getHealth } from "./health_route.ts";
@@ -99,6 +100,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   const json = requireJsonBodies();
   app.get("/", consoleFile("page"));
   app.get("/console.js", consoleFile("script"));
+  app.get("/console_chat.js", consoleFile("chat"));
   app.get("/console.css", consoleFile("style"));
   app.get("/healthz", getHealth(deps));
   app.get("/metrics", getMetrics(deps, requests));
@@ -113,6 +115,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   app.post("/v1/responses", json, createResponse(deps));
   app.get("/v1/responses/:response_id", getResponse(deps));
   app.delete("/v1/responses/:response_id", deleteResponse(deps));
+  app.post("/v1/embeddings", json, createEmbeddings(deps));
   app.get("/v1/jobs", listJobs(deps));
   app.get("/v1/jobs/stats", jobStats(deps));
   app.post("/admin/dead-letters/retry", json, retryDeadLetters(deps));

@@ -153,17 +153,31 @@ export function usageChunk(
   };
 }
 
+/** One entry of `GET /v1/models`. */
+export interface ModelObject {
+  id: string;
+  object: "model";
+  created: number;
+  owned_by: string;
+  /**
+   * What it can do, in Ollama's names ("completion", "embedding", "vision",
+   * …), so a client can tell an embedding model (not in OpenAI's shape; its
+   * clients ignore it).
+   */
+  capabilities?: string[];
+}
+
 /** The body of `GET /v1/models`, with where its list came from (not in OpenAI's shape; clients ignore it). */
 export interface ModelList {
   object: "list";
-  data: { id: string; object: "model"; created: number; owned_by: string }[];
+  data: ModelObject[];
   /** "workers": what live workers' backends serve; "configured_defaults": no worker is live. */
   catalogue: string;
 }
 
 /** Builds the `GET /v1/models` body; a model's `created` (epoch seconds) defaults to now. */
 export function modelList(
-  models: readonly { id: string; owned_by: string; created?: number }[],
+  models: readonly { id: string; owned_by: string; created?: number; capabilities?: string[] }[],
   options: { catalogue: string; now?: number },
 ): ModelList {
   const now = options.now ?? nowSeconds();
@@ -174,6 +188,7 @@ export function modelList(
       object: "model",
       created: m.created ?? now,
       owned_by: m.owned_by,
+      ...(m.capabilities ? { capabilities: [...m.capabilities] } : {}),
     })),
     catalogue: options.catalogue,
   };

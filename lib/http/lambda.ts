@@ -44,13 +44,17 @@ export const handler: LambdaHandler = (event, context) => {
 
 /**
  * What the streaming function URL serves: the OpenAI-compatible door, for
- * Open WebUI and other streaming clients. The URL has no API Gateway (and so
- * no throttling) in front of it, only the functions' reserved concurrency, so
- * the rest of the app (`/chat`, the console, admin) stays behind the API URL.
+ * Open WebUI and other streaming clients; embeddings too, since the same base
+ * URL serves Open WebUI's documents, and a large batch's answer may pass the
+ * API URL's 30 seconds or Lambda's 6 MB buffered response. The URL has no API
+ * Gateway (and so no throttling) in front of it, only the functions' reserved
+ * concurrency, so the rest of the app (`/chat`, the console, admin) stays
+ * behind the API URL.
  */
 export const STREAMING_PATHS = [
   "/v1/chat/completions",
   "/v1/models",
+  "/v1/embeddings",
   "/v1/responses",
   "/v1/responses/:response_id",
 ] as const;

@@ -240,6 +240,18 @@ function workerSeries(out: Exposition, records: WorkerRecord[]): void {
       }
     }
   }
+  out.family(
+    "gateway_worker_api_runs_total",
+    "counter",
+    "Runs that started a job, by worker, the API that made the job (chat, chat.completions, responses, messages, embeddings; unknown for jobs older than the field) and how the run ended.",
+  );
+  for (const { r, counters } of counted) {
+    for (const [api, outcomes] of Object.entries(counters.api_runs ?? {})) {
+      for (const [outcome, count] of Object.entries(outcomes)) {
+        out.sample("gateway_worker_api_runs_total", { worker: worker(r), api, outcome }, count);
+      }
+    }
+  }
   const histograms = [
     [
       "gateway_job_wait_seconds",

@@ -8,7 +8,10 @@
 import { type Backend, configuredModels, findModel, sameModel } from "../core/backends.ts";
 import {
   type BackendReport,
+  chats,
+  embeds,
   isLive,
+  mayEmbed,
   mayTakeImages,
   type ModelInfo,
   takesImages,
@@ -28,6 +31,16 @@ export interface ModelEntry extends ModelInfo {
 export interface Target {
   backend: Backend;
   model: string;
+}
+
+/** What a job asks of the model it is routed to. */
+export interface RouteRequest {
+  /** The model the client named, if any. */
+  model?: string;
+  /** The message carries images. */
+  images: boolean;
+  /** An embeddings job (`POST /v1/embeddings`), not a chat. */
+  embeddings?: boolean;
 }
 
 /** What `/v1/models` says its list came from: the live workers, or configuration when none is live. */
@@ -134,12 +147,16 @@ export class ModelDirectory {
    * first backend's default model. On Ollama a name without a tag is its
    * `:latest`, as Ollama has it. Throws a 404 for a model no backend serves,
    * and a 400 for images to a model known not to see them (one whose
-   * capabilities nobody could learn gets them: its backend decides).
+   * capabilities nobody could learn gets them: its backend decides), or for
+   * a chat with an embedding model. An embeddings job goes to the model named
+   * if it embeds (see {@linkcode ModelDirectory.routeEmbeddings}).
    */
-  route(request: { model?: string; images: boolean }): Target {
+  route(request: RouteRequest): Target {
+    if (request.embeddings) return this.routeEmbeddings(request.model);
     if (request.model !== undefined) {
       const entry = this.#find(request.model);
       if (!entry) throw this.#modelNotFound(request.model);
+      if (!chats(entry)) throw this.#notForChat(entry.id);
       if (request.images && !mayTakeImages(entry)) throw this.#noVision(entry.id);
       return { backend: entry.backend, model: entry.id };
     }
@@ -161,6 +178,29 @@ export class ModelDirectory {
     return { backend: view.backend, model };
   }
 
+  /**
+   * The backend and model for an embeddings job: the model named, if it
+   * embeds or nobody could say what it does (its backend decides); without a
+   * name, the first that embeds. Throws a 404 for a model no backend serves
+   * and a 400 for a chat model, naming one that embeds.
+   */
+  routeEmbeddings(model: string | undefined): Target {
+    if (model === undefined) {
+      const target = this.#embeddingTarget();
+      if (!target) throw this.#notForEmbeddings();
+      return target;
+    }
+    const entry = this.#find(model);
+    if (!entry) throw this.#modelNotFound(model);
+    if (!mayEmbed(entry)) throw this.#notForEmbeddings(entry);
+    return { backend: entry.backend, model: entry.id };
+  }
+
+  /** The backends' views, those with live workers first, each group in the backends' order. */
+  #liveFirst(): BackendView[] {
+    return [...this.#views.filter((v) => v.live), ...this.#views.filter((v) => !v.live)];
+  }
+
   #view(backend: Backend): BackendView {
     return this.#views.find((v) => v.backend === backend) ?? viewOf(backend, [], Date.now());
   }
@@ -176,14 +216,57 @@ export class ModelDirectory {
 
   /** The first model that takes images, in the backends' order, each backend's default first. */
   #visionTarget(accepts: (model: ModelEntry) => boolean = takesImages): Target | undefined {
-    const views = [...this.#views.filter((v) => v.live), ...this.#views.filter((v) => !v.live)];
-    for (const view of views) {
+    for (const view of this.#liveFirst()) {
       const models = view.entries.filter(accepts);
       const preferred = models.find((e) => e.id === defaultModel(view) && e.up) ??
         models.find((e) => e.up) ?? models[0];
       if (preferred) return { backend: view.backend, model: preferred.id };
     }
     return undefined;
+  }
+
+  /** The first model that embeds, live backends first, one that is up first. */
+  #embeddingTarget(): Target | undefined {
+    const models = this.#liveFirst().flatMap((v) => v.entries.filter(embeds));
+    const chosen = models.find((e) => e.up) ?? models[0];
+    return chosen && { backend: chosen.backend, model: chosen.id };
+  }
+
+  /** The model a chat without one goes to, if there is one: the first backend's default, live ones first. */
+  #chatTarget(): Target | undefined {
+    for (const view of this.#liveFirst()) {
+      const model = defaultModel(view);
+      if (model) return { backend: view.backend, model };
+    }
+    return undefined;
+  }
+
+  #notForChat(model: string): ApiError {
+    const chat = this.#chatTarget();
+    const hint = chat
+      ? `; "${chat.model}" (backend "${chat.backend.name}") chats`
+      : "; no backend serves a chat model";
+    return new ApiError(
+      400,
+      `The model "${model}" is an embedding model and does not chat: send its input to POST /v1/embeddings${hint}`,
+      { code: "model_not_for_chat", param: "model" },
+    );
+  }
+
+  #notForEmbeddings(entry?: ModelEntry): ApiError {
+    const target = this.#embeddingTarget();
+    const subject = entry ? `The model "${entry.id}" does not embed text` : "No model embeds text";
+    const hint = target
+      ? `; "${target.model}" (backend "${target.backend.name}") does`
+      : "; no backend serves a model known to";
+    // vLLM's model list cannot tell an embedding model: only configuration can.
+    const mark = entry && entry.backend.kind !== "ollama"
+      ? ` (if it does, list it in ${entry.backend.variablePrefix}MODELS as ${entry.id}=embedding)`
+      : "";
+    return new ApiError(400, subject + hint + mark, {
+      code: "model_not_for_embeddings",
+      param: "model",
+    });
   }
 
   #modelNotFound(model: string): ApiError {
@@ -254,12 +337,12 @@ function entries(backend: Backend, reports: readonly BackendReport[], live = tru
 /**
  * The backend's configured default if it is served (under the name it is
  * served by: Ollama's `llava:latest` for `llava`), else its workers' default,
- * else the first served.
+ * else the first chat model served.
  */
 function defaultModel(view: BackendView): string | undefined {
   const { backend } = view;
   const configured = backend.model && findModel(backend, view.entries, backend.model);
   if (configured) return configured.id;
-  return view.reports.find((r) => r.default_model)?.default_model ?? view.entries[0]?.id ??
-    backend.model;
+  return view.reports.find((r) => r.default_model)?.default_model ??
+    view.entries.find(chats)?.id ?? backend.model;
 }

@@ -43,6 +43,7 @@ export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
       id: m.id,
       owned_by: m.backend.name,
       created: m.created,
+      capabilities: m.capabilities,
     }));
     return c.json(modelList(models, { catalogue: directory.source }));
   };

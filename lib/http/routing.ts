@@ -14,7 +14,7 @@
  */
 import type { Services } from "../core/services.ts";
 import { ApiError } from "./errors.ts";
-import { ModelDirectory, type Target } from "./model_directory.ts";
+import { ModelDirectory, type RouteRequest, type Target } from "./model_directory.ts";
 import { ensureWorkerAlive } from "./worker_status.ts";
 
 /** How old the workers' records a front door routes by may be. */
@@ -27,7 +27,7 @@ export const ROUTING_RECORDS_MAX_AGE_MS = 1000;
  */
 export async function routeMessage(
   services: Services,
-  request: { model?: string; images: boolean },
+  request: RouteRequest,
   check?: (target: Target) => void,
 ): Promise<Target> {
   const route = (directory: ModelDirectory) => {

@@ -92,7 +92,12 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Subm
   const message = spec.userMessage;
   checkMessageSize(message, config);
   const images = [...(spec.recordFields?.context ?? []), message].some(hasImage);
-  const target = await routeMessage(services, { model: spec.model, images }, spec.checkTarget);
+  const embeddings = spec.recordFields?.api === "embeddings";
+  const target = await routeMessage(
+    services,
+    { model: spec.model, images, embeddings },
+    spec.checkTarget,
+  );
   const mode = spec.recordFields?.mode ?? "conversation";
   // Written only once the job passes every check: a refused request changes nothing. A stateless
   // request's blobs are needed only until its job ends: they are kept a day, unless kept on purpose.

@@ -1,13 +1,15 @@
 /**
  * Asks one backend which models it serves: `GET {base}/models` on every kind,
  * and for Ollama its native `POST /api/show` for each model's capabilities
- * (vision, tools, …), which the OpenAI-compatible list does not carry. A
- * backend given an explicit list in configuration is only checked for being up.
+ * (chat, embedding, vision, tools, …), which the OpenAI-compatible list does
+ * not carry; other kinds cannot say, and their models count as chat models
+ * unless configuration lists them (`=embedding`). A backend given an explicit
+ * list in configuration is only checked for being up.
  * The reason a backend is down is published where clients may read it, so it
  * names the backend and what failed, never its address.
  */
 import { type Backend, configuredModels, findModel } from "../core/backends.ts";
-import type { BackendReport, ModelInfo } from "../core/catalogue.ts";
+import { type BackendReport, chats, embeds, type ModelInfo } from "../core/catalogue.ts";
 import { errorMessage } from "../core/error_message.ts";
 import { shorten } from "../core/text.ts";
 
@@ -52,11 +54,11 @@ export async function checkBackend(
 /**
  * The configured default when the backend serves it, under the name the
  * backend lists it by (Ollama's `llava:latest` for `llava`), else the first
- * model it serves.
+ * chat model it serves.
  */
 function defaultModel(backend: Backend, models: readonly ModelInfo[]): string | undefined {
   const configured = backend.model && findModel(backend, models, backend.model);
-  return configured ? configured.id : models[0]?.id ?? backend.model;
+  return configured ? configured.id : models.find(chats)?.id ?? backend.model;
 }
 
 /** `GET {base}/models`: OpenAI's `{ data: [...] }` or a bare list, as Open WebUI accepts. */
@@ -82,10 +84,11 @@ async function listModels(
 }
 
 /**
- * Ollama's capabilities for each listed model. Models that cannot chat
- * (embedding models) are left out; a model whose details cannot be read is
- * kept as a chat model whose capabilities are unknown, so images sent to it
- * still reach Ollama, which decides.
+ * Ollama's capabilities for each listed model: those that chat or embed are
+ * kept (others, such as image generators, are left out). A model whose
+ * details cannot be read is kept as a chat model whose capabilities are
+ * unknown, so images or embedding requests sent to it still reach Ollama,
+ * which decides.
  */
 async function withOllamaCapabilities(
   backend: Backend,
@@ -108,7 +111,7 @@ async function withOllamaCapabilities(
       return unknownCapabilities(model);
     }
   }));
-  return models.filter((m) => m.capabilities.includes("completion"));
+  return models.filter((m) => chats(m) || embeds(m));
 }
 
 function unknownCapabilities(model: { id: string; created?: number }): ModelInfo {

@@ -7,6 +7,7 @@ import { type FetchSlots, ImageError } from "./images.ts";
 import { clientChat, PermanentJobError, requestFields, withImages } from "./job_inputs.ts";
 import { BackendError, chatCompletion } from "./llm_client.ts";
 import { fitContext } from "./context_fit.ts";
+import { askForEmbeddings } from "./embedding_job.ts";
 import type { AssembledReply } from "./reply_assembler.ts";
 import { estimateUsage } from "../core/usage_estimate.ts";
 import type { Logger } from "../core/log.ts";
@@ -190,7 +191,9 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
   const ran = (outcome: RunOutcome) =>
     context.onRun?.({ job, outcome, ms: performance.now() - started });
   try {
-    const { result: outcome, historyCount } = await askBackend(job, await history, context);
+    const { result: outcome, historyCount } = job.api === "embeddings"
+      ? { result: await askForEmbeddings(job, context), historyCount: 0 }
+      : await askBackend(job, await history, context);
     const result = await store.completeJob(job, outcome);
     ran("succeeded");
     await finish("succeeded");

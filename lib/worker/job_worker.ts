@@ -369,7 +369,7 @@ export class JobWorker {
       catalogue: this.#catalogue,
       deliverCallback: (job) => this.#callbacks.deliver(job),
       imageCache: this.#imageCache,
-      onRun: (run) => this.#metrics.timeRun(run),
+      onRun: (run) => this.#metrics.endRun(run),
     }).then(
       (outcome) => {
         this.#metrics.countRun(key, outcome);

@@ -245,7 +245,8 @@ function parseWholeReply(text: string): AssembledReply | undefined {
   return reply.finish();
 }
 
-function upstreamMessage(text: string): string {
+/** The message of a backend's error body (OpenAI's, Ollama's or plain text), shortened: for the log. */
+export function upstreamMessage(text: string): string {
   try {
     const body = JSON.parse(text);
     const message = body?.error?.message ?? body?.error ?? body?.message;

@@ -1,5 +1,5 @@
 /** The worker's counters: what became of each job run, and how long jobs waited and ran. */
-import type { Job } from "../core/jobs.ts";
+import { type Job, JOB_APIS } from "../core/jobs.ts";
 import {
   emptyHistogram,
   type HistogramData,
@@ -9,6 +9,8 @@ import {
 
 /** The label of runs of messages that name no backend (line checks, unreadable messages). */
 const NO_BACKEND = "none";
+/** The API label of jobs made before jobs recorded their API. */
+const UNKNOWN_API = "unknown";
 
 /** Counts runs by backend and outcome and times them, for publishing with the heartbeat. */
 export class WorkerMetrics {
@@ -20,6 +22,7 @@ export class WorkerMetrics {
       runs: {},
       wait_seconds: {},
       run_seconds: {},
+      api_runs: {},
     };
   }
 
@@ -43,6 +46,15 @@ export class WorkerMetrics {
         observe(histogram(this.#counters.wait_seconds, job.route), waited);
       }
     }
+  }
+
+  /** Times a run that started the job, and counts how it ended by the API that made the job. */
+  endRun(run: { job: Job; outcome: string; ms: number }): void {
+    this.timeRun(run);
+    // Only the known names: a label's values stay few whatever a record holds.
+    const api = JOB_APIS.includes(run.job.api!) ? run.job.api! : UNKNOWN_API;
+    const byOutcome = this.#counters.api_runs![api] ??= {};
+    byOutcome[run.outcome] = (byOutcome[run.outcome] ?? 0) + 1;
   }
 
   /** A copy of the counters as of now, ready to publish in the worker's record. */

@@ -29,6 +29,7 @@ import {
   type RecordedRequest,
   type StandInAnswer,
   type StandInLlm,
+  type StandInModel,
   startStandInLlm,
 } from "./stand_in_llm.ts";
 
@@ -41,6 +42,10 @@ export interface TestGatewayOptions {
   env?: Env;
   vllmAnswer?: (request: RecordedRequest) => StandInAnswer | Promise<StandInAnswer>;
   ollamaAnswer?: (request: RecordedRequest) => StandInAnswer | Promise<StandInAnswer>;
+  /** The vLLM stand-in's models; default `test-text-model`. */
+  vllmModels?: StandInModel[];
+  /** The Ollama stand-in's models; default `test-vision-model`, which sees images. */
+  ollamaModels?: StandInModel[];
 }
 
 /** Options for {@linkcode TestGateway.startWorker}. */
@@ -158,12 +163,13 @@ export async function startTestGateway(
 ): Promise<TestGateway> {
   const vllm = startStandInLlm({
     name: "vllm",
-    models: [{ id: "test-text-model" }],
+    models: options.vllmModels ?? [{ id: "test-text-model" }],
     answer: options.vllmAnswer,
   });
   const ollama = startStandInLlm({
     name: "ollama",
-    models: [{ id: "test-vision-model", capabilities: ["completion", "vision"] }],
+    models: options.ollamaModels ??
+      [{ id: "test-vision-model", capabilities: ["completion", "vision"] }],
     answer: options.ollamaAnswer,
   });
   const env = {

@@ -8,6 +8,11 @@
  * pieces, Ollama sends each call whole; both send reasoning as `reasoning`,
  * and the token counts last when `stream_options.include_usage` asks for them.
  * A reply ends at the first of the request's `stop` sequences, as each ends it.
+ * Both serve `POST /v1/embeddings` for their embedding models (capability
+ * "embedding"), with vectors derived from the input text alone
+ * ({@linkcode standInVector}); the Ollama one refuses what Ollama refuses
+ * (token ids, an empty input), and each refuses a chat with an embedding
+ * model and embeddings from a chat model, as the servers do.
  */
 import { type ChatMessage, messageText } from "../../lib/core/messages.ts";
 
@@ -40,10 +45,13 @@ export type StandInAnswer =
 /** Which server the stand-in behaves like. */
 export type StandInKind = "vllm" | "ollama";
 
-/** A model the stand-in serves; Ollama's capabilities default to chat only. */
+/** A model the stand-in serves; its capabilities default to chat only. */
 export interface StandInModel {
   id: string;
+  /** Ollama's names; "embedding" makes it an embedding model on either kind. */
   capabilities?: string[];
+  /** The length of an embedding model's vectors; default 8. */
+  dimensions?: number;
 }
 
 /** Options for {@linkcode startStandInLlm}. */
@@ -70,6 +78,8 @@ export interface StandInLlm {
   readonly kind: StandInKind;
   /** Chat completion requests, in order. */
   readonly requests: RecordedRequest[];
+  /** Embeddings requests, in order: the whole body. */
+  readonly embeddingRequests: Record<string, unknown>[];
   /** Models asked about with `POST /api/show`, in order. */
   readonly shown: string[];
   /** How many times `GET /v1/models` was asked. */
@@ -105,6 +115,7 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
   const kind = options.kind ?? (options.name === "ollama" ? "ollama" : "vllm");
   const models = options.models ?? [{ id: `${options.name}-model` }];
   const requests: RecordedRequest[] = [];
+  const embeddingRequests: Record<string, unknown>[] = [];
   const shown: string[] = [];
   let listings = 0;
   const answer = options.answer ?? echoAnswer(options.name);
@@ -130,6 +141,11 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
     if (kind === "ollama" && req.method === "POST" && path === "/api/show") {
       return showModel(await req.json().catch(() => undefined));
     }
+    if (req.method === "POST" && path === "/v1/embeddings") {
+      const body = await req.json() as Record<string, unknown>;
+      embeddingRequests.push(body);
+      return embed(kind, models, body);
+    }
     if (req.method !== "POST" || path !== "/v1/chat/completions") {
       return Response.json({ error: { message: `No route ${req.method} ${path}` } }, {
         status: 404,
@@ -137,7 +153,13 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
     }
     const body = await req.json() as RecordedRequest;
     requests.push(body);
-    if (!models.some((m) => m.id === body.model)) return unknownModel(body.model);
+    const model = models.find((m) => m.id === body.model);
+    if (!model) return unknownModel(body.model);
+    if (!(model.capabilities ?? ["completion"]).includes("completion")) {
+      return kind === "ollama"
+        ? openAiError(400, `"${model.id}" does not support chat`, "api_error")
+        : openAiError(400, "The model does not support Chat Completions API", "BadRequestError");
+    }
     if (kind === "ollama" && hasImageUrl(body.messages)) {
       return openAiError(400, OLLAMA_IMAGE_URL_ERROR, "invalid_request_error");
     }
@@ -215,6 +237,7 @@ export function startStandInLlm(options: StandInOptions): StandInLlm {
     baseUrl: `http://127.0.0.1:${server.addr.port}/v1`,
     kind,
     requests,
+    embeddingRequests,
     shown,
     get listings() {
       return listings;
@@ -244,6 +267,90 @@ function endAtStop<T extends { reply: string; toolCalls?: StandInToolCall[] }>(
   const { stop, at } = hits[0];
   const kept = kind === "vllm" && body.include_stop_str_in_output === true ? stop.length : 0;
   return { ...answer, reply: answer.reply.slice(0, at + kept), toolCalls: undefined };
+}
+
+/**
+ * The stand-in's vector for a text (token ids stand as `tokens:1,2,3`): the
+ * same for the same text, different for another, of unit length, float32 as
+ * a model computes it; with `dimensions`, the first that many, normalized
+ * again, as Ollama and vLLM shorten a vector.
+ */
+export function standInVector(text: string, length: number, dimensions = length): number[] {
+  const raw = Array.from({ length }, (_, i) => {
+    // FNV-1a over the position and the text: cheap, and spread enough for tests.
+    let hash = 0x811c9dc5;
+    for (const char of `${i}:${text}`) hash = Math.imul(hash ^ char.codePointAt(0)!, 0x01000193);
+    return ((hash >>> 0) / 0x100000000) * 2 - 1;
+  }).slice(0, dimensions);
+  const norm = Math.hypot(...raw) || 1;
+  return raw.map((x) => Math.fround(x / norm));
+}
+
+/** `POST /v1/embeddings`, as vLLM and Ollama answer it. */
+function embed(kind: StandInKind, models: readonly StandInModel[], body: Record<string, unknown>) {
+  const model = models.find((m) => m.id === body.model);
+  if (!model) {
+    return kind === "ollama"
+      ? openAiError(404, `model "${body.model}" not found, try pulling it first`, "api_error")
+      : openAiError(404, `The model \`${body.model}\` does not exist.`, "NotFoundError");
+  }
+  if (!model.capabilities?.includes("embedding")) {
+    return kind === "ollama"
+      ? openAiError(400, `"${model.id}" does not support embeddings`, "api_error")
+      : openAiError(400, "The model does not support Embeddings API", "BadRequestError");
+  }
+  const format = body.encoding_format ?? "float";
+  if (format !== "float" && format !== "base64") {
+    return openAiError(
+      400,
+      `Invalid value for 'encoding_format' = ${format}. Supported values: ['float', 'base64'].`,
+      "invalid_request_error",
+    );
+  }
+  const input = body.input;
+  const items = Array.isArray(input) ? input : [input];
+  if (input === undefined || input === null || items.length === 0) {
+    return openAiError(400, "invalid input", "invalid_request_error");
+  }
+  const tokens = typeof items[0] === "number" ? [items] : items;
+  // Ollama's native /api/embed, behind its OpenAI layer, takes strings only.
+  if (kind === "ollama" && tokens.some((item) => typeof item !== "string")) {
+    return openAiError(400, "invalid input type", "api_error");
+  }
+  const length = model.dimensions ?? 8;
+  const dimensions = typeof body.dimensions === "number" ? body.dimensions : length;
+  if (dimensions < 1 || dimensions > length) {
+    return openAiError(400, `dimensions must be between 1 and ${length}`, "invalid_request_error");
+  }
+  const texts = tokens.map((item) =>
+    typeof item === "string" ? item : `tokens:${(item as number[]).join(",")}`
+  );
+  const promptTokens = tokens.reduce<number>(
+    (sum, item) =>
+      sum +
+      (typeof item === "string"
+        ? item.split(/\s+/).filter(Boolean).length
+        : (item as unknown[]).length),
+    0,
+  );
+  return Response.json({
+    object: "list",
+    data: texts.map((text, index) => {
+      const vector = standInVector(text, length, dimensions);
+      return {
+        object: "embedding",
+        index,
+        embedding: format === "base64" ? float32Base64(vector) : vector,
+      };
+    }),
+    model: model.id,
+    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+  });
+}
+
+function float32Base64(vector: readonly number[]): string {
+  const bytes = new Uint8Array(new Float32Array(vector).buffer);
+  return btoa(String.fromCharCode(...bytes));
 }
 
 function openAiError(status: number, message: string, type: string): Response {

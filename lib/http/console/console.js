@@ -1,6 +1,7 @@
 // The gateway's console: plain JavaScript, no build step. It only talks to the
 // gateway that served it, with the key kept in this tab's sessionStorage.
 // Everything shown comes from the gateway's JSON and is set as text, never HTML.
+// "Try a chat" is in console_chat.js, loaded after this script.
 "use strict";
 
 const KEY_ITEM = "gateway-api-key";
@@ -92,14 +93,24 @@ function showConsole(models) {
   $("key-form").hidden = true;
   $("console").hidden = false;
   $("sign-out").hidden = !state.key;
-  $("model").replaceChildren(
-    ...models.map((m) => el("option", { value: m.id, textContent: `${m.id} (${m.owned_by})` })),
-  );
+  $("model").replaceChildren(...models.map(modelOption));
+  // console_chat.js fits the form to the model chosen.
+  $("model").dispatchEvent(new Event("change"));
   refreshStatus();
   refreshJobs();
   stopTimers();
   state.timers.push(setInterval(refreshStatus, STATUS_EVERY_MS));
   state.timers.push(setInterval(refreshJobs, JOBS_EVERY_MS));
+}
+
+/** A model to pick; an embedding model is marked, and sending embeds its message. */
+function modelOption(m) {
+  const embeds = m.capabilities?.includes("embedding") && !m.capabilities.includes("completion");
+  return el("option", {
+    value: m.id,
+    textContent: `${m.id} (${m.owned_by}${embeds ? ", embedding" : ""})`,
+    "data-kind": embeds ? "embedding" : "chat",
+  });
 }
 
 function stopTimers() {
@@ -321,106 +332,6 @@ function drawChart(stats) {
   $("chart-scale").textContent = `— ${total} jobs; tallest bar ${maxJobs}, top line ${
     seconds(maxMs)
   }${stats.truncated ? " (the busiest minutes are cut off)" : ""}`;
-}
-
-// --- chat ---------------------------------------------------------------
-
-$("chat-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  guarded(sendChat, $("chat-state"));
-});
-
-async function sendChat() {
-  const text = $("message").value;
-  const imageUrl = $("image-url").value.trim();
-  const conversation = $("conversation").value.trim();
-  const content = imageUrl
-    ? [{ type: "text", text }, { type: "image_url", image_url: { url: imageUrl } }]
-    : text;
-  const headers = conversation ? { "x-conversation-id": conversation } : {};
-  $("send").disabled = true;
-  $("reply").textContent = "";
-  $("chat-state").textContent = "waiting for the worker…";
-  try {
-    const res = await call("/v1/chat/completions", {
-      method: "POST",
-      headers,
-      body: JSON.stringify({
-        model: $("model").value,
-        messages: [{ role: "user", content }],
-        stream: true,
-      }),
-    });
-    if (!res.ok) {
-      const body = await res.json().catch(() => null);
-      throw new Error(body?.error?.message ?? `The gateway answered ${res.status}`);
-    }
-    const error = await readStream(res.body, (piece) => {
-      $("chat-state").textContent = "streaming…";
-      $("reply").append(piece);
-    });
-    $("chat-state").textContent = error ? "" : "done";
-    if (error) throw new Error(error);
-    $("message").value = "";
-    if (conversation) await readConversation();
-  } finally {
-    $("send").disabled = false;
-    refreshJobs();
-  }
-}
-
-/** Reads server-sent events of chat.completion.chunk; returns an error message, if one came. */
-async function readStream(body, onText) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) return undefined;
-    buffer += value;
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = event.split("\n").filter((l) => l.startsWith("data:")).map((l) =>
-        l.slice(5).trim()
-      ).join("\n");
-      if (!data || data === "[DONE]") continue;
-      const chunk = JSON.parse(data);
-      if (chunk.error) return chunk.error.message;
-      const piece = chunk.choices?.[0]?.delta?.content;
-      if (piece) onText(piece);
-    }
-  }
-}
-
-$("read-conversation").addEventListener("click", () => guarded(readConversation, $("chat-state")));
-
-async function readConversation() {
-  const id = $("conversation").value.trim();
-  if (!id) {
-    $("chat-state").textContent = "Give a conversation id to read";
-    return;
-  }
-  const res = await call(`/conversation?conversation_id=${encodeURIComponent(id)}`);
-  const body = await res.json().catch(() => null);
-  if (res.status === 404) {
-    $("transcript").hidden = true;
-    $("chat-state").textContent = "Nothing stored under that conversation id yet";
-    return;
-  }
-  if (!res.ok) throw new Error(body?.error?.message ?? `The gateway answered ${res.status}`);
-  const text = (content) =>
-    typeof content === "string"
-      ? content
-      : content.map((part) =>
-        part.type === "text" ? part.text : `[image: ${part.image_url?.url ?? ""}]`
-      ).join(" ");
-  $("transcript").replaceChildren(
-    ...body.messages.map((m) =>
-      el("li", {}, el("span", { class: "role", textContent: m.role }), text(m.content))
-    ),
-  );
-  $("transcript").hidden = false;
 }
 
 // --- dead letters -------------------------------------------------------

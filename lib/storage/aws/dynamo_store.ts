@@ -318,7 +318,13 @@ export class DynamoStore implements Store {
   #markSucceeded(job: Job, result: JobResult, now: string) {
     const message = richReply(result.reply);
     const { partial: _partial, partial_reasoning: _reasoning, ...kept } = job;
-    const bytes = jsonBytes({ ...kept, reply: replyText(result.reply), message, now });
+    const bytes = jsonBytes({
+      ...kept,
+      reply: replyText(result.reply),
+      message,
+      embeddings: result.embeddings,
+      now,
+    });
     if (bytes > JOB_ITEM_MAX_BYTES) {
       // DynamoDB would refuse it, and would again on every retry: fail the job once, saying why.
       throw new RecordTooLargeError(
@@ -331,6 +337,7 @@ export class DynamoStore implements Store {
       UpdateExpression:
         "SET #status = :succeeded, reply = :reply, finish_reason = :finish, #usage = :usage, " +
         (message ? "reply_message = :message, " : "") +
+        (result.embeddings ? "embeddings = :embeddings, " : "") +
         "finished_at = :now, updated_at = :now REMOVE #error, lease_until, #partial" +
         (message ? "" : ", reply_message"),
       ConditionExpression: "attribute_exists(job_id) AND #status <> :succeeded",
@@ -347,6 +354,7 @@ export class DynamoStore implements Store {
         ":usage": result.usage,
         ":now": now,
         ...(message ? { ":message": message } : {}),
+        ...(result.embeddings ? { ":embeddings": result.embeddings } : {}),
       },
     };
   }

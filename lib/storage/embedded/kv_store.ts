@@ -271,6 +271,7 @@ export class KvStore implements Store {
         ...(message ? { reply_message: message } : {}),
         finish_reason: result.finishReason,
         usage: result.usage,
+        ...(result.embeddings ? { embeddings: result.embeddings } : {}),
         finished_at: now,
         updated_at: now,
       };
