@@ -23,6 +23,10 @@ export { handler } from "./lib/http/lambda.ts";
 if (import.meta.main) {
   const { config, logger, services, app } = await buildGateway();
   logger.info("Gateway starting", describeConfig(config));
+  // Said now, not at the first request: `deno task setup` not run, or Moto not started.
+  for (const missing of await services.checkSetup?.() ?? []) {
+    logger.error("Storage is not ready", { missing });
+  }
   const worker = config.backend === "embedded" ? new JobWorker(services, { logger }) : undefined;
   await worker?.start();
   const server = Deno.serve({

@@ -22,6 +22,9 @@ if (import.meta.main) {
   const worker = new JobWorker(services, { logger });
 
   logger.info("Worker starting", describeConfig(config));
+  for (const missing of await services.checkSetup?.({ bucket: false }) ?? []) {
+    logger.error("Storage is not ready", { missing });
+  }
   try {
     await worker.start();
   } catch (err) {

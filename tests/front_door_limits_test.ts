@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import type { ErrorBody } from "../lib/http/errors.ts";
-import { backendTest, startTestGateway, type TestGateway } from "./support/gateway.ts";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { createAwsClients } from "../lib/storage/aws/clients.ts";
+import { BLOB_PREFIX } from "../lib/storage/aws/s3_blobs.ts";
+import { backendTest, type TestGateway } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
 import { blobRef, dataUrlOf } from "../lib/core/blobs.ts";
 import { PNG, pngDataUrl } from "./support/image_server.ts";
@@ -139,8 +142,23 @@ function randomImage(bytes: number): string {
   return dataUrlOf({ bytes: data, contentType: "image/png" });
 }
 
-/** The blob files under DATA_DIR/blobs, by their path there. */
-async function blobFiles(dataDir: string): Promise<string[]> {
+/**
+ * The blobs a gateway keeps, by their path under its blob folder or prefix:
+ * the files under DATA_DIR/blobs, or the bucket's keys under `blobs/`.
+ */
+async function blobFiles(gateway: TestGateway): Promise<string[]> {
+  if (gateway.backend === "aws") {
+    const clients = createAwsClients(gateway.config);
+    try {
+      const out = await (await clients.s3()).send(
+        new ListObjectsV2Command({ Bucket: gateway.config.blobBucket, Prefix: BLOB_PREFIX }),
+      );
+      return (out.Contents ?? []).map((o) => o.Key!.slice(BLOB_PREFIX.length)).sort();
+    } finally {
+      clients.destroy();
+    }
+  }
+  const dataDir = gateway.config.dataDir;
   const files: string[] = [];
   const walk = async (dir: string) => {
     for await (const entry of Deno.readDir(dir)) {
@@ -152,38 +170,37 @@ async function blobFiles(dataDir: string): Promise<string[]> {
   return files.sort();
 }
 
-// The S3 blob store keeps no count of an owner's bytes yet, nor short-lived blobs apart:
-// these two hold on the embedded backend (TODO(#22): the AWS side, see docs/security.md).
-Deno.test("a key whose blobs would pass BLOB_KEY_MAX_BYTES gets a 429 naming it, and nothing is written [embedded]", async (t) => {
-  const gateway = await startTestGateway("embedded", {
-    env: { GATEWAY_API_KEYS: "k-1,k-2", BLOB_KEY_MAX_BYTES: "1048576" },
-  });
-  const chat = (key: string, id: string, image: string) =>
-    gateway.app.request("/chat", {
-      method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        conversation_id: id,
-        user_message: "look",
-        images: [{ image_url: image }],
-      }),
+backendTest(
+  "a key whose blobs would pass BLOB_KEY_MAX_BYTES gets a 429 naming it, and nothing is written",
+  async (t, start) => {
+    const gateway = await start({
+      env: { GATEWAY_API_KEYS: "k-1,k-2", BLOB_KEY_MAX_BYTES: "1048576" },
     });
-  const first = randomImage(700_000);
-  const second = randomImage(700_000);
-  try {
+    const chat = (key: string, id: string, image: string) =>
+      gateway.app.request("/chat", {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          conversation_id: id,
+          user_message: "look",
+          images: [{ image_url: image }],
+        }),
+      });
+    const first = randomImage(700_000);
+    const second = randomImage(700_000);
     await t.step("a first image fits", async () => {
       assert.equal((await chat("k-1", "a", first)).status, 202);
     });
 
     await t.step("a second would not: 429, and no blob or job is written", async () => {
-      const before = await blobFiles(gateway.config.dataDir);
+      const before = await blobFiles(gateway);
       const res = await chat("k-1", "b", second);
       assert.equal(res.status, 429);
       const { error } = await res.json() as ErrorBody;
       assert.equal(error.code, "blob_quota_exceeded");
       assert.match(error.message, /would pass BLOB_KEY_MAX_BYTES \(1048576\)/);
       assert.match(error.message, /raise BLOB_KEY_MAX_BYTES/);
-      assert.deepEqual(await blobFiles(gateway.config.dataDir), before);
+      assert.deepEqual(await blobFiles(gateway), before);
       assert.equal((await gateway.jobRecords()).length, 1);
     });
 
@@ -191,42 +208,39 @@ Deno.test("a key whose blobs would pass BLOB_KEY_MAX_BYTES gets a 429 naming it,
       assert.equal((await chat("k-1", "a", first)).status, 202);
       assert.equal((await chat("k-2", "c", second)).status, 202);
     });
-  } finally {
-    await gateway.stop();
-  }
-});
+  },
+);
 
-Deno.test("a stateless request's images are kept a day, a conversation's BLOB_TTL_DAYS [embedded]", async () => {
-  const gateway = await startTestGateway("embedded");
-  const image = pngDataUrl();
-  /** Streamed, so the answer starts once the job is written; no worker runs to end it. */
-  const complete = async (headers: Record<string, string>) => {
-    const res = await gateway.app.request("/v1/chat/completions", {
-      method: "POST",
-      headers: { "content-type": "application/json", ...headers },
-      body: JSON.stringify({
-        model: "test-vision-model",
-        stream: true,
-        messages: [{
-          role: "user",
-          content: [{ type: "text", text: "what is it?" }, {
-            type: "image_url",
-            image_url: { url: image },
+backendTest(
+  "a stateless request's images are kept a day, a conversation's BLOB_TTL_DAYS",
+  async (_t, start) => {
+    const gateway = await start();
+    const image = pngDataUrl();
+    /** Streamed, so the answer starts once the job is written; no worker runs to end it. */
+    const complete = async (headers: Record<string, string>) => {
+      const res = await gateway.app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify({
+          model: "test-vision-model",
+          stream: true,
+          messages: [{
+            role: "user",
+            content: [{ type: "text", text: "what is it?" }, {
+              type: "image_url",
+              image_url: { url: image },
+            }],
           }],
-        }],
-      }),
-    });
-    assert.equal(res.status, 200);
-    await res.body?.cancel();
-  };
-  const ref = await blobRef(undefined, PNG, "image/png");
-  const path = ref.slice("gateway-blob:".length);
-  try {
+        }),
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    };
+    const ref = await blobRef(undefined, PNG, "image/png");
+    const path = ref.slice("gateway-blob:".length);
     await complete({});
-    assert.deepEqual(await blobFiles(gateway.config.dataDir), [`day/${path}`]);
+    assert.deepEqual(await blobFiles(gateway), [`day/${path}`]);
     await complete({ "x-conversation-id": "kept" });
-    assert.deepEqual(await blobFiles(gateway.config.dataDir), [path, `day/${path}`].sort());
-  } finally {
-    await gateway.stop();
-  }
-});
+    assert.deepEqual(await blobFiles(gateway), [path, `day/${path}`].sort());
+  },
+);

@@ -97,3 +97,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "at start-up the AWS services name each missing table, queue and bucket, and a dead endpoint once",
+  ignore: skipWithoutAwsEmulators(),
+  async fn(t) {
+    const emulators = await startAwsEmulators();
+    const gateway = await startTestGateway("aws", { emulators });
+    const check = async (env: Record<string, string>, options?: { bucket?: boolean }) => {
+      const services = await openServices(loadConfig({ ...gateway.env, ...env }));
+      try {
+        return await services.checkSetup!(options);
+      } finally {
+        services.close();
+      }
+    };
+    try {
+      await t.step("a set-up that `deno task setup` made lacks nothing", async () => {
+        assert.deepEqual(await check({}), []);
+      });
+
+      await t.step("what is missing is named, with the command that makes it", async () => {
+        const missing = await check({
+          JOBS_TABLE: "NoSuchJobs",
+          JOBS_QUEUE: "no-such-queue",
+          BLOB_BUCKET: "no-such-bucket",
+        });
+        assert.deepEqual(missing.sort(), [
+          'DynamoDB table "NoSuchJobs" does not exist: run `deno task setup`',
+          'S3 bucket "no-such-bucket" does not exist: run `deno task setup`',
+          'SQS queue "no-such-queue-ollama" does not exist: run `deno task setup`',
+          'SQS queue "no-such-queue-vllm" does not exist: run `deno task setup`',
+        ]);
+      });
+
+      await t.step("a worker leaves the bucket out", async () => {
+        assert.deepEqual(await check({ BLOB_BUCKET: "no-such-bucket" }, { bucket: false }), []);
+      });
+
+      await t.step("an endpoint nobody listens at is said once", async () => {
+        const nobody = `http://127.0.0.1:${freePort()}`;
+        assert.deepEqual(
+          await check({ AWS_ENDPOINT_URL_DYNAMODB: nobody, AWS_ENDPOINT_URL_SQS: nobody }),
+          [
+            "The AWS endpoint refuses connections: start moto_server (or check AWS_ENDPOINT_URL), then run `deno task setup`",
+          ],
+        );
+      });
+    } finally {
+      await gateway.stop();
+      await emulators.stop();
+    }
+  },
+});

@@ -3,6 +3,7 @@
  * backend has its own pair of lanes, so a job only reaches the workers that
  * serve its backend.
  */
+import type { Config } from "./config.ts";
 import type { JobTicket, Priority } from "./jobs.ts";
 
 /** The two lanes of a backend: its priority queue is always drained first. */
@@ -34,6 +35,18 @@ export function queueNameFor(base: string, backend: string): string {
   return trimmed.endsWith(".fifo")
     ? `${trimmed.slice(0, -5)}-${backend}.fifo`
     : `${trimmed}-${backend}`;
+}
+
+/** The names of every configured backend's queues (without their dead-letter queues), priority first. */
+export function backendQueueNames(config: Config): string[] {
+  return [config.priorityQueue, config.jobsQueue].flatMap((base) =>
+    config.llmBackends.map((b) => queueName(queueNameFor(base, b.name)))
+  );
+}
+
+/** The queue name in a queue name or URL. */
+function queueName(nameOrUrl: string): string {
+  return nameOrUrl.replace(/\/+$/, "").split("/").pop() ?? nameOrUrl;
 }
 
 /** Every queue of the given backends, priority lanes first. */

@@ -12,17 +12,8 @@
  * `code`, and their HTTP status (`$metadata.httpStatusCode`, or `status`).
  */
 import { HTTPException } from "hono/http-exception";
+import { type MissingResource, missingResource } from "../core/missing_resource.ts";
 import { ApiError } from "./errors.ts";
-
-/** A resource the gateway needs that is not there, or a service it cannot reach. */
-export type MissingResource = "table" | "queue" | "bucket" | "endpoint";
-
-const MISSING_BY_NAME: Record<string, MissingResource> = {
-  ResourceNotFoundException: "table",
-  QueueDoesNotExist: "queue",
-  "AWS.SimpleQueueService.NonExistentQueue": "queue",
-  NoSuchBucket: "bucket",
-};
 
 /** What to say of each missing resource: what is missing, and what makes it. */
 const FIXES: Record<MissingResource, string> = {
@@ -32,27 +23,6 @@ const FIXES: Record<MissingResource, string> = {
   endpoint:
     "the AWS endpoint refuses connections: start moto_server (or check AWS_ENDPOINT_URL), then run `deno task setup`",
 };
-
-/** How many causes deep an error is looked through. */
-const MAX_CAUSES = 5;
-
-/** The missing resource an error stands for, looking through its causes; undefined for any other error. */
-export function missingResource(err: unknown): MissingResource | undefined {
-  for (let at = err, depth = 0; at !== undefined && depth < MAX_CAUSES; depth++) {
-    const { name, code, Code, message, cause } = (at ?? {}) as Record<string, unknown>;
-    for (const label of [name, code, Code]) {
-      if (typeof label === "string" && Object.hasOwn(MISSING_BY_NAME, label)) {
-        return MISSING_BY_NAME[label];
-      }
-    }
-    if (
-      name === "ConnectionRefused" || code === "ECONNREFUSED" ||
-      (typeof message === "string" && /connection refused|ECONNREFUSED/i.test(message))
-    ) return "endpoint";
-    at = cause;
-  }
-  return undefined;
-}
 
 /**
  * Whether an error comes from a storage service (an AWS answer, or no answer

@@ -3,6 +3,7 @@ import { backendsFromConfig } from "../../core/backends.ts";
 import type { Config } from "../../core/config.ts";
 import type { Services } from "../../core/services.ts";
 import { type AwsClients, createAwsClients } from "./clients.ts";
+import { DynamoBlobBytes } from "./dynamo_blob_bytes.ts";
 import { DynamoStore } from "./dynamo_store.ts";
 import { S3BlobStore } from "./s3_blobs.ts";
 import { SqsJobQueue } from "./sqs_queue.ts";
@@ -32,8 +33,16 @@ export function openAwsServices(
       bucket: config.blobBucket,
       // The blob bucket must be this account's: the queues' URLs name it.
       expectedOwner: () => queue.ownerAccount({ backend: backends[0].name, lane: "default" }),
+      byteCount: new DynamoBlobBytes(clients.documents, {
+        table: config.jobsTable,
+        limit: config.blobKeyMaxBytes,
+        keepDays: config.blobTtlDays,
+      }),
     }),
     backends,
+    // Loaded only by the dev server and the worker: the Lambda's stack makes what it needs.
+    checkSetup: async (options) =>
+      (await import("./setup_check.ts")).missingAwsResources(config, clients, options),
     close: () => clients.destroy(),
   };
 }

@@ -23,9 +23,9 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import type { Config } from "../../core/config.ts";
-import { BLOB_PREFIX } from "./s3_blobs.ts";
+import { BLOB_PREFIX, SHORT_LIVED_PREFIX } from "./s3_blobs.ts";
 import { SUMMARY_FIELDS } from "../../core/job_list.ts";
-import { queueNameFor } from "../../core/queue.ts";
+import { backendQueueNames } from "../../core/queue.ts";
 import type { Logger } from "../../core/log.ts";
 import { sleep } from "../../core/sleep.ts";
 import { type AwsClients, createAwsClients } from "./clients.ts";
@@ -107,22 +107,16 @@ async function configureBlobBucket(s3: S3Client, config: Config, logger: Logger)
           Status: "Enabled",
           Filter: { Prefix: BLOB_PREFIX },
           Expiration: { Days: config.blobTtlDays },
+        }, {
+          // A stateless request's blobs; where the two rules meet, S3 keeps to the shorter.
+          ID: "expire-short-lived-blobs",
+          Status: "Enabled",
+          Filter: { Prefix: SHORT_LIVED_PREFIX },
+          Expiration: { Days: 1 },
         }],
       },
     }),
   );
-}
-
-/** The names of every configured backend's queues (without their dead-letter queues), priority first. */
-export function backendQueueNames(config: Config): string[] {
-  return [config.priorityQueue, config.jobsQueue].flatMap((base) =>
-    config.llmBackends.map((b) => queueName(queueNameFor(base, b.name)))
-  );
-}
-
-/** The queue name in a queue name or URL. */
-export function queueName(nameOrUrl: string): string {
-  return nameOrUrl.replace(/\/+$/, "").split("/").pop() ?? nameOrUrl;
 }
 
 /** The jobs table's index by owner and creation time (see `OWNER_INDEX`), with its attributes. */

@@ -1,11 +1,18 @@
 /**
- * The part of the S3 client the gateway runs: the client itself, and the two
- * calls the blob bucket makes. clients.ts and s3_blobs.ts import this module
+ * The part of the S3 client the gateway runs: the client itself, and the
+ * three calls the blob bucket makes. clients.ts and s3_blobs.ts import this module
  * when the first blob is kept or read, so a process that never touches a
  * blob (most workers, most of the time) never loads the S3 client, about
  * 4 MiB of a worker's memory.
  */
-import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  NoSuchKey,
+  NotFound,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
 
 export { S3Client };
 
@@ -46,6 +53,23 @@ export async function getObject(s3: S3Client, ref: ObjectRef): Promise<Uint8Arra
     return await out.Body!.transformToByteArray();
   } catch (err) {
     if (err instanceof NoSuchKey) return undefined;
+    throw err;
+  }
+}
+
+/** Whether the object exists. */
+export async function hasObject(s3: S3Client, ref: ObjectRef): Promise<boolean> {
+  try {
+    await s3.send(
+      new HeadObjectCommand({
+        Bucket: ref.bucket,
+        Key: ref.key,
+        ExpectedBucketOwner: ref.expectedOwner,
+      }),
+    );
+    return true;
+  } catch (err) {
+    if (err instanceof NotFound || err instanceof NoSuchKey) return false;
     throw err;
   }
 }
