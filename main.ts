@@ -6,7 +6,7 @@
 import { createApp } from "./lib/http/app.ts";
 import { describeConfig, loadConfig } from "./lib/core/config.ts";
 import { createLogger } from "./lib/core/log.ts";
-import { openServices } from "./lib/storage/open.ts";
+import { openServices, storageProblems } from "./lib/storage/open.ts";
 import { JobWorker } from "./lib/worker/job_worker.ts";
 
 /** Reads the configuration and builds the app with its logger and services. */
@@ -24,7 +24,7 @@ if (import.meta.main) {
   const { config, logger, services, app } = await buildGateway();
   logger.info("Gateway starting", describeConfig(config));
   // Said now, not at the first request: `deno task setup` not run, or Moto not started.
-  for (const missing of await services.checkSetup?.() ?? []) {
+  for (const missing of await storageProblems(config)) {
     logger.error("Storage is not ready", { missing });
   }
   const worker = config.backend === "embedded" ? new JobWorker(services, { logger }) : undefined;

@@ -5,7 +5,7 @@
 import { errorMessage } from "./lib/core/error_message.ts";
 import { describeConfig, loadConfig } from "./lib/core/config.ts";
 import { createLogger } from "./lib/core/log.ts";
-import { openServices } from "./lib/storage/open.ts";
+import { openServices, storageProblems } from "./lib/storage/open.ts";
 import { JobWorker } from "./lib/worker/job_worker.ts";
 
 if (import.meta.main) {
@@ -22,7 +22,7 @@ if (import.meta.main) {
   const worker = new JobWorker(services, { logger });
 
   logger.info("Worker starting", describeConfig(config));
-  for (const missing of await services.checkSetup?.({ bucket: false }) ?? []) {
+  for (const missing of await storageProblems(config, { bucket: false })) {
     logger.error("Storage is not ready", { missing });
   }
   try {

@@ -13,13 +13,6 @@ export interface Services {
   /** Where base64 images and long chats are kept, outside the records. */
   blobs: BlobStore;
   backends: readonly Backend[];
-  /**
-   * What the storage lacks that the configuration names (tables, queues, the
-   * bucket; not the bucket with `bucket: false`), each as a sentence with
-   * the command that makes it; none for the embedded backend, which makes
-   * its own.
-   */
-  checkSetup?(options?: { bucket?: boolean }): Promise<string[]>;
   /** Releases clients and files. */
   close(): void;
 }

@@ -40,9 +40,6 @@ export function openAwsServices(
       }),
     }),
     backends,
-    // Loaded only by the dev server and the worker: the Lambda's stack makes what it needs.
-    checkSetup: async (options) =>
-      (await import("./setup_check.ts")).missingAwsResources(config, clients, options),
     close: () => clients.destroy(),
   };
 }

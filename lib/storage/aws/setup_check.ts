@@ -3,14 +3,16 @@
  * every backend's queues and the blob bucket. `deno task dev` and `deno task
  * worker` log what is missing with the command that makes it, so a newcomer
  * who has not run `deno task setup` (or started Moto) hears it at once rather
- * than from the first request. The Lambda does not look: its stack makes them.
+ * than from the first request. The Lambda does not look (its stack makes
+ * them), and never loads this module: it would carry the S3 client's whole
+ * index into the bundle.
  */
 import { DescribeTableCommand } from "@aws-sdk/client-dynamodb";
 import { GetQueueUrlCommand } from "@aws-sdk/client-sqs";
 import type { Config } from "../../core/config.ts";
 import { errorMessage } from "../../core/error_message.ts";
 import { missingResource } from "../../core/missing_resource.ts";
-import type { AwsClients } from "./clients.ts";
+import { type AwsClients, createAwsClients } from "./clients.ts";
 import { backendQueueNames } from "../../core/queue.ts";
 
 /** How long the look may take in all: a dead endpoint must not hold the start. */
@@ -26,6 +28,23 @@ export interface SetupCheckOptions {
    * client only at its first blob (clients.ts), and most never see one.
    */
   bucket?: boolean;
+}
+
+/**
+ * What the configuration names that AWS lacks, each as one sentence with its
+ * fix; empty when everything is there. Clients of its own, for this once, as
+ * `deno task setup` has.
+ */
+export async function checkAwsSetup(
+  config: Config,
+  options: SetupCheckOptions = {},
+): Promise<string[]> {
+  const clients = createAwsClients(config);
+  try {
+    return await missingAwsResources(config, clients, options);
+  } finally {
+    clients.destroy();
+  }
 }
 
 /** What is missing, each as one sentence with its fix; empty when everything is there. */
