@@ -24,6 +24,7 @@ import { lacksMoveTasks } from "../lib/storage/aws/sqs_queue.ts";
 import { motoUnavailable, motoUserWithChecks, routedTo, startMoto } from "./support/moto.ts";
 import { sharedDynamoDbLocal } from "./support/dynamodb_local.ts";
 import { skipWithoutAwsEmulators } from "./support/aws_emulators.ts";
+import { holdProcessEnv } from "./support/process_env.ts";
 
 const KEYS = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "a-secret-never-shown" };
 
@@ -421,27 +422,20 @@ Deno.test({
     "without keys in the environment, the credentials come from the SDK's chain (here a profile's file)",
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "aws-profile-" });
-    const saved = Object.fromEntries(
-      [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_CONFIG_FILE",
-      ]
-        .map((name) => [name, Deno.env.get(name)]),
-    );
+    const processEnv = await holdProcessEnv({
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+      AWS_SESSION_TOKEN: undefined,
+      AWS_PROFILE: "gateway-test",
+      AWS_SHARED_CREDENTIALS_FILE: `${dir}/credentials`,
+      AWS_CONFIG_FILE: `${dir}/config`,
+    });
     try {
       await Deno.writeTextFile(
         `${dir}/credentials`,
         "[gateway-test]\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = file-secret\n",
       );
       await Deno.writeTextFile(`${dir}/config`, "");
-      for (const name of Object.keys(saved)) Deno.env.delete(name);
-      Deno.env.set("AWS_SHARED_CREDENTIALS_FILE", `${dir}/credentials`);
-      Deno.env.set("AWS_CONFIG_FILE", `${dir}/config`);
-      Deno.env.set("AWS_PROFILE", "gateway-test");
 
       const config = loadConfig({ BACKEND: "aws", AWS_REGION: "us-east-1" });
       assert.equal(config.awsCredentials, undefined, "no keys configured");
@@ -449,10 +443,7 @@ Deno.test({
       assert.equal(credentials.accessKeyId, "AKIDFROMFILE");
       assert.equal(credentials.secretAccessKey, "file-secret");
     } finally {
-      for (const [name, value] of Object.entries(saved)) {
-        if (value === undefined) Deno.env.delete(name);
-        else Deno.env.set(name, value);
-      }
+      await processEnv.release();
       await Deno.remove(dir, { recursive: true });
     }
   },
