@@ -6,6 +6,7 @@
  * hour off.
  */
 import assert from "node:assert/strict";
+import { holdProcessEnv } from "./support/process_env.ts";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { GetCommand, PutCommand, TransactWriteCommand } from "@aws-sdk/lib-dynamodb";
 import {
@@ -422,15 +423,15 @@ Deno.test({
     "without keys in the configuration, the credentials come from the SDK's chain (here a profile's file)",
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "aws-profile-" });
-    const names = [
-      "AWS_ACCESS_KEY_ID",
-      "AWS_SECRET_ACCESS_KEY",
-      "AWS_SESSION_TOKEN",
-      "AWS_PROFILE",
-      "AWS_SHARED_CREDENTIALS_FILE",
-      "AWS_CONFIG_FILE",
-    ];
-    const saved = Object.fromEntries(names.map((name) => [name, Deno.env.get(name)]));
+    // Files run at once in one process: the environment is taken in turns.
+    const processEnv = await holdProcessEnv({
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+      AWS_SESSION_TOKEN: undefined,
+      AWS_PROFILE: "gateway-test",
+      AWS_SHARED_CREDENTIALS_FILE: `${dir}/credentials`,
+      AWS_CONFIG_FILE: `${dir}/config`,
+    });
     const server = answering([json(200, { QueueUrl: "http://q" })]);
     try {
       await Deno.writeTextFile(
@@ -438,10 +439,6 @@ Deno.test({
         "[gateway-test]\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = file-secret\n",
       );
       await Deno.writeTextFile(`${dir}/config`, "");
-      for (const name of names) Deno.env.delete(name);
-      Deno.env.set("AWS_SHARED_CREDENTIALS_FILE", `${dir}/credentials`);
-      Deno.env.set("AWS_CONFIG_FILE", `${dir}/config`);
-      Deno.env.set("AWS_PROFILE", "gateway-test");
 
       const config = loadConfig({
         BACKEND: "aws",
@@ -457,10 +454,7 @@ Deno.test({
       }
       assert.match(server.seen[0].headers.get("authorization") ?? "", /Credential=AKIDFROMFILE\//);
     } finally {
-      for (const [name, value] of Object.entries(saved)) {
-        if (value === undefined) Deno.env.delete(name);
-        else Deno.env.set(name, value);
-      }
+      await processEnv.release();
       await server.stop();
       await Deno.remove(dir, { recursive: true });
     }

@@ -20,6 +20,8 @@ Deno.test("loadConfig() has working defaults for a local set-up", () => {
     "the two historic entries, text first",
   );
   assert.equal(config.modelRefreshSeconds, 60);
+  // Well inside the idle timeouts of common proxies (30 s and more): a waiting stream stays open.
+  assert.equal(config.streamKeepAliveMs, 5_000);
   assert.deepEqual(config.awsEndpoints, { dynamodb: undefined, sqs: undefined, s3: undefined });
   assert.equal(config.awsCredentials, undefined, "real AWS uses the SDK's own credential chain");
 });

@@ -52,10 +52,13 @@ function serve(app: { fetch: (request: Request) => Response | Promise<Response> 
 
 /** Sends the chat form and waits until the page says it is done or shows why not. */
 async function sendChat(page: Page, message: string, conversation = ""): Promise<void> {
+  // The state shown is cleared first: a tap's click can land after tap() returns, and the
+  // wait below must not take the last chat's "done" for this one's.
   await inPage(
     page,
     `document.getElementById("conversation").value = ${JSON.stringify(conversation)};
-     document.getElementById("message").value = ${JSON.stringify(message)};`,
+     document.getElementById("message").value = ${JSON.stringify(message)};
+     document.getElementById("chat-state").textContent = "";`,
   );
   await page.tap("#send");
   await until(
@@ -82,9 +85,11 @@ if (skipWithoutBrowser()) {
       },
       vllmAnswer: (request: RecordedRequest): StandInAnswer => {
         const last = String(request.messages.at(-1)?.content ?? "");
-        return backend.broken && last.includes("doomed")
-          ? { status: 400, message: "model not loaded" }
-          : { reply: `vllm says: ${last}` };
+        if (backend.broken && last.includes("doomed")) {
+          return { status: 400, message: "model not loaded" };
+        }
+        // The long reply comes slowly enough to be seen in pieces even on a busy machine.
+        return { reply: `vllm says: ${last}`, pauseMs: last === LONG_MESSAGE ? 50 : undefined };
       },
     });
     // One machine beside vLLM; another whose Ollama is not running: nothing listens on its port.

@@ -3,6 +3,7 @@ import { handler } from "../main.ts";
 import { startTestGateway } from "./support/gateway.ts";
 import { skipWithoutAwsEmulators, startAwsEmulators } from "./support/aws_emulators.ts";
 import { httpApiEvent } from "./support/lambda_events.ts";
+import { holdProcessEnv } from "./support/process_env.ts";
 
 const ignore = skipWithoutAwsEmulators();
 
@@ -16,8 +17,8 @@ Deno.test({
     const emulators = await startAwsEmulators();
     // Without keys, as template.yaml's PublicAccess=yes deploys it: any Host (the API's domain).
     const gateway = await startTestGateway("aws", { emulators, env: { ALLOWED_HOSTS: "*" } });
-    const previous = Deno.env.toObject();
-    for (const [key, value] of Object.entries(gateway.env)) Deno.env.set(key, value!);
+    // main.ts reads its configuration from the process's environment, as a Lambda does.
+    const processEnv = await holdProcessEnv(gateway.env);
     try {
       await gateway.startWorker();
       // deno-lint-ignore no-explicit-any
@@ -103,10 +104,7 @@ Deno.test({
         assert.equal(JSON.parse(result.body).error.param, "user_message");
       });
     } finally {
-      for (const key of Object.keys(gateway.env)) {
-        if (key in previous) Deno.env.set(key, previous[key]);
-        else Deno.env.delete(key);
-      }
+      await processEnv.release();
       await gateway.stop();
       await emulators.stop();
     }

@@ -351,9 +351,10 @@ backendTest("token counts come in both modes, from the backend or counted", asyn
 
 // The keep-alives are the front door's own, the same on either backend: one run is enough.
 Deno.test(
-  "a stream that waits 20 s in the queue stays open, with keep-alive comments every few seconds",
+  "a stream that waits in the queue stays open, with a keep-alive comment every STREAM_KEEPALIVE_MS",
   async () => {
-    const gateway = await startTestGateway("embedded");
+    // Its default, 5 s, is config_test's; here they come quickly, so the wait is short.
+    const gateway = await startTestGateway("embedded", { env: { STREAM_KEEPALIVE_MS: "200" } });
     const http = serve(gateway);
     try {
       const res = await fetch(`${http.base}/v1/chat/completions`, {
@@ -366,26 +367,26 @@ Deno.test(
         }),
       });
       assert.equal(res.status, 200);
-      // No worker yet: the job waits 20 s in the queue, then one starts.
-      const workerStarts = setTimeout(() => gateway.startWorker(), 20_000);
+      // No worker yet: the job waits in the queue through three keep-alives, then one starts.
       const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
       let text = "";
-      try {
-        await within(
-          (async () => {
-            while (true) {
-              const { value, done } = await reader.read();
-              if (done) break;
-              text += value;
+      let worker: Promise<unknown> | undefined;
+      await within(
+        (async () => {
+          while (true) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            text += value;
+            if (!worker && (text.match(/^: queued$/gm) ?? []).length >= 3) {
+              worker = gateway.startWorker();
             }
-          })(),
-          "the streamed reply to end once a worker started",
-          120_000,
-        );
-      } finally {
-        clearTimeout(workerStarts);
-      }
-      // Every 5 s while queued: a proxy that closes idle connections keeps this one open.
+          }
+        })(),
+        "the streamed reply to end once a worker started",
+        120_000,
+      );
+      await worker;
+      // Every interval while queued: a proxy that closes idle connections keeps this one open.
       assert.ok(
         (text.match(/^: queued$/gm) ?? []).length >= 3,
         `keep-alives while queued:\n${text}`,

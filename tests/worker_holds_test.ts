@@ -78,10 +78,12 @@ backendTest(
     const echo = echoAnswer("vllm");
     // One place, and answers slower than the visibility timeout: the second job is claimed
     // and then waits for the place longer than its message would stay hidden unextended.
+    // Not the smallest timeout (2 s): with test files running at once on a busy machine, a
+    // beat may come over a second late, which lapses a hold of 2 s but not one of 4 s.
     const gateway = await start({
-      env: { VISIBILITY_TIMEOUT_S: "2", VLLM_CONCURRENCY: "1" },
+      env: { VISIBILITY_TIMEOUT_S: "4", VLLM_CONCURRENCY: "1" },
       vllmAnswer: async (request) => {
-        await new Promise((r) => setTimeout(r, 2500));
+        await new Promise((r) => setTimeout(r, 4500));
         return echo(request);
       },
     });

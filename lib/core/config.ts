@@ -164,6 +164,11 @@ export interface Config {
   readonly workerStaleSeconds: number;
   /** The longest a request waits for its job: `/v1/chat/completions` and `GET /jobs/:id?wait=`. */
   readonly syncTimeoutMs: number;
+  /**
+   * How often a stream that waits for its job sends an SSE comment, so
+   * proxies and clients with idle timeouts keep it open (`STREAM_KEEPALIVE_MS`).
+   */
+  readonly streamKeepAliveMs: number;
   /** Browser origins allowed by CORS; empty means CORS is off. */
   readonly corsOrigins: readonly string[];
   /** Hosts (`host` or `host:port`) that job callbacks may reach even on private addresses. */
@@ -264,6 +269,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     imageFetchesPerKey: read.integer("IMAGE_FETCHES_PER_KEY", 4, 1, 1000),
     workerStaleSeconds: read.integer("WORKER_STALE_S", 120, 0, 86_400),
     syncTimeoutMs: read.integer("SYNC_TIMEOUT_S", 300, 1, 3600) * 1000,
+    streamKeepAliveMs: read.integer("STREAM_KEEPALIVE_MS", 5_000, 100, 300_000),
     corsOrigins: read.list("CORS_ORIGINS"),
     callbackAllowedHosts: read.list("CALLBACK_ALLOWED_HOSTS", { lowercase: true }),
     maxAttempts: read.integer("MAX_ATTEMPTS", 3, 1, 1000),

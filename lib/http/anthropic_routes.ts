@@ -37,9 +37,6 @@ import { readJson } from "./validation.ts";
 
 /** The header that asks for the gateway's memory of a conversation. */
 const CONVERSATION_HEADER = "X-Conversation-Id";
-/** How often a stream that waits sends a `ping` event, as Anthropic's does, so idle timeouts keep it open. */
-const PING_MS = 5_000;
-
 /**
  * `POST /v1/messages`: queues the request as a job and answers with its
  * reply when it ends, as a `message` or streamed as Anthropic's events.
@@ -124,7 +121,8 @@ export function createMessage(
             if (job.status !== "running") return;
             await write(encoder.progress(job.partial ?? "", job.partial_reasoning ?? ""));
           },
-          onQuiet: { everyMs: PING_MS, call: () => write([{ type: "ping" }]) },
+          // A `ping` event, as Anthropic's stream sends one, so idle timeouts keep it open.
+          onQuiet: { everyMs: config.streamKeepAliveMs, call: () => write([{ type: "ping" }]) },
         });
         await write(encoder.finish(finalReply(finished(last), replyOptions)));
       } catch (err) {

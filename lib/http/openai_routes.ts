@@ -49,9 +49,6 @@ export function listModels({ services }: RouteDeps): Handler<GatewayEnv> {
   };
 }
 
-/** How often a stream that waits sends an SSE comment, so proxies and clients with idle timeouts keep it open. */
-export const KEEPALIVE_MS = 5_000;
-
 /**
  * `POST /v1/chat/completions`: queues the request as a job and answers with
  * its reply when it ends, whole or streamed as server-sent events.
@@ -149,7 +146,7 @@ export function createCompletion(
             await passOn(content, reasoning);
           },
           onQuiet: {
-            everyMs: KEEPALIVE_MS,
+            everyMs: config.streamKeepAliveMs,
             call: async (job) => {
               await stream.write(job?.status === "running" ? ": running\n\n" : ": queued\n\n");
             },

@@ -13,7 +13,7 @@ import { clientFailure } from "./error_handler.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { IDEMPOTENCY_HEADER, idempotencyClaim, REPLAYED_HEADER } from "./idempotency.ts";
 import { waitForJobEnd } from "./job_wait.ts";
-import { finishedJob, KEEPALIVE_MS, lambdaEndBy, restarted } from "./openai_routes.ts";
+import { finishedJob, lambdaEndBy, restarted } from "./openai_routes.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { storedFacts, storedResponse, withReferencedItems } from "./responses_history.ts";
 import { responseJobSpec, responseRecord } from "./responses_jobs.ts";
@@ -94,7 +94,7 @@ export function createResponse(
             await send(events.progress(job.partial ?? "", job.partial_reasoning ?? ""));
           },
           onQuiet: {
-            everyMs: KEEPALIVE_MS,
+            everyMs: config.streamKeepAliveMs,
             call: async (job) => {
               await stream.write(job?.status === "running" ? ": running\n\n" : ": queued\n\n");
             },

@@ -1,11 +1,14 @@
 /**
- * The AWS half of the suite runs on real emulators started by each test:
- * DynamoDB Local (AWS's own, which serialises concurrent writes to one item as
- * DynamoDB does; Moto does not) for DynamoDB, and Moto for SQS. One test of
- * the README's set-up runs Moto for both.
+ * The AWS half of the suite runs on real emulators: DynamoDB Local (AWS's
+ * own, which serialises concurrent writes to one item as DynamoDB does; Moto
+ * does not) for DynamoDB, and Moto for SQS and S3. Tests share one of each
+ * (see `tests/support/with_emulators.ts`), each on tables, queues and a
+ * bucket of its own names; a test that changes Moto itself (its auth checks,
+ * an outage) starts a Moto of its own. One test of the README's set-up runs
+ * Moto for both.
  */
 import { dynamoDbLocalUnavailable, sharedDynamoDbLocal } from "./dynamodb_local.ts";
-import { motoUnavailable, startMoto } from "./moto.ts";
+import { motoUnavailable, sharedMoto, startMoto } from "./moto.ts";
 
 /** Running emulators and the endpoint of each service. */
 export interface AwsEmulators {
@@ -20,16 +23,22 @@ export interface AwsEmulators {
 export interface AwsEmulatorOptions {
   /** Serve DynamoDB from Moto as well, as the README's Moto set-up does. Default false. */
   dynamodbOnMoto?: boolean;
+  /**
+   * A Moto of the caller's own instead of the shared one, for a test that
+   * changes Moto's state beyond its own resources (e.g. resets it). Default false.
+   */
+  ownMoto?: boolean;
 }
 
 /**
- * Starts a Moto of its own for the caller, and uses the process's shared
- * DynamoDB Local (see {@linkcode sharedDynamoDbLocal}) unless Moto serves both.
- * `stop` stops the Moto.
+ * The emulators for a test: the shared Moto (see {@linkcode sharedMoto}) or
+ * one of its own, and the shared DynamoDB Local (see
+ * {@linkcode sharedDynamoDbLocal}) unless Moto serves both. `stop` stops
+ * what is the caller's own and leaves what is shared running.
  */
 export async function startAwsEmulators(options: AwsEmulatorOptions = {}): Promise<AwsEmulators> {
   const [moto, dynamodb] = await Promise.allSettled([
-    startMoto(),
+    options.ownMoto ? startMoto() : sharedMoto(),
     options.dynamodbOnMoto ? Promise.resolve(undefined) : sharedDynamoDbLocal(),
   ]);
   if (moto.status === "rejected" || dynamodb.status === "rejected") {

@@ -25,8 +25,16 @@ export interface DynamoDbLocal {
   stop(): Promise<void>;
 }
 
+/**
+ * Where the test run's shared DynamoDB Local listens, and its process id,
+ * when `tests/support/with_emulators.ts` started one.
+ */
+export const SHARED_DYNAMODB_VARIABLES = { url: "TEST_DYNAMODB_URL", pid: "TEST_DYNAMODB_PID" };
+
 /** Why DynamoDB Local cannot run here (no Java, no JDK), or undefined when it can. */
 export function dynamoDbLocalUnavailable(): string | undefined {
+  // The run started one: no need to start two JVMs to ask again in every file.
+  if (Deno.env.get(SHARED_DYNAMODB_VARIABLES.url)) return undefined;
   for (const [command, purpose] of [["java", "to run it"], ["javac", "to start it on loopback"]]) {
     try {
       const { success } = new Deno.Command(command, {
@@ -45,11 +53,19 @@ export function dynamoDbLocalUnavailable(): string | undefined {
 let shared: Promise<DynamoDbLocal> | undefined;
 
 /**
- * One DynamoDB Local for the whole test process, started by the first test
- * that needs it and stopped when the process ends. A JVM takes over a second
- * to start, and every test uses tables of its own, so they share it.
+ * One DynamoDB Local for every test: the test run's (see
+ * `tests/support/with_emulators.ts`) when there is one, else one for this
+ * test file (or script), started by the first test that needs it and
+ * stopped when the file's tests end. A JVM takes over a second to start,
+ * and every test uses tables of its own, so they share it.
  */
 export function sharedDynamoDbLocal(): Promise<DynamoDbLocal> {
+  const url = Deno.env.get(SHARED_DYNAMODB_VARIABLES.url);
+  if (url) {
+    const pid = Number(Deno.env.get(SHARED_DYNAMODB_VARIABLES.pid));
+    // The run stops it, not a test.
+    return Promise.resolve({ url, pid, stop: () => Promise.resolve() });
+  }
   shared ??= startDynamoDbLocal().catch((err) => {
     shared = undefined;
     throw err;

@@ -1,4 +1,4 @@
-/** Starts a real `moto_server` on a free loopback port for a test, and stops it. */
+/** Real `moto_server`s on free loopback ports: one a test starts and stops, or one tests share. */
 import { freePort } from "./net.ts";
 
 /** A running Moto server. */
@@ -8,8 +8,13 @@ export interface Moto {
   stop(): Promise<void>;
 }
 
+/** Where the test run's shared Moto listens, when `tests/support/with_emulators.ts` started one. */
+export const SHARED_MOTO_VARIABLE = "TEST_MOTO_URL";
+
 /** Why Moto tests cannot run here, or undefined when they can. */
 export function motoUnavailable(): string | undefined {
+  // The run started one: no need to start Python (over a second) to ask again in every file.
+  if (Deno.env.get(SHARED_MOTO_VARIABLE)) return undefined;
   try {
     const { success } = new Deno.Command("moto_server", {
       args: ["--help"],
@@ -34,40 +39,105 @@ export function skipWithoutMoto(what: string): boolean {
   return reason !== undefined;
 }
 
-/** Starts `moto_server -H 127.0.0.1 -p <free port>` and waits until it answers. */
+/** Starts `moto_server -H 127.0.0.1 -p <free port>` of the caller's own and waits until it answers. */
 export async function startMoto(): Promise<Moto> {
   const port = freePort();
-  const child = new Deno.Command("moto_server", {
-    args: ["-H", "127.0.0.1", "-p", String(port)],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = collect(child.stderr);
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  while (true) {
-    try {
-      const res = await fetch(`${url}/moto-api/`, { signal: AbortSignal.timeout(1000) });
-      await res.body?.cancel();
-      if (res.ok) break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      await child.status;
-      throw new Error(`Cannot start moto_server on port ${port}: ${await stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  const child = spawnMoto(port, "piped");
+  const stderr = collect(child.stderr!);
+  try {
+    await untilAnswers(port, child);
+  } catch (err) {
+    child.kill("SIGKILL");
+    await child.status;
+    throw new Error(`${(err as Error).message}: ${await stderr}`);
   }
   return {
-    url,
+    url: `http://127.0.0.1:${port}`,
     async stop() {
       child.kill("SIGTERM");
       await child.status;
       await stderr;
     },
   };
+}
+
+let shared: Promise<Moto> | undefined;
+
+/**
+ * One Moto for every test that can share it: the test run's (see
+ * `tests/support/with_emulators.ts`) when there is one, else one for this
+ * test file, started by its first test that needs it and stopped when the
+ * file's tests end. Each test uses queues, tables and buckets of its own
+ * names, so they share it; `stop` leaves it running.
+ */
+export function sharedMoto(): Promise<Moto> {
+  shared ??= startSharedMoto().catch((err) => {
+    shared = undefined;
+    throw err;
+  });
+  return shared;
+}
+
+async function startSharedMoto(): Promise<Moto> {
+  const leave = () => Promise.resolve();
+  const url = Deno.env.get(SHARED_MOTO_VARIABLE);
+  if (url) return { url, stop: leave };
+  const port = freePort();
+  // Nothing is read from it: a read pending past the test that started it would count as a leak.
+  const child = spawnMoto(port, "null");
+  child.unref();
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  };
+  globalThis.addEventListener("unload", kill);
+  try {
+    await untilAnswers(port, child);
+  } catch (err) {
+    globalThis.removeEventListener("unload", kill);
+    kill();
+    throw new Error(
+      `${(err as Error).message} (run \`moto_server -H 127.0.0.1 -p ${port}\` to see why)`,
+    );
+  }
+  return { url: `http://127.0.0.1:${port}`, stop: leave };
+}
+
+function spawnMoto(port: number, stderr: "piped" | "null"): Deno.ChildProcess {
+  return new Deno.Command("moto_server", {
+    args: ["-H", "127.0.0.1", "-p", String(port)],
+    stdin: "null",
+    stdout: "null",
+    stderr,
+  }).spawn();
+}
+
+/** Waits until Moto answers on `port`; throws when it exits first or after 30 s. */
+async function untilAnswers(port: number, child: Deno.ChildProcess): Promise<void> {
+  let exited: number | undefined;
+  child.status.then((status) => exited = status.code);
+  const deadline = Date.now() + 30_000;
+  while (true) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/moto-api/`, {
+        signal: AbortSignal.timeout(1000),
+      });
+      await res.body?.cancel();
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    if (exited !== undefined) {
+      throw new Error(`Cannot start moto_server on port ${port}: it exited with code ${exited}`);
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Cannot start moto_server on port ${port}: it did not answer within 30 s`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 async function collect(stream: ReadableStream<Uint8Array>): Promise<string> {
