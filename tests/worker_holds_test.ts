@@ -121,3 +121,18 @@ backendTest(
     );
   },
 );
+
+backendTest(
+  "a job whose lease a dead run left is waited out, not renewed by the next worker's heartbeat",
+  async (_t, start) => {
+    // Heartbeats every second: many of them fall within the dead run's lease.
+    const gateway = await start({ env: { VISIBILITY_TIMEOUT_S: "3" } });
+    const { job_id } = await gateway.send({ conversation_id: "lease", user_message: "hi" });
+    // A run that claimed the job and died: its lease holds for 3 s more.
+    assert.equal((await gateway.services.store.startJob(job_id, 3_000)).state, "started");
+    await gateway.startWorker();
+    const job = await gateway.waitForJob(job_id, 30_000);
+    assert.equal(job.status, "succeeded");
+    assert.equal(job.attempts, 2, "the dead run's attempt, and the one that ran it");
+  },
+);

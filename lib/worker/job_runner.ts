@@ -42,6 +42,12 @@ export interface RunJobContext {
    */
   stopHolding?: () => void;
   /**
+   * Told once the run has claimed the job: from then on the job's lease is
+   * the run's, and the worker's heartbeat renews it. Never told for a job
+   * another run holds, whose lease must run out if that run has died.
+   */
+  onClaimed?: () => void;
+  /**
    * Waits for a free place at the route's backend and returns its release.
    * The worker holds more jobs than the backends run, so store and queue work
    * overlaps with model calls; only the call itself takes a place.
@@ -187,6 +193,7 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
   }
 
   const job = claim.job;
+  context.onClaimed?.();
   const started = performance.now();
   const ran = (outcome: RunOutcome) =>
     context.onRun?.({ job, outcome, ms: performance.now() - started });

@@ -354,15 +354,17 @@ export class JobWorker {
     // A run counts against its backend's room until its model call is over: then
     // it only stores and hands on, and another job is claimed and read meanwhile.
     const room = this.#rooms.enter(key);
-    const held = this.#held.get(message.receipt);
-    // The run claims the job at once, with a lease of the visibility timeout.
-    if (held) held.leasedSince = Date.now();
     const run = runJob(message, {
       services: this.#services,
       logger: this.#logger,
       maxReceiveCount: this.#maxReceiveCount.get(queueKey(message))!,
       signal: this.#interrupt.signal,
       stopHolding: () => this.#held.delete(message.receipt),
+      // Only a lease the run holds is renewed: one a dead run left is waited out, not kept alive.
+      onClaimed: () => {
+        const held = this.#held.get(message.receipt);
+        if (held) held.leasedSince = Date.now();
+      },
       backendPlace: (route) => room.place(route, message.lane === "priority"),
       fetchingImages: (work) => room.fetchingImages(work),
       imageFetches: this.#imageFetches,
