@@ -84,6 +84,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
     keys: keysRequired ? [...config.apiKeys, ...config.adminKeys] : [],
     digests: keysRequired ? [...config.apiKeyDigests, ...config.adminKeyDigests] : [],
     openPaths: ["/healthz", ...CONSOLE_PATHS],
+    known: config.keys,
   }));
   app.use("/admin/*", adminKeyAuth({ keys: config.adminKeys, digests: config.adminKeyDigests }));
   app.use(limitBodyReadTime({ timeoutMs: config.bodyTimeoutMs, variable: "BODY_TIMEOUT_S" }));
