@@ -3,6 +3,7 @@ import { backendsFromConfig } from "../../core/backends.ts";
 import type { Config } from "../../core/config.ts";
 import type { Services } from "../../core/services.ts";
 import { type AwsClients, createAwsClients } from "./clients.ts";
+import { DynamoKeyCounters } from "./dynamo_counters.ts";
 import { DynamoStore } from "./dynamo_store.ts";
 import { S3BlobStore } from "./s3_blobs.ts";
 import { SqsJobQueue } from "./sqs_queue.ts";
@@ -33,6 +34,7 @@ export function openAwsServices(
       // The blob bucket must be this account's: the queues' URLs name it.
       expectedOwner: () => queue.ownerAccount({ backend: backends[0].name, lane: "default" }),
     }),
+    counters: new DynamoKeyCounters(clients.documents, config.jobsTable),
     backends,
     close: () => clients.destroy(),
   };
