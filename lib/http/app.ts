@@ -21,6 +21,7 @@ import { requireJsonBodies } from "./json_body.ts";
 import { refuseMalformedHost } from "./host_header.ts";
 import { guardLocalGateway } from "./local_guard.ts";
 import { getMetrics } from "./metrics_route.ts";
+import { rateLimitHeaders } from "./key_limits.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
 import { countTokens, createMessage } from "./anthropic_routes.ts";
 import { countRequests, RequestCounts } from "./request_metrics.ts";
@@ -86,6 +87,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
     openPaths: ["/healthz", ...CONSOLE_PATHS],
     known: config.keys,
   }));
+  app.use(rateLimitHeaders({ services, skipPaths: CONSOLE_PATHS }));
   app.use("/admin/*", adminKeyAuth({ keys: config.adminKeys, digests: config.adminKeyDigests }));
   app.use(limitBodyReadTime({ timeoutMs: config.bodyTimeoutMs, variable: "BODY_TIMEOUT_S" }));
   // A large body waits for a place at most half its deadline, leaving the other half to arrive.
