@@ -42,6 +42,20 @@ export interface WorkerCounters {
   wait_seconds: Record<string, HistogramData>;
   /** By backend: each run that reached the backend, from its start to its end. */
   run_seconds: Record<string, HistogramData>;
+  /**
+   * By owner id (a key, never the key itself; "" without keys): its jobs that
+   * ended on this worker and their tokens. The front door shows them by the
+   * key's name. Absent in the records of workers older than it.
+   */
+  keys?: Record<string, KeyCounts>;
+}
+
+/** What one key's jobs came to on one worker. */
+export interface KeyCounts {
+  succeeded: number;
+  failed: number;
+  prompt_tokens: number;
+  completion_tokens: number;
 }
 
 /** An empty histogram. */

@@ -22,6 +22,7 @@ import { refuseMalformedHost } from "./host_header.ts";
 import { guardLocalGateway } from "./local_guard.ts";
 import { getMetrics } from "./metrics_route.ts";
 import { rateLimitHeaders } from "./key_limits.ts";
+import { getUsage } from "./usage_route.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
 import { countTokens, createMessage } from "./anthropic_routes.ts";
 import { countRequests, RequestCounts } from "./request_metrics.ts";
@@ -101,6 +102,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   const json = requireJsonBodies();
   app.get("/", consoleFile("page"));
   app.get("/console.js", consoleFile("script"));
+  app.get("/charts.js", consoleFile("charts"));
   app.get("/console.css", consoleFile("style"));
   app.get("/healthz", getHealth(deps));
   app.get("/metrics", getMetrics(deps, requests));
@@ -114,6 +116,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   app.post("/v1/messages/count_tokens", json, countTokens(deps));
   app.get("/v1/jobs", listJobs(deps));
   app.get("/v1/jobs/stats", jobStats(deps));
+  app.get("/v1/usage", getUsage(deps));
   app.post("/admin/dead-letters/retry", json, retryDeadLetters(deps));
   refuseOtherMethods(app);
 

@@ -1,6 +1,6 @@
 /**
- * The console: the gateway's own web page at `/`, with its script and style.
- * The three files are read from the `console/` folder beside this module at
+ * The console: the gateway's own web page at `/`, with its scripts and style.
+ * The four files are read from the `console/` folder beside this module at
  * their first request and kept: `deno task build` copies the folder next to
  * the Lambda bundle, so they are static files in the deployment rather than
  * strings every cold start parses. They hold no data: the page asks for a key
@@ -14,6 +14,7 @@ import type { GatewayEnv } from "./http_context.ts";
 const FILES = {
   page: { name: "index.html", type: "text/html; charset=utf-8" },
   script: { name: "console.js", type: "text/javascript; charset=utf-8" },
+  charts: { name: "charts.js", type: "text/javascript; charset=utf-8" },
   style: { name: "console.css", type: "text/css; charset=utf-8" },
 } as const;
 
@@ -21,7 +22,7 @@ const FILES = {
 export const CONSOLE_DIR = new URL("./console/", import.meta.url);
 
 /** The paths the console is served on; they need no key. */
-export const CONSOLE_PATHS = ["/", "/console.js", "/console.css"] as const;
+export const CONSOLE_PATHS = ["/", "/console.js", "/charts.js", "/console.css"] as const;
 
 /**
  * Only the gateway's own files, no inline code, no framing: data shown by

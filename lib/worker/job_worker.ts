@@ -424,7 +424,7 @@ export class JobWorker {
       onStart: (job) => jobStarted(this.#services, this.#logger, job),
       onRun: (run) => {
         ms = run.ms;
-        this.#metrics.timeRun(run);
+        this.#metrics.runEnded(run);
         counted = runEnded(this.#services, this.#logger, run);
       },
     }).then(

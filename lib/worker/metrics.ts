@@ -1,5 +1,6 @@
 /** The worker's counters: what became of each job run, and how long jobs waited and ran. */
 import type { Job } from "../core/jobs.ts";
+import type { Usage } from "../core/messages.ts";
 import {
   emptyHistogram,
   type HistogramData,
@@ -43,6 +44,27 @@ export class WorkerMetrics {
         observe(histogram(this.#counters.wait_seconds, job.route), waited);
       }
     }
+  }
+
+  /**
+   * A run that started its job has ended: it is timed, and a job that ended
+   * with it (its reply stored by this run, or given up) counts for its key.
+   */
+  runEnded(run: { job: Job; ms: number; outcome: string; usage?: Usage }): void {
+    this.timeRun(run);
+    const ended = run.outcome === "failed" || (run.outcome === "succeeded" && run.usage);
+    if (!ended) return;
+    const keys = this.#counters.keys ??= {};
+    const counts = keys[run.job.owner ?? ""] ??= {
+      succeeded: 0,
+      failed: 0,
+      prompt_tokens: 0,
+      completion_tokens: 0,
+    };
+    if (run.outcome === "failed") counts.failed++;
+    else counts.succeeded++;
+    counts.prompt_tokens += run.usage?.prompt_tokens ?? 0;
+    counts.completion_tokens += run.usage?.completion_tokens ?? 0;
   }
 
   /** A copy of the counters as of now, ready to publish in the worker's record. */
