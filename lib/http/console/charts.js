@@ -12,6 +12,7 @@ function svg(tag, attributes) {
 }
 
 /** Bars: jobs per minute; lines: median wait and run, on a scale of their own. */
+// deno-lint-ignore no-unused-vars -- called by console.js, which loads after this file
 function drawChart(stats) {
   const width = 600, height = 160, pad = 4;
   const buckets = stats.buckets;
@@ -56,6 +57,7 @@ const USAGE_DAYS = 30;
 /** Colours cycle through this many classes: key-0 … key-5. */
 const KEY_COLOURS = 6;
 
+// deno-lint-ignore no-unused-vars -- called by console.js, which loads after this file
 function refreshUsage() {
   return guarded(async () => {
     const end = new Date().toISOString().slice(0, 10);
