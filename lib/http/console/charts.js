@@ -112,7 +112,9 @@ function drawUsage(usage) {
       { "data-key": key.name },
       el("span", { class: `swatch key-${k % KEY_COLOURS}` }),
       el("strong", { textContent: key.name }),
-      ` ${t.jobs} jobs${failed}; ${t.prompt_tokens} prompt + ${t.completion_tokens} completion tokens`,
+      ` ${t.jobs} job${
+        t.jobs === 1 ? "" : "s"
+      }${failed}; ${t.prompt_tokens} prompt + ${t.completion_tokens} completion tokens`,
     );
   }));
   $("usage-scale").textContent = `${usage.start} to ${usage.end}; tallest day ${max} tokens`;

@@ -6,7 +6,6 @@
 const KEY_ITEM = "gateway-api-key";
 const STATUS_EVERY_MS = 5000;
 const JOBS_EVERY_MS = 15000;
-const USAGE_EVERY_MS = 60000;
 const $ = (id) => document.getElementById(id);
 const state = { key: sessionStorage.getItem(KEY_ITEM) ?? "", cursor: null, timers: [] };
 
@@ -102,7 +101,7 @@ function showConsole(models) {
   stopTimers();
   state.timers.push(setInterval(refreshStatus, STATUS_EVERY_MS));
   state.timers.push(setInterval(refreshJobs, JOBS_EVERY_MS));
-  state.timers.push(setInterval(refreshUsage, USAGE_EVERY_MS));
+  state.timers.push(setInterval(refreshUsage, JOBS_EVERY_MS));
 }
 
 function stopTimers() {
@@ -322,6 +321,7 @@ async function sendChat() {
   } finally {
     $("send").disabled = false;
     refreshJobs();
+    refreshUsage();
   }
 }
 
