@@ -161,8 +161,8 @@ backendTest(
       const text = await (await call(gateway, "/metrics", ROOT)).text();
       const sample = (name: string, labels: string) =>
         Number(new RegExp(`^${name}\\{worker="[^"]+",${labels}\\} (\\d+)$`, "m").exec(text)?.[1]);
-      assert.equal(sample("gateway_key_jobs_total", 'key="alice",outcome="succeeded"'), 2);
-      assert.equal(sample("gateway_key_jobs_total", 'key="bob",outcome="failed"'), 1);
+      assert.equal(sample("gateway_key_jobs_ended_total", 'key="alice",outcome="succeeded"'), 2);
+      assert.equal(sample("gateway_key_jobs_ended_total", 'key="bob",outcome="failed"'), 1);
       assert.equal(
         sample("gateway_key_tokens_total", 'key="alice",kind="completion"'),
         reported(alice).completion,

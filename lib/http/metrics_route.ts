@@ -288,11 +288,11 @@ function keySeries(out: Exposition, records: WorkerRecord[], keys: readonly KeyS
     }
   }
   out.family(
-    "gateway_key_jobs_total",
+    "gateway_key_jobs_ended_total",
     "counter",
     "Jobs of each key (by name) that ended on each worker: succeeded, or failed for good.",
   );
-  for (const [labels, value] of jobs) out.sample("gateway_key_jobs_total", labels, value);
+  for (const [labels, value] of jobs) out.sample("gateway_key_jobs_ended_total", labels, value);
   out.family(
     "gateway_key_tokens_total",
     "counter",
