@@ -43,12 +43,15 @@ export interface WorkerCounters {
   /** By backend: each run that reached the backend, from its start to its end. */
   run_seconds: Record<string, HistogramData>;
   /**
-   * By owner id (a key, never the key itself; "" without keys): its jobs that
-   * ended on this worker and their tokens. The front door shows them by the
-   * key's name. Absent in the records of workers older than it.
+   * By owner id (a key, never the key itself; {@linkcode NO_OWNER} without
+   * keys): its jobs that ended on this worker and their tokens. The front door
+   * shows them by the key's name. Absent in the records of workers older than it.
    */
   keys?: Record<string, KeyCounts>;
 }
+
+/** The owner of jobs made without keys in {@linkcode WorkerCounters}: DynamoDB allows no empty map key. */
+export const NO_OWNER = "-";
 
 /** What one key's jobs came to on one worker. */
 export interface KeyCounts {

@@ -19,7 +19,12 @@ import { errorMessage } from "../core/error_message.ts";
 import type { JobStatus } from "../core/jobs.ts";
 import { adminKeyCheck, bearerKeyOf } from "./auth.ts";
 import { ApiError } from "./errors.ts";
-import { type HistogramData, type KeyCounts, TIME_BUCKETS } from "../core/metrics.ts";
+import {
+  type HistogramData,
+  type KeyCounts,
+  NO_OWNER,
+  TIME_BUCKETS,
+} from "../core/metrics.ts";
 import { keyOf, type KeySpec } from "../core/key_config.ts";
 import { NO_KEY_NAME } from "./usage_route.ts";
 import { type QueueDepth, type QueueRef, queuesOf } from "../core/queue.ts";
@@ -274,7 +279,7 @@ function keySeries(out: Exposition, records: WorkerRecord[], keys: readonly KeyS
     const worker = r.worker_id.slice(0, 8);
     const byName = new Map<string, KeyCounts>();
     for (const [owner, counts] of Object.entries(r.counters?.keys ?? {})) {
-      const name = keyOf(keys, owner)?.name ?? (owner === "" ? NO_KEY_NAME : "other");
+      const name = keyOf(keys, owner)?.name ?? (owner === NO_OWNER ? NO_KEY_NAME : "other");
       const sum = byName.get(name) ??
         { succeeded: 0, failed: 0, prompt_tokens: 0, completion_tokens: 0 };
       for (const field of Object.keys(sum) as (keyof KeyCounts)[]) sum[field] += counts[field];

@@ -4,6 +4,7 @@ import type { Usage } from "../core/messages.ts";
 import {
   emptyHistogram,
   type HistogramData,
+  NO_OWNER,
   observe,
   type WorkerCounters,
 } from "../core/metrics.ts";
@@ -55,7 +56,7 @@ export class WorkerMetrics {
     const ended = run.outcome === "failed" || (run.outcome === "succeeded" && run.usage);
     if (!ended) return;
     const keys = this.#counters.keys ??= {};
-    const counts = keys[run.job.owner ?? ""] ??= {
+    const counts = keys[run.job.owner || NO_OWNER] ??= {
       succeeded: 0,
       failed: 0,
       prompt_tokens: 0,
