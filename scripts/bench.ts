@@ -12,9 +12,11 @@
  * - throughput: the worker against a backend with a fixed latency;
  * - memory: the worker's resident memory with many places, all busy;
  * - backlog: jobs that waited through several line checks, drained by one
- *   worker: deliveries per job and the drain against the ideal, both backends.
+ *   worker: deliveries per job and the drain against the ideal, both backends;
+ * - fairness: key A floods the queue, key B sends jobs one after another: B's
+ *   wait against one job's run while A's backlog drains, both backends.
  *
- * Settings: BENCH_SECTIONS (latency,wait,stream,lambda,throughput,memory,backlog: all
+ * Settings: BENCH_SECTIONS (latency,wait,stream,lambda,throughput,memory,backlog,fairness: all
  * by default), BENCH_SQS (fast: the bench's SQS stand-in; moto), BENCH_LATENCY_REQUESTS (300),
  * BENCH_WAIT_REQUESTS (200), BENCH_STREAMS (5), BENCH_COLD_RUNS (9); for the
  * throughput run BENCH_BACKEND (aws | embedded; BACKEND=embedded works too),
@@ -23,11 +25,14 @@
  * BENCH_AWS_ENDPOINT_URL (a Moto already running on 127.0.0.1, instead of
  * fresh emulators); for the memory run BENCH_MEMORY_CONCURRENCY (64),
  * BENCH_MEMORY_QUEUED (300), BENCH_MEMORY_LATENCY_MS (5000); for the backlog run
- * BENCH_BACKLOG_CONVERSATIONS (40), BENCH_BACKLOG_MESSAGES (10).
+ * BENCH_BACKLOG_CONVERSATIONS (40), BENCH_BACKLOG_MESSAGES (10); for the fairness
+ * run BENCH_FAIR_FLOOD (200), BENCH_FAIR_QUIET (10), BENCH_FAIR_CONCURRENCY (2),
+ * BENCH_FAIR_LATENCY_MS (200).
  */
 import { type BenchEmulators, startBenchEmulators } from "./bench/emulators.ts";
 import { type BenchFigures, figuresWithGoals, printFigures } from "./bench/goals.ts";
 import { measureBacklog } from "./bench/backlog.ts";
+import { measureFairness } from "./bench/fairness.ts";
 import { measureLambdaCold } from "./bench/lambda_cold.ts";
 import { measureAwsWait, measureQueuedPath, measureStreams } from "./bench/latency.ts";
 import { runLoad } from "./bench/load.ts";
@@ -138,6 +143,24 @@ async function runSections(options: BenchOptions, emulators: () => Promise<Bench
         lineCheckSeconds: 2,
       }, backend === "aws" ? await emulators() : undefined);
       figures.backlogs.push(result);
+      printRows(Object.entries(result).map(([k, v]) => [k, String(v)]));
+    }
+  }
+  if (run("fairness")) {
+    figures.fairness = [];
+    for (const backend of ["embedded", "aws"] as const) {
+      console.log(
+        `\n## Fair shares (${backend}): key A queues ${options.fairFlood} jobs, then key B sends ` +
+          `${options.fairQuiet} one after another; ${options.fairConcurrency} places, ` +
+          `backend latency ${options.fairLatencyMs} ms`,
+      );
+      const result = await measureFairness(backend, {
+        flood: options.fairFlood,
+        quiet: options.fairQuiet,
+        concurrency: options.fairConcurrency,
+        latencyMs: options.fairLatencyMs,
+      }, backend === "aws" ? await emulators() : undefined);
+      figures.fairness.push(result);
       printRows(Object.entries(result).map(([k, v]) => [k, String(v)]));
     }
   }

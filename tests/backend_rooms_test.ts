@@ -20,9 +20,9 @@ Deno.test("BackendRooms counts a run from its start until its model place is giv
   const second = rooms.enter("b");
   assert.equal(rooms.room(backend, 0), 0);
   assert.ok(rooms.isFull(backend));
-  const release = await first.place("b", false);
+  const release = await first.place("b", { urgent: false });
   let secondPlaced = false;
-  const placed = second.place("b", false).then((release) => {
+  const placed = second.place("b", { urgent: false }).then((release) => {
     secondPlaced = true;
     return release;
   });

@@ -191,6 +191,19 @@ if (skipWithoutBrowser()) {
         assert.ok(lengths >= 3, `the reply arrived in ${lengths} states`);
       });
 
+      await t.step("the usage chart shows each key by name, with the chat's tokens", async () => {
+        await page.waitForSelector("#usage-chart rect.usage", WAIT);
+        const names = await inPage<string[]>(
+          page,
+          `[...document.querySelectorAll("#usage-keys li")].map((li) => li.dataset.key)`,
+        );
+        assert.equal(names.length, 2, "an admin key sees both keys");
+        assert.ok(names.every((name) => /^key-[0-9a-f]{8}$/.test(name)), names.join(", "));
+        const legend = (await texts(page, "#usage-keys li")).join("\n");
+        assert.match(legend, /1 job; \d+ prompt \+ \d+ completion tokens/);
+        assert.ok(!legend.includes(ADMIN_KEY) && !legend.includes(USER_KEY), "names, not keys");
+      });
+
       await t.step("a conversation id keeps the history, and the page reads it back", async () => {
         await sendChat(page, "remember me", "browser-chat");
         await page.waitForSelector("#transcript:not([hidden]) li", WAIT);

@@ -65,3 +65,22 @@ Deno.test("KeyedSemaphore bounds each key on its own and keeps only the keys in 
   for (const release of held) release();
   assert.equal(slots.keys, 0, "a wait that was given up leaves nothing behind");
 });
+
+Deno.test("Semaphore gives a freed place to the key served least recently, each key's waiters in order", async () => {
+  const places = new Semaphore(1);
+  const order: string[] = [];
+  const wait = (name: string, key: string, urgent = false) =>
+    places.take({ key, urgent }).then((release) => {
+      order.push(name);
+      return release;
+    });
+  const holder = await wait("a1", "a");
+  // Each gives its place back as soon as it has it: the order is the semaphore's.
+  const waiting = [["a2", "a"], ["a3", "a"], ["b1", "b"], ["b2", "b"]].map(([name, key]) =>
+    wait(name, key).then((release) => release())
+  );
+  const urgent = wait("c1", "c", true).then((release) => release());
+  holder();
+  await Promise.all([urgent, ...waiting]);
+  assert.deepEqual(order, ["a1", "c1", "b1", "a2", "b2", "a3"]);
+});

@@ -78,11 +78,11 @@ Deno.test("WorkerMetrics counts the runs that started a job by the API that made
     ttlDays: 1,
   });
   const metrics = new WorkerMetrics();
-  metrics.endRun({ job: { ...job, api: "embeddings" }, outcome: "succeeded", ms: 10 });
-  metrics.endRun({ job: { ...job, api: "embeddings" }, outcome: "retrying", ms: 10 });
-  metrics.endRun({ job: { ...job, api: "chat" }, outcome: "succeeded", ms: 10 });
-  metrics.endRun({ job, outcome: "failed", ms: 10 });
-  metrics.endRun({ job: { ...job, api: "made-up" as "chat" }, outcome: "failed", ms: 10 });
+  metrics.runEnded({ job: { ...job, api: "embeddings" }, outcome: "succeeded", ms: 10 });
+  metrics.runEnded({ job: { ...job, api: "embeddings" }, outcome: "retrying", ms: 10 });
+  metrics.runEnded({ job: { ...job, api: "chat" }, outcome: "succeeded", ms: 10 });
+  metrics.runEnded({ job, outcome: "failed", ms: 10 });
+  metrics.runEnded({ job: { ...job, api: "made-up" as "chat" }, outcome: "failed", ms: 10 });
   const counters = metrics.snapshot();
   assert.deepEqual(counters.api_runs, {
     embeddings: { succeeded: 1, retrying: 1 },

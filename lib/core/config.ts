@@ -4,6 +4,7 @@
  */
 import process from "node:process";
 import { deepFreeze, EnvReader } from "./env_reader.ts";
+import { type KeySpec, readKeys } from "./key_config.ts";
 import { describeUrl } from "./text.ts";
 
 /**
@@ -118,6 +119,16 @@ export interface Config {
   readonly adminKeys: readonly string[];
   /** SHA-256 digests (lowercase hex) of further admin keys (`GATEWAY_ADMIN_KEY_SHA256`). */
   readonly adminKeyDigests: readonly string[];
+  /**
+   * Every configured key (API and admin) by owner id, with its name and its
+   * limits (`GATEWAY_KEY_LIMITS`); never the key. See lib/core/key_config.ts.
+   */
+  readonly keys: readonly KeySpec[];
+  /**
+   * The window `rpm` and `tpm` count in (`LIMIT_WINDOW_S`): 60 makes them
+   * per minute, as their names say; tests shorten it.
+   */
+  readonly limitWindowSeconds: number;
   /** The longest silence from a backend: before its first byte, and between two pieces of a reply. */
   readonly llmTimeoutMs: number;
   /** The longest a whole reply may take, however steadily it flows (`LLM_MAX_REPLY_S`). */
@@ -224,6 +235,7 @@ export function loadConfig(env: Env = processEnv()): Config {
     sqs: read.optionalUrl("AWS_ENDPOINT_URL_SQS") ?? anyService,
     s3: read.optionalUrl("AWS_ENDPOINT_URL_S3") ?? anyService,
   };
+  const keys = readKeys(read);
   const config: Config = {
     backend,
     dataDir: read.string("DATA_DIR", "./data"),
@@ -243,12 +255,14 @@ export function loadConfig(env: Env = processEnv()): Config {
     modelRefreshSeconds: read.integer("MODEL_REFRESH_S", 60, 5, 86_400),
     modelRetrySeconds: read.integer("MODEL_RETRY_S", 5, 1, 86_400),
     logFile: env.LOG_FILE?.trim() || undefined,
-    apiKeys: read.list("GATEWAY_API_KEYS"),
-    apiKeyDigests: read.list("GATEWAY_API_KEY_SHA256", { lowercase: true }),
+    apiKeys: keys.apiKeys,
+    apiKeyDigests: keys.apiKeyDigests,
     allowedHosts: read.list("ALLOWED_HOSTS", { lowercase: true }),
     bodyTimeoutMs: read.integer("BODY_TIMEOUT_S", 30, 1, 3600) * 1000,
-    adminKeys: read.list("GATEWAY_ADMIN_KEYS"),
-    adminKeyDigests: read.list("GATEWAY_ADMIN_KEY_SHA256", { lowercase: true }),
+    adminKeys: keys.adminKeys,
+    adminKeyDigests: keys.adminKeyDigests,
+    keys: keys.keys,
+    limitWindowSeconds: read.integer("LIMIT_WINDOW_S", 60, 1, 3600),
     llmTimeoutMs: read.integer("LLM_TIMEOUT_S", 120, 1, 3600) * 1000,
     llmMaxReplyMs: read.integer("LLM_MAX_REPLY_S", 1800, 1, 86_400) * 1000,
     pollWaitSeconds: read.integer("POLL_WAIT_S", 20, 0, 20),
@@ -327,6 +341,12 @@ export function describeConfig(config: Config): Record<string, unknown> {
     admin_keys: hasAdminKeys(config)
       ? `${config.adminKeys.length + config.adminKeyDigests.length} configured`
       : "none: nobody may retry or redrive dead letters",
+    // Names and limits only: what a key is called says nothing of the key.
+    keys: config.keys.map((k) => ({
+      name: k.name,
+      ...(k.admin ? { admin: true } : {}),
+      ...k.limits,
+    })),
     llm_backends: config.llmBackends.map((b) => ({
       name: b.name,
       kind: b.kind,

@@ -49,6 +49,21 @@ export const JOB_APIS: readonly JobApi[] = [
   "embeddings",
 ];
 
+/**
+ * What the front door counted for a job against its key's limits (see
+ * lib/http/key_limits.ts), for the worker to settle.
+ */
+export interface JobLimits {
+  /** The key's in-flight limit: the worker runs no more of the key's jobs at once. */
+  in_flight?: number;
+  /** The job's member of its key's set of waiting jobs, taken out when the job first starts. */
+  waiting?: string;
+  /** Tokens counted for the job when it was sent; its usage takes their place when it ends. */
+  tokens?: number;
+  /** The length (s) of the windows its tokens are counted in. */
+  window_s?: number;
+}
+
 /** How urgently a job should run. */
 export type Priority = "high" | "normal";
 
@@ -124,6 +139,8 @@ export interface Job {
   api?: JobApi;
   /** Set on a job made by `POST /v1/responses`. */
   response?: ResponseRecord;
+  /** What its key's limits counted for it; absent for a key without limits. */
+  limits?: JobLimits;
   /** How many times an operator sent the failed job back to run (see lib/core/retry.ts). */
   retries?: number;
   /** When the job was last sent back to run. */
@@ -158,6 +175,18 @@ export interface JobTicket {
   /** The job's `generation` when this ticket was sent; absent for 0. */
   generation?: number;
   /**
+   * The job's owner id (never the key): the queues and the worker share their
+   * places fairly between owners. Absent without API keys.
+   */
+  owner?: string;
+  /** The owner's in-flight limit, so the worker knows it before it claims the job. */
+  in_flight?: number;
+  /**
+   * Deliveries of this job's message before it was put back unrun and sent
+   * again (see `JobQueue.defer`): the queue adds them to its receive count.
+   */
+  prior_deliveries?: number;
+  /**
    * Set on a redriven dead letter whose job could not be retried, as it goes
    * back to the dead-letter queue: when that redrive was asked for (ISO). The
    * same redrive, still copying, then leaves it there instead of sending it
@@ -186,6 +215,7 @@ export interface NewJobOptions {
     | "callback_url"
     | "api"
     | "response"
+    | "limits"
   >;
   ttlDays: number;
   now?: Date;
@@ -220,6 +250,8 @@ export function ticketFor(job: Job): JobTicket {
   };
   if (isStateless(job)) ticket.stateless = true;
   if (job.generation) ticket.generation = job.generation;
+  if (job.owner) ticket.owner = job.owner;
+  if (job.limits?.in_flight) ticket.in_flight = job.limits.in_flight;
   return ticket;
 }
 

@@ -48,6 +48,23 @@ export interface WorkerCounters {
    * ended. Absent in the records of workers older than it.
    */
   api_runs?: Record<string, Record<string, number>>;
+  /**
+   * By owner id (a key, never the key itself; {@linkcode NO_OWNER} without
+   * keys): its jobs that ended on this worker and their tokens. The front door
+   * shows them by the key's name. Absent in the records of workers older than it.
+   */
+  keys?: Record<string, KeyCounts>;
+}
+
+/** The owner of jobs made without keys in {@linkcode WorkerCounters}: DynamoDB allows no empty map key. */
+export const NO_OWNER = "-";
+
+/** What one key's jobs came to on one worker. */
+export interface KeyCounts {
+  succeeded: number;
+  failed: number;
+  prompt_tokens: number;
+  completion_tokens: number;
 }
 
 /** An empty histogram. */

@@ -135,6 +135,13 @@ export interface JobQueue {
    * the heartbeat keeps a held message hidden this way.
    */
   returnAfter(message: ReceivedJob, seconds: number): Promise<void>;
+  /**
+   * Puts a message back unrun, to be delivered again after `seconds`, without
+   * counting this delivery against its attempts: for a job whose key has as
+   * many jobs running as it may (see lib/worker/key_turns.ts). SQS cannot
+   * uncount a receive, so there a copy is sent and the message deleted.
+   */
+  defer(message: ReceivedJob, seconds: number): Promise<void>;
   /** Moves a message to its queue's dead-letter queue now, for a job given up for good. */
   deadLetter(message: ReceivedJob): Promise<void>;
   /** Deliveries after which a queue moves a message to its dead-letter queue, if it has one. */

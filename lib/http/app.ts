@@ -22,6 +22,8 @@ import { requireJsonBodies } from "./json_body.ts";
 import { refuseMalformedHost } from "./host_header.ts";
 import { guardLocalGateway } from "./local_guard.ts";
 import { getMetrics } from "./metrics_route.ts";
+import { rateLimitHeaders } from "./key_limits.ts";
+import { getUsage } from "./usage_route.ts";
 import { createCompletion, listModels } from "./openai_routes.ts";
 import { countTokens, createMessage } from "./anthropic_routes.ts";
 import { countRequests, RequestCounts } from "./request_metrics.ts";
@@ -86,7 +88,9 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
     keys: keysRequired ? [...config.apiKeys, ...config.adminKeys] : [],
     digests: keysRequired ? [...config.apiKeyDigests, ...config.adminKeyDigests] : [],
     openPaths: ["/healthz", ...CONSOLE_PATHS],
+    known: config.keys,
   }));
+  app.use(rateLimitHeaders({ services, skipPaths: CONSOLE_PATHS }));
   app.use("/admin/*", adminKeyAuth({ keys: config.adminKeys, digests: config.adminKeyDigests }));
   app.use(limitBodyReadTime({ timeoutMs: config.bodyTimeoutMs, variable: "BODY_TIMEOUT_S" }));
   // A large body waits for a place at most half its deadline, leaving the other half to arrive.
@@ -101,6 +105,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   app.get("/", consoleFile("page"));
   app.get("/console.js", consoleFile("script"));
   app.get("/console_chat.js", consoleFile("chat"));
+  app.get("/charts.js", consoleFile("charts"));
   app.get("/console.css", consoleFile("style"));
   app.get("/healthz", getHealth(deps));
   app.get("/metrics", getMetrics(deps, requests));
@@ -118,6 +123,7 @@ export function createApp(services: Services, options: AppOptions): Hono<Gateway
   app.post("/v1/embeddings", json, createEmbeddings(deps));
   app.get("/v1/jobs", listJobs(deps));
   app.get("/v1/jobs/stats", jobStats(deps));
+  app.get("/v1/usage", getUsage(deps));
   app.post("/admin/dead-letters/retry", json, retryDeadLetters(deps));
   refuseOtherMethods(app);
 

@@ -1,7 +1,8 @@
 /** API-key authentication for the front door: `Authorization: Bearer`, or Anthropic's `x-api-key`. */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { ApiError } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
+import { keyOf, type KeySpec } from "../core/key_config.ts";
 import { ownerFromDigest } from "../core/owners.ts";
 
 /** Options for {@linkcode apiKeyAuth}. */
@@ -12,6 +13,8 @@ export interface ApiKeyAuthOptions {
   digests?: readonly string[];
   /** Paths that never need a key; a valid key there still names its owner. Default `["/healthz"]`. */
   openPaths?: readonly string[];
+  /** The configured keys' names and limits (`Config.keys`), recorded with the owner. */
+  known?: readonly KeySpec[];
 }
 
 /**
@@ -25,21 +28,24 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<Gatewa
   const configured = (options.digests ?? []).map(fromHex);
   const digests = Promise.all(options.keys.map(digest)).then((d) => [...d, ...configured]);
   const required = options.keys.length > 0 || configured.length > 0;
+  const identify = (c: Context<GatewayEnv>, given: Uint8Array) => {
+    const owner = ownerFromDigest(given);
+    c.set("owner", owner);
+    c.set("key", keyOf(options.known ?? [], owner));
+  };
   return async function requireApiKey(c, next) {
     if (!required || c.req.method === "OPTIONS") return await next();
     if (openPaths.has(c.req.path)) {
       const key = requestKeyOf((name) => c.req.header(name));
       const given = key === undefined ? undefined : await digest(key);
-      if (given && (await digests).some((known) => sameBytes(known, given))) {
-        c.set("owner", ownerFromDigest(given));
-      }
+      if (given && (await digests).some((known) => sameBytes(known, given))) identify(c, given);
       return await next();
     }
     const given = await digest(requestKey((name) => c.req.header(name)));
     if (!(await digests).some((known) => sameBytes(known, given))) {
       throw new ApiError(401, "Invalid API key", { code: "invalid_api_key" });
     }
-    c.set("owner", ownerFromDigest(given));
+    identify(c, given);
     await next();
   };
 }

@@ -15,6 +15,7 @@ const FILES = {
   page: { name: "index.html", type: "text/html; charset=utf-8" },
   script: { name: "console.js", type: "text/javascript; charset=utf-8" },
   chat: { name: "console_chat.js", type: "text/javascript; charset=utf-8" },
+  charts: { name: "charts.js", type: "text/javascript; charset=utf-8" },
   style: { name: "console.css", type: "text/css; charset=utf-8" },
 } as const;
 
@@ -22,7 +23,13 @@ const FILES = {
 export const CONSOLE_DIR = new URL("./console/", import.meta.url);
 
 /** The paths the console is served on; they need no key. */
-export const CONSOLE_PATHS = ["/", "/console.js", "/console_chat.js", "/console.css"] as const;
+export const CONSOLE_PATHS = [
+  "/",
+  "/console.js",
+  "/console_chat.js",
+  "/charts.js",
+  "/console.css",
+] as const;
 
 /**
  * Only the gateway's own files, no inline code, no framing: data shown by

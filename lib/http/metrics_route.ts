@@ -19,7 +19,9 @@ import { errorMessage } from "../core/error_message.ts";
 import type { JobStatus } from "../core/jobs.ts";
 import { adminKeyCheck, bearerKeyOf } from "./auth.ts";
 import { ApiError } from "./errors.ts";
-import { type HistogramData, TIME_BUCKETS } from "../core/metrics.ts";
+import { type HistogramData, type KeyCounts, NO_OWNER, TIME_BUCKETS } from "../core/metrics.ts";
+import { keyOf, type KeySpec } from "../core/key_config.ts";
+import { NO_KEY_NAME } from "./usage_route.ts";
 import { type QueueDepth, type QueueRef, queuesOf } from "../core/queue.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { ModelDirectory } from "./model_directory.ts";
@@ -126,7 +128,9 @@ export function getMetrics(
     if (workers.ok) {
       backendStates(out, services.backends, new ModelDirectory(services.backends, workers.value));
       workerSeries(out, workers.value);
+      keySeries(out, workers.value, config.keys);
     }
+    keyLimits(out, config.keys);
     return c.body(out.text(), 200, { "content-type": CONTENT_TYPE });
   };
 }
@@ -266,6 +270,59 @@ function workerSeries(out: Exposition, records: WorkerRecord[]): void {
       for (const [backend, data] of Object.entries(counters[field])) {
         out.histogram(name, { worker: worker(r), backend }, data);
       }
+    }
+  }
+}
+
+/**
+ * Each key's jobs and tokens as each worker counted them, labelled with the
+ * key's name: the configured keys, `anonymous` without keys, and `other` for
+ * a key no longer configured, so the series stay as few as the keys.
+ */
+function keySeries(out: Exposition, records: WorkerRecord[], keys: readonly KeySpec[]): void {
+  const jobs: [Labels, number][] = [];
+  const tokens: [Labels, number][] = [];
+  for (const r of records) {
+    const worker = r.worker_id.slice(0, 8);
+    const byName = new Map<string, KeyCounts>();
+    for (const [owner, counts] of Object.entries(r.counters?.keys ?? {})) {
+      const name = keyOf(keys, owner)?.name ?? (owner === NO_OWNER ? NO_KEY_NAME : "other");
+      const sum = byName.get(name) ??
+        { succeeded: 0, failed: 0, prompt_tokens: 0, completion_tokens: 0 };
+      for (const field of Object.keys(sum) as (keyof KeyCounts)[]) sum[field] += counts[field];
+      byName.set(name, sum);
+    }
+    for (const [key, counts] of byName) {
+      jobs.push([{ worker, key, outcome: "succeeded" }, counts.succeeded]);
+      jobs.push([{ worker, key, outcome: "failed" }, counts.failed]);
+      tokens.push([{ worker, key, kind: "prompt" }, counts.prompt_tokens]);
+      tokens.push([{ worker, key, kind: "completion" }, counts.completion_tokens]);
+    }
+  }
+  out.family(
+    "gateway_key_jobs_ended_total",
+    "counter",
+    "Jobs of each key (by name) that ended on each worker: succeeded, or failed for good.",
+  );
+  for (const [labels, value] of jobs) out.sample("gateway_key_jobs_ended_total", labels, value);
+  out.family(
+    "gateway_key_tokens_total",
+    "counter",
+    "Tokens of each key's succeeded jobs on each worker, as the backends reported them.",
+  );
+  for (const [labels, value] of tokens) out.sample("gateway_key_tokens_total", labels, value);
+}
+
+/** Each key's configured limits (GATEWAY_KEY_LIMITS), for dashboards to draw beside its use. */
+function keyLimits(out: Exposition, keys: readonly KeySpec[]): void {
+  out.family(
+    "gateway_key_limit",
+    "gauge",
+    "Each key's limits: rpm and tpm per LIMIT_WINDOW_S, in_flight and waiting jobs.",
+  );
+  for (const key of keys) {
+    for (const [limit, value] of Object.entries(key.limits)) {
+      out.sample("gateway_key_limit", { key: key.name, limit }, value);
     }
   }
 }

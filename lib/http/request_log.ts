@@ -26,6 +26,8 @@ export function requestLog(options: RequestLogOptions): MiddlewareHandler<Gatewa
       method: shorten(c.req.method, 20),
       path: shorten(c.req.path, 300),
       status: c.res.status,
+      // The key's name, never the key: set once the key was checked.
+      key: c.get("key")?.name,
       ms: Math.round(performance.now() - started),
     });
   };

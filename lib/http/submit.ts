@@ -13,6 +13,8 @@ import { sleep } from "../core/sleep.ts";
 import type { HeldIdempotencyKey, IdempotencyClaim } from "../core/store.ts";
 import { advanceTurn, awaitsSending, sendJob, watchLine } from "../core/turns.ts";
 import { checkRepeat } from "./idempotency.ts";
+import { admitJob } from "./key_limits.ts";
+import { estimatePromptTokens } from "../core/usage_estimate.ts";
 import { storageFailure, storageProblem } from "./storage_errors.ts";
 
 /** What `POST /chat` answers. */
@@ -38,7 +40,7 @@ export interface JobSpec {
   priority: Priority;
   /** The model the client asked for; without one the message is routed by content. */
   model?: string;
-  recordFields?: Omit<NonNullable<NewJobOptions["recordFields"]>, "owner">;
+  recordFields?: Omit<NonNullable<NewJobOptions["recordFields"]>, "owner" | "limits">;
   /** Checks the request against the backend it was routed to; throws a 400 for what it would refuse. */
   checkTarget?: (target: Target) => void;
   /** The request's `Idempotency-Key`, claimed for the job it makes (see lib/http/idempotency.ts). */
@@ -129,10 +131,6 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Subm
     );
   }
 
-  await blobs.write().catch((err) => {
-    throw err instanceof BlobQuotaError ? blobQuotaRefusal(err, config) : err;
-  });
-
   const job = newJob({
     conversationId: storedId,
     route: target.backend.name,
@@ -149,14 +147,38 @@ export async function submitJob(services: Services, spec: JobSpec): Promise<Subm
       owner: spec.owner,
     },
   });
+  // Counted against the key's limits last of all the checks, and before anything is written.
+  const admission = await admitJob(services, {
+    owner: spec.owner,
+    jobId: job.job_id,
+    tokens: estimatePromptTokens(
+      [...(spec.recordFields?.context ?? []), ...history, message],
+      spec.recordFields?.params?.tools,
+    ),
+  });
+  if (admission) job.limits = admission.limits;
+  try {
+    await blobs.write().catch((err) => {
+      throw err instanceof BlobQuotaError ? blobQuotaRefusal(err, config) : err;
+    });
+  } catch (err) {
+    await admission?.undo();
+    throw err;
+  }
   const historyMessages = mode === "conversation"
     ? history.length
     : spec.recordFields?.context?.length ?? 0;
   const idempotency = spec.idempotency &&
     { ...spec.idempotency, answer: { history_messages: historyMessages } };
-  const created = await store.createJob(job, { idempotency });
-  // Another request with the same key was a moment quicker.
-  if (created.state === "repeated") return await replay(services, spec, created);
+  const created = await store.createJob(job, { idempotency }).catch(async (err) => {
+    await admission?.undo();
+    throw err;
+  });
+  // Another request with the same key was a moment quicker: this one counts for nothing.
+  if (created.state === "repeated") {
+    await admission?.undo();
+    return await replay(services, spec, created);
+  }
   await queueInTurn(services, job, created.first, spec.idempotency);
   return {
     accepted: acceptedAnswer(spec, job, { historyMessages, waitingBehind: !created.first }),

@@ -55,9 +55,10 @@ export interface BackendRoomsOptions {
 export interface RoomHold {
   /**
    * Waits for a model place at the route's backend and returns its release;
-   * the release also ends the run's count against its room.
+   * the release also ends the run's count against its room. Urgent runs go
+   * first, then the keys (`key`, an owner id) take turns.
    */
-  place(route: string, urgent: boolean): Promise<() => void>;
+  place(route: string, options: { urgent: boolean; key?: string }): Promise<() => void>;
   /** Runs `work` (fetching the job's images) without counting against the room, while there is room for that. */
   fetchingImages<T>(work: () => Promise<T>): Promise<T>;
   /** The run has ended: it counts no more (calling it again does nothing). */
@@ -107,9 +108,9 @@ export class BackendRooms {
     };
     const maxImageJobs = this.#options.maxImageJobs ?? MAX_IMAGE_JOBS;
     return {
-      place: async (route, urgent) => {
+      place: async (route, options) => {
         const place = this.#places.get(route);
-        const release = place ? await place.acquire(urgent) : () => {};
+        const release = place ? await place.take(options) : () => {};
         return () => {
           release();
           // The room freed is filled a turn of the event loop later: the model

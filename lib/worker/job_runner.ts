@@ -11,7 +11,7 @@ import { askForEmbeddings } from "./embedding_job.ts";
 import type { AssembledReply } from "./reply_assembler.ts";
 import { estimateUsage } from "../core/usage_estimate.ts";
 import type { Logger } from "../core/log.ts";
-import { type ChatMessage, jsonBytes, messageText } from "../core/messages.ts";
+import { type ChatMessage, jsonBytes, messageText, type Usage } from "../core/messages.ts";
 import type { Job } from "../core/jobs.ts";
 import type { ReceivedJob } from "../core/queue.ts";
 import type { Services } from "../core/services.ts";
@@ -73,8 +73,13 @@ export interface RunJobContext {
   deliverCallback?: (job: Job) => void;
   /** Images inlined for earlier jobs; without it every job fetches its images again. */
   imageCache?: ImageCache;
-  /** Told of each run that started the job, when it ends: for the worker's metrics. */
-  onRun?: (run: { job: Job; outcome: RunOutcome; ms: number }) => void;
+  /** Told of each run that claimed the job, as it starts: the job as claimed. */
+  onStart?: (job: Job) => void;
+  /**
+   * Told of each run that started the job, when it ends: for the worker's
+   * metrics and its key's usage. `usage` comes with a success this run stored.
+   */
+  onRun?: (run: { job: Job; outcome: RunOutcome; ms: number; usage?: Usage }) => void;
 }
 
 /** How a job run ended. */
@@ -194,15 +199,17 @@ export async function runJob(message: ReceivedJob, context: RunJobContext): Prom
 
   const job = claim.job;
   context.onClaimed?.();
+  context.onStart?.(job);
   const started = performance.now();
-  const ran = (outcome: RunOutcome) =>
-    context.onRun?.({ job, outcome, ms: performance.now() - started });
+  const ran = (outcome: RunOutcome, usage?: Usage) =>
+    context.onRun?.({ job, outcome, ms: performance.now() - started, usage });
   try {
     const { result: outcome, historyCount } = job.api === "embeddings"
       ? { result: await askForEmbeddings(job, context), historyCount: 0 }
       : await askBackend(job, await history, context);
     const result = await store.completeJob(job, outcome);
-    ran("succeeded");
+    // A delivery that finds the reply stored already counts nothing twice.
+    ran("succeeded", result === "completed" ? outcome.usage : undefined);
     await finish("succeeded");
     context.logger.info("Job succeeded", {
       ...fields,

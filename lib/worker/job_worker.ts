@@ -4,13 +4,15 @@
  * so every backend's model places stay busy. A heartbeat holds the messages
  * taken and publishes what the worker serves (see lib/core/catalogue.ts).
  *
+ * Waiting messages start one key at a time, and no key runs more jobs at once
+ * than its in-flight limit (lib/worker/key_turns.ts).
+ *
  * A receive is never cut off: SQS may already have handed it a message, which
  * would then stay hidden for the visibility timeout with nobody to run it. To
  * stop, the worker lets its receives end by themselves (a long poll ends within
  * `POLL_WAIT_S`) and puts back at once whatever they bring.
  */
 import type { Backend } from "../core/backends.ts";
-import type { WorkerRecord } from "../core/catalogue.ts";
 import { BackendRooms, MAX_BATCH, refillBatch } from "./backend_rooms.ts";
 import { CallbackDeliveries } from "./callbacks.ts";
 import { ImageCache, WORKER_IMAGE_CACHE } from "./image_cache.ts";
@@ -25,6 +27,9 @@ import { WorkerMetrics } from "./metrics.ts";
 import { OutageTracker, type PauseSchedule } from "./outage.ts";
 import { LANES, type QueueRef, queuesOf, type ReceivedJob } from "../core/queue.ts";
 import { KeyedSemaphore } from "./semaphore.ts";
+import { type KeyPlace, KeyTurns } from "./key_turns.ts";
+import { jobStarted, runEnded } from "./key_usage.ts";
+import { WorkerRecordWriter } from "./worker_record.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
 
@@ -42,8 +47,6 @@ export { beatInterval, extensionDue } from "./holds.ts";
 const IDLE_PAUSE_MS = 200;
 /** Time allowed for each request that asks a backend what it serves. */
 const MODEL_CHECK_TIMEOUT_MS = 10_000;
-/** Heartbeats a worker may miss before it no longer counts as live. */
-const LIVE_FOR_BEATS = 3;
 
 /** The receiving side of one backend the worker serves. */
 interface Poller {
@@ -69,8 +72,10 @@ export class JobWorker {
   #rooms: BackendRooms;
   /** Images each API key's jobs are fetching at once. */
   #imageFetches: KeyedSemaphore;
-  /** Held messages not started yet, priority lane first; each starts when its backend has room. */
+  /** Held messages not started yet; each starts, in {@linkcode KeyTurns}' order, when its backend has room. */
   #waiting: ReceivedJob[] = [];
+  /** Whose job starts next, and each key's share of its in-flight limit. */
+  #turns: KeyTurns;
   #held = new Map<string, Held>();
   #running = new Set<Promise<void>>();
   /** Callback deliveries: outside the runs, so they hold no backend place, and awaited on stop. */
@@ -96,8 +101,8 @@ export class JobWorker {
   #refresher?: ReturnType<typeof setInterval>;
   #retrier?: ReturnType<typeof setInterval>;
   #sweeping?: Promise<void>;
-  /** The last record write: writes go one after another, so a late heartbeat cannot undo a stop. */
-  #publishing: Promise<unknown> = Promise.resolve();
+  /** Its record in the store: what it serves, and its counters. */
+  #record: WorkerRecordWriter;
   #stopped?: Promise<void>;
   #done = Promise.withResolvers<void>();
 
@@ -106,17 +111,32 @@ export class JobWorker {
     this.#logger = options.logger;
     this.#pollers = services.backends.map((backend) => ({ backend, idle: false }));
     this.#callbacks = new CallbackDeliveries({ services, logger: this.#logger });
-    this.#rooms = new BackendRooms(services.backends, {
-      onRoom: () => {
-        this.#dispatch();
-        this.#wakeAll();
-      },
-    });
+    const startMore = () => {
+      this.#dispatch();
+      this.#wakeAll();
+    };
+    this.#rooms = new BackendRooms(services.backends, { onRoom: startMore });
     this.#imageFetches = new KeyedSemaphore(services.config.imageFetchesPerKey);
+    this.#turns = new KeyTurns({
+      counters: services.counters,
+      queue: services.queue,
+      logger: this.#logger,
+      graceMs: 2 * services.config.visibilityTimeoutSeconds * 1000,
+      onRecheck: startMore,
+    });
     this.#beatEveryMs = beatInterval(services.config.visibilityTimeoutSeconds);
     this.#catalogue = new ModelCatalogue(services.backends, {
       logger: this.#logger,
       timeoutMs: MODEL_CHECK_TIMEOUT_MS,
+    });
+    this.#record = new WorkerRecordWriter({
+      id: this.#id,
+      services,
+      logger: this.#logger,
+      catalogue: this.#catalogue,
+      metrics: this.#metrics,
+      beatEveryMs: this.#beatEveryMs,
+      stopping: this.#stopping.signal,
     });
     this.#queueOutage = new OutageTracker({
       logger: this.#logger,
@@ -153,11 +173,11 @@ export class JobWorker {
     }
     this.#maxReceiveCount = await readRedriveLimits(this.#services);
     await this.#catalogue.refresh();
-    await this.#publish();
+    await this.#record.publish();
     this.#heartbeat = setInterval(() => this.#beat(), this.#beatEveryMs);
     this.#sweeper = setInterval(() => this.#sweep(), config.deadLetterSweepSeconds * 1000);
-    this.#refresher = setInterval(() => this.#refresh(), config.modelRefreshSeconds * 1000);
-    this.#retrier = setInterval(() => this.#retryDown(), config.modelRetrySeconds * 1000);
+    this.#refresher = setInterval(() => this.#record.refresh(), config.modelRefreshSeconds * 1000);
+    this.#retrier = setInterval(() => this.#record.retryDown(), config.modelRetrySeconds * 1000);
     this.#sweep();
     for (const poller of this.#pollers) poller.loop = this.#run(poller);
   }
@@ -183,8 +203,9 @@ export class JobWorker {
     clearInterval(this.#sweeper);
     clearInterval(this.#refresher);
     clearInterval(this.#retrier);
+    this.#turns.close();
     // Its models leave the catalogue at once; jobs for them wait in their queues.
-    const leaving = this.#publish().catch(() => {});
+    const leaving = this.#record.publish().catch(() => {});
     // Receives in flight end by themselves; #accept puts back what they bring.
     const receivesEnded = Promise.all(this.#pollers.map((p) => p.loop))
       .then(() => Promise.allSettled([...this.#receiving]));
@@ -215,7 +236,7 @@ export class JobWorker {
     await leaving;
     clearInterval(this.#heartbeat);
     // Once more with the last counts, so the runs since the last heartbeat are not lost.
-    await this.#publish().catch((err) =>
+    await this.#record.publish().catch((err) =>
       this.#logger.warn("Could not publish the worker's last counts", {
         error: errorMessage(err),
       })
@@ -257,9 +278,13 @@ export class JobWorker {
     }
   }
 
-  /** How many more messages a backend's loop may hold: its held messages count against it. */
+  /**
+   * How many more messages a backend's loop may hold: its held messages count
+   * against it, except those waiting for their key, which hold no place.
+   */
   #room(backend: Backend): number {
-    const waiting = this.#waiting.filter((m) => m.backend === backend.name).length;
+    const waiting =
+      this.#waiting.filter((m) => m.backend === backend.name && !this.#turns.mustWait(m)).length;
     return this.#rooms.room(backend, waiting);
   }
 
@@ -333,28 +358,54 @@ export class JobWorker {
       this.#held.set(message.receipt, { message, hiddenSince });
     }
     this.#waiting.push(...messages);
-    this.#waiting.sort((a, b) => LANES.indexOf(a.lane) - LANES.indexOf(b.lane));
     this.#dispatch();
   }
 
-  /** Starts every waiting message whose backend can hold another job, in order. */
+  /**
+   * Starts every waiting message whose backend can hold another job and whose
+   * key may run another, in {@linkcode KeyTurns}' order; puts back for a while
+   * what a waiting key has more of than it needs to hand.
+   */
   #dispatch(): void {
     if (this.#stopping.signal.aborted) return;
-    this.#waiting = this.#waiting.filter((message) => {
+    this.#waiting = this.#turns.order(this.#waiting).filter((message) => {
       const backend = this.#services.backends.find((b) => b.name === message.backend);
       // A line check never calls a model: it starts at once.
-      if (backend && !message.ticket.line_check && this.#rooms.isFull(backend)) return true;
+      const full = backend && !message.ticket.line_check && this.#rooms.isFull(backend);
+      if (full || this.#turns.mustWait(message)) return true;
       this.#start(message);
       return false;
     });
+    this.#waiting = this.#turns.putBackSurplus(
+      this.#waiting,
+      (message) => this.#held.delete(message.receipt),
+    );
   }
 
+  /** Starts a message's run once its key has a place for it; a key without one sends it back to wait. */
   #start(message: ReceivedJob): void {
-    const key = message.backend;
     // A run counts against its backend's room until its model call is over: then
     // it only stores and hands on, and another job is claimed and read meanwhile.
-    const room = this.#rooms.enter(key);
-    const run = runJob(message, {
+    const room = this.#rooms.enter(message.backend);
+    const run = this.#turns.begin(message).then((place) => {
+      if (place) return this.#runStarted(message, room, place);
+      // No place for its key: it waits again, or goes back if the worker is stopping.
+      if (!this.#stopping.signal.aborted) this.#waiting.push(message);
+      room.leave();
+      if (this.#stopping.signal.aborted) return this.#putBack(message);
+    }).finally(() => this.#running.delete(run));
+    this.#running.add(run);
+  }
+
+  #runStarted(
+    message: ReceivedJob,
+    room: ReturnType<BackendRooms["enter"]>,
+    place: KeyPlace,
+  ): Promise<void> {
+    const key = message.backend;
+    let ms: number | undefined;
+    let counted: Promise<void> | undefined;
+    return runJob(message, {
       services: this.#services,
       logger: this.#logger,
       maxReceiveCount: this.#maxReceiveCount.get(queueKey(message))!,
@@ -365,17 +416,23 @@ export class JobWorker {
         const held = this.#held.get(message.receipt);
         if (held) held.leasedSince = Date.now();
       },
-      backendPlace: (route) => room.place(route, message.lane === "priority"),
+      backendPlace: (route) =>
+        room.place(route, { urgent: message.lane === "priority", key: message.ticket.owner }),
       fetchingImages: (work) => room.fetchingImages(work),
       imageFetches: this.#imageFetches,
       catalogue: this.#catalogue,
       deliverCallback: (job) => this.#callbacks.deliver(job),
       imageCache: this.#imageCache,
-      onRun: (run) => this.#metrics.endRun(run),
+      onStart: (job) => jobStarted(this.#services, this.#logger, job),
+      onRun: (run) => {
+        ms = run.ms;
+        this.#metrics.runEnded(run);
+        counted = runEnded(this.#services, this.#logger, run);
+      },
     }).then(
       (outcome) => {
         this.#metrics.countRun(key, outcome);
-        if (outcome === "succeeded") this.#answered(key);
+        if (outcome === "succeeded") this.#record.answered(key);
       },
       (err) => {
         this.#metrics.countRun(key, "error");
@@ -385,12 +442,13 @@ export class JobWorker {
           error: errorMessage(err),
         });
       },
-    ).finally(() => {
+    ).finally(async () => {
       this.#held.delete(message.receipt);
-      this.#running.delete(run);
+      await counted;
+      // The key's place first, so the room given back finds the key free to start another.
+      await this.#turns.end(message, place, ms);
       room.leave();
     });
-    this.#running.add(run);
   }
 
   #wakeAll(): void {
@@ -408,61 +466,9 @@ export class JobWorker {
       logger: this.#logger,
       beatEveryMs: this.#beatEveryMs,
     });
-    this.#publish().then(
+    this.#record.publish().then(
       () => this.#storeOutage.succeeded(),
       (err) => this.#storeOutage.failed(err),
-    );
-  }
-
-  /**
-   * Writes this worker's record: seen now, live for a few heartbeats (until
-   * now once it is stopping), with the latest report of each backend and the
-   * counters of its runs so far.
-   */
-  #publish(): Promise<void> {
-    const write = this.#publishing.then(() => {
-      const now = Date.now();
-      const record: WorkerRecord = {
-        worker_id: this.#id,
-        seen_at: new Date(now).toISOString(),
-        live_until: this.#stopping.signal.aborted ? now : now + LIVE_FOR_BEATS * this.#beatEveryMs,
-        backends: this.#catalogue.reports(),
-        counters: this.#metrics.snapshot(),
-      };
-      return this.#services.store.saveWorker(record);
-    });
-    this.#publishing = write.catch(() => {});
-    return write;
-  }
-
-  /** Asks the backends again what they serve (or only those named), and publishes the answer at once. */
-  #refresh(names?: string[]): void {
-    this.#publishAfter(this.#catalogue.refresh(names).then(() => true));
-  }
-
-  /** Asks again the backends found down; one that is up now is published at once. */
-  #retryDown(): void {
-    this.#publishAfter(this.#catalogue.recheckDown());
-  }
-
-  /**
-   * A job of this backend has just succeeded: if it was reported down, it is
-   * published up at once, and asked again what it serves.
-   */
-  #answered(backend: string): void {
-    if (!this.#catalogue.answered(backend)) return;
-    this.#publishAfter(Promise.resolve(true));
-    this.#refresh([backend]);
-  }
-
-  /** Publishes the worker's record once `changed` resolves to true, unless it is stopping. */
-  #publishAfter(changed: Promise<boolean>): void {
-    changed.then((yes) => {
-      if (yes && !this.#stopping.signal.aborted) return this.#publish();
-    }).catch((err) =>
-      this.#logger.warn("Could not publish the models this worker serves", {
-        error: errorMessage(err),
-      })
     );
   }
 

@@ -1,8 +1,10 @@
 /** The worker's counters: what became of each job run, and how long jobs waited and ran. */
 import { type Job, JOB_APIS } from "../core/jobs.ts";
+import type { Usage } from "../core/messages.ts";
 import {
   emptyHistogram,
   type HistogramData,
+  NO_OWNER,
   observe,
   type WorkerCounters,
 } from "../core/metrics.ts";
@@ -48,13 +50,30 @@ export class WorkerMetrics {
     }
   }
 
-  /** Times a run that started the job, and counts how it ended by the API that made the job. */
-  endRun(run: { job: Job; outcome: string; ms: number }): void {
+  /**
+   * A run that started its job has ended: it is timed, counted by the API that
+   * made the job, and a job that ended with it (its reply stored by this run,
+   * or given up) counts for its key.
+   */
+  runEnded(run: { job: Job; ms: number; outcome: string; usage?: Usage }): void {
     this.timeRun(run);
     // Only the known names: a label's values stay few whatever a record holds.
     const api = JOB_APIS.includes(run.job.api!) ? run.job.api! : UNKNOWN_API;
     const byOutcome = this.#counters.api_runs![api] ??= {};
     byOutcome[run.outcome] = (byOutcome[run.outcome] ?? 0) + 1;
+    const ended = run.outcome === "failed" || (run.outcome === "succeeded" && run.usage);
+    if (!ended) return;
+    const keys = this.#counters.keys ??= {};
+    const counts = keys[run.job.owner || NO_OWNER] ??= {
+      succeeded: 0,
+      failed: 0,
+      prompt_tokens: 0,
+      completion_tokens: 0,
+    };
+    if (run.outcome === "failed") counts.failed++;
+    else counts.succeeded++;
+    counts.prompt_tokens += run.usage?.prompt_tokens ?? 0;
+    counts.completion_tokens += run.usage?.completion_tokens ?? 0;
   }
 
   /** A copy of the counters as of now, ready to publish in the worker's record. */

@@ -1,8 +1,33 @@
-/** A counting semaphore: at most `limit` holders at once; urgent waiters go before the others. */
+/** Options for {@linkcode Semaphore.take}. */
+export interface TakeOptions {
+  /** Urgent waiters go before the others. */
+  urgent?: boolean;
+  /** Ends the wait with its reason, taking no place. */
+  signal?: AbortSignal;
+  /**
+   * Whose place it is (an API key's owner id): among waiters alike urgent,
+   * the key served least recently goes first, each key's own in order.
+   */
+  key?: string;
+}
+
+/** A waiter in one of the semaphore's lines. */
+interface Waiter {
+  wake: () => void;
+  key: string;
+}
+
+/**
+ * A counting semaphore: at most `limit` holders at once; urgent waiters go
+ * before the others, and among waiters alike, the keys take turns.
+ */
 export class Semaphore {
   #free: number;
-  #urgent: (() => void)[] = [];
-  #waiting: (() => void)[] = [];
+  #urgent: Waiter[] = [];
+  #waiting: Waiter[] = [];
+  /** When each key was last given a place (a sequence number); forgotten when the semaphore is idle. */
+  #served = new Map<string, number>();
+  #sequence = 0;
 
   constructor(limit: number) {
     if (!Number.isInteger(limit) || limit < 1) {
@@ -18,33 +43,55 @@ export class Semaphore {
    * again does nothing). When `signal` aborts first, the wait ends with its
    * reason and takes no place.
    */
-  async acquire(urgent = false, signal?: AbortSignal): Promise<() => void> {
+  acquire(urgent = false, signal?: AbortSignal): Promise<() => void> {
+    return this.take({ urgent, signal });
+  }
+
+  /** Waits for a place, as {@linkcode Semaphore.acquire}, in its key's turn. */
+  async take(options: TakeOptions = {}): Promise<() => void> {
+    const { signal } = options;
+    const key = options.key ?? "";
     signal?.throwIfAborted();
     if (this.#free > 0) {
       this.#free--;
     } else {
-      const line = urgent ? this.#urgent : this.#waiting;
+      const line = options.urgent ? this.#urgent : this.#waiting;
       await new Promise<void>((resolve, reject) => {
         const abort = () => {
-          line.splice(line.indexOf(wake), 1);
+          line.splice(line.indexOf(waiter), 1);
           reject(signal!.reason);
         };
-        const wake = () => {
-          signal?.removeEventListener("abort", abort);
-          resolve();
+        const waiter: Waiter = {
+          key,
+          wake: () => {
+            signal?.removeEventListener("abort", abort);
+            resolve();
+          },
         };
-        line.push(wake);
+        line.push(waiter);
         signal?.addEventListener("abort", abort, { once: true });
       });
     }
+    this.#served.set(key, ++this.#sequence);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const next = this.#urgent.shift() ?? this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
+      const next = this.#next(this.#urgent) ?? this.#next(this.#waiting);
+      if (next) return next.wake();
+      this.#free++;
+      if (this.#urgent.length === 0 && this.#waiting.length === 0) this.#served.clear();
     };
+  }
+
+  /** Takes out of a line the first waiter of the key served least recently. */
+  #next(line: Waiter[]): Waiter | undefined {
+    let best = -1;
+    for (let i = 0; i < line.length; i++) {
+      const served = this.#served.get(line[i].key) ?? 0;
+      if (best < 0 || served < (this.#served.get(line[best].key) ?? 0)) best = i;
+    }
+    return best < 0 ? undefined : line.splice(best, 1)[0];
   }
 }
 

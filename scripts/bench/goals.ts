@@ -2,6 +2,7 @@
 import { type LambdaColdResult, medianCold } from "./lambda_cold.ts";
 import type { AwsWaitResult, QueuedPathResult, StreamResult } from "./latency.ts";
 import type { BacklogResult } from "./backlog.ts";
+import type { FairnessResult } from "./fairness.ts";
 import type { MemoryResult } from "./memory.ts";
 import type { BenchResult } from "./report.ts";
 import { round } from "./stats.ts";
@@ -27,12 +28,13 @@ export interface BenchFigures {
   throughput?: BenchResult;
   memory?: MemoryResult;
   backlogs?: BacklogResult[];
+  fairness?: FairnessResult[];
 }
 
 /** The figures with their goals. */
 export function figuresWithGoals(results: BenchFigures): Figure[] {
   const figures: Figure[] = [];
-  const { queued, wait, streams, lambda, throughput, memory, backlogs } = results;
+  const { queued, wait, streams, lambda, throughput, memory, backlogs, fairness } = results;
   if (queued) {
     figures.push({
       name: "queued completion, added p50 (embedded)",
@@ -115,6 +117,25 @@ export function figuresWithGoals(results: BenchFigures): Figure[] {
       value: `${backlog.ratio_pct} % (${backlog.drain_s} s, ideal ${backlog.ideal_s} s)`,
       goal: "reported: the worker's pace",
     });
+  }
+  for (const fair of fairness ?? []) {
+    const value = `${fair.quiet_wait_p50_ms} ms = ${fair.quiet_wait_runs} runs of ` +
+      `${fair.run_ms} ms (first ${fair.quiet_wait_first_ms} ms; first come, first served ` +
+      `${fair.fifo_wait_ms} ms; A still had ${fair.flood_waiting_at_end} waiting)`;
+    figures.push(
+      fair.backend === "embedded"
+        ? {
+          name: "fair share: B's median wait behind A's flood (embedded)",
+          value,
+          goal: "≤ 2 runs, A's backlog still draining (issue 24)",
+          met: fair.quiet_wait_runs <= 2 && fair.flood_waiting_at_end > 0,
+        }
+        : {
+          name: "fair share: B's median wait behind A's flood (aws emulators)",
+          value,
+          goal: "reported: the emulators' SQS has no fair queues",
+        },
+    );
   }
   return figures;
 }

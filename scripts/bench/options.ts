@@ -14,6 +14,7 @@ export const SECTIONS = [
   "throughput",
   "memory",
   "backlog",
+  "fairness",
 ] as const;
 
 /** One part of the bench. */
@@ -52,6 +53,15 @@ export interface BenchOptions {
   /** The backlog run: conversations (BENCH_BACKLOG_CONVERSATIONS), each with this many messages (BENCH_BACKLOG_MESSAGES). */
   backlogConversations: number;
   backlogMessages: number;
+  /**
+   * The fair-share run: key A's flood (BENCH_FAIR_FLOOD), key B's jobs one
+   * after another (BENCH_FAIR_QUIET), the backend's places
+   * (BENCH_FAIR_CONCURRENCY) and its latency (BENCH_FAIR_LATENCY_MS).
+   */
+  fairFlood: number;
+  fairQuiet: number;
+  fairConcurrency: number;
+  fairLatencyMs: number;
   /** The SQS of the AWS runs (BENCH_SQS): the fast stand-in, or Moto. */
   sqs: BenchSqs;
   /** A Moto already running on 127.0.0.1 to use instead of starting one (e.g. behind a counting proxy). */
@@ -90,6 +100,10 @@ export function readBenchOptions(env: Readonly<Record<string, string | undefined
     memoryLatencyMs: int("BENCH_MEMORY_LATENCY_MS", 5000, 100, 600_000),
     backlogConversations: int("BENCH_BACKLOG_CONVERSATIONS", 40, 1, 10_000),
     backlogMessages: int("BENCH_BACKLOG_MESSAGES", 10, 1, 1000),
+    fairFlood: int("BENCH_FAIR_FLOOD", 200, 1, 100_000),
+    fairQuiet: int("BENCH_FAIR_QUIET", 10, 1, 10_000),
+    fairConcurrency: int("BENCH_FAIR_CONCURRENCY", 2, 1, 1024),
+    fairLatencyMs: int("BENCH_FAIR_LATENCY_MS", 200, 1, 600_000),
     sqs: readChoice(env, "BENCH_SQS", ["fast", "moto"], problems),
     awsEndpointUrl: readLoopbackUrl(env, "BENCH_AWS_ENDPOINT_URL", problems),
   };

@@ -87,6 +87,9 @@ export class ObservedQueue implements JobQueue {
   deadLetter(message: ReceivedJob): Promise<void> {
     return this.#inner.deadLetter(message);
   }
+  defer(message: ReceivedJob, seconds: number): Promise<void> {
+    return this.#inner.defer(message, seconds);
+  }
   maxReceiveCount(queue: QueueRef): Promise<number | undefined> {
     return this.#inner.maxReceiveCount(queue);
   }

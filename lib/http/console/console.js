@@ -98,9 +98,11 @@ function showConsole(models) {
   $("model").dispatchEvent(new Event("change"));
   refreshStatus();
   refreshJobs();
+  refreshUsage();
   stopTimers();
   state.timers.push(setInterval(refreshStatus, STATUS_EVERY_MS));
   state.timers.push(setInterval(refreshJobs, JOBS_EVERY_MS));
+  state.timers.push(setInterval(refreshUsage, JOBS_EVERY_MS));
 }
 
 /** A model to pick; an embedding model is marked, and sending embeds its message. */
@@ -285,53 +287,6 @@ function jobRow(job) {
     el("td", { class: "num", textContent: seconds(job.run_ms) }),
     el("td", { class: "error-text", textContent: job.status === "failed" ? job.error ?? "" : "" }),
   );
-}
-
-const SVG = "http://www.w3.org/2000/svg";
-
-function svg(tag, attributes) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
-  return node;
-}
-
-/** Bars: jobs per minute; lines: median wait and run, on a scale of their own. */
-function drawChart(stats) {
-  const width = 600, height = 160, pad = 4;
-  const buckets = stats.buckets;
-  const step = (width - 2 * pad) / buckets.length;
-  const maxJobs = Math.max(1, ...buckets.map((b) => b.jobs));
-  const maxMs = Math.max(1, ...buckets.flatMap((b) => [b.wait_p50_ms ?? 0, b.run_p50_ms ?? 0]));
-  const y = (value, max) => height - pad - (value / max) * (height - 2 * pad);
-  const parts = [
-    svg("line", { class: "axis", x1: 0, x2: width, y1: height - pad, y2: height - pad }),
-  ];
-  buckets.forEach((b, i) => {
-    if (b.jobs === 0) return;
-    const top = y(b.jobs, maxJobs);
-    const bar = svg("rect", {
-      class: "bar",
-      x: pad + i * step + 1,
-      y: top,
-      width: Math.max(1, step - 2),
-      height: height - pad - top,
-    });
-    bar.append(svg("title", {}));
-    bar.firstChild.textContent = `${b.jobs} jobs at ${new Date(b.start).toLocaleTimeString()}`;
-    parts.push(bar);
-  });
-  // A step per minute, so a minute with no neighbours still shows.
-  for (const [field, cls] of [["wait_p50_ms", "wait"], ["run_p50_ms", "run"]]) {
-    const steps = buckets.flatMap((b, i) =>
-      b[field] === null ? [] : [`M${pad + i * step},${y(b[field], maxMs)}h${step}`]
-    );
-    if (steps.length > 0) parts.push(svg("path", { class: cls, d: steps.join("") }));
-  }
-  $("chart").replaceChildren(...parts);
-  const total = buckets.reduce((sum, b) => sum + b.jobs, 0);
-  $("chart-scale").textContent = `— ${total} jobs; tallest bar ${maxJobs}, top line ${
-    seconds(maxMs)
-  }${stats.truncated ? " (the busiest minutes are cut off)" : ""}`;
 }
 
 // --- dead letters -------------------------------------------------------

@@ -60,6 +60,7 @@ async function sendChat() {
   } finally {
     $("send").disabled = false;
     refreshJobs();
+    refreshUsage();
   }
 }
 
@@ -141,5 +142,6 @@ async function sendEmbedding() {
   } finally {
     $("send").disabled = false;
     refreshJobs();
+    refreshUsage();
   }
 }

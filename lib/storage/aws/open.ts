@@ -4,6 +4,7 @@ import type { Config } from "../../core/config.ts";
 import type { Services } from "../../core/services.ts";
 import { type AwsClients, createAwsClients } from "./clients.ts";
 import { DynamoBlobBytes } from "./dynamo_blob_bytes.ts";
+import { DynamoKeyCounters } from "./dynamo_counters.ts";
 import { DynamoStore } from "./dynamo_store.ts";
 import { S3BlobStore } from "./s3_blobs.ts";
 import { SqsJobQueue } from "./sqs_queue.ts";
@@ -39,6 +40,7 @@ export function openAwsServices(
         keepDays: config.blobTtlDays,
       }),
     }),
+    counters: new DynamoKeyCounters(clients.documents, config.jobsTable),
     backends,
     close: () => clients.destroy(),
   };

@@ -1,4 +1,10 @@
-/** The job queue on Amazon SQS: one queue per backend and lane, each with its dead-letter queue. */
+/**
+ * The job queue on Amazon SQS: one queue per backend and lane, each with its
+ * dead-letter queue. Each message carries its job's owner as its
+ * `MessageGroupId`, which makes a standard queue a fair queue: when one
+ * owner's messages pile up, SQS delivers the others' first (see
+ * docs/keys-and-limits.md for what that does and does not promise).
+ */
 import {
   ChangeMessageVisibilityBatchCommand,
   ChangeMessageVisibilityCommand,
@@ -63,8 +69,22 @@ export class SqsJobQueue implements JobQueue {
         QueueUrl: await this.#url({ backend: ticket.route, lane }),
         MessageBody: JSON.stringify(ticket),
         DelaySeconds: delay > 0 ? delay : undefined,
+        MessageGroupId: ticket.owner,
       }),
     );
+  }
+
+  /**
+   * A copy goes first, with the deliveries so far in its ticket, then the
+   * message is deleted: SQS counts every receive, and a message put back by
+   * its visibility would reach the dead-letter queue unrun.
+   */
+  async defer(message: ReceivedJob, seconds: number): Promise<void> {
+    const { prior_deliveries: _before, ...rest } = message.ticket;
+    const delivered = message.receiveCount - 1;
+    const ticket: JobTicket = delivered > 0 ? { ...rest, prior_deliveries: delivered } : rest;
+    await this.send(message.lane, ticket, { delaySeconds: seconds });
+    await this.delete(message);
   }
 
   /**
@@ -83,13 +103,17 @@ export class SqsJobQueue implements JobQueue {
         MessageSystemAttributeNames: ["ApproximateReceiveCount"],
       }),
     );
-    return (out.Messages ?? []).map((m) => ({
-      backend: queue.backend,
-      lane: queue.lane,
-      ticket: parseTicket(m.Body),
-      receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 1),
-      receipt: m.ReceiptHandle ?? "",
-    }));
+    return (out.Messages ?? []).map((m) => {
+      const ticket = parseTicket(m.Body);
+      return {
+        backend: queue.backend,
+        lane: queue.lane,
+        ticket,
+        receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 1) +
+          (ticket.prior_deliveries ?? 0),
+        receipt: m.ReceiptHandle ?? "",
+      };
+    });
   }
 
   /** Sent with the deletes of the same queue that come within a few milliseconds (sqs_deletes.ts). */
@@ -118,7 +142,11 @@ export class SqsJobQueue implements JobQueue {
       );
     }
     await this.#sqs.send(
-      new SendMessageCommand({ QueueUrl: dlqUrl, MessageBody: JSON.stringify(message.ticket) }),
+      new SendMessageCommand({
+        QueueUrl: dlqUrl,
+        MessageBody: JSON.stringify(message.ticket),
+        MessageGroupId: message.ticket.owner,
+      }),
     );
     await this.delete(message);
   }
@@ -238,6 +266,7 @@ export class SqsJobQueue implements JobQueue {
           Id: String(i),
           MessageBody: m.Body ?? "",
           MessageAttributes: m.MessageAttributes,
+          MessageGroupId: parseTicket(m.Body).owner,
         })),
       }),
     );
@@ -411,12 +440,19 @@ function parseTicket(body: string | undefined): JobTicket {
         ...(typeof value.refused_redrive === "string"
           ? { refused_redrive: value.refused_redrive }
           : {}),
+        ...(typeof value.owner === "string" && value.owner ? { owner: value.owner } : {}),
+        ...(positive(value.in_flight) ? { in_flight: value.in_flight } : {}),
+        ...(positive(value.prior_deliveries) ? { prior_deliveries: value.prior_deliveries } : {}),
       };
     }
   } catch {
     // not JSON: handled below
   }
   return { job_id: "", conversation_id: "", route: "" };
+}
+
+function positive(value: unknown): value is number {
+  return Number.isInteger(value) && (value as number) > 0;
 }
 
 /** Whether a dead letter went back there because the worker refused this redrive's retry. */

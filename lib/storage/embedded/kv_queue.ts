@@ -3,6 +3,11 @@
  * while in flight, a receive count, and a dead-letter lane past the limit.
  * Deno KV's own queue does not deliver promptly across processes, so this one
  * is meant for a single process: long polls are woken in-process.
+ *
+ * Fair by construction: each lane keeps every owner's messages apart
+ * (`["queue", backend, lane, owner, time, n, id]`), and a receive takes them
+ * round-robin by owner, oldest first within each, starting after the owner
+ * served last. A key that floods a lane waits behind itself, not the others.
  */
 import type { JobTicket } from "../../core/jobs.ts";
 import type {
@@ -50,7 +55,7 @@ export interface KvJobQueueOptions {
 
 /**
  * A {@linkcode JobQueue} on Deno KV: messages under `["queue", backend, lane,
- * …]`, and a dead-letter queue for each under `["dead", backend, lane, …]`.
+ * owner, …]`, and a dead-letter queue for each under `["dead", backend, lane, …]`.
  */
 export class KvJobQueue implements JobQueue {
   #kv: Deno.Kv;
@@ -59,6 +64,8 @@ export class KvJobQueue implements JobQueue {
   #sequence = 0;
   /** Per dead-letter queue, the key after which the next read goes on. */
   #deadLetterCursor = new Map<string, Deno.KvKey>();
+  /** Per queue, the owner whose message was taken last: the next receive starts after it. */
+  #lastOwner = new Map<string, string>();
 
   constructor(kv: Deno.Kv, options: KvJobQueueOptions) {
     this.#kv = kv;
@@ -71,7 +78,13 @@ export class KvJobQueue implements JobQueue {
     }
     // Time first, then a counter: messages are received in the order they were sent.
     const now = Date.now();
-    const key = ["queue", ticket.route, lane, now, this.#sequence++, crypto.randomUUID()];
+    const key = [
+      ...prefix("queue", { backend: ticket.route, lane }),
+      ticket.owner ?? "",
+      now,
+      this.#sequence++,
+      crypto.randomUUID(),
+    ];
     const delayMs = Math.max(0, options.delaySeconds ?? 0) * 1000;
     const entry: Entry = {
       ticket,
@@ -108,6 +121,21 @@ export class KvJobQueue implements JobQueue {
     const visibleAt = Date.now() + seconds * 1000;
     await this.#kv.atomic().check(entry).set(key, { ...entry.value, visibleAt }).commit();
     if (seconds === 0) this.#wake.dispatchEvent(new Event(eventName(message)));
+  }
+
+  /** Puts the message back for `seconds`, its delivery uncounted, under a receipt its holder no longer has. */
+  async defer(message: ReceivedJob, seconds: number): Promise<void> {
+    const { key, token } = parseReceipt(message.receipt);
+    const entry = await this.#kv.get<Entry>(key);
+    if (entry.value?.receipt !== token) return;
+    const put: Entry = {
+      ...entry.value,
+      receiveCount: Math.max(0, entry.value.receiveCount - 1),
+      visibleAt: Date.now() + Math.max(0, seconds) * 1000,
+      receipt: "",
+    };
+    await this.#kv.atomic().check(entry).set(key, put).commit();
+    if (seconds <= 0) this.#wake.dispatchEvent(new Event(eventName(message)));
   }
 
   async deadLetter(message: ReceivedJob): Promise<void> {
@@ -179,24 +207,32 @@ export class KvJobQueue implements JobQueue {
   }
 
   /**
-   * Moves messages of the layout before each backend had its own queues
-   * (`["queue", lane, …]`) to their backend's queue, so an upgrade loses
-   * none. A line check of that time names no backend; any backend's worker
-   * can run it, so it goes to `fallbackBackend`. Returns how many moved.
+   * Moves messages of earlier layouts to this one, so an upgrade loses none:
+   * those from before each backend had its own queues (`["queue", lane, …]`),
+   * and those from before each owner had its own place in a lane
+   * (`["queue", backend, lane, time, …]`). A line check of the first layout
+   * names no backend; any backend's worker can run it, so it goes to
+   * `fallbackBackend`. Returns how many moved.
    */
   async adoptLegacyMessages(fallbackBackend: string): Promise<number> {
     let moved = 0;
     for (const kind of ["queue", "dead"] as const) {
-      for (const lane of ["priority", "default"]) {
-        for await (const entry of this.#kv.list<Entry>({ prefix: [kind, lane] })) {
-          if (typeof entry.key[2] !== "number") continue; // a backend named like a lane
-          const backend = entry.value.ticket.route || fallbackBackend;
-          const ticket = { ...entry.value.ticket, route: backend };
-          const key = [kind, backend, ...entry.key.slice(1)];
-          const result = await this.#kv.atomic().check(entry).delete(entry.key)
-            .set(key, { ...entry.value, ticket }).commit();
-          if (result.ok) moved++;
+      for await (const entry of this.#kv.list<Entry>({ prefix: [kind] })) {
+        const { key, value } = entry;
+        const owner = value.ticket.owner ?? "";
+        let target: Deno.KvKey | undefined;
+        let ticket = value.ticket;
+        if (key.length === 5 && typeof key[2] === "number") {
+          const backend = value.ticket.route || fallbackBackend;
+          ticket = { ...value.ticket, route: backend };
+          target = [kind, backend, key[1], owner, ...key.slice(2)];
+        } else if (key.length === 6 && typeof key[3] === "number") {
+          target = [kind, key[1], key[2], owner, ...key.slice(3)];
         }
+        if (!target) continue;
+        const result = await this.#kv.atomic().check(entry).delete(key)
+          .set(target, { ...value, ticket }).commit();
+        if (result.ok) moved++;
       }
     }
     return moved;
@@ -216,7 +252,8 @@ export class KvJobQueue implements JobQueue {
         continue;
       }
       // A new message, as SQS makes on a redrive: sent now, never delivered yet.
-      const key = [...prefix("queue", queue), now, this.#sequence++, crypto.randomUUID()];
+      const owner = entry.value.ticket.owner ?? "";
+      const key = [...prefix("queue", queue), owner, now, this.#sequence++, crypto.randomUUID()];
       const fresh: Entry = {
         ticket: entry.value.ticket,
         receiveCount: 0,
@@ -231,38 +268,107 @@ export class KvJobQueue implements JobQueue {
     return { method: "dead_lane", moved, left };
   }
 
-  /** Takes up to `maxMessages` visible messages, moving those past the limit to the dead lane. */
+  /**
+   * Takes up to `maxMessages` visible messages, one owner's at a time in turn
+   * (see the top of this file), moving those past the limit to the dead lane.
+   */
   async #take(queue: QueueRef, options: ReceiveOptions) {
     const taken: ReceivedJob[] = [];
     let nextVisibleAt: number | undefined;
     const now = Date.now();
-    for await (const entry of this.#kv.list<Entry>({ prefix: prefix("queue", queue) })) {
-      if (taken.length >= options.maxMessages) break;
+    const base = prefix("queue", queue);
+    const name = eventName(queue);
+    const owners = await this.#ownersIn(base);
+    // Round-robin: the owner after the one served last goes first.
+    const last = this.#lastOwner.get(name);
+    const split = last === undefined ? 0 : owners.findIndex((o) => o > last);
+    const turn = split < 0 ? owners : [...owners.slice(split), ...owners.slice(0, split)];
+    const lines = turn.map((owner) => ({
+      owner,
+      entries: this.#kv.list<Entry>({ prefix: [...base, owner] })[Symbol.asyncIterator](),
+    }));
+    while (lines.length > 0 && taken.length < options.maxMessages) {
+      for (let i = 0; i < lines.length && taken.length < options.maxMessages;) {
+        const line = lines[i];
+        const next = await this.#nextVisible(line.entries, now, (at) => {
+          nextVisibleAt = Math.min(nextVisibleAt ?? Infinity, at);
+        });
+        if (!next) {
+          lines.splice(i, 1);
+          continue;
+        }
+        const message = await this.#claim(next, queue, now, options.visibilitySeconds);
+        if (message) {
+          taken.push(message);
+          this.#lastOwner.set(name, line.owner);
+        }
+        i++;
+      }
+    }
+    return { taken, nextVisibleAt };
+  }
+
+  /** The owners with messages in a lane: one short read per owner, however many messages each has. */
+  async #ownersIn(base: Deno.KvKey): Promise<string[]> {
+    const owners: string[] = [];
+    let start: Deno.KvKey | undefined;
+    while (true) {
+      const selector = start ? { prefix: base, start } : { prefix: base };
+      const first = await this.#kv.list<Entry>(selector, { limit: 1 }).next();
+      if (first.done) return owners;
+      const owner = String(first.value.key[base.length]);
+      owners.push(owner);
+      // Past every key of this owner: after its numbers come booleans, in KV's order of types.
+      start = [...base, owner, false];
+    }
+  }
+
+  /**
+   * An owner's next message that may be received now, moving any past its
+   * deliveries to the dead lane; tells `later` when a hidden one shows again.
+   */
+  async #nextVisible(
+    entries: AsyncIterator<Deno.KvEntry<Entry>>,
+    now: number,
+    later: (visibleAt: number) => void,
+  ): Promise<Deno.KvEntry<Entry> | undefined> {
+    while (true) {
+      const next = await entries.next();
+      if (next.done) return undefined;
+      const entry = next.value;
       if (entry.value.visibleAt > now) {
-        nextVisibleAt = Math.min(nextVisibleAt ?? Infinity, entry.value.visibleAt);
+        later(entry.value.visibleAt);
         continue;
       }
       if (entry.value.receiveCount >= this.#maxReceiveCount) {
         await this.#moveToDeadLane(entry);
         continue;
       }
-      const next: Entry = {
-        ...entry.value,
-        receiveCount: entry.value.receiveCount + 1,
-        visibleAt: now + options.visibilitySeconds * 1000,
-        receipt: crypto.randomUUID(),
-      };
-      // A failed check means another receiver took it first: skip it.
-      if (!(await this.#kv.atomic().check(entry).set(entry.key, next).commit()).ok) continue;
-      taken.push({
-        backend: queue.backend,
-        lane: queue.lane,
-        ticket: next.ticket,
-        receiveCount: next.receiveCount,
-        receipt: JSON.stringify({ key: entry.key, token: next.receipt } satisfies Receipt),
-      });
+      return entry;
     }
-    return { taken, nextVisibleAt };
+  }
+
+  /** Takes a visible message for a receiver; undefined when another receiver took it first. */
+  async #claim(
+    entry: Deno.KvEntry<Entry>,
+    queue: QueueRef,
+    now: number,
+    visibilitySeconds: number,
+  ): Promise<ReceivedJob | undefined> {
+    const next: Entry = {
+      ...entry.value,
+      receiveCount: entry.value.receiveCount + 1,
+      visibleAt: now + visibilitySeconds * 1000,
+      receipt: crypto.randomUUID(),
+    };
+    if (!(await this.#kv.atomic().check(entry).set(entry.key, next).commit()).ok) return undefined;
+    return {
+      backend: queue.backend,
+      lane: queue.lane,
+      ticket: next.ticket,
+      receiveCount: next.receiveCount,
+      receipt: JSON.stringify({ key: entry.key, token: next.receipt } satisfies Receipt),
+    };
   }
 
   /** Waits `ms`, or less when a message is sent or released on the queue, or on abort. */

@@ -3,6 +3,7 @@ import { backendsFromConfig } from "../../core/backends.ts";
 import type { Config } from "../../core/config.ts";
 import type { Services } from "../../core/services.ts";
 import { FileBlobStore } from "./file_blobs.ts";
+import { KvKeyCounters } from "./kv_counters.ts";
 import { KvJobQueue } from "./kv_queue.ts";
 import { KvStore } from "./kv_store.ts";
 
@@ -49,6 +50,7 @@ export async function openEmbeddedServices(config: Config): Promise<Services> {
     store: new KvStore(kv),
     queue,
     blobs,
+    counters: new KvKeyCounters(kv),
     backends: backendsFromConfig(config),
     close: () => {
       clearInterval(expiry);
