@@ -6,10 +6,12 @@
  */
 import assert from "node:assert/strict";
 import {
+  addUsage,
   dayOf,
   joinSet,
   type KeyCounters,
   slotMember,
+  usageOfJob,
   windowAt,
 } from "../lib/core/key_counters.ts";
 import { newJob } from "../lib/core/jobs.ts";
@@ -148,31 +150,37 @@ backendTest("usage adds up per key and day, and reads back by key", async (_t, s
   const { counters } = services;
   const today = dayOf(Date.now());
   const yesterday = dayOf(Date.now() - 86_400_000);
-  await counters.recordUsage(OWNER, today, {
-    failed: false,
-    prompt_tokens: 12,
-    completion_tokens: 30,
-    api: "chat.completions",
-  });
-  await counters.recordUsage(OWNER, today, {
-    failed: true,
-    prompt_tokens: 5,
-    completion_tokens: 0,
-    api: "messages",
-  });
-  await counters.recordUsage("another", yesterday, {
-    failed: false,
-    prompt_tokens: 1,
-    completion_tokens: 2,
-    api: "chat",
-  });
+  await counters.recordUsage(
+    OWNER,
+    today,
+    usageOfJob({
+      failed: false,
+      prompt_tokens: 12,
+      completion_tokens: 30,
+      api: "chat.completions",
+    }),
+  );
+  // What a worker summed over several jobs is one write.
+  await counters.recordUsage(
+    OWNER,
+    today,
+    addUsage(
+      usageOfJob({ failed: true, prompt_tokens: 5, completion_tokens: 0, api: "messages" }),
+      usageOfJob({ failed: false, prompt_tokens: 3, completion_tokens: 4, api: "messages" }),
+    ),
+  );
+  await counters.recordUsage(
+    "another",
+    yesterday,
+    usageOfJob({ failed: false, prompt_tokens: 1, completion_tokens: 2, api: "chat" }),
+  );
   const usage = await counters.readUsage([OWNER, "another", "nobody"], [yesterday, today]);
   assert.deepEqual(usage.get(OWNER)?.get(today), {
-    jobs: 2,
+    jobs: 3,
     failures: 1,
-    prompt_tokens: 17,
-    completion_tokens: 30,
-    apis: { "chat.completions": 1, messages: 1 },
+    prompt_tokens: 20,
+    completion_tokens: 34,
+    apis: { "chat.completions": 1, messages: 2 },
   });
   assert.equal(usage.get(OWNER)?.has(yesterday), false);
   assert.equal(usage.get("another")?.get(yesterday)?.completion_tokens, 2);

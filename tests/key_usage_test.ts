@@ -7,7 +7,16 @@
  */
 import assert from "node:assert/strict";
 import { sha256Hex } from "../lib/core/digest.ts";
-import { dayOf, windowAt } from "../lib/core/key_counters.ts";
+import {
+  dayOf,
+  type DayUsage,
+  type KeyCounters,
+  usageOfJob,
+  windowAt,
+} from "../lib/core/key_counters.ts";
+import { createLogger } from "../lib/core/log.ts";
+import { KvKeyCounters } from "../lib/storage/embedded/kv_counters.ts";
+import { UsageTally } from "../lib/worker/key_usage.ts";
 import type { Job } from "../lib/core/jobs.ts";
 import { backendTest, type TestGateway } from "./support/gateway.ts";
 import { eventually } from "./support/wait.ts";
@@ -172,3 +181,49 @@ backendTest(
     });
   },
 );
+
+Deno.test("a worker's usage tally writes each key's day once per interval, and keeps what failed for the next write", async () => {
+  using kv = await Deno.openKv(":memory:");
+  const counters = new KvKeyCounters(kv);
+  let writes = 0;
+  let failNext = false;
+  const counting: KeyCounters = Object.assign(Object.create(counters), {
+    recordUsage(owner: string, day: string, added: DayUsage) {
+      writes++;
+      if (failNext) {
+        failNext = false;
+        return Promise.reject(new Error("throttled"));
+      }
+      return counters.recordUsage(owner, day, added);
+    },
+  });
+  const lines: string[] = [];
+  const tally = new UsageTally(counting, createLogger({ write: (line) => lines.push(line) }), 20);
+  const today = dayOf(Date.now());
+  const job = (api: "chat" | "messages", failed = false) =>
+    usageOfJob({ failed, prompt_tokens: 2, completion_tokens: 3, api });
+  for (let i = 0; i < 5; i++) tally.add("alice", today, job("chat"));
+  tally.add("alice", today, job("messages", true));
+  tally.add("bob", today, job("chat"));
+  await eventually(() => writes === 2, "one write for each key's day", 5_000);
+  await eventually(
+    async () => (await counters.readUsage(["bob"], [today])).size === 1,
+    "bob's day written",
+    5_000,
+  );
+
+  failNext = true;
+  tally.add("bob", today, job("chat"));
+  await eventually(() => writes === 4, "the failed write made again", 5_000);
+  await tally.flush();
+  const usage = await counters.readUsage(["alice", "bob"], [today]);
+  assert.deepEqual(usage.get("alice")?.get(today), {
+    jobs: 6,
+    failures: 1,
+    prompt_tokens: 12,
+    completion_tokens: 18,
+    apis: { chat: 5, messages: 1 },
+  });
+  assert.equal(usage.get("bob")?.get(today)?.jobs, 2, "the failed write's job counted once");
+  assert.ok(lines.some((line) => line.includes("kept for the next write")), "the failure logged");
+});

@@ -98,8 +98,11 @@ export interface KeyCounters {
   removeMembers(kind: SlotKind, owner: string, members: readonly string[]): Promise<void>;
   /** The records of jobs, as far as the sets need them; a missing job is absent. */
   jobStates(jobIds: readonly string[]): Promise<Map<string, JobState>>;
-  /** Adds an ended job to its key's usage of the day (`YYYY-MM-DD`), kept {@linkcode USAGE_KEEP_DAYS}. */
-  recordUsage(owner: string, day: string, record: UsageRecord): Promise<void>;
+  /**
+   * Adds ended jobs (one, or several a worker summed) to their key's usage of
+   * the day (`YYYY-MM-DD`), kept {@linkcode USAGE_KEEP_DAYS}, in one write.
+   */
+  recordUsage(owner: string, day: string, added: DayUsage): Promise<void>;
   /** The usage of each owner on each day that has any. */
   readUsage(
     owners: readonly string[],
@@ -181,13 +184,28 @@ export function emptyDay(): DayUsage {
   return { jobs: 0, failures: 0, prompt_tokens: 0, completion_tokens: 0, apis: {} };
 }
 
-/** A day of usage with one more ended job. */
-export function addUsage(day: DayUsage, record: UsageRecord): DayUsage {
+/** What one ended job adds to its key's day. */
+export function usageOfJob(record: UsageRecord): DayUsage {
   return {
-    jobs: day.jobs + 1,
-    failures: day.failures + (record.failed ? 1 : 0),
-    prompt_tokens: day.prompt_tokens + record.prompt_tokens,
-    completion_tokens: day.completion_tokens + record.completion_tokens,
-    apis: { ...day.apis, [record.api]: (day.apis[record.api] ?? 0) + 1 },
+    jobs: 1,
+    failures: record.failed ? 1 : 0,
+    prompt_tokens: record.prompt_tokens,
+    completion_tokens: record.completion_tokens,
+    apis: { [record.api]: 1 },
+  };
+}
+
+/** Two sums of usage added up. */
+export function addUsage(day: DayUsage, added: DayUsage): DayUsage {
+  const apis = { ...day.apis };
+  for (const [api, jobs] of Object.entries(added.apis) as [JobApi, number][]) {
+    apis[api] = (apis[api] ?? 0) + jobs;
+  }
+  return {
+    jobs: day.jobs + added.jobs,
+    failures: day.failures + added.failures,
+    prompt_tokens: day.prompt_tokens + added.prompt_tokens,
+    completion_tokens: day.completion_tokens + added.completion_tokens,
+    apis,
   };
 }

@@ -28,7 +28,7 @@ import { OutageTracker, type PauseSchedule } from "./outage.ts";
 import { LANES, type QueueRef, queuesOf, type ReceivedJob } from "../core/queue.ts";
 import { KeyedSemaphore } from "./semaphore.ts";
 import { type KeyPlace, KeyTurns } from "./key_turns.ts";
-import { jobStarted, runEnded } from "./key_usage.ts";
+import { jobStarted, runEnded, UsageTally } from "./key_usage.ts";
 import { WorkerRecordWriter } from "./worker_record.ts";
 import type { Services } from "../core/services.ts";
 import { sleep } from "../core/sleep.ts";
@@ -82,6 +82,7 @@ export class JobWorker {
   #callbacks: CallbackDeliveries;
   /** Images of earlier turns, so a conversation's images are not fetched on every turn. */
   #imageCache = new ImageCache(WORKER_IMAGE_CACHE);
+  #usage: UsageTally;
   /** When the receive that brought each message was sent. */
   #receivedAt = new WeakMap<ReceivedJob, number>();
   /** Receives in flight: never abandoned, so what they bring is never lost. */
@@ -97,9 +98,8 @@ export class JobWorker {
   #interrupt = new AbortController();
   #beatEveryMs: number;
   #heartbeat?: ReturnType<typeof setInterval>;
-  #sweeper?: ReturnType<typeof setInterval>;
-  #refresher?: ReturnType<typeof setInterval>;
-  #retrier?: ReturnType<typeof setInterval>;
+  /** The sweep of dead letters, and the refresh and retry of the backends' models. */
+  #intervals: ReturnType<typeof setInterval>[] = [];
   #sweeping?: Promise<void>;
   /** Its record in the store: what it serves, and its counters. */
   #record: WorkerRecordWriter;
@@ -111,6 +111,7 @@ export class JobWorker {
     this.#logger = options.logger;
     this.#pollers = services.backends.map((backend) => ({ backend, idle: false }));
     this.#callbacks = new CallbackDeliveries({ services, logger: this.#logger });
+    this.#usage = new UsageTally(services.counters, this.#logger);
     const startMore = () => {
       this.#dispatch();
       this.#wakeAll();
@@ -175,9 +176,11 @@ export class JobWorker {
     await this.#catalogue.refresh();
     await this.#record.publish();
     this.#heartbeat = setInterval(() => this.#beat(), this.#beatEveryMs);
-    this.#sweeper = setInterval(() => this.#sweep(), config.deadLetterSweepSeconds * 1000);
-    this.#refresher = setInterval(() => this.#record.refresh(), config.modelRefreshSeconds * 1000);
-    this.#retrier = setInterval(() => this.#record.retryDown(), config.modelRetrySeconds * 1000);
+    this.#intervals = [
+      setInterval(() => this.#sweep(), config.deadLetterSweepSeconds * 1000),
+      setInterval(() => this.#record.refresh(), config.modelRefreshSeconds * 1000),
+      setInterval(() => this.#record.retryDown(), config.modelRetrySeconds * 1000),
+    ];
     this.#sweep();
     for (const poller of this.#pollers) poller.loop = this.#run(poller);
   }
@@ -188,8 +191,7 @@ export class JobWorker {
    * the grace period, then hands the rest back to the queue.
    */
   stop(): Promise<void> {
-    this.#stopped ??= this.#shutdown();
-    return this.#stopped;
+    return this.#stopped ??= this.#shutdown();
   }
 
   /** Resolves when the worker has fully stopped: after {@linkcode stop}, once its jobs are settled. */
@@ -200,9 +202,7 @@ export class JobWorker {
   async #shutdown(): Promise<void> {
     this.#stopping.abort();
     this.#wakeAll();
-    clearInterval(this.#sweeper);
-    clearInterval(this.#refresher);
-    clearInterval(this.#retrier);
+    this.#intervals.forEach(clearInterval);
     this.#turns.close();
     // Its models leave the catalogue at once; jobs for them wait in their queues.
     const leaving = this.#record.publish().catch(() => {});
@@ -234,6 +234,7 @@ export class JobWorker {
     await receivesEnded;
     await this.#sweeping;
     await leaving;
+    await this.#usage.flush();
     clearInterval(this.#heartbeat);
     // Once more with the last counts, so the runs since the last heartbeat are not lost.
     await this.#record.publish().catch((err) =>
@@ -427,7 +428,7 @@ export class JobWorker {
       onRun: (run) => {
         ms = run.ms;
         this.#metrics.runEnded(run);
-        counted = runEnded(this.#services, this.#logger, run);
+        counted = runEnded(this.#services, this.#logger, this.#usage, run);
       },
     }).then(
       (outcome) => {
@@ -444,10 +445,11 @@ export class JobWorker {
       },
     ).finally(async () => {
       this.#held.delete(message.receipt);
-      await counted;
       // The key's place first, so the room given back finds the key free to start another.
       await this.#turns.end(message, place, ms);
       room.leave();
+      // The usage write goes on outside the room; the worker stops only once it is done.
+      await counted;
     });
   }
 
@@ -479,12 +481,10 @@ export class JobWorker {
       logger: this.#logger,
       queues: queuesOf(this.#services.backends.map((b) => b.name)),
       maxReceiveCount: (queue) => this.#maxReceiveCount.get(queueKey(queue))!,
-    }).then(
-      () => {},
-      (err) =>
-        this.#logger.warn("Could not look through the dead-letter queues", {
-          error: errorMessage(err),
-        }),
+    }).then(() => {}).catch((err) =>
+      this.#logger.warn("Could not look through the dead-letter queues", {
+        error: errorMessage(err),
+      })
     ).finally(() => this.#sweeping = undefined);
   }
 

@@ -5,12 +5,21 @@
  * the tokens counted for it at the front door (an estimate) are corrected
  * with what the backend reported, in the window the job ends in.
  *
- * These writes follow the job's own: a worker that dies between the two
- * leaves a day one job short, never counted twice (a delivery that finds
- * the job finished writes nothing). A waiting member left behind is dropped
- * when the key's set is next full (lib/core/key_counters.ts).
+ * These writes follow the job's own, and usage is summed for a second
+ * before it is written (one write per key and day, not per job): a worker
+ * killed outright leaves its last second's jobs uncounted, never counts one
+ * twice (a delivery that finds the job finished adds nothing). A waiting
+ * member left behind is dropped when the key's set is next full
+ * (lib/core/key_counters.ts).
  */
-import { dayOf, windowAt } from "../core/key_counters.ts";
+import {
+  addUsage,
+  dayOf,
+  type DayUsage,
+  type KeyCounters,
+  usageOfJob,
+  windowAt,
+} from "../core/key_counters.ts";
 import { errorMessage } from "../core/error_message.ts";
 import type { Job } from "../core/jobs.ts";
 import type { Logger } from "../core/log.ts";
@@ -44,38 +53,104 @@ function endOf(run: EndedRun): "succeeded" | "failed" | undefined {
   return undefined;
 }
 
+/**
+ * How long a worker sums its keys' ended jobs before writing them: one write
+ * per key and day for each second with jobs ending, not one per job.
+ */
+export const USAGE_FLUSH_MS = 1000;
+
+/**
+ * The usage of jobs that ended on this worker, summed per key and day and
+ * written every {@linkcode USAGE_FLUSH_MS}; a write that fails is summed into
+ * the next, and {@linkcode UsageTally.flush} writes what is left when the
+ * worker stops. A worker killed outright loses at most that last second's sum.
+ */
+export class UsageTally {
+  #counters: KeyCounters;
+  #logger: Logger;
+  #flushMs: number;
+  #pending = new Map<string, { owner: string; day: string; usage: DayUsage }>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #writing = new Set<Promise<void>>();
+
+  constructor(counters: KeyCounters, logger: Logger, flushMs = USAGE_FLUSH_MS) {
+    this.#counters = counters;
+    this.#logger = logger;
+    this.#flushMs = flushMs;
+  }
+
+  /** Adds usage to its key's day; it is written within {@linkcode USAGE_FLUSH_MS}. */
+  add(owner: string, day: string, usage: DayUsage): void {
+    const id = `${owner}\n${day}`;
+    const held = this.#pending.get(id);
+    this.#pending.set(id, { owner, day, usage: held ? addUsage(held.usage, usage) : usage });
+    this.#timer ??= setTimeout(() => this.#write(), this.#flushMs);
+  }
+
+  /** Writes what is summed now and waits for every write under way; what still fails is logged as lost. */
+  async flush(): Promise<void> {
+    this.#write();
+    await Promise.allSettled([...this.#writing]);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const { usage } of this.#pending.values()) {
+      this.#logger.error("Ended jobs' usage could not be written; it is lost", {
+        jobs: usage.jobs,
+      });
+    }
+    this.#pending.clear();
+  }
+
+  #write(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const sums = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const { owner, day, usage } of sums) {
+      const write = this.#counters.recordUsage(owner, day, usage).catch((err) => {
+        this.#logger.warn("Could not write ended jobs' usage; it is kept for the next write", {
+          jobs: usage.jobs,
+          error: errorMessage(err),
+        });
+        this.add(owner, day, usage);
+      }).finally(() => this.#writing.delete(write));
+      this.#writing.add(write);
+    }
+  }
+}
+
 /** A run has ended: a job that ended with it is added to its key's usage, and its tokens settled. */
-export async function runEnded(services: Services, logger: Logger, run: EndedRun): Promise<void> {
+export async function runEnded(
+  services: Services,
+  logger: Logger,
+  tally: UsageTally,
+  run: EndedRun,
+): Promise<void> {
   const end = endOf(run);
   if (!end) return;
   const { job } = run;
   const owner = job.owner ?? "";
   const usage = end === "succeeded" ? run.usage! : undefined;
-  const writes: Promise<void>[] = [
-    services.counters.recordUsage(owner, dayOf(Date.now()), {
+  tally.add(
+    owner,
+    dayOf(Date.now()),
+    usageOfJob({
       failed: end === "failed",
       prompt_tokens: usage?.prompt_tokens ?? 0,
       completion_tokens: usage?.completion_tokens ?? 0,
       api: job.api ?? "chat",
     }),
-  ];
+  );
   const { tokens, window_s } = job.limits ?? {};
-  if (tokens !== undefined && window_s) {
-    // A failed job is given its estimate back: what its attempts cost is not known.
-    const used = usage ? usage.prompt_tokens + usage.completion_tokens : 0;
-    writes.push(
-      services.counters.addToWindow(owner, windowAt(Date.now(), window_s), {
-        tokens: used - tokens,
-      }),
-    );
-  }
-  const results = await Promise.allSettled(writes);
-  for (const result of results) {
-    if (result.status === "rejected") {
-      logger.warn("Could not count a finished job's usage", {
-        job_id: job.job_id,
-        error: errorMessage(result.reason),
-      });
-    }
-  }
+  if (tokens === undefined || !window_s) return;
+  // A failed job is given its estimate back: what its attempts cost is not known.
+  const used = usage ? usage.prompt_tokens + usage.completion_tokens : 0;
+  await services.counters.addToWindow(owner, windowAt(Date.now(), window_s), {
+    tokens: used - tokens,
+  }).catch((err) =>
+    logger.warn("Could not correct a finished job's tokens in its key's window", {
+      job_id: job.job_id,
+      error: errorMessage(err),
+    })
+  );
 }

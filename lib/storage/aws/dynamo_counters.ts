@@ -23,7 +23,6 @@ import {
   type LimitWindow,
   type SlotKind,
   USAGE_KEEP_DAYS,
-  type UsageRecord,
   type WindowCaps,
   type WindowCounts,
 } from "../../core/key_counters.ts";
@@ -179,21 +178,30 @@ export class DynamoKeyCounters implements KeyCounters {
     );
   }
 
-  async recordUsage(owner: string, day: string, record: UsageRecord): Promise<void> {
+  async recordUsage(owner: string, day: string, added: DayUsage): Promise<void> {
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {
+      ":jobs": added.jobs,
+      ":failures": added.failures,
+      ":prompt": added.prompt_tokens,
+      ":completion": added.completion_tokens,
+      ":expires": Date.parse(day) / 1000 + (USAGE_KEEP_DAYS + 1) * DAY_S,
+    };
+    const apiAdds = Object.entries(added.apis).map(([api, jobs], i) => {
+      names[`#api${i}`] = `${API_PREFIX}${api}`;
+      values[`:api${i}`] = jobs;
+      return `, #api${i} :api${i}`;
+    });
     await this.#db.send(
       new UpdateCommand({
         TableName: this.#table,
         Key: usageKey(owner, day),
         UpdateExpression:
-          "ADD jobs :one, failures :failed, prompt_tokens :prompt, completion_tokens :completion, #api :one SET expires_at = :expires",
-        ExpressionAttributeNames: { "#api": `${API_PREFIX}${record.api}` },
-        ExpressionAttributeValues: {
-          ":one": 1,
-          ":failed": record.failed ? 1 : 0,
-          ":prompt": record.prompt_tokens,
-          ":completion": record.completion_tokens,
-          ":expires": Date.parse(day) / 1000 + (USAGE_KEEP_DAYS + 1) * DAY_S,
-        },
+          `ADD jobs :jobs, failures :failures, prompt_tokens :prompt, completion_tokens :completion${
+            apiAdds.join("")
+          } SET expires_at = :expires`,
+        ExpressionAttributeNames: apiAdds.length > 0 ? names : undefined,
+        ExpressionAttributeValues: values,
       }),
     );
   }

@@ -14,7 +14,6 @@ import {
   type LimitWindow,
   type SlotKind,
   USAGE_KEEP_DAYS,
-  type UsageRecord,
   type WindowCaps,
   type WindowCounts,
 } from "../../core/key_counters.ts";
@@ -126,11 +125,11 @@ export class KvKeyCounters implements KeyCounters {
     return states;
   }
 
-  async recordUsage(owner: string, day: string, record: UsageRecord): Promise<void> {
+  async recordUsage(owner: string, day: string, added: DayUsage): Promise<void> {
     const expireIn = Math.max(1000, Date.parse(day) + (USAGE_KEEP_DAYS + 1) * DAY_MS - Date.now());
     while (true) {
       const entry = await this.#kv.get<DayUsage>(usageKey(owner, day));
-      const next = addUsage(entry.value ?? emptyDay(), record);
+      const next = addUsage(entry.value ?? emptyDay(), added);
       if ((await this.#kv.atomic().check(entry).set(entry.key, next, { expireIn }).commit()).ok) {
         return;
       }
