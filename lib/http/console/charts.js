@@ -57,13 +57,22 @@ const USAGE_DAYS = 30;
 /** Colours cycle through this many classes: key-0 … key-5. */
 const KEY_COLOURS = 6;
 
-// deno-lint-ignore no-unused-vars -- called by console.js, which loads after this file
+/** Reads the usage of the last 30 days and draws it; console.js calls it every 15 s. */
 function refreshUsage() {
   return guarded(async () => {
     const end = new Date().toISOString().slice(0, 10);
     const start = new Date(Date.now() - (USAGE_DAYS - 1) * 86_400_000).toISOString().slice(0, 10);
     drawUsage(await callJson(`/v1/usage?start=${start}&end=${end}`));
   }, $("usage-scale"));
+}
+
+/** Workers write usage a second after jobs end: after a chat, read it now and once it is written. */
+const USAGE_SETTLE_MS = 2000;
+
+// deno-lint-ignore no-unused-vars -- called by console_chat.js, which loads after this file
+function refreshUsageAfterChat() {
+  refreshUsage();
+  setTimeout(refreshUsage, USAGE_SETTLE_MS);
 }
 
 function tokens(day) {

@@ -1,8 +1,9 @@
 // The console's "Try a chat": a chat streamed from /v1/chat/completions, or,
 // for an embedding model, the vector /v1/embeddings makes of the message.
 // Loaded after console.js, whose helpers ($, el, call, callJson, guarded,
-// refreshJobs) it uses, and which marks each model's kind in the list; like
-// it, it sets everything it shows as text, never HTML.
+// refreshJobs) it uses, and which marks each model's kind in the list, and
+// after charts.js (refreshUsageAfterChat); like them, it sets everything it
+// shows as text, never HTML.
 "use strict";
 
 function embeddingChosen() {
@@ -60,7 +61,7 @@ async function sendChat() {
   } finally {
     $("send").disabled = false;
     refreshJobs();
-    refreshUsage();
+    refreshUsageAfterChat();
   }
 }
 
@@ -142,6 +143,6 @@ async function sendEmbedding() {
   } finally {
     $("send").disabled = false;
     refreshJobs();
-    refreshUsage();
+    refreshUsageAfterChat();
   }
 }
