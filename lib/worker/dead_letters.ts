@@ -18,13 +18,8 @@ import { advanceTurn } from "../core/turns.ts";
 /** Messages read per sweep and queue at most, so a huge dead-letter queue costs a bounded amount each time. */
 const MAX_PER_SWEEP = 100;
 const BATCH = 10;
-/**
- * The longest a sweep hides a dead letter it has read: long enough to page
- * through a queue's hundred (a receive and ten reads a batch), short enough
- * that a redrive started meanwhile waits for them only briefly. A message
- * read twice in one sweep costs a read: its job is finished by then.
- */
-const MAX_HIDE_SECONDS = 3;
+/** The longest a sweep hides a dead letter it has read. */
+const MAX_HIDE_SECONDS = 10;
 
 /** Options for {@linkcode sweepDeadLetters}. */
 export interface SweepOptions {
