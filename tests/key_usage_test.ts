@@ -182,14 +182,19 @@ backendTest(
   },
 );
 
-Deno.test("a worker's usage tally writes each key's day once per interval, and keeps what failed for the next write", async () => {
+Deno.test("a worker's usage tally writes each key's day once per interval, keeps what failed for the next write, and gives a sum up after three", async () => {
   using kv = await Deno.openKv(":memory:");
   const counters = new KvKeyCounters(kv);
   let writes = 0;
   let failNext = false;
+  const broken = new Set<string>();
+  const byOwner = new Map<string, number>();
+  const writesOf = (owner: string) => byOwner.get(owner) ?? 0;
   const counting: KeyCounters = Object.assign(Object.create(counters), {
     recordUsage(owner: string, day: string, added: DayUsage) {
       writes++;
+      byOwner.set(owner, writesOf(owner) + 1);
+      if (broken.has(owner)) return Promise.reject(new Error("access denied"));
       if (failNext) {
         failNext = false;
         return Promise.reject(new Error("throttled"));
@@ -226,4 +231,16 @@ Deno.test("a worker's usage tally writes each key's day once per interval, and k
   });
   assert.equal(usage.get("bob")?.get(today)?.jobs, 2, "the failed write's job counted once");
   assert.ok(lines.some((line) => line.includes("kept for the next write")), "the failure logged");
+
+  // A sum whose every write fails is given up after three, loudly, and nothing else is held up.
+  broken.add("carol");
+  tally.add("carol", today, job("chat"));
+  await eventually(
+    () => lines.some((line) => line.includes("it is lost")),
+    "carol's sum lost",
+    5_000,
+  );
+  assert.equal(writesOf("carol"), 3, "three writes, then given up");
+  await tally.flush();
+  assert.equal(writesOf("carol"), 3, "nothing left to write at the stop");
 });

@@ -189,3 +189,20 @@ backendTest(
     );
   },
 );
+
+backendTest(
+  "a redrive waits for a dead letter a reader holds for a moment, and moves it",
+  async (_t, start) => {
+    const { services: { queue } } = await start();
+    await queue.send("default", { job_id: "held", conversation_id: "c", route: "vllm" });
+    for (const message of await queue.receive(DEFAULT, now)) await queue.deadLetter(message);
+    await depthBecomes(queue, DEFAULT, { waiting: 0, in_flight: 0, dead: 1 });
+    // The worker's sweep reads it and hides it for a moment, as a redrive starts.
+    const read = await queue.receiveDeadLetters(DEFAULT, { maxMessages: 10, hideSeconds: 2 });
+    assert.deepEqual(read.map((t) => t.job_id), ["held"]);
+
+    const result = await queue.redriveDeadLetters(DEFAULT, new Date());
+    assert.deepEqual([result.moved, result.left], [1, 0]);
+    await depthBecomes(queue, DEFAULT, { waiting: 1, in_flight: 0, dead: 0 });
+  },
+);

@@ -228,13 +228,13 @@ export class JobWorker {
         await Promise.allSettled([...this.#running]);
       }
     }
+    await this.#usage.flush(); // first of what remains: a stop cut short keeps the usage
     // Jobs that finished during the grace period may have added deliveries; they share its end.
     await this.#callbacks.drain(graceEnds);
     clearTimeout(timer);
     await receivesEnded;
     await this.#sweeping;
     await leaving;
-    await this.#usage.flush();
     clearInterval(this.#heartbeat);
     // Once more with the last counts, so the runs since the last heartbeat are not lost.
     await this.#record.publish().catch((err) =>

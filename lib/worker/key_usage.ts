@@ -59,17 +59,31 @@ function endOf(run: EndedRun): "succeeded" | "failed" | undefined {
  */
 export const USAGE_FLUSH_MS = 1000;
 
+/** Writes of one sum that may fail before it is given up as lost. */
+const WRITE_TRIES = 3;
+
+/** One key's day of usage, waiting to be written, and the writes of it that failed. */
+interface PendingSum {
+  owner: string;
+  day: string;
+  usage: DayUsage;
+  failed: number;
+}
+
 /**
  * The usage of jobs that ended on this worker, summed per key and day and
  * written every {@linkcode USAGE_FLUSH_MS}; a write that fails is summed into
- * the next, and {@linkcode UsageTally.flush} writes what is left when the
- * worker stops. A worker killed outright loses at most that last second's sum.
+ * the next, up to {@linkcode WRITE_TRIES} writes, and
+ * {@linkcode UsageTally.flush} writes what is left when the worker stops. A
+ * worker killed outright loses at most that last second's sum. (A write that
+ * DynamoDB applied but whose answer was lost is counted twice when made again:
+ * usage is a statistic, not a bill, and the jobs themselves are not affected.)
  */
 export class UsageTally {
   #counters: KeyCounters;
   #logger: Logger;
   #flushMs: number;
-  #pending = new Map<string, { owner: string; day: string; usage: DayUsage }>();
+  #pending = new Map<string, PendingSum>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #writing = new Set<Promise<void>>();
 
@@ -81,24 +95,38 @@ export class UsageTally {
 
   /** Adds usage to its key's day; it is written within {@linkcode USAGE_FLUSH_MS}. */
   add(owner: string, day: string, usage: DayUsage): void {
-    const id = `${owner}\n${day}`;
-    const held = this.#pending.get(id);
-    this.#pending.set(id, { owner, day, usage: held ? addUsage(held.usage, usage) : usage });
-    this.#timer ??= setTimeout(() => this.#write(), this.#flushMs);
+    this.#hold({ owner, day, usage, failed: 0 });
   }
 
-  /** Writes what is summed now and waits for every write under way; what still fails is logged as lost. */
+  /**
+   * Writes what is summed now and waits for every write under way, then once
+   * more for what failed; what fails again is logged as lost.
+   */
   async flush(): Promise<void> {
-    this.#write();
-    await Promise.allSettled([...this.#writing]);
+    for (let round = 0; round < 2; round++) {
+      this.#write();
+      await Promise.allSettled([...this.#writing]);
+    }
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const { usage } of this.#pending.values()) {
-      this.#logger.error("Ended jobs' usage could not be written; it is lost", {
-        jobs: usage.jobs,
-      });
-    }
+    for (const sum of this.#pending.values()) this.#lost(sum);
     this.#pending.clear();
+  }
+
+  #hold(sum: PendingSum): void {
+    const id = `${sum.owner}\n${sum.day}`;
+    const held = this.#pending.get(id);
+    this.#pending.set(
+      id,
+      held
+        ? {
+          ...sum,
+          usage: addUsage(held.usage, sum.usage),
+          failed: Math.max(held.failed, sum.failed),
+        }
+        : sum,
+    );
+    this.#timer ??= setTimeout(() => this.#write(), this.#flushMs);
   }
 
   #write(): void {
@@ -106,16 +134,26 @@ export class UsageTally {
     this.#timer = undefined;
     const sums = [...this.#pending.values()];
     this.#pending.clear();
-    for (const { owner, day, usage } of sums) {
-      const write = this.#counters.recordUsage(owner, day, usage).catch((err) => {
+    for (const sum of sums) {
+      const write = this.#counters.recordUsage(sum.owner, sum.day, sum.usage).catch((err) => {
+        const failed = { ...sum, failed: sum.failed + 1 };
+        if (failed.failed >= WRITE_TRIES) return this.#lost(failed, err);
         this.#logger.warn("Could not write ended jobs' usage; it is kept for the next write", {
-          jobs: usage.jobs,
+          jobs: sum.usage.jobs,
           error: errorMessage(err),
         });
-        this.add(owner, day, usage);
+        this.#hold(failed);
       }).finally(() => this.#writing.delete(write));
       this.#writing.add(write);
     }
+  }
+
+  #lost(sum: PendingSum, err?: unknown): void {
+    this.#logger.error("Ended jobs' usage could not be written; it is lost", {
+      jobs: sum.usage.jobs,
+      writes: sum.failed,
+      ...(err === undefined ? {} : { error: errorMessage(err) }),
+    });
   }
 }
 

@@ -38,6 +38,8 @@ const MAX_DELAY_SECONDS = 900;
 
 /** How long a copying redrive goes on in one call, so it ends well within a Lambda's timeout. */
 const COPY_BUDGET_MS = 15_000;
+/** How long a copying redrive waits before it counts a dead-letter queue that looked empty again. */
+const EMPTY_RECHECK_MS = 250;
 
 /** The base queue name or URL of each lane; each backend's queue is named from it. */
 export type LaneQueues = Readonly<Record<Lane, string>>;
@@ -219,7 +221,7 @@ export class SqsJobQueue implements JobQueue {
     try {
       while (moved < limit && Date.now() < deadline) {
         const batch = await this.#copyBatch(dlqUrl, queueUrl, limit - moved, requestedAt);
-        if (batch === "empty") return { method: "copy", moved, left: 0 };
+        if (batch === "empty") break;
         moved += batch.moved;
         refused.push(...batch.refused);
       }
@@ -252,9 +254,8 @@ export class SqsJobQueue implements JobQueue {
     );
     const received = out.Messages ?? [];
     if (received.length === 0) {
-      const { visible, hidden } = await this.#counts(dlqUrl);
       // Otherwise held by a reader for a moment (the worker's sweep): the caller waits for them.
-      return visible + hidden === 0 ? "empty" : { moved: 0, refused: [] };
+      return await this.#looksEmpty(dlqUrl) ? "empty" : { moved: 0, refused: [] };
     }
     const refused = received.filter((m) => refusedBy(m, requestedAt));
     const messages = received.filter((m) => !refusedBy(m, requestedAt));
@@ -289,6 +290,21 @@ export class SqsJobQueue implements JobQueue {
       );
     }
     return { moved: copied.length, refused };
+  }
+
+  /**
+   * Whether a queue holds no message, visible or hidden: it must count none
+   * twice, a moment apart. The counts come from separate figures, and Moto
+   * reads the clock for each: a message turning visible between the two is
+   * in neither (a redrive once reported a dead letter that was there as gone).
+   */
+  async #looksEmpty(queueUrl: string): Promise<boolean> {
+    for (let look = 0; look < 2; look++) {
+      if (look > 0) await new Promise((resolve) => setTimeout(resolve, EMPTY_RECHECK_MS));
+      const { visible, hidden } = await this.#counts(queueUrl);
+      if (visible + hidden > 0) return false;
+    }
+    return true;
   }
 
   /** Makes messages this redrive read but left visible again at once, for the next one. */
