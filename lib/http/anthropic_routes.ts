@@ -27,9 +27,9 @@ import { clientFailure } from "./error_handler.ts";
 import { type FieldProblem, invalidRequest } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { IDEMPOTENCY_HEADER, idempotencyClaim, REPLAYED_HEADER } from "./idempotency.ts";
-import { waitForJobEnd } from "./job_wait.ts";
+import { replyWait, waitForJobEnd } from "./job_wait.ts";
 import { ModelDirectory, type Target } from "./model_directory.ts";
-import { finishedJob, lambdaEndBy, leadingSystemMessages } from "./openai_routes.ts";
+import { leadingSystemMessages } from "./openai_routes.ts";
 import { idProblem } from "./request_fields.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { type JobSpec, submitJob } from "./submit.ts";
@@ -82,11 +82,11 @@ export function createMessage(
     const backend = services.backends.find((b) => b.name === accepted.route);
     const stopShown = backend !== undefined && showsStop(backend, request);
     const replyOptions = { stopSequences: request.stopSequences, stopShown };
-    // As on the completions route: no timeout while the reply flows, except Lambda's own.
-    const endBy = lambdaEndBy(c.env);
-    const wait = { timeoutMs: config.syncTimeoutMs, idle: true, endBy, signal: c.req.raw.signal };
-    const finished = (job: Parameters<typeof finishedJob>[0]) =>
-      finishedJob(job, accepted.job_id, config.syncTimeoutMs, endBy);
+    const { wait, finished } = replyWait(accepted.job_id, {
+      timeoutMs: config.syncTimeoutMs,
+      env: c.env,
+      signal: c.req.raw.signal,
+    });
 
     if (!request.stream) {
       const job = finished(await waitForJobEnd(store, accepted.job_id, wait));

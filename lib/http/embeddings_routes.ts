@@ -18,9 +18,8 @@ import {
 import { ApiError, invalidRequest } from "./errors.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { IDEMPOTENCY_HEADER, idempotencyClaim, REPLAYED_HEADER } from "./idempotency.ts";
-import { waitForJobEnd } from "./job_wait.ts";
+import { replyWait, waitForJobEnd } from "./job_wait.ts";
 import type { Target } from "./model_directory.ts";
-import { finishedJob, lambdaEndBy } from "./openai_routes.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { type JobSpec, submitJob } from "./submit.ts";
 import { readJson } from "./validation.ts";
@@ -49,14 +48,12 @@ export function createEmbeddings({ services, logger }: RouteDeps): Handler<Gatew
       route: accepted.route,
       inputs: request.count,
     });
-    const endBy = lambdaEndBy(c.env);
-    const last = await waitForJobEnd(store, accepted.job_id, {
+    const { wait, finished } = replyWait(accepted.job_id, {
       timeoutMs: config.syncTimeoutMs,
-      idle: true,
-      endBy,
+      env: c.env,
       signal: c.req.raw.signal,
     });
-    const job = finishedJob(last, accepted.job_id, config.syncTimeoutMs, endBy);
+    const job = finished(await waitForJobEnd(store, accepted.job_id, wait));
     return c.json(embeddingList(await vectorBytes(job, services.blobs), job.embeddings!, {
       model: request.model,
       encodingFormat: request.encodingFormat,

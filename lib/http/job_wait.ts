@@ -1,6 +1,7 @@
 /** Reading a caller's job, and waiting for it to end. */
 import type { Job } from "../core/jobs.ts";
 import { isFinished, type Store } from "../core/store.ts";
+import { ApiError } from "./errors.ts";
 
 /** A job only its owner may see: another key's job reads as missing. */
 export async function ownJob(
@@ -78,4 +79,67 @@ export async function waitForJobEnd(
     options.signal?.removeEventListener("abort", abort);
     await states.return?.(undefined);
   }
+}
+
+/** Time kept back from a Lambda's timeout to end a stream with its error and `[DONE]`. */
+const LAMBDA_MARGIN_MS = 10_000;
+
+/** When a wait on Lambda must end (epoch ms), from the function's remaining time; else undefined. */
+export function lambdaEndBy(env: unknown): number | undefined {
+  const context =
+    (env as { lambdaContext?: { getRemainingTimeInMillis?: () => number } } | undefined)
+      ?.lambdaContext;
+  const remaining = context?.getRemainingTimeInMillis?.();
+  return typeof remaining === "number" ? Date.now() + remaining - LAMBDA_MARGIN_MS : undefined;
+}
+
+/** A job that succeeded, or the error that says why there is no reply. */
+export function finishedJob(
+  job: Job | undefined,
+  jobId: string,
+  timeoutMs: number,
+  endBy?: number,
+): Job {
+  if (job?.status === "succeeded") return job;
+  if (job?.status === "failed") {
+    throw new ApiError(502, `Job failed: ${job.error ?? "no reason recorded"}`, {
+      code: "job_failed",
+      jobId,
+    });
+  }
+  if (job?.status === "canceled") {
+    throw new ApiError(409, "Job was canceled", { code: "job_canceled", jobId });
+  }
+  if (endBy !== undefined && Date.now() >= endBy) {
+    throw new ApiError(
+      504,
+      `The function's time is nearly up, so the answer ends here; job ${jobId} goes on: read it with GET /jobs/${jobId}`,
+      { code: "timeout", jobId },
+    );
+  }
+  throw new ApiError(
+    504,
+    `Timed out after ${
+      timeoutMs / 1000
+    } s without progress (SYNC_TIMEOUT_S) waiting for job ${jobId}; it goes on: read it with GET /jobs/${jobId}`,
+    { code: "timeout", jobId },
+  );
+}
+
+/**
+ * How a route that answers with its job's reply waits for it: until the job
+ * ends, or `timeoutMs` (SYNC_TIMEOUT_S) without progress (a reply that keeps
+ * flowing never times out), or, on Lambda, in time to say so before the
+ * function's own timeout; `finished` turns what the wait returned into the
+ * job or the error that says why there is no reply.
+ */
+export function replyWait(
+  jobId: string,
+  options: { timeoutMs: number; env: unknown; signal: AbortSignal },
+): { wait: WaitOptions; finished: (job: Job | undefined) => Job } {
+  const endBy = lambdaEndBy(options.env);
+  return {
+    wait: { timeoutMs: options.timeoutMs, idle: true, endBy, signal: options.signal },
+    finished: (job) => finishedJob(job, jobId, options.timeoutMs, endBy),
+  };
 }

@@ -9,8 +9,7 @@ import { type JobSpec, submitJob } from "./submit.ts";
 import { ApiError, type FieldProblem, invalidRequest } from "./errors.ts";
 import { clientFailure } from "./error_handler.ts";
 import type { GatewayEnv } from "./http_context.ts";
-import { waitForJobEnd } from "./job_wait.ts";
-import type { Job } from "../core/jobs.ts";
+import { replyWait, waitForJobEnd } from "./job_wait.ts";
 import { type ChatMessage, replyMessage } from "../core/messages.ts";
 import {
   type ChunkDelta,
@@ -88,12 +87,11 @@ export function createCompletion(
     });
     const id = `chatcmpl-${accepted.job_id}`;
     const model = request.model ?? accepted.model;
-    // The wait ends after SYNC_TIMEOUT_S without progress: a reply that keeps flowing never times
-    // out, except on Lambda, where it ends in time to say so before the function's own timeout.
-    const endBy = lambdaEndBy(c.env);
-    const wait = { timeoutMs: config.syncTimeoutMs, idle: true, endBy, signal: c.req.raw.signal };
-    const finished = (job: Job | undefined) =>
-      finishedJob(job, accepted.job_id, config.syncTimeoutMs, endBy);
+    const { wait, finished } = replyWait(accepted.job_id, {
+      timeoutMs: config.syncTimeoutMs,
+      env: c.env,
+      signal: c.req.raw.signal,
+    });
 
     if (!request.stream) {
       const job = finished(await waitForJobEnd(store, accepted.job_id, wait));
@@ -277,49 +275,4 @@ function memoryModeProblems(messages: readonly ChatMessage[]): FieldProblem[] {
 export function leadingSystemMessages(messages: readonly ChatMessage[]): ChatMessage[] {
   const end = messages.findIndex((m) => m.role !== "system");
   return messages.slice(0, end < 0 ? messages.length : end).slice(0, messages.length - 1);
-}
-
-/** Time kept back from a Lambda's timeout to end a stream with its error and `[DONE]`. */
-const LAMBDA_MARGIN_MS = 10_000;
-
-/** When a wait on Lambda must end (epoch ms), from the function's remaining time; else undefined. */
-export function lambdaEndBy(env: unknown): number | undefined {
-  const context =
-    (env as { lambdaContext?: { getRemainingTimeInMillis?: () => number } } | undefined)
-      ?.lambdaContext;
-  const remaining = context?.getRemainingTimeInMillis?.();
-  return typeof remaining === "number" ? Date.now() + remaining - LAMBDA_MARGIN_MS : undefined;
-}
-
-/** A job that succeeded, or the error that says why there is no reply. */
-export function finishedJob(
-  job: Job | undefined,
-  jobId: string,
-  timeoutMs: number,
-  endBy?: number,
-): Job {
-  if (job?.status === "succeeded") return job;
-  if (job?.status === "failed") {
-    throw new ApiError(502, `Job failed: ${job.error ?? "no reason recorded"}`, {
-      code: "job_failed",
-      jobId,
-    });
-  }
-  if (job?.status === "canceled") {
-    throw new ApiError(409, "Job was canceled", { code: "job_canceled", jobId });
-  }
-  if (endBy !== undefined && Date.now() >= endBy) {
-    throw new ApiError(
-      504,
-      `The function's time is nearly up, so the answer ends here; job ${jobId} goes on: read it with GET /jobs/${jobId}`,
-      { code: "timeout", jobId },
-    );
-  }
-  throw new ApiError(
-    504,
-    `Timed out after ${
-      timeoutMs / 1000
-    } s without progress (SYNC_TIMEOUT_S) waiting for job ${jobId}; it goes on: read it with GET /jobs/${jobId}`,
-    { code: "timeout", jobId },
-  );
 }

@@ -12,8 +12,8 @@ import { ApiError, invalidRequest } from "./errors.ts";
 import { clientFailure } from "./error_handler.ts";
 import type { GatewayEnv } from "./http_context.ts";
 import { IDEMPOTENCY_HEADER, idempotencyClaim, REPLAYED_HEADER } from "./idempotency.ts";
-import { waitForJobEnd } from "./job_wait.ts";
-import { finishedJob, lambdaEndBy, restarted } from "./openai_routes.ts";
+import { replyWait, waitForJobEnd } from "./job_wait.ts";
+import { restarted } from "./openai_routes.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { storedFacts, storedResponse, withReferencedItems } from "./responses_history.ts";
 import { responseJobSpec, responseRecord } from "./responses_jobs.ts";
@@ -67,12 +67,11 @@ export function createResponse(
       record: responseRecord(request),
       conversation: request.conversation,
     };
-    // As for a chat completion: the wait ends after SYNC_TIMEOUT_S without progress, or in time
-    // on Lambda to say so before the function's own timeout.
-    const endBy = lambdaEndBy(c.env);
-    const wait = { timeoutMs: config.syncTimeoutMs, idle: true, endBy, signal: c.req.raw.signal };
-    const finished = (job: Parameters<typeof finishedJob>[0]) =>
-      finishedJob(job, accepted.job_id, config.syncTimeoutMs, endBy);
+    const { wait, finished } = replyWait(accepted.job_id, {
+      timeoutMs: config.syncTimeoutMs,
+      env: c.env,
+      signal: c.req.raw.signal,
+    });
 
     if (!request.stream) {
       const job = finished(await waitForJobEnd(store, accepted.job_id, wait));
